@@ -1,0 +1,46 @@
+# podmedic developer entry points. Everything runs from a local virtualenv (.venv).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8443
+PYTEST_ARGS ?=
+
+.PHONY: venv run test soak bench toolbox certs clean
+
+# The stamp is the console script: re-installed when pyproject.toml changes.
+$(BIN)/podmedic: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/podmedic
+
+certs/tls.crt: | $(BIN)/podmedic
+	$(BIN)/podmedic certs init --out certs --service podmedic --namespace podmedic-system --host 127.0.0.1 --host localhost
+
+certs: certs/tls.crt
+
+run: venv certs/tls.crt
+	@echo "podmedic: serving https://127.0.0.1:$(PORT)/mutate -- try:"
+	@echo "  curl --cacert certs/ca.crt -H 'Content-Type: application/json' --data @examples/review.json https://127.0.0.1:$(PORT)/mutate"
+	$(BIN)/podmedic serve --bind 127.0.0.1:$(PORT) \
+	  --tls-cert-file certs/tls.crt --tls-private-key-file certs/tls.key \
+	  --namespaces-file examples/namespaces.yaml
+
+# The in-pod toolbox: the package's scripts plus static busybox and tini from Debian's
+# busybox-static and tini packages (installed by .ci/run; `apt-get install busybox-static tini`).
+toolbox: venv
+	$(BIN)/podmedic toolbox build build/toolbox
+
+test: venv
+	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
+
+soak: venv
+	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
+
+bench: venv certs/tls.crt
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
