@@ -22,12 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"podmedic {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from webhook import certs, manifests, server, toolbox
+    from webhook import certs, logdir, server, toolbox
 
-    server.register(sub)
-    certs.register(sub)
-    toolbox.register(sub)
-    manifests.register(sub)
+    for module in (server, certs, toolbox, logdir):
+        module.register(sub)
     return parser
 
 

@@ -1,0 +1,125 @@
+"""Shared fixtures: dev certificates from the real CLI and the real server (gunicorn, TLS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def podmedic(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI as a user would."""
+    return subprocess.run([sys.executable, "-m", "webhook.cli", *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=120, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def certs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("certs")
+    done = podmedic("certs", "init", "--out", str(out), "--host", "127.0.0.1", "--host", "localhost")
+    assert done.returncode == 0, done.stderr + done.stdout
+    return out
+
+
+@dataclass
+class RunningServer:
+    url: str
+    ca: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+    session: requests.Session
+
+    def post(self, body: Any, content_type: str = "application/json") -> requests.Response:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return self.session.post(self.url + "/mutate", data=data, headers={"Content-Type": content_type},
+                                 timeout=10)
+
+    def get(self, path: str) -> requests.Response:
+        return self.session.get(self.url + path, timeout=10)
+
+    def audit_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{") and '"audit":"podmedic"' in line:
+                lines.append(json.loads(line))
+        return lines
+
+    def audit_for(self, uid: str, timeout: float = 5.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.audit_lines():
+                if line.get("uid") == uid:
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"no audit line for {uid}")
+
+
+def start_server(tmp: Path, certs: Path, *extra: str, env: dict[str, str] | None = None,
+                 wait_ready: bool = True) -> RunningServer:
+    """Start `podmedic serve` exactly as the image does, on a free port; wait until /readyz."""
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    args = ["serve", "--bind", f"127.0.0.1:{port}", "--tls-cert-file", str(certs / "tls.crt"),
+            "--tls-private-key-file", str(certs / "tls.key"), *extra]
+    if "--namespaces-file" not in extra and "--kubeconfig" not in extra:
+        args += ["--namespaces-file", str(DATA / "namespaces.yaml")]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "webhook.cli", *args], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
+    session = requests.Session()
+    session.verify = str(certs / "ca.crt")
+    server = RunningServer(f"https://127.0.0.1:{port}", certs / "ca.crt", proc, log, session)
+    deadline = time.monotonic() + 30
+    while wait_ready:
+        if proc.poll() is not None:
+            raise AssertionError("server exited:\n" + log.read_text())
+        try:
+            if server.get("/readyz").status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            stop_server(server)
+            raise AssertionError("server not ready in 30 s:\n" + log.read_text())
+        time.sleep(0.1)
+    return server
+
+
+def stop_server(server: RunningServer) -> None:
+    server.session.close()
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, certs_dir: Path) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("server"), certs_dir)
+    yield running
+    stop_server(running)

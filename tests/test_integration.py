@@ -1,0 +1,189 @@
+"""Integration with a real kube-apiserver v1.36 + etcd (../shared/kube-apiserver): the webhook
+is registered, pods are created through the API server, and what it stored is asserted. This is
+the only proof that a patch is accepted by the real validation and Pod Security admission."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, start_server, stop_server
+
+pytestmark = pytest.mark.integration
+
+KUBE = ROOT.parent / "shared" / "kube-apiserver"
+PREFIX = "podmedic.io/"
+
+
+def _missing() -> str | None:
+    if not (KUBE / "start").exists():
+        return f"no real kube-apiserver at {KUBE} (../shared is missing)"
+    for tool in ("kubectl", "openssl", "xz", "curl"):
+        if not shutil.which(tool):
+            return f"{tool} is not installed"
+    return None
+
+
+class Cluster:
+    def __init__(self, state: Path):
+        self.state = state
+        self.env = {**os.environ, "KUBECONFIG": str(state / "kubeconfig")}
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(["kubectl", *args], input=input, text=True, capture_output=True, env=self.env, timeout=60)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
+        return done
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+    def namespace(self, annotations: dict[str, str], labels: dict[str, str] | None = None) -> str:
+        name = "it-" + uuid.uuid4().hex[:8]
+        self.apply({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": name, "annotations": annotations, "labels": labels or {}}})
+        self.kubectl("-n", name, "create", "serviceaccount", "default")
+        return name
+
+    def create_pod(self, namespace: str, pod: dict[str, Any], *, dry_run: bool = False) -> subprocess.CompletedProcess[str]:
+        args = ["-n", namespace, "create", "-f", "-", "-o", "json"]
+        if dry_run:
+            args.append("--dry-run=server")
+        return self.kubectl(*args, input=json.dumps(pod), check=False)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("kube")
+    done = subprocess.run([str(KUBE / "start"), str(state)], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        pytest.fail("kube-apiserver did not start: " + done.stderr[-2000:])
+    yield Cluster(state)
+    subprocess.run([str(KUBE / "stop"), str(state), "--wipe"], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def webhook(cluster: Cluster, certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real server, watching namespaces through the real API, registered as a webhook."""
+    server = start_server(tmp_path_factory.mktemp("it-server"), certs_dir, "--kubeconfig",
+                          str(cluster.state / "kubeconfig"))
+    ca = base64.b64encode((certs_dir / "ca.crt").read_bytes()).decode()
+    cluster.apply({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "podmedic"},
+        "webhooks": [{
+            "name": "inject.podmedic.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Fail", "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 5,
+            "clientConfig": {"url": server.url + "/mutate", "caBundle": ca},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
+            "matchConditions": [{"name": "not-opted-out", "expression":
+                                 f"!has(object.metadata.annotations) || !('{PREFIX}inject' in object.metadata.annotations)"
+                                 f" || object.metadata.annotations['{PREFIX}inject'] != 'disabled'"}],
+        }],
+    })
+    # New webhook configurations take effect after ~0.1-1 s: poll a dry-run until mutated.
+    probe_ns = cluster.namespace({PREFIX + "inject": "enabled"})
+    deadline = time.monotonic() + 30
+    while True:
+        done = cluster.create_pod(probe_ns, _pod("probe"), dry_run=True)
+        if done.returncode == 0 and "readinessProbe" in done.stdout:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail("webhook never took effect: " + done.stderr + server.log.read_text()[-2000:])
+        time.sleep(0.3)
+    yield server
+    stop_server(server)
+
+
+def _pod(name: str | None, **spec: Any) -> dict[str, Any]:
+    container = {"name": "app", "image": "registry.example/app:1", "command": ["/app", "--serve"],
+                 "ports": [{"containerPort": 8080}]}
+    container.update(spec.pop("container", {}))
+    metadata: dict[str, Any] = {"name": name} if name else {"generateName": "web-5d8c9-"}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {"containers": [container], **spec}}
+
+
+def _created(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_all_features_accepted_by_the_api_server(cluster, webhook):
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    pod = _created(cluster.create_pod(ns, _pod(None)))
+    assert pod["metadata"]["name"].startswith("web-5d8c9-")  # generateName: no name at admission
+    app = pod["spec"]["containers"][0]
+    assert app["command"][0].startswith("/podmedic/") and app["command"][-2:] == ["/app", "--serve"]
+    assert {"readinessProbe", "livenessProbe"} <= set(app)
+    assert app["lifecycle"]["preStop"]["exec"]["command"]
+    mounts = {m["name"]: m for m in app["volumeMounts"]}
+    assert mounts["podmedic-logs"]["subPathExpr"] == f"{ns}_$(PODMEDIC_POD_NAME)_$(PODMEDIC_POD_UID)/app"
+    assert mounts["podmedic-toolbox"]["readOnly"] is True
+    assert [c["name"] for c in pod["spec"]["initContainers"]][:2] == ["podmedic-logdir", "podmedic-toolbox"]
+    assert PREFIX + "status" in pod["metadata"]["annotations"]
+    line = webhook.audit_for(_uid_of(webhook, pod["metadata"]["name"][:10]))
+    assert line["outcome"] == "patched"
+
+
+def _uid_of(server, generate_prefix: str) -> str:
+    for line in reversed(server.audit_lines()):
+        if (line.get("generateName") or "").startswith(generate_prefix) and line.get("outcome") == "patched":
+            return line["uid"]
+    raise AssertionError("no audit line")
+
+
+@pytest.mark.parametrize("level", ["baseline", "restricted"])
+def test_pod_security_namespaces_get_no_hostpath_and_pod_is_admitted(cluster, webhook, level):
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"},
+                           {"pod-security.kubernetes.io/enforce": level})
+    restricted_ok = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+                     "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
+    done = cluster.create_pod(ns, _pod("secure", container={"securityContext": restricted_ok}))
+    pod = _created(done)
+    assert not any("hostPath" in v for v in pod["spec"].get("volumes", []))
+    assert "readinessProbe" in pod["spec"]["containers"][0]
+    assert "pod-security" not in done.stderr  # no PSA warnings caused by podmedic's additions
+
+
+def test_reinvocation_and_reapply_add_nothing(cluster, webhook):
+    ns = cluster.namespace({PREFIX + "inject": "enabled"})
+    pod = _created(cluster.create_pod(ns, _pod("once")))
+    for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields"):
+        pod["metadata"].pop(key, None)
+    pod.pop("status", None)
+    pod["metadata"]["name"] = "twice"
+    again = _created(cluster.create_pod(ns, pod))
+    assert [c["name"] for c in again["spec"]["initContainers"]] == [c["name"] for c in pod["spec"]["initContainers"]]
+    assert again["spec"]["containers"][0]["env"] == pod["spec"]["containers"][0]["env"]
+    assert len(again["spec"]["volumes"]) == len(pod["spec"]["volumes"])
+
+
+def test_not_opted_in_and_opted_out(cluster, webhook):
+    plain = cluster.namespace({})
+    pod = _created(cluster.create_pod(plain, _pod("plain")))
+    assert "readinessProbe" not in pod["spec"]["containers"][0]
+    enabled = cluster.namespace({PREFIX + "inject": "enabled"})
+    opted_out = _pod("out")
+    opted_out["metadata"]["annotations"] = {PREFIX + "inject": "disabled"}
+    pod = _created(cluster.create_pod(enabled, opted_out))
+    assert "readinessProbe" not in pod["spec"]["containers"][0]
+
+
+def test_dry_run_is_mutated_too(cluster, webhook):
+    ns = cluster.namespace({PREFIX + "inject": "enabled"})
+    pod = _created(cluster.create_pod(ns, _pod("dry"), dry_run=True))
+    assert "readinessProbe" in pod["spec"]["containers"][0]
+    assert cluster.kubectl("-n", ns, "get", "pod", "dry", check=False).returncode != 0

@@ -1,0 +1,301 @@
+"""The mutation matrix (issue 4): every pod shape x feature switches, run through the same
+engine the webhook uses; each patch is applied to the original and validated (API rules +
+Kubernetes 1.36 schema), and re-injecting the result adds nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from tests import pods
+from tests.pods import apply_checked, container
+from webhook import config as config_mod
+from webhook import delivery, engine
+from webhook.namespaces import Namespace, StaticSource
+
+CONFIG = config_mod.load()
+ALL_ON = {"podmedic.io/inject": "enabled", "podmedic.io/supervisor": "enabled"}
+PREFIX = "podmedic.io/"
+
+
+def run(pod: dict[str, Any], annotations: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+        namespace: str = "demo") -> tuple[dict[str, Any], engine.Outcome]:
+    ns = Namespace(namespace, annotations if annotations is not None else dict(ALL_ON), labels or {})
+    outcome = engine.inject(copy.deepcopy(pod), StaticSource([ns]).get(namespace), CONFIG)
+    mutated = apply_checked(pod, outcome.ops)
+    again = engine.inject(copy.deepcopy(mutated), StaticSource([ns]).get(namespace), CONFIG)
+    assert again.ops == [], "re-injecting an injected pod must add nothing"
+    return mutated, outcome
+
+
+def reasons(outcome: engine.Outcome, container: str | None = None) -> dict[str, str]:
+    return {d.feature: d.reason.value for d in outcome.report.decisions if d.container == container}
+
+
+def c0(p: dict[str, Any]) -> dict[str, Any]:
+    return p["spec"]["containers"][0]
+
+
+def mounts(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["name"]: m for m in c.get("volumeMounts", [])}
+
+
+def test_everything_on_a_bare_pod():
+    original = pods.pod(container(command=["/app"], args=["-v"], ports=[{"containerPort": 80}]))
+    mutated, outcome = run(original)
+    app = c0(mutated)
+    assert reasons(outcome, "app") == {"supervisor": "injected", "probes": "injected", "logs": "injected",
+                                       "forensics": "injected"}
+    # supervisor: wrapper prefix, then the original command; args untouched
+    assert app["command"][-1] == "/app" and app["command"][0].startswith("/podmedic/")
+    assert "--" in app["command"] and app["args"] == ["-v"]
+    # a held container must not be killed by an injected liveness probe; readiness follows the app
+    assert "pmctl" in " ".join(app["livenessProbe"]["exec"]["command"])
+    assert app["readinessProbe"]["tcpSocket"] == {"port": 80}
+    # log dir: hostPath under the admin's root, per-incarnation subPathExpr over downward-API env
+    volumes = {v["name"]: v for v in mutated["spec"]["volumes"]}
+    assert volumes["podmedic-logs"]["hostPath"] == {"path": "/mnt/cephfs/podmedic", "type": "DirectoryOrCreate"}
+    logs = mounts(app)["podmedic-logs"]
+    assert logs["mountPath"] == "/var/log/podmedic"
+    assert logs["subPathExpr"] == "demo_$(PODMEDIC_POD_NAME)_$(PODMEDIC_POD_UID)/app"
+    env = {e["name"]: e for e in app["env"]}
+    assert env["PODMEDIC_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["PODMEDIC_POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
+    # toolbox: read-only mount, one init container placed first
+    assert mounts(app)["podmedic-toolbox"] == {"name": "podmedic-toolbox", "mountPath": "/podmedic", "readOnly": True}
+    inits = [c["name"] for c in mutated["spec"]["initContainers"]]
+    assert sorted(inits[:2]) == ["podmedic-logdir", "podmedic-toolbox"]
+    toolbox_init = next(c for c in mutated["spec"]["initContainers"] if c["name"] == "podmedic-toolbox")
+    sc = toolbox_init["securityContext"]
+    assert sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"] == {"drop": ["ALL"]}
+    assert toolbox_init["resources"]["limits"]
+    # preStop forensics into the log directory
+    pre = app["lifecycle"]["preStop"]["exec"]["command"]
+    assert "/var/log/podmedic" in pre
+    status = json.loads(mutated["metadata"]["annotations"][PREFIX + "status"])
+    assert set(status["containers"]["app"]) == {"supervisor", "probes", "logs", "forensics"}
+
+
+def test_controller_made_pod():
+    original = pods.controller_pod()
+    mutated, outcome = run(original)
+    assert "generateName" in mutated["metadata"] and "name" not in mutated["metadata"]
+    assert mutated["metadata"]["managedFields"] == original["metadata"]["managedFields"]
+    assert reasons(outcome, "web")["supervisor"] == "injected"
+
+
+@pytest.mark.parametrize("shape,expected", [
+    ({"command": ["/bin/app"], "args": ["--x"]}, "injected"),
+    ({"args": ["--x"]}, "entrypoint-unknown"),
+    ({}, "entrypoint-unknown"),
+])
+def test_supervisor_needs_a_known_entrypoint(shape, expected):
+    original = pods.pod(container(ports=[{"containerPort": 80}], **shape))
+    mutated, outcome = run(original)
+    assert reasons(outcome, "app")["supervisor"] == expected
+    if expected != "injected":
+        assert c0(mutated).get("command") == original["spec"]["containers"][0].get("command")
+        assert any("image entrypoint unknown; set command or podmedic.io/entrypoint" in w
+                   for w in outcome.report.warnings(PREFIX))
+
+
+def test_entrypoint_annotation_per_container():
+    original = pods.pod(container("web", args=["serve"], ports=[{"containerPort": 80}]), container("side"),
+                        annotations={PREFIX + "entrypoint.web": '["/docker-entrypoint.sh", "nginx"]'})
+    mutated, outcome = run(original)
+    web, side = mutated["spec"]["containers"]
+    assert web["command"][-2:] == ["/docker-entrypoint.sh", "nginx"] and web["args"] == ["serve"]
+    assert reasons(outcome, "side")["supervisor"] == "entrypoint-unknown"
+    assert "command" not in side
+
+
+def test_several_containers_and_native_sidecar():
+    original = pods.pod(container("a", command=["a"], ports=[{"containerPort": 1}]),
+                        container("b", command=["b"], ports=[{"containerPort": 2}]),
+                        initContainers=[container("mesh", restartPolicy="Always", ports=[{"containerPort": 3}]),
+                                        container("setup", command=["setup"])])
+    mutated, outcome = run(original)
+    names = [c["name"] for c in mutated["spec"]["initContainers"]]
+    assert names.count("podmedic-toolbox") == 1 and names[-2:] == ["mesh", "setup"]
+    assert reasons(outcome, "mesh") == {"probes": "injected"}  # sidecars: probes only
+    assert reasons(outcome, "setup") == {}
+    for c in mutated["spec"]["containers"]:
+        assert c["command"][0].startswith("/podmedic/")
+        assert mounts(c)["podmedic-logs"]["subPathExpr"].endswith("/" + c["name"])
+
+
+@pytest.mark.parametrize("pre_stop,reason", [
+    ({"exec": {"command": ["/bin/drain", "--wait", "5"]}}, "injected"),
+    ({"httpGet": {"path": "/quit", "port": 80}}, "prestop-not-exec"),
+    ({"tcpSocket": {"port": 80}}, "prestop-not-exec"),
+    ({"sleep": {"seconds": 5}}, "prestop-not-exec"),
+])
+def test_existing_prestop(pre_stop, reason):
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}],
+                                  lifecycle={"preStop": pre_stop, "postStart": {"exec": {"command": ["true"]}}}))
+    mutated, outcome = run(original)
+    assert reasons(outcome, "app")["forensics"] == reason
+    hook = c0(mutated)["lifecycle"]
+    assert hook["postStart"] == {"exec": {"command": ["true"]}}
+    if reason == "injected":
+        command = hook["preStop"]["exec"]["command"]
+        assert command[:3] == ["/podmedic/bin/busybox", "sh", "-c"]
+        assert command[-3:] == ["/bin/drain", "--wait", "5"]  # user's command, arguments unchanged
+    else:
+        assert hook["preStop"] == pre_stop
+
+
+@pytest.mark.parametrize("grace,budget", [(30, 10), (12, 7), (8, 3)])
+def test_forensics_budget_fits_the_grace_period(grace, budget):
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]), terminationGracePeriodSeconds=grace)
+    mutated, outcome = run(original)
+    command = " ".join(c0(mutated)["lifecycle"]["preStop"]["exec"]["command"])
+    assert str(budget) in command
+    shrunk = [d for d in outcome.report.decisions if d.reason.value == "grace-too-short"]
+    assert bool(shrunk) == (budget < 10)
+
+
+def test_grace_too_short_skips_forensics():
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]), terminationGracePeriodSeconds=3)
+    mutated, outcome = run(original)
+    assert reasons(outcome, "app")["forensics"] == "grace-too-short"
+    assert "lifecycle" not in c0(mutated)
+
+
+def test_existing_probes_are_kept():
+    probe = {"httpGet": {"path": "/ok", "port": 80}, "periodSeconds": 2}
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}], livenessProbe=probe))
+    mutated, outcome = run(original)
+    assert c0(mutated)["livenessProbe"] == probe
+
+
+@pytest.mark.parametrize("volume", ["podmedic-toolbox", "podmedic-logs", "podmedic-state"])
+def test_volume_named_like_ours_skips_toolbox_and_logs(volume):
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
+                        volumes=[{"name": volume, "emptyDir": {}}])
+    mutated, outcome = run(original)
+    r = reasons(outcome, "app")
+    assert r["supervisor"] == r["forensics"] == r["logs"] == "name-conflict"
+    assert r["probes"] == "injected"
+    assert [v["name"] for v in mutated["spec"]["volumes"]] == [volume]
+
+
+def test_mounts_placed_like_ours_skip_that_container_only():
+    original = pods.pod(
+        container("a", command=["a"], ports=[{"containerPort": 1}],
+                  volumeMounts=[{"name": "data", "mountPath": "/var/log/podmedic"}, {"name": "data2", "mountPath": "/podmedic"}]),
+        container("b", command=["b"], ports=[{"containerPort": 2}]),
+        volumes=[{"name": "data", "emptyDir": {}}, {"name": "data2", "emptyDir": {}}])
+    mutated, outcome = run(original)
+    assert reasons(outcome, "a")["logs"] == "mount-conflict"
+    assert reasons(outcome, "a")["supervisor"] == reasons(outcome, "a")["forensics"] == "mount-conflict"
+    assert reasons(outcome, "b")["logs"] == "injected"
+
+
+def test_env_conflict_skips_logs():
+    original = pods.pod(container(command=["/app"], env=[{"name": "PODMEDIC_POD_NAME", "value": "x"}]))
+    mutated, outcome = run(original)
+    assert reasons(outcome, "app")["logs"] == "env-conflict"
+
+
+def test_run_as_non_root_pod():
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
+                        securityContext={"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 2000})
+    mutated, outcome = run(original)
+    inits = {c["name"]: c for c in mutated["spec"]["initContainers"]}
+    assert inits["podmedic-toolbox"]["securityContext"]["runAsUser"] != 0
+    # the log dir preparer runs as its owner (root) explicitly, overriding the pod's runAsNonRoot
+    assert inits["podmedic-logdir"]["securityContext"]["runAsNonRoot"] is False
+
+
+@pytest.mark.parametrize("level,logs", [(None, "injected"), ("privileged", "injected"),
+                                        ("baseline", "psa-forbids-hostpath"), ("restricted", "psa-forbids-hostpath")])
+def test_pod_security_levels(level, logs):
+    labels = {"pod-security.kubernetes.io/enforce": level} if level else {}
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]))
+    mutated, outcome = run(original, labels=labels)
+    assert reasons(outcome, "app")["logs"] == logs
+    hostpaths = [v for v in mutated["spec"].get("volumes", []) if "hostPath" in v]
+    assert bool(hostpaths) == (logs == "injected")
+    if logs != "injected":
+        assert not any(c["name"] == delivery.LOGDIR_INIT for c in mutated["spec"]["initContainers"])
+        # forensics falls back to the termination message
+        assert "/var/log/podmedic" not in " ".join(c0(mutated)["lifecycle"]["preStop"]["exec"]["command"])
+
+
+@pytest.mark.parametrize("feature", ["probes", "supervisor", "logs", "forensics"])
+def test_each_feature_alone(feature):
+    annotations = {PREFIX + "inject": "enabled"}
+    for f in ("probes", "supervisor", "logs", "forensics"):
+        annotations[PREFIX + f] = "enabled" if f == feature else "disabled"
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]))
+    mutated, outcome = run(original, annotations)
+    applied = {d.feature for d in outcome.report.decisions if d.applied}
+    assert applied == {feature}
+    uses_toolbox = feature in ("supervisor", "forensics")
+    assert any(c["name"] == "podmedic-toolbox" for c in mutated["spec"].get("initContainers", [])) == uses_toolbox
+
+
+def test_log_root_per_namespace_and_tenant_cannot_choose_host_path():
+    cfg = config_mod.from_mapping({**_raw_config(), "logs": {"hostRoot": "/mnt/cephfs/podmedic",
+                                                           "namespaceRoots": {"team-a": "/mnt/cephfs/team-a"}}})
+    original = pods.pod(container(command=["/app"]), annotations={PREFIX + "log-path": "/data/logs",
+                                                                 PREFIX + "log-root": "/etc"})
+    ns = Namespace("team-a", {PREFIX + "inject": "enabled", PREFIX + "host-path": "/"}, {})
+    outcome = engine.inject(copy.deepcopy(original), StaticSource([ns]).get("team-a"), cfg)
+    mutated = apply_checked(original, outcome.ops)
+    hostpaths = [v["hostPath"]["path"] for v in mutated["spec"]["volumes"] if "hostPath" in v]
+    assert hostpaths == ["/mnt/cephfs/team-a"]
+    assert mounts(c0(mutated))["podmedic-logs"]["mountPath"] == "/data/logs"
+
+
+@pytest.mark.parametrize("path", ["relative/logs", "/var/../etc", "/var/log/", "/", "/a//b"])
+def test_log_path_must_be_absolute_and_normalised(path):
+    original = pods.pod(container(command=["/app"]), annotations={PREFIX + "log-path": path})
+    mutated, outcome = run(original)
+    assert reasons(outcome, "app")["logs"] == "invalid-value"
+    assert "podmedic-logs" not in mounts(c0(mutated))
+
+
+def test_already_injected_pod_is_left_alone():
+    mutated, _ = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}])))
+    ns = Namespace("demo", {PREFIX + "inject": "enabled", PREFIX + "probes": "disabled"}, {})
+    again = engine.inject(copy.deepcopy(mutated), StaticSource([ns]).get("demo"), CONFIG)
+    assert again.ops == [] and again.report.decisions[0].reason.value == "already-injected"
+
+
+def test_marker_stripped_still_never_duplicates():
+    mutated, _ = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}])))
+    del mutated["metadata"]["annotations"][PREFIX + "status"]
+    ns = Namespace("demo", dict(ALL_ON), {})
+    outcome = engine.inject(copy.deepcopy(mutated), StaticSource([ns]).get("demo"), CONFIG)
+    twice = apply_checked(mutated, outcome.ops)
+    assert twice["spec"]["initContainers"] == mutated["spec"]["initContainers"]
+    assert twice["spec"]["volumes"] == mutated["spec"]["volumes"]
+    assert c0(twice)["command"] == c0(mutated)["command"]
+    assert c0(twice)["env"] == c0(mutated)["env"]
+
+
+def test_mutator_error_skips_only_that_feature(monkeypatch):
+    def boom(ctx, target, patch):
+        patch.set(target.path + ("tty",), True)  # emitted, then rolled back
+        raise RuntimeError("bug")
+
+    features = tuple(engine.Feature(f.name, boom if f.name == "logs" else f.mutate, f.targets)
+                     for f in engine.FEATURES)
+    monkeypatch.setattr(engine, "FEATURES", features)
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]))
+    mutated, outcome = run(original)
+    assert reasons(outcome, "app")["logs"] == "mutator-error"
+    assert reasons(outcome, "app")["probes"] == "injected"
+    assert "tty" not in c0(mutated) and "podmedic-logs" not in mounts(c0(mutated))
+    deny = config_mod.from_mapping({**_raw_config(), "onError": "deny"})
+    denied = engine.inject(copy.deepcopy(original), StaticSource([Namespace("demo", ALL_ON, {})]).get("demo"), deny)
+    assert denied.denied and denied.ops == []
+
+
+def _raw_config() -> dict[str, Any]:
+    return config_mod._embedded()

@@ -1,0 +1,167 @@
+"""AdmissionReview v1 in, AdmissionReview v1 out: the webhook's pure core.
+
+No Flask, no sockets: `handle()` takes the raw body and its content type and returns the HTTP
+status, the JSON answer and the audit record. The HTTP shell (app.py) only moves bytes. Every
+failure path is explicit: a malformed review gets a 400 naming the problem (the API server
+logs it), never a 500 or a traceback; a review that cannot be injected safely is allowed
+unpatched with a warning.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from webhook import engine, verify
+from webhook.config import GlobalConfig
+from webhook.namespaces import Lookup
+from webhook.reasons import Reason
+from webhook.report import Decision, Report
+
+API_VERSION = "admission.k8s.io/v1"
+
+
+class BadReview(ValueError):
+    """The body is not a usable AdmissionReview; the message names the problem."""
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    audit: dict[str, Any] | None = None
+    report: Report = field(default_factory=Report)
+
+
+def decode(body: bytes, content_type: str | None, max_bytes: int) -> dict[str, Any]:
+    """The `request` of a valid AdmissionReview v1, or BadReview."""
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if mime != "application/json":
+        raise BadReview(f"content type must be application/json, got {content_type or 'none'!r}")
+    if len(body) > max_bytes:
+        raise BadReview(f"body of {len(body)} bytes exceeds the limit of {max_bytes}")
+    if not body:
+        raise BadReview("empty body")
+    try:
+        review = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadReview(f"body is not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(review, dict):
+        raise BadReview("body must be a JSON object (an AdmissionReview)")
+    if review.get("apiVersion") != API_VERSION or review.get("kind") != "AdmissionReview":
+        raise BadReview(f"expected apiVersion {API_VERSION} kind AdmissionReview, got "
+                        f"{str(review.get('apiVersion'))[:64]!r} {str(review.get('kind'))[:64]!r}")
+    request = review.get("request")
+    if not isinstance(request, dict):
+        raise BadReview("AdmissionReview has no request object")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise BadReview("request.uid is missing or not a string")
+    return request
+
+
+def is_pod_create(request: dict[str, Any]) -> bool:
+    kind = request.get("kind")
+    return (isinstance(kind, dict) and kind.get("kind") == "Pod" and kind.get("group", "") == ""
+            and request.get("operation") == "CREATE" and not request.get("subResource"))
+
+
+def response(uid: str, *, ops: list[dict[str, Any]] | None = None, warnings: list[str] | None = None,
+             audit_annotations: dict[str, str] | None = None, denied: str | None = None) -> dict[str, Any]:
+    """The AdmissionReview answer: patchType only when something changes."""
+    resp: dict[str, Any] = {"uid": uid, "allowed": denied is None}
+    if denied is not None:
+        resp["status"] = {"code": 403, "message": denied}
+    if ops:
+        resp["patchType"] = "JSONPatch"
+        resp["patch"] = base64.b64encode(json.dumps(ops, separators=(",", ":")).encode()).decode()
+    if warnings:
+        resp["warnings"] = warnings
+    if audit_annotations:
+        resp["auditAnnotations"] = audit_annotations
+    return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": resp}
+
+
+def error_body(message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400,
+            "reason": "BadRequest", "message": message}
+
+
+def _summary(report: Report) -> str:
+    """A compact auditAnnotation value: `app=probes; app/logs=psa-forbids-hostpath`."""
+    injected = [f"{d.container}={d.feature}" for d in report.decisions if d.applied]
+    skipped = [f"{d.container or '-'}/{d.feature}={d.reason.value}" for d in report.decisions
+               if not d.applied and d.reason.warn]  # type: ignore[attr-defined]
+    return "; ".join(filter(None, ("injected: " + ", ".join(injected) if injected else "",
+                                   "skipped: " + ", ".join(skipped) if skipped else ""))) or "unchanged"
+
+
+def _owner(metadata: dict[str, Any]) -> str | None:
+    for ref in metadata.get("ownerReferences") or []:
+        if isinstance(ref, dict) and ref.get("controller"):
+            return f"{ref.get('kind')}/{ref.get('name')}"
+    return None
+
+
+def _audit(request: dict[str, Any], report: Report, ops: int, outcome: str) -> dict[str, Any]:
+    obj = request.get("object") if isinstance(request.get("object"), dict) else {}
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
+    return {
+        "uid": request.get("uid"),
+        "namespace": request.get("namespace"),
+        "name": metadata.get("name") or request.get("name"),
+        "generateName": metadata.get("generateName"),
+        "owner": _owner(metadata),
+        "user": user.get("username"),
+        "operation": request.get("operation"),
+        "dry_run": bool(request.get("dryRun")),
+        "decisions": [d.as_dict() for d in report.decisions],
+        "patch_ops": ops,
+        "outcome": outcome,
+    }
+
+
+def review(request: dict[str, Any], namespaces: Callable[[str], Lookup], config: GlobalConfig) -> Answer:
+    """Decide on one decoded request. Never raises for any request shape."""
+    uid = request["uid"]
+    report = Report()
+    if not is_pod_create(request):
+        report.add(Decision("pod", None, Reason.NOT_A_POD_CREATE))
+        return Answer(200, response(uid), _audit(request, report, 0, "ignored"), report)
+    pod = request.get("object")
+    if not isinstance(pod, dict):
+        raise BadReview("request.object is missing or not an object")
+    namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
+    outcome = engine.inject(pod, namespaces(str(namespace)), config)
+    report = outcome.report
+    ops = outcome.ops
+    if outcome.denied:
+        return Answer(200, response(uid, denied=outcome.denied), _audit(request, report, 0, "denied"), report)
+    if ops:
+        try:
+            verify.apply(pod, ops)  # in place: name, generateName and owner stay as sent
+        except verify.PatchRejected as exc:
+            report.add(Decision("pod", None, Reason.VERIFY_FAILED, str(exc)[:300]))
+            ops = []
+    audit_record = _audit(request, report, len(ops), "patched" if ops else "unchanged")
+    answer = response(uid, ops=ops, warnings=report.warnings(config.prefix),
+                      audit_annotations={"podmedic": _summary(report)})
+    return Answer(200, answer, audit_record, report)
+
+
+def handle(body: bytes, content_type: str | None, namespaces: Callable[[str], Lookup],
+           config: GlobalConfig) -> Answer:
+    """Body bytes to answer, with latency recorded in the audit record."""
+    started = time.perf_counter()
+    try:
+        request = decode(body, content_type, config.max_request_bytes)
+        answer = review(request, namespaces, config)
+    except BadReview as exc:
+        return Answer(400, error_body(str(exc)), {"outcome": "bad-request", "error": str(exc)})
+    if answer.audit is not None:
+        answer.audit["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    return answer

@@ -1,0 +1,72 @@
+"""The HTTP shell: Flask routes around the pure admission core.
+
+It moves bytes and records metrics and audit lines; every decision is made in admission.py and
+engine.py, which know nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Protocol
+
+from flask import Flask, Response, request
+
+from webhook import admission, audit, metrics
+from webhook.config import GlobalConfig
+from webhook.namespaces import NamespaceSource
+
+
+class CertificateState(Protocol):
+    @property
+    def loaded(self) -> bool: ...
+
+
+def _json(status: int, body: dict) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+
+
+def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: CertificateState) -> Flask:
+    app = Flask("podmedic")
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        started = time.perf_counter()
+        length = request.content_length
+        if length is not None and length > config.max_request_bytes:
+            answer = admission.Answer(400, admission.error_body(
+                f"body of {length} bytes exceeds the limit of {config.max_request_bytes}"),
+                {"outcome": "bad-request", "error": "body too large"})
+        else:
+            body = request.stream.read(config.max_request_bytes + 1)
+            answer = admission.handle(body, request.content_type, namespaces.get, config)
+        outcome = (answer.audit or {}).get("outcome", "bad-request")
+        metrics.observe(outcome, time.perf_counter() - started, answer.report)
+        if answer.audit is not None:
+            audit.emit(answer.audit)
+        return _json(answer.status, answer.body)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json(200, {"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        checks = {"certificate": certificate.loaded, "namespaces": namespaces.ready()}
+        return _json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), **checks})
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def not_found(exc) -> Response:  # type: ignore[no-untyped-def]
+        return _json(exc.code, {"kind": "Status", "status": "Failure", "code": exc.code, "message": exc.description})
+
+    @app.errorhandler(Exception)
+    def internal(exc: Exception) -> Response:
+        app.logger.exception("unhandled error")
+        return _json(500, {"kind": "Status", "status": "Failure", "code": 500, "message": "internal error"})
+
+    return app

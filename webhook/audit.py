@@ -1,0 +1,25 @@
+"""The audit trail: one JSON line per review on stdout.
+
+The record is built by admission.py from decisions and request metadata only; it never holds
+env values, so no secret from a pod spec can reach it. Lines are written whole with one
+write() so that lines from concurrent threads never interleave.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import threading
+from typing import Any, TextIO
+
+_lock = threading.Lock()
+
+
+def emit(record: dict[str, Any], stream: TextIO | None = None) -> None:
+    line = json.dumps({"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+                       "audit": "podmedic", **record}, separators=(",", ":"), default=str)
+    out = stream or sys.stdout
+    with _lock:
+        out.write(line + "\n")
+        out.flush()

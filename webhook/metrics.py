@@ -1,0 +1,52 @@
+"""Prometheus metrics, correct across gunicorn workers.
+
+Each worker is a separate process, so the metrics use prometheus_client's multiprocess mode:
+`podmedic serve` points PROMETHEUS_MULTIPROC_DIR at a fresh directory before gunicorn forks,
+every worker writes its own memory-mapped files there, and /metrics (served by any worker)
+aggregates them all. Without that variable (in-process tests, the CLI) the default registry is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the app)
+
+from webhook.report import Report
+
+REVIEWS = Counter("podmedic_reviews_total", "AdmissionReviews answered, by outcome.", ["outcome"])
+LATENCY = Histogram(
+    "podmedic_review_duration_seconds", "Time to answer one AdmissionReview (decode to encode).",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+DECISIONS = Counter(
+    "podmedic_decisions_total", "Per-container feature decisions: injections and skips, by reason.",
+    ["feature", "reason"],
+)
+CERT_EXPIRY = Gauge(
+    "podmedic_certificate_expiry_timestamp_seconds", "notAfter of the serving certificate (Unix time).",
+    multiprocess_mode="livemostrecent",
+)
+
+
+def observe(outcome: str, seconds: float, report: Report) -> None:
+    REVIEWS.labels(outcome).inc()
+    LATENCY.observe(seconds)
+    for d in report.decisions:
+        DECISIONS.labels(d.feature, d.reason.value).inc()
+
+
+def exposition() -> bytes:
+    """The text format, aggregated over all live workers when running under gunicorn."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()
+
+
+def worker_exited(pid: int) -> None:
+    """gunicorn child_exit hook: drop a dead worker's live gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)

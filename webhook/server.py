@@ -1,0 +1,135 @@
+"""`podmedic serve`: the Flask app under gunicorn, over TLS only.
+
+Why these gunicorn settings (see ../shared/PERFORMANCE.md measurements):
+- gthread workers keep connections alive; the API server reuses its connections, so sync
+  workers (one TLS handshake per review) would cost several times the latency.
+- the app is built in each worker (no preload): every worker owns its namespace watch and its
+  certificate reloader, nothing is shared across fork.
+- gunicorn calls the `ssl_context` hook for every accepted connection; it returns the worker's
+  CertificateReloader context, so a rotated Secret is served to new handshakes without restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import ssl
+import tempfile
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from webhook import config as config_mod
+from webhook.namespaces import source_from_args
+
+_reloader: Any = None  # this worker's CertificateReloader (set in load())
+
+
+def _ssl_context(conf: Any, default_factory: Any) -> ssl.SSLContext:
+    return _reloader.context()
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from webhook import metrics  # imported only after PROMETHEUS_MULTIPROC_DIR is set
+
+    metrics.worker_exited(worker.pid)
+
+
+class Server(BaseApplication):  # type: ignore[misc]
+    """A gunicorn application configured from `podmedic serve` flags, not from a file."""
+
+    def __init__(self, args: argparse.Namespace, config: config_mod.GlobalConfig):
+        self.args = args
+        self.podmedic_config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        a = self.args
+        settings = {
+            "bind": [a.bind],
+            "workers": a.workers,
+            "threads": a.threads,
+            "worker_class": "gthread",
+            "keepalive": 75,  # longer than the API server's idle connection reuse
+            "timeout": 30,
+            "graceful_timeout": a.graceful_timeout,
+            "certfile": a.tls_cert_file,
+            "keyfile": a.tls_private_key_file,
+            "ssl_context": _ssl_context,
+            "child_exit": _child_exit,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "podmedic",
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        global _reloader
+        from webhook import metrics
+        from webhook.app import create_app
+        from webhook.tls import CertificateReloader
+
+        a = self.args
+        _reloader = CertificateReloader(a.tls_cert_file, a.tls_private_key_file,
+                                        check_interval=a.cert_reload_interval,
+                                        on_reload=lambda r: metrics.CERT_EXPIRY.set(r.not_after.timestamp()))
+        namespaces = source_from_args(a.namespaces_file, a.kubeconfig)
+        namespaces.start()
+        return create_app(self.podmedic_config, namespaces, _reloader)
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(name, default)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the admission webhook (gunicorn, TLS)",
+                       description="Serve POST /mutate, /healthz, /readyz and /metrics over TLS. "
+                       "Every flag has an environment equivalent (shown in brackets).")
+    p.add_argument("--bind", default=_env("PODMEDIC_BIND", "0.0.0.0:8443"), help="HOST:PORT [PODMEDIC_BIND]")
+    p.add_argument("--tls-cert-file", default=_env("PODMEDIC_TLS_CERT_FILE", "certs/tls.crt"),
+                   help="serving certificate (PEM), re-read when its content changes [PODMEDIC_TLS_CERT_FILE]")
+    p.add_argument("--tls-private-key-file", default=_env("PODMEDIC_TLS_PRIVATE_KEY_FILE", "certs/tls.key"),
+                   help="its private key (PEM) [PODMEDIC_TLS_PRIVATE_KEY_FILE]")
+    p.add_argument("--config", default=_env("PODMEDIC_CONFIG"),
+                   help="global configuration YAML merged over the embedded defaults [PODMEDIC_CONFIG]")
+    p.add_argument("--namespaces-file", default=_env("PODMEDIC_NAMESPACES_FILE"),
+                   help="standalone mode: Namespace objects as `kubectl get ns -o yaml` prints them, "
+                   "instead of watching the API [PODMEDIC_NAMESPACES_FILE]")
+    p.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
+                   help="kubeconfig for the namespace watch; default in-cluster [KUBECONFIG]")
+    p.add_argument("--workers", type=int, default=int(_env("PODMEDIC_WORKERS", 2)),
+                   help="gunicorn worker processes [PODMEDIC_WORKERS]")
+    p.add_argument("--threads", type=int, default=int(_env("PODMEDIC_THREADS", 4)),
+                   help="threads per worker [PODMEDIC_THREADS]")
+    p.add_argument("--graceful-timeout", type=int, default=int(_env("PODMEDIC_GRACEFUL_TIMEOUT", 20)),
+                   help="seconds to finish in-flight reviews after SIGTERM [PODMEDIC_GRACEFUL_TIMEOUT]")
+    p.add_argument("--cert-reload-interval", type=float, default=float(_env("PODMEDIC_CERT_RELOAD_INTERVAL", 5)),
+                   help="seconds between checks of the certificate files' content [PODMEDIC_CERT_RELOAD_INTERVAL]")
+    p.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Validate everything that can be validated before forking, then run gunicorn."""
+    try:
+        config = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        print(f"podmedic serve: {exc}")
+        return 1
+    for path in (args.tls_cert_file, args.tls_private_key_file):
+        if not os.path.isfile(path):
+            print(f"podmedic serve: {path} not found (make certs, or podmedic certs init)")
+            return 1
+    if args.namespaces_file:
+        try:
+            source_from_args(args.namespaces_file, None)
+        except (OSError, ValueError) as exc:
+            print(f"podmedic serve: {exc}")
+            return 1
+    # Before anything imports prometheus_client: it picks its multiprocess value class at import.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="podmedic-metrics-")
+    Server(args, config).run()
+    return 0

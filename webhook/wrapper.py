@@ -1,0 +1,50 @@
+"""The supervisor feature: run the app's command under the toolbox's supervise wrapper.
+
+The webhook cannot see an image's ENTRYPOINT. A container that sets `command` is wrapped as
+`supervise ... -- <command>` with its `args` untouched (the kubelet appends them). A container
+without `command` is wrapped only when `<prefix>entrypoint` says what the image runs; "args
+without command" and "neither" both count as unknown, because the wrapper must replace
+exactly what the runtime would have started.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from webhook import delivery, toolbox
+from webhook.reasons import Reason
+from webhook.report import Decision
+
+if TYPE_CHECKING:
+    from webhook.engine import PodContext, Target
+    from webhook.patch import PatchBuilder
+
+FEATURE = "supervisor"
+OPTIONS = ("autorestart", "startsecs", "startretries", "exitcodes", "stopsignal", "stopwaitsecs",
+           "on-fatal", "max-hold")
+
+
+def holds(ctx: "PodContext", target: "Target") -> bool:
+    """Will the wrapper keep this container alive after FATAL (so liveness must not kill it)?"""
+    return ctx.applied(FEATURE, target.name) and ctx.settings.value("on-fatal", target.name) == "hold"
+
+
+def mutate(ctx: "PodContext", target: "Target", patch: "PatchBuilder") -> Decision:
+    name = target.name
+    level = ctx.settings.get(FEATURE, name).level
+    if ctx.toolbox_blocked:
+        return Decision(FEATURE, name, Reason.NAME_CONFLICT, level=level)
+    if not delivery.toolbox_mounts_free(target):
+        return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, toolbox.TOOLBOX_MOUNT, level)
+    command = target.spec.get("command")
+    original = command if isinstance(command, list) and command else None
+    entrypoint = original or ctx.settings.value("entrypoint", name)
+    if not entrypoint:
+        return Decision(FEATURE, name, Reason.ENTRYPOINT_UNKNOWN, level=level)
+    options = {key: ctx.settings.get(key, name).raw for key in OPTIONS}
+    for key in OPTIONS:
+        ctx.settings.value(key, name)  # raises InvalidSetting with the precise warning
+    patch.set(target.path + ("command",), toolbox.supervise_argv(name=name, options=options) + list(entrypoint))
+    ctx.record(target, FEATURE, {"command": original})
+    source = "command" if original else f"{ctx.config.prefix}entrypoint"
+    return Decision(FEATURE, name, Reason.INJECTED, f"wrapping {source}", level)
