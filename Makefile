@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8443
 PYTEST_ARGS ?=
 
-.PHONY: venv run test soak bench toolbox certs clean
+.PHONY: venv run test soak bench toolbox certs golden clean
 
 # The stamp is the console script: re-installed when pyproject.toml changes.
 $(BIN)/podmedic: pyproject.toml
@@ -35,6 +35,10 @@ toolbox: venv
 
 test: venv
 	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
+
+# Regenerate tests/golden/*.injected.* and *.explain.txt after an intended change; review the diff.
+golden: venv
+	PODMEDIC_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_golden.py
 
 soak: venv
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)

@@ -22,9 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"podmedic {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from webhook import certs, logdir, server, toolbox
+    from webhook import certs, logdir, manifests, server, toolbox
 
-    for module in (server, certs, toolbox, logdir):
+    for module in (server, certs, toolbox, logdir, manifests):
         module.register(sub)
     return parser
 

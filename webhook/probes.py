@@ -65,8 +65,9 @@ def handler(ctx: "PodContext", target: "Target", kind: str) -> dict[str, Any]:
     try:
         port = probe_port(ctx, target)
     except NoPort:
-        if ctx.applied(wrapper.FEATURE, name):
-            return {"exec": {"command": toolbox.pmctl_argv("ready", name=name)}}
+        if ctx.applied(wrapper.FEATURE, name):  # no port, but the wrapper knows the app's state
+            check = "ready" if kind == "readiness" else "alive"
+            return {"exec": {"command": toolbox.pmctl_argv(check, name=name)}}
         raise
     if path:
         return {"httpGet": {"path": path, "port": port}}

@@ -15,6 +15,8 @@ from typing import Any
 
 import jsonpatch
 
+from webhook.delivery import OUR_VOLUMES
+
 HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 HOOK_HANDLERS = ("exec", "httpGet", "tcpSocket", "sleep")
 _VAR_REF = re.compile(r"\$\(([^)]*)\)")
@@ -68,7 +70,9 @@ def _check_container(kind: str, c: dict[str, Any], volumes: set[Any]) -> Iterato
     mounts = c.get("volumeMounts") or []
     yield from _unique(f"mountPath in container {name}", [m.get("mountPath") for m in mounts])
     for m in mounts:
-        if m.get("name") not in volumes:
+        # Only podmedic's own mounts: a StatefulSet template's mounts of volumeClaimTemplates
+        # name volumes the controller adds later, and user mistakes are the API server's to report.
+        if m.get("name") in OUR_VOLUMES and m.get("name") not in volumes:
             yield f"container {name}: volumeMount {m.get('name')!r} names no volume"
         if m.get("subPath") and m.get("subPathExpr"):
             yield f"container {name}: volumeMount {m.get('name')!r} has both subPath and subPathExpr"
