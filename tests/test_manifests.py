@@ -1,0 +1,138 @@
+"""`podmedic inject | explain | uninject` as users run them: the real console scripts in
+subprocesses (exit codes, stderr, no tracebacks), and equivalence with the webhook."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests import pods
+from tests.conftest import DATA, ROOT
+from tests.pods import apply_checked, container, patch_of, review
+
+BIN = Path(sys.executable).parent
+
+
+def cli(*args: str, stdin: str = "", script: str = "podmedic") -> subprocess.CompletedProcess[str]:
+    exe = BIN / script
+    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "webhook.cli", *args]
+    return subprocess.run(cmd, input=stdin, text=True, capture_output=True, timeout=60, cwd=ROOT)
+
+
+def test_parse_error_names_file_document_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: Pod\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: [unclosed\n")
+    done = cli("inject", "-f", str(bad))
+    assert done.returncode == 1
+    assert f"{bad}: document 1, line 6" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_missing_file_and_bad_flags_are_usage_errors(tmp_path):
+    done = cli("inject", "-f", str(tmp_path / "nope.yaml"))
+    assert done.returncode == 1 and "cannot read" in done.stderr and "Traceback" not in done.stderr
+    done = cli("inject", "-f", "-", "--namespace-annotations", "novalue", stdin="kind: Pod\n")
+    assert done.returncode == 1 and "expected KEY=VALUE" in done.stderr
+
+
+def test_unknown_kind_passes_through_with_a_note():
+    text = "# keep me\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
+    done = cli("inject", "-f", "-", stdin=text)
+    assert done.returncode == 0
+    assert done.stdout == text  # byte for byte, separators and comments included
+    assert "kind 'Widget' has no pod template" in done.stderr and "Service" not in done.stderr
+
+
+def test_directory_and_stdin_and_json(tmp_path):
+    (tmp_path / "a.yaml").write_text(json.dumps(pods.pod()))
+    (tmp_path / "b.json").write_text(json.dumps(pods.pod(name="other")))
+    done = cli("inject", "-f", str(tmp_path))
+    assert done.returncode == 0 and done.stdout.count("podmedic.io/status") == 2
+    done = cli("inject", "-f", "-", stdin=json.dumps(pods.pod()))
+    assert json.loads(done.stdout)["metadata"]["annotations"]["podmedic.io/status"]
+
+
+def test_document_that_cannot_be_injected_exits_2():
+    broken = pods.pod(container("app", ports=[{"containerPort": 80}]), container("app"))  # duplicate names
+    done = cli("inject", "-f", "-", stdin=json.dumps(broken))
+    assert done.returncode == 2 and "could not be injected" in done.stderr
+    assert json.loads(done.stdout) == broken  # passed through unchanged
+
+
+def test_explain_formats():
+    text = json.dumps(pods.pod(container(command=["/app"])))
+    table = cli("explain", "-f", "-", stdin=text)
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[0].split()[:4] == ["WORKLOAD", "CONTAINER", "FEATURE", "RESULT"]
+    assert "no-probe-port" in table.stdout
+    rows = json.loads(cli("explain", "-f", "-", "-o", "json", stdin=text).stdout)
+    probes = next(r for r in rows if r["feature"] == "probes")
+    assert probes == {"workload": "Pod/web", "namespace": "demo", "feature": "probes", "applied": False,
+                      "reason": "no-probe-port", "container": "app", "level": "global",
+                      "why": "no TCP containerPort and no probe-port annotation"}
+    assert YAML(typ="safe").load(cli("explain", "-f", "-", "-o", "yaml", stdin=text).stdout) == rows
+
+
+def test_namespace_settings_from_file_and_labels():
+    pod = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]))
+    del pod["metadata"]["namespace"]  # so -n decides
+    text = json.dumps(pod)
+    plain = cli("inject", "-f", "-", "--namespaces-file", str(DATA / "namespaces.yaml"), "-n", "plain", stdin=text)
+    assert plain.returncode == 0 and "podmedic.io/status" not in plain.stdout
+    restricted = cli("explain", "-f", "-", "-o", "json", "--namespace-labels",
+                     "pod-security.kubernetes.io/enforce=restricted", "--namespace-annotations",
+                     "podmedic.io/inject=enabled", stdin=text)
+    logs = next(r for r in json.loads(restricted.stdout) if r["feature"] == "logs")
+    assert logs["reason"] == "psa-forbids-hostpath"
+
+
+def test_kubectl_plugin(tmp_path):
+    plugin = BIN / "kubectl-podmedic"
+    if not plugin.exists():
+        pytest.skip("the package is not installed (make venv installs the kubectl-podmedic script)")
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    done = subprocess.run(["kubectl", "podmedic", "explain", "-f", "-"], input=json.dumps(pods.pod()), text=True,
+                          capture_output=True, env=env, timeout=60)
+    assert done.returncode == 0 and "WORKLOAD" in done.stdout
+
+
+MATRIX = {
+    "bare": pods.pod(),
+    "controller": pods.controller_pod(),
+    "command-args": pods.pod(container(command=["/a"], args=["-x"], ports=[{"containerPort": 1}])),
+    "args-only": pods.pod(container(args=["-x"])),
+    "sidecars": pods.pod(container(command=["/a"]), initContainers=[container("mesh", restartPolicy="Always",
+                                                                              ports=[{"containerPort": 2}])]),
+    "exec-prestop": pods.pod(container(command=["/a"], lifecycle={"preStop": {"exec": {"command": ["/bye"]}}})),
+    "non-root": pods.pod(container(command=["/a"]), securityContext={"runAsNonRoot": True, "runAsUser": 7}),
+}
+
+
+@pytest.mark.parametrize("namespace", ["demo", "supervised", "restricted", "tuned"])
+@pytest.mark.parametrize("shape", sorted(MATRIX))
+def test_cli_equals_webhook_for_pods(server, shape, namespace):
+    original = copy.deepcopy(MATRIX[shape])
+    original["metadata"]["namespace"] = namespace
+    answer = server.post(review(original, namespace=namespace)).json()
+    expected = apply_checked(original, patch_of(answer))
+    done = cli("inject", "-f", "-", "--namespaces-file", str(DATA / "namespaces.yaml"), stdin=json.dumps(original))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == expected
+
+
+def test_cli_equals_webhook_for_workload_templates(server):
+    template = {"metadata": {"labels": {"app": "w"}}, "spec": MATRIX["command-args"]["spec"]}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w", "namespace": "supervised"},
+                  "spec": {"selector": {"matchLabels": {"app": "w"}}, "template": template}}
+    done = cli("inject", "-f", "-", "--namespaces-file", str(DATA / "namespaces.yaml"), stdin=json.dumps(deployment))
+    injected = json.loads(done.stdout)["spec"]["template"]
+    pod = {"apiVersion": "v1", "kind": "Pod", **copy.deepcopy(template)}
+    expected = apply_checked(pod, patch_of(server.post(review(pod, namespace="supervised")).json()))
+    assert injected == {"metadata": expected["metadata"], "spec": expected["spec"]}
