@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 from flask import Flask, Response, request
 
-from webhook import admission, audit, metrics
+from webhook import admission, audit, metrics, queueing
 from webhook.config import GlobalConfig
 from webhook.namespaces import NamespaceSource
 
@@ -26,7 +26,8 @@ def _json(status: int, body: dict) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
 
 
-def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: CertificateState) -> Flask:
+def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: CertificateState,
+               draining: Callable[[], bool] = lambda: False) -> Flask:
     app = Flask("podmedic")
 
     @app.post("/mutate")
@@ -39,7 +40,8 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
                 {"outcome": "bad-request", "error": "body too large"})
         else:
             body = request.stream.read(config.max_request_bytes + 1)
-            answer = admission.handle(body, request.content_type, namespaces.get, config)
+            late = queueing.waited() > config.review_deadline_seconds
+            answer = admission.handle(body, request.content_type, namespaces.get, config, late=late)
         outcome = (answer.audit or {}).get("outcome", "bad-request")
         metrics.observe(outcome, time.perf_counter() - started, answer.report)
         if answer.audit is not None:
@@ -52,7 +54,7 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
 
     @app.get("/readyz")
     def readyz() -> Response:
-        checks = {"certificate": certificate.loaded, "namespaces": namespaces.ready()}
+        checks = {"certificate": certificate.loaded, "namespaces": namespaces.ready(), "serving": not draining()}
         return _json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), **checks})
 
     @app.get("/metrics")

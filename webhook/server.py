@@ -15,14 +15,19 @@ import argparse
 import os
 import ssl
 import tempfile
+import time
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
+
+from webhook import queueing
 
 from webhook import config as config_mod
 from webhook.namespaces import source_from_args
 
 _reloader: Any = None  # this worker's CertificateReloader (set in load())
+_draining = False  # set when this worker got SIGTERM: /readyz turns false while it drains
 
 
 def _ssl_context(conf: Any, default_factory: Any) -> ssl.SSLContext:
@@ -33,6 +38,27 @@ def _child_exit(server: Any, worker: Any) -> None:
     from webhook import metrics  # imported only after PROMETHEUS_MULTIPROC_DIR is set
 
     metrics.worker_exited(worker.pid)
+
+
+class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
+    """gthread, plus a timestamp per queued request so the app can tell how long it waited
+    (see queueing.py). Keep-alive connections are re-queued for every request, so the stamp is
+    per request, not per connection."""
+
+    def enqueue_req(self, conn: Any) -> None:
+        conn.podmedic_enqueued_at = time.monotonic()
+        super().enqueue_req(conn)
+
+    def handle(self, conn: Any) -> Any:
+        queueing.mark_start(getattr(conn, "podmedic_enqueued_at", None))
+        return super().handle(conn)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: readiness turns false first, then gunicorn drains in-flight requests (and
+        answers requests on kept-alive connections with `Connection: close`)."""
+        global _draining
+        _draining = True
+        super().handle_exit(sig, frame)
 
 
 class Server(BaseApplication):  # type: ignore[misc]
@@ -47,9 +73,10 @@ class Server(BaseApplication):  # type: ignore[misc]
         a = self.args
         settings = {
             "bind": [a.bind],
+            "reuse_port": a.reuse_port,
             "workers": a.workers,
             "threads": a.threads,
-            "worker_class": "gthread",
+            "worker_class": "webhook.server.QueueTimedWorker",
             "keepalive": 75,  # longer than the API server's idle connection reuse
             "timeout": 30,
             "graceful_timeout": a.graceful_timeout,
@@ -77,7 +104,7 @@ class Server(BaseApplication):  # type: ignore[misc]
                                         on_reload=lambda r: metrics.CERT_EXPIRY.set(r.not_after.timestamp()))
         namespaces = source_from_args(a.namespaces_file, a.kubeconfig)
         namespaces.start()
-        return create_app(self.podmedic_config, namespaces, _reloader)
+        return create_app(self.podmedic_config, namespaces, _reloader, draining=lambda: _draining)
 
 
 def _env(name: str, default: Any = None) -> Any:
@@ -108,6 +135,8 @@ def register(sub: Any) -> None:
                    help="seconds to finish in-flight reviews after SIGTERM [PODMEDIC_GRACEFUL_TIMEOUT]")
     p.add_argument("--cert-reload-interval", type=float, default=float(_env("PODMEDIC_CERT_RELOAD_INTERVAL", 5)),
                    help="seconds between checks of the certificate files' content [PODMEDIC_CERT_RELOAD_INTERVAL]")
+    p.add_argument("--reuse-port", action="store_true", default=bool(_env("PODMEDIC_REUSE_PORT")),
+                   help="SO_REUSEPORT: several servers on one address, for rolling restarts [PODMEDIC_REUSE_PORT]")
     p.set_defaults(func=serve)
 
 
