@@ -75,10 +75,11 @@ class RunningServer:
 
 
 def start_server(tmp: Path, certs: Path, *extra: str, env: dict[str, str] | None = None,
-                 wait_ready: bool = True) -> RunningServer:
-    """Start `podmedic serve` exactly as the image does, on a free port; wait until /readyz."""
-    port = free_port()
-    log = tmp / f"server-{port}.log"
+                 wait_ready: bool = True, port: int | None = None) -> RunningServer:
+    """Start `podmedic serve` exactly as the image does (on a free port unless given); wait
+    until /readyz answers 200."""
+    port = port or free_port()
+    log = tmp / f"server-{port}-{time.monotonic_ns()}.log"
     args = ["serve", "--bind", f"127.0.0.1:{port}", "--tls-cert-file", str(certs / "tls.crt"),
             "--tls-private-key-file", str(certs / "tls.key"), *extra]
     if "--namespaces-file" not in extra and "--kubeconfig" not in extra:
