@@ -16,12 +16,11 @@ $(BIN)/podmedic: pyproject.toml
 
 venv: $(BIN)/podmedic
 
-certs/tls.crt: | $(BIN)/podmedic
-	$(BIN)/podmedic certs init --out certs --service podmedic --namespace podmedic-system --host 127.0.0.1 --host localhost
+# Idempotent: keeps a valid pair, renews it at 2/3 of its validity.
+certs: | $(BIN)/podmedic
+	$(BIN)/podmedic certs init --out certs --host 127.0.0.1 --host localhost
 
-certs: certs/tls.crt
-
-run: venv certs/tls.crt
+run: venv certs
 	@echo "podmedic: serving https://127.0.0.1:$(PORT)/mutate -- try:"
 	@echo "  curl --cacert certs/ca.crt -H 'Content-Type: application/json' --data @examples/review.json https://127.0.0.1:$(PORT)/mutate"
 	$(BIN)/podmedic serve --bind 127.0.0.1:$(PORT) \
@@ -43,7 +42,7 @@ golden: venv
 soak: venv
 	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
 
-bench: venv certs/tls.crt
+bench: venv certs
 	$(BIN)/python -m tests.bench
 
 clean:

@@ -21,6 +21,8 @@ class CertificateState(Protocol):
     @property
     def loaded(self) -> bool: ...
 
+    def refresh(self) -> None: ...
+
 
 def _json(status: int, body: dict) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
@@ -54,11 +56,13 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
 
     @app.get("/readyz")
     def readyz() -> Response:
+        certificate.refresh()  # kept-alive connections make handshakes (which re-check) rare
         checks = {"certificate": certificate.loaded, "namespaces": namespaces.ready(), "serving": not draining()}
         return _json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), **checks})
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
+        certificate.refresh()  # so the expiry gauge follows a rotation promptly
         return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE_LATEST)
 
     @app.errorhandler(404)

@@ -12,6 +12,7 @@ Why these gunicorn settings (see ../shared/PERFORMANCE.md measurements):
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import ssl
 import tempfile
@@ -22,6 +23,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
 from webhook import queueing
+from webhook.tls import server_context
 
 from webhook import config as config_mod
 from webhook.namespaces import source_from_args
@@ -88,6 +90,9 @@ class Server(BaseApplication):  # type: ignore[misc]
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "podmedic",
+            # gunicorn 27's control socket lives at a host-wide path that a read-only home
+            # cannot hold and that concurrent servers would share.
+            "control_socket_disable": True,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
@@ -147,10 +152,13 @@ def serve(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:
         print(f"podmedic serve: {exc}")
         return 1
-    for path in (args.tls_cert_file, args.tls_private_key_file):
-        if not os.path.isfile(path):
-            print(f"podmedic serve: {path} not found (make certs, or podmedic certs init)")
-            return 1
+    try:
+        server_context(args.tls_cert_file, args.tls_private_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        print(f"podmedic serve: cannot load {args.tls_cert_file} / {args.tls_private_key_file}: {exc} "
+              "(make certs, or podmedic certs init)")
+        return 1
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     if args.namespaces_file:
         try:
             source_from_args(args.namespaces_file, None)
