@@ -90,6 +90,7 @@ def start_server(tmp: Path, certs: Path, *extra: str, env: dict[str, str] | None
         proc = subprocess.Popen([sys.executable, "-m", "webhook.cli", *args], cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
     session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would override `verify`; no proxies for 127.0.0.1
     session.verify = str(certs / "ca.crt")
     server = RunningServer(f"https://127.0.0.1:{port}", certs / "ca.crt", proc, log, session)
     deadline = time.monotonic() + 30

@@ -107,9 +107,10 @@ def test_user_probes_are_never_changed(server):
 
 def test_all_own_probes_means_no_patch(server):
     probe = {"tcpSocket": {"port": 1}}
-    body = review(pods.pod(container(readinessProbe=probe, livenessProbe=probe)))
+    body = review(pods.pod(container(readinessProbe=probe, livenessProbe=probe)), namespace="probes-only")
     assert "patch" not in answer_ok(server, body)["response"]
-    assert server.audit_for(body["request"]["uid"])["decisions"][0]["reason"] == "has-own-probe"
+    decisions = server.audit_for(body["request"]["uid"])["decisions"]
+    assert next(d for d in decisions if d["feature"] == "probes")["reason"] == "has-own-probe"
 
 
 def test_namespace_tuning_http_paths_and_startup_budget(server):
@@ -152,7 +153,8 @@ def test_no_port_skips_with_reason_and_warning(server):
 
 
 def test_named_port_that_does_not_exist_skips(server):
-    body = review(pods.pod(container(ports=[{"containerPort": 80}]), annotations={"podmedic.io/probe-port": "metrics"}))
+    body = review(pods.pod(container(ports=[{"containerPort": 80}]), annotations={"podmedic.io/probe-port": "metrics"}),
+                  namespace="probes-only")
     answer = answer_ok(server, body)
     assert "patch" not in answer["response"]
     assert any("probe-port names a port" in w for w in answer["response"]["warnings"])
@@ -185,14 +187,14 @@ def test_native_sidecar_gets_probes_plain_init_does_not(server):
     original = pods.pod(container(ports=[{"containerPort": 80}]), initContainers=[
         container("migrate", command=["migrate"], ports=[{"containerPort": 5000}]),
         container("proxy", restartPolicy="Always", ports=[{"containerPort": 15001}])])
-    mutated = apply_checked(original, patch_of(answer_ok(server, review(original))))
+    mutated = apply_checked(original, patch_of(answer_ok(server, review(original, namespace="probes-only"))))
     migrate, proxy = mutated["spec"]["initContainers"]
     assert "readinessProbe" not in migrate and "livenessProbe" not in migrate
     assert proxy["readinessProbe"]["tcpSocket"] == {"port": 15001}
 
 
 def test_audit_line_and_annotations(server):
-    body = review(pods.pod())
+    body = review(pods.pod(), namespace="probes-only")
     answer = answer_ok(server, body)
     line = server.audit_for(body["request"]["uid"])
     for key in ("time", "uid", "namespace", "name", "generateName", "owner", "user", "operation", "dry_run",

@@ -28,10 +28,10 @@ def cli(*args: str, stdin: str = "", script: str = "podmedic") -> subprocess.Com
 
 def test_parse_error_names_file_document_and_line(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("apiVersion: v1\nkind: Pod\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: [unclosed\n")
+    bad.write_text("apiVersion: v1\nkind: Pod\n---\napiVersion: v1\nkind: Pod: x\nmetadata: {}\n")
     done = cli("inject", "-f", str(bad))
     assert done.returncode == 1
-    assert f"{bad}: document 1, line 6" in done.stderr
+    assert f"{bad}: document 1, line 5" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 

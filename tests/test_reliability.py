@@ -80,6 +80,7 @@ class Load:
 
     def _run(self) -> None:
         session = requests.Session()
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would override `verify`
         session.verify = self.cafile
         deadline = time.monotonic() + 300  # bounded even if stop() is never called
         while not self._stop.is_set() and time.monotonic() < deadline:
@@ -149,6 +150,7 @@ def test_certificate_rotation_under_load(tmp_path):
 def test_graceful_shutdown_answers_everything_and_turns_unready_first(tmp_path, certs_dir):
     server = start_server(tmp_path, certs_dir, "--graceful-timeout", "5")
     keep = requests.Session()
+    keep.trust_env = False
     keep.verify = str(server.ca)
     assert keep.get(server.url + "/readyz").status_code == 200  # a kept-alive connection
     with Load(server.url, str(server.ca), threads=4, rate=200) as load:

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from webhook import engine, verify
+from webhook import engine, podshape, verify
 from webhook.config import GlobalConfig
 from webhook.namespaces import Lookup
 from webhook.reasons import Reason
 from webhook.report import Decision, Report
 
 API_VERSION = "admission.k8s.io/v1"
+log = logging.getLogger(__name__)
 
 
 class BadReview(ValueError):
@@ -113,7 +115,7 @@ def _audit(request: dict[str, Any], report: Report, ops: int, outcome: str) -> d
     return {
         "uid": request.get("uid"),
         "namespace": request.get("namespace"),
-        "name": metadata.get("name") or request.get("name"),
+        "name": metadata.get("name") or request.get("name") or None,
         "generateName": metadata.get("generateName"),
         "owner": _owner(metadata),
         "user": user.get("username"),
@@ -133,10 +135,19 @@ def review(request: dict[str, Any], namespaces: Callable[[str], Lookup], config:
         report.add(Decision("pod", None, Reason.NOT_A_POD_CREATE))
         return Answer(200, response(uid), _audit(request, report, 0, "ignored"), report)
     pod = request.get("object")
-    if not isinstance(pod, dict):
-        raise BadReview("request.object is missing or not an object")
+    if pod is None:
+        raise BadReview("request.object is missing")
+    shape_problem = podshape.problem(pod)
+    if shape_problem:
+        raise BadReview(shape_problem)
     namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
-    outcome = engine.inject(pod, namespaces(str(namespace)), config)
+    try:
+        outcome = engine.inject(pod, namespaces(str(namespace)), config)
+    except Exception:  # a bug outside the per-feature isolation: never a 500, never a broken pod
+        log.exception("engine failed for review %s", uid)
+        report.add(Decision("pod", None, Reason.MUTATOR_ERROR))
+        denied = "podmedic: internal error" if config.on_error == "deny" else None
+        outcome = engine.Outcome([], report, denied=denied)
     report = outcome.report
     ops = outcome.ops
     if outcome.denied:

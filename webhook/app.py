@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from flask import Flask, Response, request
 
@@ -24,6 +24,21 @@ class CertificateState(Protocol):
     def refresh(self) -> None: ...
 
 
+DRAIN_LIMIT = 16 * 1024 * 1024  # read and drop at most this much of an oversized body
+
+
+def _drain(stream: Any, limit: int) -> None:
+    while limit > 0:
+        chunk = stream.read(min(65536, limit))
+        if not chunk:
+            return
+        limit -= len(chunk)
+
+
+def _bad(message: str) -> admission.Answer:
+    return admission.Answer(400, admission.error_body(message), {"outcome": "bad-request", "error": message})
+
+
 def _json(status: int, body: dict) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
 
@@ -36,14 +51,16 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
     def mutate() -> Response:
         started = time.perf_counter()
         length = request.content_length
-        if length is not None and length > config.max_request_bytes:
-            answer = admission.Answer(400, admission.error_body(
-                f"body of {length} bytes exceeds the limit of {config.max_request_bytes}"),
-                {"outcome": "bad-request", "error": "body too large"})
-        else:
-            body = request.stream.read(config.max_request_bytes + 1)
-            late = queueing.waited() > config.review_deadline_seconds
-            answer = admission.handle(body, request.content_type, namespaces.get, config, late=late)
+        try:
+            if length is not None and length > config.max_request_bytes:
+                _drain(request.stream, DRAIN_LIMIT)  # so the client reads our 400, not a reset
+                answer = _bad(f"body of {length} bytes exceeds the limit of {config.max_request_bytes}")
+            else:
+                body = request.stream.read(config.max_request_bytes + 1)
+                late = queueing.waited() > config.review_deadline_seconds
+                answer = admission.handle(body, request.content_type, namespaces.get, config, late=late)
+        except OSError as exc:  # the client stalled past the socket timeout, or went away
+            answer = _bad(f"request body not received: {exc}")
         outcome = (answer.audit or {}).get("outcome", "bad-request")
         metrics.observe(outcome, time.perf_counter() - started, answer.report)
         if answer.audit is not None:

@@ -122,7 +122,8 @@ def parse(chunk: Chunk) -> None:
         chunk.doc = _yaml().load(body)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f", line {chunk.line + mark.line + (1 if separator else 0)}" if mark is not None else ""
+        # the body keeps the separator's line break, so mark.line counts from the separator line
+        where = f", line {chunk.line + mark.line}" if mark is not None else ""
         raise InputError(f"{chunk.source}: document {chunk.index}{where}: {getattr(exc, 'problem', None) or exc}") from None
 
 

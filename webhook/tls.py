@@ -42,6 +42,27 @@ log = logging.getLogger("podmedic.tls")
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
+# Seconds a client may stay silent during a handshake or while sending a request. gunicorn's
+# gthread worker reads headers and body in blocking mode with no timeout, so a client that
+# stalls mid-request would hold a worker thread for ever; the API server sends a review in
+# milliseconds and gives up after its timeoutSeconds (at most 30) anyway.
+CLIENT_IO_TIMEOUT = 5.0
+
+
+class _TimedSSLSocket(ssl.SSLSocket):
+    """An SSLSocket whose "blocking" mode is blocking with CLIENT_IO_TIMEOUT: gunicorn switches
+    kept-alive sockets between non-blocking (polling) and blocking (handling) with
+    setblocking(), and runs the handshake on a socket it made blocking."""
+
+    def setblocking(self, flag: bool) -> None:
+        self.settimeout(CLIENT_IO_TIMEOUT if flag else 0.0)
+
+    def do_handshake(self, block: bool = False) -> None:
+        if self.gettimeout() is None:
+            self.settimeout(CLIENT_IO_TIMEOUT)
+        super().do_handshake(block)
+
+
 def _digest(cert_pem: bytes, key_pem: bytes) -> bytes:
     return hashlib.sha256(cert_pem + b"\0" + key_pem).digest()
 
@@ -58,6 +79,7 @@ def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
     context.verify_mode = ssl.CERT_NONE
+    context.sslsocket_class = _TimedSSLSocket
     context.load_cert_chain(cert_file, key_file)
     return context
 

@@ -1,0 +1,66 @@
+"""Is the object shaped like a Pod the API server would send?
+
+The API server decodes a Pod into its typed struct before calling webhooks, so a real review
+never carries a list where a map belongs. Anything else reaching /mutate is malformed input: it
+gets a 400 naming the first bad field, and the engine only ever sees pods of the right shape.
+Only the fields podmedic reads are checked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# field -> expected JSON type of its value; "[map]" is a list of maps, "[str]" a list of strings.
+CONTAINER = {"name": str, "command": "[str]", "args": "[str]", "ports": "[map]", "env": "[map]",
+             "volumeMounts": "[map]", "lifecycle": dict, "readinessProbe": dict, "livenessProbe": dict,
+             "startupProbe": dict, "restartPolicy": str, "securityContext": dict}
+SPEC = {"containers": "[map]", "initContainers": "[map]", "ephemeralContainers": "[map]", "volumes": "[map]",
+        "terminationGracePeriodSeconds": int, "securityContext": dict}
+METADATA = {"name": str, "generateName": str, "namespace": str, "annotations": dict, "labels": dict,
+            "ownerReferences": "[map]"}
+
+
+def _type_problem(where: str, value: Any, expected: Any) -> str | None:
+    if value is None:
+        return None  # null is how an absent optional field may arrive
+    if expected == "[map]":
+        ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    elif expected == "[str]":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, expected)
+    return None if ok else f"{where} has the wrong type"
+
+
+def _fields(where: str, obj: dict[str, Any], fields: dict[str, Any]) -> str | None:
+    for key, expected in fields.items():
+        problem = _type_problem(f"{where}.{key}", obj.get(key), expected)
+        if problem:
+            return problem
+    return None
+
+
+def problem(pod: Any) -> str | None:
+    """The first field that is not shaped as in a Pod, or None."""
+    if not isinstance(pod, dict):
+        return "request.object must be an object"
+    for where, value, fields in (("metadata", pod.get("metadata"), METADATA), ("spec", pod.get("spec"), SPEC)):
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            return f"request.object.{where} must be an object"
+        found = _fields(f"request.object.{where}", value, fields)
+        if found:
+            return found
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if not all(isinstance(v, str) for v in annotations.values()):
+        return "request.object.metadata.annotations values must be strings"
+    spec = pod.get("spec") or {}
+    for kind in ("containers", "initContainers", "ephemeralContainers"):
+        for i, c in enumerate(spec.get(kind) or []):
+            found = _fields(f"request.object.spec.{kind}[{i}]", c, CONTAINER)
+            if found:
+                return found
+    return None
