@@ -75,7 +75,7 @@ class RunningServer:
 
 
 def start_server(tmp: Path, certs: Path, *extra: str, env: dict[str, str] | None = None,
-                 wait_ready: bool = True, port: int | None = None) -> RunningServer:
+                 wait_ready: bool = True, port: int | None = None, ca: Path | None = None) -> RunningServer:
     """Start `podmedic serve` exactly as the image does (on a free port unless given); wait
     until /readyz answers 200."""
     port = port or free_port()
@@ -91,8 +91,9 @@ def start_server(tmp: Path, certs: Path, *extra: str, env: dict[str, str] | None
                                 stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
     session = requests.Session()
     session.trust_env = False  # REQUESTS_CA_BUNDLE would override `verify`; no proxies for 127.0.0.1
-    session.verify = str(certs / "ca.crt")
-    server = RunningServer(f"https://127.0.0.1:{port}", certs / "ca.crt", proc, log, session)
+    ca = ca or certs / "ca.crt"
+    session.verify = str(ca)
+    server = RunningServer(f"https://127.0.0.1:{port}", ca, proc, log, session)
     deadline = time.monotonic() + 30
     while wait_ready:
         if proc.poll() is not None:

@@ -190,8 +190,7 @@ class FakeKube:
         """A `kubernetes.client.ApiClient` configured for this server."""
         from kubernetes import client
 
-        configuration = client.Configuration()
-        configuration.host = self.url
+        configuration = client.Configuration(host=self.url, no_proxy="*")  # never via an $HTTP_PROXY
         return client.ApiClient(configuration)
 
     # ------------------------------------------------------------------ test controls

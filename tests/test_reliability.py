@@ -124,7 +124,7 @@ def test_certificate_rotation_under_load(tmp_path):
     mounted = tmp_path / "secret"
     mounted.mkdir()
     secret_dir(mounted, first, "v1")
-    server = start_server(tmp_path, mounted, "--cert-reload-interval", "0.5")
+    server = start_server(tmp_path, mounted, "--cert-reload-interval", "0.5", ca=bundle)
     try:
         old = peer_fingerprint(server.url, str(bundle))
         old_expiry = metric(server.url, str(bundle), "podmedic_certificate_expiry_timestamp_seconds")

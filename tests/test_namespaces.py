@@ -1,0 +1,293 @@
+"""The namespace source: files (standalone mode) and the list+watch cache against a real HTTP
+API server (tests/fakekube.py) through the official client, including expiry, dropped watches
+and outages. Waits poll with deadlines; backoffs and timeouts are shortened via the
+constructor, and the convergence bound is asserted with the instance's own formula."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+from tests.fakekube import FakeKube
+from webhook import config as config_mod
+from webhook.namespaces import FileSource, KubeSource, Lookup, Namespace, StaticSource, source_from_args
+from webhook.reasons import Reason
+
+EXAMPLE = ROOT / "examples" / "namespaces.yaml"
+ON = {"podmedic.io/inject": "enabled"}
+FAST = {"watch_timeout": 1, "connect_timeout": 0.5, "backoff_initial": 0.05, "backoff_max": 0.4}
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> float:
+    """Poll until condition() is truthy; return how long it took."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout:.1f} s: {what}")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def annotations(lookup: Lookup) -> dict[str, str] | None:
+    return dict(lookup.namespace.annotations) if lookup.namespace else None
+
+
+# ------------------------------------------------------------------ files
+
+
+def test_example_file_has_the_documented_namespaces() -> None:
+    source = FileSource(EXAMPLE)
+    source.start()
+    assert source.ready()
+    assert annotations(source.get("default")) == {}
+    assert annotations(source.get("demo")) == ON
+    assert annotations(source.get("demo-supervised")) == {**ON, "podmedic.io/supervisor": "enabled"}
+    restricted = source.get("restricted-demo").namespace
+    assert restricted and restricted.labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert annotations(source.get("opted-out")) == {"podmedic.io/inject": "disabled"}
+    assert source.get("not-there") == Lookup(None, Reason.NAMESPACE_UNKNOWN)
+    source.stop()
+
+
+def test_example_file_opt_in_drives_the_engine() -> None:
+    """The example's namespaces mean what its comments say, end to end through the engine."""
+    from webhook import engine
+
+    source = FileSource(EXAMPLE)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "app", "image": "nginx", "ports": [{"containerPort": 80}]}]}}
+    config = config_mod.load()
+    assert engine.inject(copy.deepcopy(pod), source.get("demo"), config).ops
+    for name, reason in [("default", Reason.NAMESPACE_NOT_ENABLED), ("opted-out", Reason.NAMESPACE_NOT_ENABLED),
+                         ("not-there", Reason.NAMESPACE_UNKNOWN)]:
+        outcome = engine.inject(copy.deepcopy(pod), source.get(name), config)
+        assert outcome.ops == [] and outcome.report.decisions[0].reason is reason, name
+
+
+@pytest.mark.parametrize("text", [
+    "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, annotations: {podmedic.io/inject: enabled}}\n",
+    "---\nkind: Namespace\nmetadata: {name: a, annotations: {podmedic.io/inject: enabled}}\n---\n"
+    "kind: Namespace\nmetadata: {name: b}\n---\n",
+    '{"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}, "items": ['
+    '{"metadata": {"name": "a", "annotations": {"podmedic.io/inject": "enabled"}}}, {"metadata": {"name": "b"}}]}',
+], ids=["single", "stream", "namespacelist-json"])
+def test_file_formats(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "ns.yaml"
+    path.write_text(text)
+    source = FileSource(path)
+    assert annotations(source.get("a")) == ON
+    assert source.get("c").reason is Reason.NAMESPACE_UNKNOWN
+
+
+@pytest.mark.parametrize("text,message", [
+    (None, "cannot read namespaces file"),
+    ("items: [\n", "is not valid YAML"),
+    ("", "holds no Namespace objects"),
+    ("kind: Pod\nmetadata: {name: p}\n", "expected kind Namespace, List or NamespaceList, got 'Pod'"),
+    ("kind: List\nitems: {a: b}\n", "items must be a list"),
+    ("kind: List\nitems:\n- kind: Secret\n  metadata: {name: s}\n", "item 1: expected a Namespace object"),
+    ("kind: Namespace\nmetadata: {labels: {}}\n", "a Namespace without metadata.name"),
+    ("kind: Namespace\nmetadata: {name: a, annotations: {podmedic.io/probe-period-seconds: 7}}\n",
+     "namespace a: annotations: 'podmedic.io/probe-period-seconds': values must be strings"),
+    ("kind: Namespace\nmetadata: {name: a, labels: [x]}\n", "namespace a: labels: expected a mapping"),
+    ("kind: Namespace\nmetadata: {name: a}\n---\nkind: Namespace\nmetadata: {name: a}\n", "namespace a is listed twice"),
+], ids=["missing", "yaml", "empty", "wrong-kind", "items", "item-kind", "no-name", "unquoted", "labels", "duplicate"])
+def test_bad_files_fail_at_construction_naming_the_file(tmp_path: Path, text: str | None, message: str) -> None:
+    path = tmp_path / "ns.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ValueError) as info:
+        FileSource(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_static_source_rejects_duplicates_and_answers_from_memory() -> None:
+    with pytest.raises(ValueError, match="listed twice"):
+        StaticSource([Namespace("a", {}, {}), Namespace("a", {}, {})])
+    assert StaticSource([Namespace("a", ON, {})]).get("a") == Lookup(Namespace("a", ON, {}), None)
+
+
+def test_file_mode_does_not_import_the_kubernetes_client() -> None:
+    code = ("import sys; from webhook.namespaces import source_from_args; "
+            f"assert source_from_args({str(EXAMPLE)!r}, None).ready(); print('kubernetes' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ the API
+
+
+@pytest.fixture
+def local_kubeconfig(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kubeconfig-built clients honour $HTTPS_PROXY/$HTTP_PROXY: keep 127.0.0.1 direct."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1")
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKube]:
+    server = FakeKube().start()
+    server.set_namespace("demo", ON, {"pod-security.kubernetes.io/enforce": "baseline"})
+    server.set_namespace("plain")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def source(kube: FakeKube) -> Iterator[KubeSource]:
+    watched = KubeSource(kube.api_client(), **FAST)
+    watched.start()
+    wait_for(watched.ready, 5, "first list")
+    yield watched
+    watched.stop()
+
+
+def watches(kube: FakeKube) -> int:
+    return sum(1 for r in kube.requests if r.path == "/api/v1/namespaces" and r.watch)
+
+
+def lists(kube: FakeKube) -> int:
+    return sum(1 for r in kube.requests if r.path == "/api/v1/namespaces" and not r.watch)
+
+
+def test_first_list_makes_it_ready(source: KubeSource) -> None:
+    demo = source.get("demo").namespace
+    assert demo and dict(demo.annotations) == ON and demo.labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert source.get("plain").namespace is not None
+    assert source.last_sync is not None and source.relists == 0
+
+
+def test_never_seen_namespace_is_unknown_and_not_injected(source: KubeSource) -> None:
+    from webhook import engine
+
+    lookup = source.get("never-created")
+    assert lookup == Lookup(None, Reason.NAMESPACE_UNKNOWN)
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}}
+    outcome = engine.inject(pod, lookup, config_mod.load())
+    assert outcome.ops == [] and outcome.report.decisions[0].reason is Reason.NAMESPACE_UNKNOWN
+
+
+def test_not_ready_until_the_api_answers_the_first_list(tmp_path: Path, local_kubeconfig: None) -> None:
+    kube = FakeKube()
+    kube.port = free_port()
+    kube.set_namespace("demo", ON)
+    source = source_from_args(None, str(kube.kubeconfig(tmp_path / "kubeconfig")))
+    try:
+        source.start()
+        time.sleep(0.5)
+        assert not source.ready()
+        assert source.get("demo") == Lookup(None, Reason.NAMESPACE_SOURCE_NOT_SYNCED)
+        kube.start()
+        assert isinstance(source, KubeSource)
+        wait_for(source.ready, source.convergence_bound + 1, "ready once the API is up")
+        assert annotations(source.get("demo")) == ON
+    finally:
+        source.stop()
+        kube.stop()
+
+
+def test_kubeconfig_from_the_environment(kube: FakeKube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        local_kubeconfig: None) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig(tmp_path / "kubeconfig")))
+    source = source_from_args(None, None)
+    source.start()
+    try:
+        wait_for(source.ready, 5, "first list through $KUBECONFIG")
+        assert annotations(source.get("demo")) == ON
+    finally:
+        source.stop()
+
+
+def test_no_kubeconfig_outside_a_cluster_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ValueError, match="in-cluster configuration"):
+        source_from_args(None, None)
+
+
+def test_watch_events_converge_without_relisting(kube: FakeKube, source: KubeSource) -> None:
+    kube.set_namespace("fresh", ON)
+    wait_for(lambda: annotations(source.get("fresh")) == ON, 2, "ADDED")
+    kube.set_namespace("demo", {"podmedic.io/inject": "disabled"})
+    wait_for(lambda: annotations(source.get("demo")) == {"podmedic.io/inject": "disabled"}, 2, "MODIFIED")
+    kube.delete_namespace("fresh")
+    wait_for(lambda: source.get("fresh").reason is Reason.NAMESPACE_UNKNOWN, 2, "DELETED")
+    kube.set_namespace("fresh", {"podmedic.io/inject": "enabled", "podmedic.io/probes": "disabled"})
+    wait_for(lambda: annotations(source.get("fresh")) == {**ON, "podmedic.io/probes": "disabled"}, 2, "recreated")
+    assert lists(kube) == 1 and source.relists == 0
+
+
+def test_steady_state_is_list_then_watches_only(kube: FakeKube, source: KubeSource) -> None:
+    """No API call per review: thousands of lookups, and the log holds one list plus the
+    watches re-opened (from the bookmark's resourceVersion) each time the server ends one."""
+    before = watches(kube)
+    for _ in range(5000):
+        assert source.get("demo").namespace is not None
+    wait_for(lambda: watches(kube) >= before + 2, 5, "watch re-opened after its timeout")
+    assert all(r.method == "GET" and r.path == "/api/v1/namespaces" for r in kube.requests)
+    assert lists(kube) == 1 and source.relists == 0
+    last = [r for r in kube.requests if r.watch][-1]
+    assert last.query["allowWatchBookmarks"] == "true" and last.query["timeoutSeconds"] == "1"
+    assert int(last.query["resourceVersion"]) == kube.resource_version
+
+
+def test_expired_watch_relists_and_converges(kube: FakeKube, source: KubeSource) -> None:
+    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "demo"}})
+    kube.expire_before(kube.resource_version)  # compacted past the namespace watch's position
+    wait_for(lambda: source.relists == 1, source.convergence_bound, "relist after 410 Gone")
+    assert lists(kube) == 2
+    kube.set_namespace("after", ON)
+    wait_for(lambda: annotations(source.get("after")) == ON, 2, "events after the relist")
+
+
+def test_dropped_watch_reconnects(kube: FakeKube, source: KubeSource) -> None:
+    wait_for(lambda: watches(kube) >= 1, 2, "a watch is open")
+    before = watches(kube)
+    kube.drop_watches()
+    wait_for(lambda: watches(kube) > before, source.convergence_bound, "watch re-opened")
+    kube.set_namespace("later", ON)
+    wait_for(lambda: annotations(source.get("later")) == ON, 2, "events on the new watch")
+
+
+def test_outage_serves_the_cache_then_converges_within_the_bound(kube: FakeKube, source: KubeSource) -> None:
+    kube.set_namespace("doomed", ON)
+    wait_for(lambda: source.get("doomed").namespace is not None, 2, "doomed seen")
+    kube.stop()
+    # Meanwhile the cluster changes (another API server instance wrote to etcd).
+    kube.set_namespace("demo", {"podmedic.io/inject": "disabled"})
+    kube.delete_namespace("doomed")
+    kube.set_namespace("born", ON)
+    deadline = time.monotonic() + 1.5  # long enough for the backoff to reach its cap
+    while time.monotonic() < deadline:
+        assert source.ready()
+        assert annotations(source.get("demo")) == ON  # stale, but answered
+        assert source.get("doomed").namespace is not None
+        assert source.get("born").reason is Reason.NAMESPACE_UNKNOWN
+        time.sleep(0.05)
+    kube.start()
+    took = wait_for(lambda: source.get("doomed").reason is Reason.NAMESPACE_UNKNOWN
+                    and annotations(source.get("demo")) == {"podmedic.io/inject": "disabled"}
+                    and annotations(source.get("born")) == ON,
+                    source.convergence_bound + 0.5, "converged after the outage")
+    assert took <= source.convergence_bound and source.relists >= 1
+
+
+def test_stop_ends_the_watch_thread(kube: FakeKube) -> None:
+    source = KubeSource(kube.api_client(), **FAST)
+    source.start()
+    wait_for(lambda: watches(kube) >= 1, 5, "watching")
+    started = time.monotonic()
+    source.stop()
+    assert time.monotonic() - started < 2
+    count = len(kube.requests)
+    time.sleep(1.5)  # longer than the watch timeout: a live thread would re-open it
+    assert len(kube.requests) == count
