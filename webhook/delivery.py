@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from webhook import toolbox
+from webhook.reasons import Reason
 
 if TYPE_CHECKING:
     from webhook.engine import PodContext, Target
@@ -62,8 +63,14 @@ def mount_paths(target: "Target") -> set[str]:
     return {m.get("mountPath") for m in target.spec.get("volumeMounts") or [] if isinstance(m, dict)}
 
 
-def toolbox_mounts_free(target: "Target") -> bool:
-    return not mount_paths(target) & {toolbox.TOOLBOX_MOUNT, STATE_MOUNT}
+def toolbox_unavailable(ctx: "PodContext", target: "Target") -> tuple[Reason, str] | None:
+    """Why the toolbox cannot be delivered to this container (reason, detail), or None."""
+    if ctx.toolbox_blocked:
+        return Reason.NAME_CONFLICT, ""
+    taken = mount_paths(target) & {toolbox.TOOLBOX_MOUNT, STATE_MOUNT}
+    if taken:
+        return Reason.MOUNT_CONFLICT, ", ".join(sorted(taken))
+    return None
 
 
 def pod_env() -> list[dict[str, Any]]:

@@ -43,10 +43,9 @@ def chained(collector: list[str], user_command: list[str]) -> list[str]:
 def mutate(ctx: "PodContext", target: "Target", patch: "PatchBuilder") -> Decision:
     name = target.name
     level = ctx.settings.get(FEATURE, name).level
-    if ctx.toolbox_blocked:
-        return Decision(FEATURE, name, Reason.NAME_CONFLICT, level=level)
-    if not delivery.toolbox_mounts_free(target):
-        return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, toolbox.TOOLBOX_MOUNT, level)
+    unavailable = delivery.toolbox_unavailable(ctx, target)
+    if unavailable:
+        return Decision(FEATURE, name, *unavailable, level)
     lifecycle = target.spec.get("lifecycle") if isinstance(target.spec.get("lifecycle"), dict) else {}
     existing: Any = lifecycle.get("preStop")
     user_command = (existing or {}).get("exec", {}).get("command") if isinstance(existing, dict) else None

@@ -32,10 +32,9 @@ def holds(ctx: "PodContext", target: "Target") -> bool:
 def mutate(ctx: "PodContext", target: "Target", patch: "PatchBuilder") -> Decision:
     name = target.name
     level = ctx.settings.get(FEATURE, name).level
-    if ctx.toolbox_blocked:
-        return Decision(FEATURE, name, Reason.NAME_CONFLICT, level=level)
-    if not delivery.toolbox_mounts_free(target):
-        return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, toolbox.TOOLBOX_MOUNT, level)
+    unavailable = delivery.toolbox_unavailable(ctx, target)
+    if unavailable:
+        return Decision(FEATURE, name, *unavailable, level)
     command = target.spec.get("command")
     original = command if isinstance(command, list) and command else None
     entrypoint = original or ctx.settings.value("entrypoint", name)
