@@ -33,14 +33,16 @@ toolbox: venv
 	$(BIN)/podmedic toolbox build build/toolbox
 
 test: venv
-	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Regenerate tests/golden/*.injected.* and *.explain.txt after an intended change; review the diff.
 golden: venv
 	PODMEDIC_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_golden.py
 
+# The long versions: 10 000 fuzzed reviews per property, a minute of load per reliability test.
 soak: venv
-	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
+	PODMEDIC_FUZZ_EXAMPLES=10000 PODMEDIC_SOAK_SECONDS=60 $(BIN)/python -m pytest -q \
+	  tests/test_fuzz.py tests/test_reliability.py $(PYTEST_ARGS)
 
 bench: venv certs
 	$(BIN)/python -m tests.bench
