@@ -18,7 +18,8 @@ import pytest
 from tests.conftest import ROOT, free_port
 from tests.fakekube import FakeKube
 from webhook import config as config_mod
-from webhook.namespaces import FileSource, KubeSource, Lookup, Namespace, StaticSource, source_from_args
+from webhook.namespaces import (FileSource, KubeSource, Lookup, Namespace, StaticSource, backoff_delay,
+                                source_from_args)
 from webhook.reasons import Reason
 
 EXAMPLE = ROOT / "examples" / "namespaces.yaml"
@@ -214,6 +215,15 @@ def test_no_kubeconfig_outside_a_cluster_is_a_clear_error(monkeypatch: pytest.Mo
         source_from_args(None, None)
 
 
+@pytest.mark.parametrize("text", [None, "clusters: [\n", "kind: Config\n"], ids=["missing", "yaml", "incomplete"])
+def test_bad_kubeconfig_is_a_clear_error(tmp_path: Path, text: str | None) -> None:
+    path = tmp_path / "kubeconfig"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ValueError, match=f"cannot use the kubeconfig {path}"):
+        source_from_args(None, str(path))
+
+
 def test_watch_events_converge_without_relisting(kube: FakeKube, source: KubeSource) -> None:
     kube.set_namespace("fresh", ON)
     wait_for(lambda: annotations(source.get("fresh")) == ON, 2, "ADDED")
@@ -240,13 +250,20 @@ def test_steady_state_is_list_then_watches_only(kube: FakeKube, source: KubeSour
     assert int(last.query["resourceVersion"]) == kube.resource_version
 
 
-def test_expired_watch_relists_and_converges(kube: FakeKube, source: KubeSource) -> None:
-    kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "demo"}})
-    kube.expire_before(kube.resource_version)  # compacted past the namespace watch's position
-    wait_for(lambda: source.relists == 1, source.convergence_bound, "relist after 410 Gone")
-    assert lists(kube) == 2
-    kube.set_namespace("after", ON)
-    wait_for(lambda: annotations(source.get("after")) == ON, 2, "events after the relist")
+def test_expired_watch_relists_and_converges(kube: FakeKube) -> None:
+    """A long watch (no bookmark can move its position meanwhile) is compacted past: 410 Gone."""
+    source = KubeSource(kube.api_client(), **{**FAST, "watch_timeout": 60})
+    source.start()
+    try:
+        wait_for(lambda: watches(kube) == 1, 5, "watching")
+        kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "demo"}})
+        kube.expire_before(kube.resource_version)  # past the namespace watch's position
+        wait_for(lambda: source.relists == 1, source.convergence_bound, "relist after 410 Gone")
+        assert lists(kube) == 2
+        kube.set_namespace("after", ON)
+        wait_for(lambda: annotations(source.get("after")) == ON, 2, "events after the relist")
+    finally:
+        source.stop()
 
 
 def test_dropped_watch_reconnects(kube: FakeKube, source: KubeSource) -> None:
@@ -281,6 +298,13 @@ def test_outage_serves_the_cache_then_converges_within_the_bound(kube: FakeKube,
     assert took <= source.convergence_bound and source.relists >= 1
 
 
+def test_backoff_grows_with_jitter_up_to_its_cap() -> None:
+    delays = [backoff_delay(n, 0.5, 5.0) for n in range(1, 40) for _ in range(20)]
+    assert max(delays) <= 5.0 and len(set(delays)) > 100
+    assert 0.25 <= backoff_delay(1, 0.5, 5.0) <= 0.5
+    assert min(backoff_delay(30, 0.5, 5.0) for _ in range(50)) >= 2.5
+
+
 def test_stop_ends_the_watch_thread(kube: FakeKube) -> None:
     source = KubeSource(kube.api_client(), **FAST)
     source.start()
@@ -291,3 +315,43 @@ def test_stop_ends_the_watch_thread(kube: FakeKube) -> None:
     count = len(kube.requests)
     time.sleep(1.5)  # longer than the watch timeout: a live thread would re-open it
     assert len(kube.requests) == count
+
+
+# ------------------------------------------------------------------ fakekube's other resources
+
+
+def test_fakekube_writes_behave_like_the_api_server(kube: FakeKube) -> None:
+    """What later tests (e.g. `podmedic certs install`) rely on, through the official client."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    api_client = kube.api_client()
+    core, admission = client.CoreV1Api(api_client), client.AdmissionregistrationV1Api(api_client)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls"}, "data": {"a": "YQ=="}}
+    created = core.create_namespaced_secret("demo", secret)
+    assert created.metadata.namespace == "demo" and created.metadata.uid
+    for call, status in [(lambda: core.create_namespaced_secret("demo", secret), 409),
+                         (lambda: core.create_namespaced_secret("missing", secret), 404),
+                         (lambda: core.read_namespaced_secret("other", "demo"), 404),
+                         (lambda: core.replace_namespaced_secret("tls", "demo", {**secret, "metadata": {
+                             "name": "tls", "resourceVersion": "1"}}), 409)]:
+        with pytest.raises(ApiException) as info:
+            call()
+        assert info.value.status == status
+    core.patch_namespaced_secret("tls", "demo", {"data": {"b": "Yg=="}})
+    core.patch_namespaced_secret("tls", "demo", [{"op": "remove", "path": "/data/a"}])
+    assert core.read_namespaced_secret("tls", "demo").data == {"b": "Yg=="}
+    assert kube.get("Secret", "tls", "demo")["data"] == {"b": "Yg=="}
+    core.delete_namespaced_secret("tls", "demo")
+    assert kube.get("Secret", "tls", "demo") is None
+
+    config = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+              "metadata": {"name": "podmedic"}, "webhooks": []}
+    admission.create_mutating_webhook_configuration(config)
+    admission.patch_mutating_webhook_configuration("podmedic", {"metadata": {"labels": {"a": "b"}}})
+    listed = admission.list_mutating_webhook_configuration()
+    assert [c.metadata.labels for c in listed.items] == [{"a": "b"}]
+    admission.delete_mutating_webhook_configuration("podmedic")
+    assert admission.list_mutating_webhook_configuration().items == []
+    methods = {r.method for r in kube.requests}
+    assert methods == {"GET", "POST", "PUT", "PATCH", "DELETE"}

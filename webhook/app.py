@@ -80,6 +80,7 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
         certificate.refresh()  # so the expiry gauge follows a rotation promptly
+        metrics.observe_namespaces(namespaces)
         return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE_LATEST)
 
     @app.errorhandler(404)

@@ -30,6 +30,19 @@ CERT_EXPIRY = Gauge(
 )
 
 
+NAMESPACE_SYNC = Gauge(
+    "podmedic_namespace_cache_last_sync_timestamp_seconds",
+    "When the namespace watch cache was last known current (Unix time; cluster mode only).",
+    multiprocess_mode="livemin",  # the stalest worker is the one to alert on
+)
+
+
+def observe_namespaces(source: object) -> None:
+    last_sync = getattr(source, "last_sync", None)  # only the API-backed source has one
+    if last_sync is not None:
+        NAMESPACE_SYNC.set(last_sync)
+
+
 def observe(outcome: str, seconds: float, report: Report) -> None:
     REVIEWS.labels(outcome).inc()
     LATENCY.observe(seconds)

@@ -44,19 +44,19 @@ WATCH_TIMEOUT_SECONDS = 10
 READ_MARGIN_SECONDS = 5
 READ_TIMEOUT_SECONDS = WATCH_TIMEOUT_SECONDS + READ_MARGIN_SECONDS
 CONNECT_TIMEOUT_SECONDS = 2.0
-CONNECT_RETRIES = 1  # urllib3 retries of a failed connect; kube_api_client() sets it
+CONNECT_RETRIES = 0  # urllib3 retries; kube_api_client() sets it: the watch loop is the retry policy
 BACKOFF_INITIAL_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 5.0
 # Once the API server answers again, the cache has converged (relisted: changed namespaces
 # updated, deleted ones gone) within this bound, plus the list request's own duration: the
-# attempt in flight fails within its connect timeouts, the next one starts within the capped
+# attempt in flight fails within its connect timeout, the next one starts within the capped
 # backoff. An outage is noticed at once when the connection is closed or refused (API server
 # restart), and within READ_TIMEOUT_SECONDS when it silently dies.
 def convergence_bound(backoff_max: float, connect_timeout: float) -> float:
     return backoff_max + (1 + CONNECT_RETRIES) * connect_timeout
 
 
-CONVERGENCE_BOUND_SECONDS = convergence_bound(BACKOFF_MAX_SECONDS, CONNECT_TIMEOUT_SECONDS)  # 9 s
+CONVERGENCE_BOUND_SECONDS = convergence_bound(BACKOFF_MAX_SECONDS, CONNECT_TIMEOUT_SECONDS)  # 7 s
 
 
 @dataclass(frozen=True)
@@ -260,16 +260,11 @@ class KubeSource:
                 if self._stopping.is_set():
                     return
                 self._failures += 1
-                delay = self._delay(self._failures)
+                delay = backoff_delay(self._failures, *self._backoff)
                 level = logging.WARNING if self._failures == 1 else logging.DEBUG
                 log.log(level, "namespace watch failed (%s), serving the cached namespaces; relisting in %.1f s",
                         _describe(exc), delay)
                 self._stopping.wait(delay)
-
-    def _delay(self, failures: int) -> float:
-        """Capped exponential backoff with jitter (0.5-1x), so replicas do not relist in step."""
-        initial, cap = self._backoff
-        return min(cap, initial * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
 
     def _relist(self) -> str:
         response = self._api.list_namespace(_preload_content=False, _request_timeout=self._request_timeout)
@@ -304,6 +299,12 @@ class KubeSource:
         return rv
 
 
+def backoff_delay(failures: int, initial: float, cap: float) -> float:
+    """Capped exponential backoff with jitter (0.5-1x, so replicas do not relist in step); never
+    above the cap, which CONVERGENCE_BOUND_SECONDS relies on."""
+    return min(cap, initial * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+
+
 def _describe(exc: Exception) -> str:
     status = getattr(exc, "status", None)
     if status == 410:
@@ -323,7 +324,7 @@ def kube_api_client(kubeconfig: str | None) -> kubernetes.client.ApiClient:
             config.load_kube_config(config_file=path, client_configuration=configuration)
         else:
             config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException as exc:
+    except (config.ConfigException, yaml.YAMLError, OSError) as exc:
         where = f"kubeconfig {path}" if path else "in-cluster configuration (no --kubeconfig or KUBECONFIG given)"
         raise ValueError(f"cannot use the {where}: {exc}") from exc
     configuration.retries = CONNECT_RETRIES

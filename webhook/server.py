@@ -159,12 +159,11 @@ def serve(args: argparse.Namespace) -> int:
               "(make certs, or podmedic certs init)")
         return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-    if args.namespaces_file:
-        try:
-            source_from_args(args.namespaces_file, None)
-        except (OSError, ValueError) as exc:
-            print(f"podmedic serve: {exc}")
-            return 1
+    try:
+        source_from_args(args.namespaces_file, args.kubeconfig)  # a bad file or kubeconfig stops start-up
+    except (OSError, ValueError) as exc:
+        print(f"podmedic serve: {exc}")
+        return 1
     # Before anything imports prometheus_client: it picks its multiprocess value class at import.
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="podmedic-metrics-")
