@@ -16,7 +16,7 @@ def table_rows() -> dict[str, list[str]]:
     for line in README.splitlines():
         match = re.match(r"^\| `podmedic\.io/([a-z-]+)` \|(.*)\|$", line)
         if match:
-            rows[match.group(1)] = [c.strip() for c in match.group(2).split("|")]
+            rows[match.group(1)] = [c.strip() for c in re.split(r"(?<!\\)\|", match.group(2))]
     return rows
 
 

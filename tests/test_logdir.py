@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 import subprocess
 import sys
 
@@ -16,16 +20,23 @@ NOBODY = 65534
 
 def write_as(uid: int, path: str) -> subprocess.CompletedProcess[str]:
     """Write a file as another UID, in a real child process (what runAsUser does)."""
-    code = f"open({path!r}, 'w').write('log line')"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
-                          user=uid, group=uid)
+    return subprocess.run(["/bin/sh", "-c", 'echo "log line" > "$1"', "sh", path], capture_output=True,
+                          text=True, timeout=30, user=uid, group=uid, extra_groups=[])
+
+
+@pytest.fixture
+def host_root() -> Iterator[Path]:
+    """A root-owned 0755 directory that other UIDs can traverse (pytest's tmp dirs are 0700)."""
+    base = Path(tempfile.mkdtemp(prefix="podmedic-logs-"))
+    os.chmod(base, 0o755)
+    yield base
+    shutil.rmtree(base)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create root-owned dirs and switch UID")
-def test_non_root_app_can_write_only_after_prepare(tmp_path):
-    root = tmp_path / "cephfs"
+def test_non_root_app_can_write_only_after_prepare(host_root):
+    root = host_root / "cephfs"
     root.mkdir(mode=0o755)
-    os.chmod(tmp_path, 0o755)
     # What the kubelet does without podmedic: root-owned 0755 subPathExpr directories.
     kubelet_made = root / "demo_web-1_uid-1" / "app"
     kubelet_made.mkdir(parents=True, mode=0o755)
