@@ -15,14 +15,12 @@ import string
 import uuid
 from typing import Any
 
-import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import pods
 from tests.pods import apply_checked, patch_of
-from webhook import config as config_mod
 from webhook import delivery
 
 EXAMPLES = int(os.environ.get("PODMEDIC_FUZZ_EXAMPLES", "400"))

@@ -11,7 +11,6 @@ nothing) and the round trip (uninject(inject(x)) == x as objects).
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import shlex

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests import pods
-from tests.conftest import DATA, free_port, podmedic, start_server, stop_server
+from tests.conftest import free_port, podmedic, start_server, stop_server
 
 SECONDS = float(os.environ.get("PODMEDIC_SOAK_SECONDS", "4"))
 BODY = json.dumps(pods.review(pods.controller_pod()))
