@@ -299,3 +299,11 @@ def test_mutator_error_skips_only_that_feature(monkeypatch):
 
 def _raw_config() -> dict[str, Any]:
     return config_mod._embedded()
+
+
+def test_empty_annotation_values_fall_through_to_the_next_level():
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
+                        annotations={PREFIX + "log-path": "", PREFIX + "forensics-budget-seconds": ""})
+    mutated, outcome = run(original, {PREFIX + "inject": "enabled", PREFIX + "log-path": ""})
+    assert mounts(c0(mutated))["podmedic-logs"]["mountPath"] == "/var/log/podmedic"
+    assert reasons(outcome, "app")["forensics"] == "injected"

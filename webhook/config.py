@@ -108,6 +108,9 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
         unknown = set(defaults) - set(settings.KEYS) | set(raw["podOverridable"]) - set(settings.KEYS)
         if unknown:
             raise ConfigError(f"unknown setting keys: {', '.join(sorted(unknown))}")
+        missing = sorted(k for k, key in settings.KEYS.items() if not key.optional and not defaults.get(k))
+        if missing:
+            raise ConfigError(f"defaults need a value for: {', '.join(missing)}")
         for key, value in defaults.items():
             if value != "":
                 try:

@@ -137,6 +137,7 @@ class Key:
     feature: str
     parse: Callable[[str], Any]
     doc: str
+    optional: bool = False  # may be unset (""); other keys always have a global default
 
 
 def _keys(*keys: Key) -> dict[str, Key]:
@@ -152,19 +153,19 @@ KEYS: dict[str, Key] = _keys(
     Key("supervisor", "supervisor", parse_switch, "supervisor entrypoint wrapper"),
     Key("logs", "logs", parse_switch, "per-pod log directory"),
     Key("forensics", "forensics", parse_switch, "preStop forensics hook"),
-    Key("probe-port", "probes", parse_port, "port probed by tcpSocket/httpGet"),
-    Key("readiness-path", "probes", parse_http_path, "httpGet path of the readiness probe"),
-    Key("liveness-path", "probes", parse_http_path, "httpGet path of the liveness (and startup) probe"),
-    Key("readiness-command", "probes", parse_command, "exec command of the readiness probe"),
-    Key("liveness-command", "probes", parse_command, "exec command of the liveness (and startup) probe"),
-    Key("startup-timeout", "probes", parse_duration, "budget for slow starters: adds a startupProbe"),
+    Key("probe-port", "probes", parse_port, "port probed by tcpSocket/httpGet", optional=True),
+    Key("readiness-path", "probes", parse_http_path, "httpGet path of the readiness probe", optional=True),
+    Key("liveness-path", "probes", parse_http_path, "httpGet path of the liveness (and startup) probe", optional=True),
+    Key("readiness-command", "probes", parse_command, "exec command of the readiness probe", optional=True),
+    Key("liveness-command", "probes", parse_command, "exec command of the liveness (and startup) probe", optional=True),
+    Key("startup-timeout", "probes", parse_duration, "budget for slow starters: adds a startupProbe", optional=True),
     Key("probe-period-seconds", "probes", _POSITIVE, "periodSeconds of readiness/liveness"),
     Key("probe-timeout-seconds", "probes", _POSITIVE, "timeoutSeconds of every probe"),
     Key("probe-failure-threshold", "probes", _POSITIVE, "failureThreshold of readiness/liveness"),
     Key("readiness-initial-delay-seconds", "probes", _SECONDS, "initialDelaySeconds of readiness"),
     Key("liveness-initial-delay-seconds", "probes", _SECONDS, "initialDelaySeconds of liveness"),
     Key("startup-period-seconds", "probes", _POSITIVE, "periodSeconds of the startupProbe"),
-    Key("entrypoint", "supervisor", parse_command, "the image ENTRYPOINT, for containers without command"),
+    Key("entrypoint", "supervisor", parse_command, "the image ENTRYPOINT, for containers without command", optional=True),
     Key("autorestart", "supervisor", _choice_parser("false", "unexpected", "true"), "supervisord autorestart"),
     Key("startsecs", "supervisor", _SECONDS, "supervisord startsecs"),
     Key("startretries", "supervisor", _int_parser(0, 100), "supervisord startretries"),
@@ -222,8 +223,9 @@ class Resolved:
                  pod_annotations: Mapping[str, str]):
         self._config = config
         prefix = config.prefix
+        # An empty annotation value counts as not set: the next level down decides.
         self.namespace = {k[len(prefix):]: v for k, v in ns_annotations.items()
-                          if k.startswith(prefix) and k[len(prefix):] in KEYS}
+                          if k.startswith(prefix) and k[len(prefix):] in KEYS and v != ""}
         self.pod: dict[str, str] = {}
         self.containers: dict[tuple[str, str], str] = {}
         self.ignored: list[Ignored] = []
@@ -233,7 +235,7 @@ class Resolved:
 
     def _take_pod_annotation(self, annotation: str, name: str, raw: Any) -> None:
         key, _, container = name.partition(".")
-        if name in OUTPUT_KEYS:
+        if name in OUTPUT_KEYS or raw == "":
             return
         if key not in KEYS:
             self.ignored.append(Ignored(annotation, unknown=True))

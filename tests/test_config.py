@@ -1,0 +1,53 @@
+"""The admin's global configuration: merged over the embedded defaults, rejected loudly when bad
+(a bad file stops `podmedic serve` with a message naming the key)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import podmedic
+from webhook import config
+
+
+def test_embedded_defaults():
+    cfg = config.load()
+    assert cfg.prefix == "podmedic.io/" and cfg.on_error == "allow" and cfg.max_request_bytes == 3 * 1024 * 1024
+    assert cfg.defaults["probes"] == cfg.defaults["logs"] == cfg.defaults["forensics"] == "enabled"
+    assert cfg.defaults["supervisor"] == "disabled" and cfg.defaults["inject"] == "disabled"
+
+
+def test_file_is_merged_key_by_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("annotationPrefix: medic.example.com/\ndefaults: {probe-period-seconds: '20'}\n"
+                    "logs: {namespaceRoots: {team-a: /mnt/cephfs/team-a}}\n")
+    cfg = config.load(path)
+    assert cfg.prefix == "medic.example.com/" and cfg.status_key == "medic.example.com/status"
+    assert cfg.defaults["probe-period-seconds"] == "20" and cfg.defaults["probes"] == "enabled"
+    assert cfg.logs.root_for("team-a") == "/mnt/cephfs/team-a" and cfg.logs.root_for("b") == "/mnt/cephfs/podmedic"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("annotationPrefix: podmedic.io\n", "must end with '/'"),
+    ("onError: maybe\n", "onError must be allow or deny"),
+    ("defaults: {nonsense: x}\n", "unknown setting keys: nonsense"),
+    ("defaults: {probe-period-seconds: often}\n", "defaults.probe-period-seconds: expected a whole number"),
+    ("defaults: {log-path: ''}\n", "defaults need a value for: log-path"),
+    ("logs: {hostRoot: relative/dir}\n", "logs.hostRoot: must be an absolute"),
+    ("logs: {hostRoot: /}\n", "must not be the host's root"),
+    ("logs: {namespaceRoots: {a: /x/../etc}}\n", "logs.namespaceRoots.a"),
+    ("- a list\n", "top level must be a mapping"),
+    ("key: [unclosed\n", "cannot read config"),
+])
+def test_bad_configuration_is_rejected_with_the_key(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        config.load(path)
+
+
+def test_serve_refuses_to_start_with_a_bad_config(tmp_path, certs_dir):
+    path = tmp_path / "c.yaml"
+    path.write_text("onError: maybe\n")
+    done = podmedic("serve", "--config", str(path), "--tls-cert-file", str(certs_dir / "tls.crt"),
+                    "--tls-private-key-file", str(certs_dir / "tls.key"), "--namespaces-file", "examples/namespaces.yaml")
+    assert done.returncode == 1 and "onError must be allow or deny" in done.stdout
