@@ -49,10 +49,6 @@ class Target:
     def path(self) -> tuple[str, str, int]:
         return ("spec", self.kind, self.index)
 
-    @property
-    def sidecar(self) -> bool:
-        return self.kind == "initContainers" and self.spec.get("restartPolicy") == "Always"
-
 
 @dataclass
 class PodContext:
