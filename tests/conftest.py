@@ -75,7 +75,7 @@ class RunningServer:
 
 
 def start_server(tmp: Path, certs: Path, *extra: str, env: dict[str, str] | None = None,
-                 wait_ready: bool = True, port: int | None = None, ca: Path | None = None) -> RunningServer:
+                 port: int | None = None, ca: Path | None = None) -> RunningServer:
     """Start `podmedic serve` exactly as the image does (on a free port unless given); wait
     until /readyz answers 200."""
     port = port or free_port()
@@ -94,20 +94,27 @@ def start_server(tmp: Path, certs: Path, *extra: str, env: dict[str, str] | None
     ca = ca or certs / "ca.crt"
     session.verify = str(ca)
     server = RunningServer(f"https://127.0.0.1:{port}", ca, proc, log, session)
+    try:
+        _wait_ready(server)
+    except BaseException:
+        stop_server(server)  # never leak a server process, whatever went wrong
+        raise
+    return server
+
+
+def _wait_ready(server: RunningServer) -> None:
     deadline = time.monotonic() + 30
-    while wait_ready:
-        if proc.poll() is not None:
-            raise AssertionError("server exited:\n" + log.read_text())
+    while True:
+        if server.process.poll() is not None:
+            raise AssertionError("server exited:\n" + server.log.read_text())
         try:
             if server.get("/readyz").status_code == 200:
-                break
+                return
         except requests.RequestException:
             pass
         if time.monotonic() > deadline:
-            stop_server(server)
-            raise AssertionError("server not ready in 30 s:\n" + log.read_text())
+            raise AssertionError("server not ready in 30 s:\n" + server.log.read_text())
         time.sleep(0.1)
-    return server
 
 
 def stop_server(server: RunningServer) -> None:
