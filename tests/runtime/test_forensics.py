@@ -1,0 +1,76 @@
+"""The preStop collector with real processes: bundle layout, redaction, budget, termination message."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+from tests.runtime.conftest import NOBODY, wait_for
+from webhook import toolbox
+
+SECRET = "hunter2-" + os.urandom(4).hex()
+
+
+def collect(tb, out: str | None, budget: int = 10, user: int | None = None, **env: str):
+    argv = toolbox.forensics_argv(str(tb.root), name="app", out_dir=out, budget_seconds=budget)
+    ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
+    started = time.monotonic()
+    done = subprocess.run(argv, env=tb.env(DB_PASSWORD=SECRET, API_TOKEN=SECRET, GREETING="hello", **env),
+                          capture_output=True, text=True, timeout=budget + 10, **ids)
+    return done, time.monotonic() - started
+
+
+def test_bundle_in_the_log_directory(tb):
+    logs = tb.work / "logs"
+    logs.mkdir()
+    logs.chmod(0o1777)  # what podmedic logdir makes of the container's log directory
+    (logs / "app.log").write_text("".join(f"line {i}\n" for i in range(500)))
+    proc = tb.supervise(tb.program("srv.sh", "while :; do sleep 0.1; done"), {"startsecs": "1"})
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    try:
+        done, took = collect(tb, str(logs), user=NOBODY)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert done.returncode == 0 and took < 10
+    bundles = list((logs / "forensics").iterdir())
+    assert len(bundles) == 1 and bundles[0].name.endswith("-app")
+    bundle = bundles[0]
+    summary = json.loads((bundle / "summary.json").read_text())
+    assert summary["container"] == "app" and summary["supervisor"]["state"] == "RUNNING"
+    assert set(summary["ran"]) >= {"supervisor", "processes", "threads", "sockets", "memory", "disk",
+                                   "redacted_env", "recent_logs"}, summary
+    assert summary["failed"] == []
+    processes = (bundle / "processes.txt").read_text()
+    assert "open fds:" in processes and "State:" in processes and "srv.sh" in processes
+    assert "MemTotal" in (bundle / "memory.txt").read_text()
+    assert "state=" in (bundle / "sockets.txt").read_text() or (bundle / "sockets.txt").read_text() == ""
+    env = (bundle / "redacted_env.txt").read_text()
+    assert "GREETING=hello" in env and "DB_PASSWORD=<redacted>" in env and "API_TOKEN=<redacted>" in env
+    assert "line 499" in (bundle / "recent_logs.txt").read_text()
+    for f in bundle.iterdir():
+        assert SECRET not in f.read_text(errors="replace"), f.name
+
+
+def test_without_log_directory_writes_the_termination_message(tb):
+    term = tb.work / "termination-log"
+    done, _ = collect(tb, None, PODMEDIC_TERMINATION_LOG=str(term))
+    assert done.returncode == 0
+    text = term.read_text()
+    assert "podmedic forensics" in text and "container app" in text and len(text) <= 4096
+    assert SECRET not in text
+
+
+def test_budget_bounds_the_run_and_it_always_exits_zero(tb):
+    logs = tb.work / "logs"
+    logs.mkdir()
+    logs.chmod(0o1777)  # what podmedic logdir makes of the container's log directory
+    done, took = collect(tb, str(logs), budget=1)
+    assert done.returncode == 0 and took < 1 + 4  # at most one collector's slice past the budget
+    summary = json.loads(next((logs / "forensics").iterdir()).joinpath("summary.json").read_text())
+    assert summary["ran"] or summary["failed"]
+    unwritable = collect(tb, "/proc/nowhere", budget=2)[0]
+    assert unwritable.returncode == 0

@@ -1,0 +1,132 @@
+"""The supervise wrapper with real processes and real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from tests.runtime.conftest import NOBODY, wait_for
+
+FAST = {"startsecs": "1", "startretries": "2"}
+
+
+def states(tb) -> list[str]:
+    return [h["state"] for h in tb.state()["history"]]
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 20) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc.returncode, err
+
+
+def test_crash_loop_until_fatal_then_exit_with_the_apps_code(tb):
+    app = tb.program("crash.sh", "exit 3")
+    started = time.monotonic()
+    code, err = finish(tb.supervise(app, {**FAST, "on-fatal": "exit"}, user=NOBODY))
+    took = time.monotonic() - started
+    assert code == 3
+    assert states(tb) == ["STARTING", "BACKOFF", "STARTING", "BACKOFF", "STARTING", "BACKOFF", "FATAL"]
+    assert tb.state()["start_count"] == 3 and tb.state()["last_exit_code"] == 3
+    assert "restart 1/2 in 1s" in err and "restart 2/2 in 2s" in err and "FATAL" in err
+    assert 3 <= took < 3 + 3  # growing back-off: 1 s + 2 s
+
+
+def test_hold_keeps_the_container_alive_for_inspection_until_max_hold(tb):
+    app = tb.program("crash.sh", "exit 4")
+    proc = tb.supervise(app, {"startsecs": "1", "startretries": "0", "on-fatal": "hold", "max-hold": "3"})
+    wait_for(lambda: (tb.work / "state" / "app.json").exists() and tb.state()["state"] == "FATAL")
+    assert proc.poll() is None  # held
+    assert tb.pmctl("alive").returncode == 0
+    assert tb.pmctl("ready").returncode == 1
+    status = tb.pmctl("status")
+    assert status.returncode == 0 and "FATAL" in status.stdout and "last exit 4" in status.stdout
+    code, err = finish(proc)
+    assert code == 4 and "hold ended" in err
+    assert tb.pmctl("alive").returncode == 1  # wrapper gone
+
+
+def test_sigterm_while_holding_exits_at_once(tb):
+    proc = tb.supervise(tb.program("crash.sh", "exit 5"), {"startretries": "0", "max-hold": "600"})
+    wait_for(lambda: (tb.work / "state" / "app.json").exists() and tb.state()["state"] == "FATAL")
+    os.killpg(proc.pid, signal.SIGTERM)
+    code, _ = finish(proc, 5)
+    assert code == 5
+
+
+def test_running_app_is_ready_and_sigterm_is_forwarded_never_restarted(tb):
+    marker = tb.work / "got-term"
+    app = tb.program("server.sh", f"trap 'echo term > {marker}; exit 7' TERM\nwhile :; do sleep 0.1; done")
+    proc = tb.supervise(app, FAST, user=NOBODY)
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    assert tb.state()["state"] == "RUNNING" and tb.pmctl("alive").returncode == 0
+    os.kill(proc.pid, signal.SIGTERM)  # what the kubelet sends PID 1
+    code, err = finish(proc)
+    assert code == 7 and marker.read_text().strip() == "term"
+    assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1
+
+
+def test_app_ignoring_sigterm_is_killed_after_stopwaitsecs(tb):
+    app = tb.program("stubborn.sh", "trap '' TERM\nwhile :; do sleep 0.1; done")
+    proc = tb.supervise(app, {**FAST, "stopwaitsecs": "2"})
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    os.kill(proc.pid, signal.SIGTERM)
+    started = time.monotonic()
+    code, err = finish(proc)
+    assert 2 <= time.monotonic() - started < 4
+    assert code == 128 + signal.SIGKILL and "SIGKILL" in err
+
+
+def test_other_signals_are_forwarded(tb):
+    got = tb.work / "got"
+    app = tb.program("sig.sh", "\n".join(f"trap 'echo {s} >> {got}' {s}" for s in ("HUP", "USR1", "USR2", "QUIT"))
+                     + "\nwhile :; do sleep 0.1; done")
+    proc = tb.supervise(app, FAST)
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
+        os.kill(proc.pid, sig)
+        wait_for(lambda: got.exists() and sig.name[3:] in got.read_text())
+    assert proc.poll() is None
+    os.kill(proc.pid, signal.SIGTERM)
+    finish(proc)
+
+
+def test_stopsignal(tb):
+    got = tb.work / "got"
+    app = tb.program("int.sh", f"trap 'echo INT > {got}; exit 0' INT\nwhile :; do sleep 0.1; done")
+    proc = tb.supervise(app, {**FAST, "stopsignal": "INT"})
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert finish(proc)[0] == 0 and got.read_text().strip() == "INT"
+
+
+def test_zombies_are_reaped(tb):
+    # the app leaves orphans that exit: tini (PID 1 in the pod) must reap them
+    app = tb.program("forker.sh", "for i in 1 2 3 4 5; do (sleep 0.1 &) ; done\nwhile :; do sleep 0.1; done")
+    proc = tb.supervise(app, FAST)
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    time.sleep(1)
+    zombies = [p for p in os.listdir("/proc") if p.isdigit() and _is_zombie_child_of(int(p), proc.pid)]
+    assert zombies == []
+    os.kill(proc.pid, signal.SIGTERM)
+    finish(proc)
+
+
+def _is_zombie_child_of(pid: int, parent: int) -> bool:
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0] == "Z" and int(fields[1]) == parent
+
+
+def test_runs_without_any_shell_or_path_in_the_image(tb):
+    # env has PATH=/nonexistent: nothing from the host image is found; only the toolbox runs
+    code, err = finish(tb.supervise(tb.program("ok.sh", "exit 0"), {"startsecs": "0"}))
+    assert code == 0 and "EXITED" in err
