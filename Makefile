@@ -45,7 +45,7 @@ soak: venv
 	  tests/test_fuzz.py tests/test_reliability.py $(PYTEST_ARGS)
 
 bench: venv certs
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

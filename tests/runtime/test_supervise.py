@@ -20,7 +20,8 @@ def finish(proc: subprocess.Popen[str], timeout: float = 20) -> tuple[int, str]:
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, signal.SIGTERM)  # tini forwards it; the wrapper stops its app
+        proc.communicate(timeout=30)
         raise
     return proc.returncode, err
 
