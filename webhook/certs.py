@@ -215,7 +215,8 @@ def write_pair(cert: x509.Certificate, key: PrivateKey, cert_path: Path, key_pat
         raise CertError(f"cannot write {exc.filename or cert_path}: {exc.strerror}") from None
 
 
-def _read(path: Path) -> bytes:
+def read_file(path: Path) -> bytes:
+    """The file's bytes, or CertError naming it."""
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -234,7 +235,7 @@ def parse_chain(data: bytes, source: str) -> list[x509.Certificate]:
 
 
 def load_chain(path: Path) -> list[x509.Certificate]:
-    return parse_chain(_read(path), str(path))
+    return parse_chain(read_file(path), str(path))
 
 
 def load_cert(path: Path) -> x509.Certificate:
@@ -242,14 +243,19 @@ def load_cert(path: Path) -> x509.Certificate:
     return load_chain(path)[0]
 
 
-def load_key(path: Path) -> PrivateKey:
+def parse_key(data: bytes, source: str) -> PrivateKey:
+    """An unencrypted PEM private key; `source` names the file or Secret key in errors."""
     try:
-        key = serialization.load_pem_private_key(_read(path), password=None)
+        key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
-        raise CertError(f"{path}: the key is encrypted; podmedic needs an unencrypted key") from None
+        raise CertError(f"{source}: the key is encrypted; podmedic needs an unencrypted key") from None
     except (ValueError, UnsupportedAlgorithm):
-        raise CertError(f"{path}: not a PEM private key") from None
+        raise CertError(f"{source}: not a PEM private key") from None
     return key  # type: ignore[return-value]
+
+
+def load_key(path: Path) -> PrivateKey:
+    return parse_key(read_file(path), str(path))
 
 
 def not_after(path: Path) -> dt.datetime:
@@ -263,18 +269,22 @@ def days_left(cert: x509.Certificate, now: dt.datetime | None = None) -> float:
     return (cert.not_valid_after_utc - (now or _utcnow())).total_seconds() / 86400
 
 
-def due_for_renewal(cert: x509.Certificate, now: dt.datetime | None = None) -> bool:
-    """True once RENEW_AFTER of the certificate's lifetime has passed (see the module doc)."""
+def renewal_time(cert: x509.Certificate) -> dt.datetime:
+    """When RENEW_AFTER of the certificate's lifetime will have passed (see the module doc)."""
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return (now or _utcnow()) >= start + (end - start) * RENEW_AFTER
+    return start + (end - start) * RENEW_AFTER
+
+
+def due_for_renewal(cert: x509.Certificate, now: dt.datetime | None = None) -> bool:
+    return (now or _utcnow()) >= renewal_time(cert)
 
 
 def validity_problems(cert: x509.Certificate, what: str, now: dt.datetime | None = None) -> list[str]:
     now = now or _utcnow()
     if now > cert.not_valid_after_utc:
-        return [f"{what} expired on {_iso(cert.not_valid_after_utc)}"]
+        return [f"{what} expired on {iso(cert.not_valid_after_utc)}"]
     if now < cert.not_valid_before_utc:
-        return [f"{what} is not valid before {_iso(cert.not_valid_before_utc)}"]
+        return [f"{what} is not valid before {iso(cert.not_valid_before_utc)}"]
     return []
 
 
@@ -316,7 +326,7 @@ def _server_auth(cert: x509.Certificate) -> bool:
     return ExtendedKeyUsageOID.SERVER_AUTH in usages or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages
 
 
-def _chains_to(chain: Sequence[x509.Certificate], ca: x509.Certificate) -> bool:
+def chains_to(chain: Sequence[x509.Certificate], ca: x509.Certificate) -> bool:
     """Each certificate is signed by the next, the last by the CA (a chain that ends with the
     CA itself is fine: the CA is self-signed)."""
     for child, parent in zip(chain, [*chain[1:], ca]):
@@ -345,7 +355,7 @@ def chain_problems(chain: Sequence[x509.Certificate], key: PrivateKey | None, ca
     problems = []
     if key is not None and not key_matches(leaf, key):
         problems.append("the private key does not match the certificate")
-    if ca is not None and not _chains_to(chain, ca):
+    if ca is not None and not chains_to(chain, ca):
         problems.append(f"the certificate (issuer {leaf.issuer.rfc4514_string()}) is not signed by the CA "
                         f"({ca.subject.rfc4514_string()})")
     if not _server_auth(leaf):
@@ -367,7 +377,8 @@ def check_pair(chain: Sequence[x509.Certificate], key: PrivateKey | None, ca: x5
     return problems + chain_problems(chain, key, ca, dns_names, ips)
 
 
-def _iso(when: dt.datetime) -> str:
+def iso(when: dt.datetime) -> str:
+    """UTC time as the API server and kubectl print it."""
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -400,7 +411,7 @@ def _ensure_ca(paths: PkiPaths, days: int, force: bool) -> tuple[x509.Certificat
     cert, key = generate_ca(days=days)
     write_pair(cert, key, paths.ca_cert, paths.ca_key)
     print(f"created the CA {paths.ca_cert} ({cert.subject.rfc4514_string()}, valid until "
-          f"{_iso(cert.not_valid_after_utc)})")
+          f"{iso(cert.not_valid_after_utc)})")
     return cert, key
 
 
@@ -424,7 +435,7 @@ def _serving_action(paths: PkiPaths, ca: x509.Certificate, dns: Sequence[str], i
         return f"renewal: {expired[0]}"
     if due_for_renewal(chain[0]):
         return f"renewal: past {RENEW_AFTER:.0%} of its lifetime"
-    print(f"{paths.cert} is valid for {describe_names(dns, ips)} until {_iso(chain[0].not_valid_after_utc)} "
+    print(f"{paths.cert} is valid for {describe_names(dns, ips)} until {iso(chain[0].not_valid_after_utc)} "
           f"({days_left(chain[0]):.0f} days left); nothing to do")
     return None
 
@@ -440,7 +451,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             cert, key = issue_serving_cert(ca_cert, ca_key, dns, ips, days=args.days)
             write_pair(cert, key, paths.cert, paths.key)
             print(f"issued {paths.cert} ({reason}) for {describe_names(dns, ips)}, valid until "
-                  f"{_iso(cert.not_valid_after_utc)}")
+                  f"{iso(cert.not_valid_after_utc)}")
     except CertError as exc:
         print(f"podmedic certs init: {exc}", file=sys.stderr)
         return 1
@@ -458,10 +469,10 @@ def _report(cert_path: Path, chain: Sequence[x509.Certificate], ca_path: Path, c
     print(f"  subject:   {leaf.subject.rfc4514_string()}")
     print(f"  issuer:    {leaf.issuer.rfc4514_string()}")
     print(f"  SANs:      {describe_names(*_sans(leaf)) or '(none)'}")
-    print(f"  not after: {_iso(leaf.not_valid_after_utc)} ({days_left(leaf):.1f} days left)")
+    print(f"  not after: {iso(leaf.not_valid_after_utc)} ({days_left(leaf):.1f} days left)")
     print(f"CA          {ca_path}")
     print(f"  subject:   {ca.subject.rfc4514_string()}")
-    print(f"  not after: {_iso(ca.not_valid_after_utc)} ({days_left(ca):.1f} days left)")
+    print(f"  not after: {iso(ca.not_valid_after_utc)} ({days_left(ca):.1f} days left)")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -488,12 +499,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 # -- command line ----------------------------------------------------------------------------
 
-def _add_name_flags(parser: argparse.ArgumentParser, service: str | None) -> None:
+def add_name_flags(parser: argparse.ArgumentParser, service: str | None, namespace: str | None = DEFAULT_NAMESPACE,
+                   namespace_default: str = DEFAULT_NAMESPACE) -> None:
+    """--service, --namespace and --host; `namespace_default` says what a None `namespace` becomes."""
     parser.add_argument("--service", default=service,
                         help="Service name: adds DNS SANs NAME, NAME.NS, NAME.NS.svc, NAME.NS.svc.cluster.local"
                         + (f" (default {service})" if service else " (checked only when given)"))
-    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE,
-                        help=f"the Service's namespace (default {DEFAULT_NAMESPACE})")
+    parser.add_argument("--namespace", default=namespace, help=f"the Service's namespace (default {namespace_default})")
     parser.add_argument("--host", action="append", default=[], metavar="DNS-OR-IP",
                         help="extra name; IP literals become IP SANs (repeatable)")
 
@@ -504,7 +516,7 @@ def _add_init(commands: Any) -> None:
                             "CA is kept, a serving pair valid for the requested names is kept until two "
                             "thirds of its lifetime have passed, then renewed from the same CA.")
     p.add_argument("--out", default="certs", help="directory (default certs)")
-    _add_name_flags(p, DEFAULT_SERVICE)
+    add_name_flags(p, DEFAULT_SERVICE)
     p.add_argument("--days", type=int, default=SERVING_DAYS,
                    help=f"serving certificate validity (default {SERVING_DAYS})")
     p.add_argument("--ca-days", type=int, default=CA_DAYS, help=f"CA validity for a new CA (default {CA_DAYS})")
@@ -521,13 +533,16 @@ def _add_check(commands: Any) -> None:
     p.add_argument("--cert", help="serving certificate (default DIR/tls.crt)")
     p.add_argument("--key", help="its private key (default DIR/tls.key)")
     p.add_argument("--ca", help="CA certificate (default DIR/ca.crt)")
-    _add_name_flags(p, None)
+    add_name_flags(p, None)
     p.set_defaults(func=cmd_check)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("certs", help="development PKI: a CA and the webhook's serving certificate",
-                       description="Create and check the CA and serving certificate the webhook needs.")
+    from webhook import certinstall  # it imports this module: only once this one is complete
+
+    p = sub.add_parser("certs", help="the webhook's PKI: a CA and its serving certificate, locally or in the cluster",
+                       description="Create and check the CA and serving certificate the webhook needs, "
+                       "and install (and renew) them in the cluster.")
     commands = p.add_subparsers(dest="certs_command", metavar="ACTION", required=True)
-    for add in (_add_init, _add_check):
+    for add in (_add_init, _add_check, certinstall.add_install):
         add(commands)

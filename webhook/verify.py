@@ -13,9 +13,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import jsonpatch
-
 from webhook.delivery import OUR_VOLUMES
+from webhook.patch import apply_in_place
 
 HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 HOOK_HANDLERS = ("exec", "httpGet", "tcpSocket", "sleep")
@@ -31,8 +30,8 @@ def apply(pod: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
     decoded request object and needs no pristine copy afterwards, so it skips a deep copy of a
     pod whose managedFields alone can be tens of kilobytes; offline callers pass a copy."""
     try:
-        patched = jsonpatch.apply_patch(pod, ops, in_place=True)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError, IndexError) as exc:
+        patched = apply_in_place(pod, ops)
+    except (TypeError, KeyError, IndexError, ValueError) as exc:
         raise PatchRejected(f"patch does not apply: {exc}") from None
     problems = list(check(patched))
     if problems:

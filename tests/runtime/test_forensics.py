@@ -12,13 +12,14 @@ from tests.runtime.conftest import NOBODY, wait_for
 from webhook import toolbox
 
 SECRET = "hunter2-" + os.urandom(4).hex()
+PEM = f"-----BEGIN PRIVATE KEY-----\n{SECRET}-line2\n-----END PRIVATE KEY-----"  # a multi-line secret
 
 
 def collect(tb, out: str | None, budget: int = 10, user: int | None = None, **env: str):
     argv = toolbox.forensics_argv(str(tb.root), name="app", out_dir=out, budget_seconds=budget)
     ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
     started = time.monotonic()
-    done = subprocess.run(argv, env=tb.env(DB_PASSWORD=SECRET, API_TOKEN=SECRET, GREETING="hello", **env),
+    done = subprocess.run(argv, env=tb.env(DB_PASSWORD=SECRET, API_TOKEN=SECRET, TLS_KEY=PEM, GREETING="hello", **env),
                           capture_output=True, text=True, timeout=budget + 10, **ids)
     return done, time.monotonic() - started
 
@@ -50,6 +51,7 @@ def test_bundle_in_the_log_directory(tb):
     assert "state=" in (bundle / "sockets.txt").read_text() or (bundle / "sockets.txt").read_text() == ""
     env = (bundle / "redacted_env.txt").read_text()
     assert "GREETING=hello" in env and "DB_PASSWORD=<redacted>" in env and "API_TOKEN=<redacted>" in env
+    assert "TLS_KEY=<redacted>" in env and "line2" not in env
     assert "line 499" in (bundle / "recent_logs.txt").read_text()
     for f in bundle.iterdir():
         assert SECRET not in f.read_text(errors="replace"), f.name

@@ -1,0 +1,64 @@
+"""The explicit patch builder and the hot path's applier, checked against jsonpatch (RFC 6902)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import jsonpatch
+import pytest
+
+from webhook.patch import PatchBuilder, apply_in_place, pointer
+
+
+def built() -> tuple[dict, list[dict]]:
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "env": None}], "volumes": []}}
+    b = PatchBuilder(pod)
+    b.append(("spec", "containers", 0, "env"), {"name": "A"})  # null parent: created as a list
+    b.append(("spec", "containers", 0, "env"), {"name": "B"})
+    b.set(("spec", "containers", 0, "lifecycle", "preStop"), {"exec": {"command": ["x"]}})
+    b.set(("metadata", "annotations", "podmedic.io/status"), "{}")
+    b.prepend(("spec", "initContainers"), {"name": "i"})
+    b.prepend(("spec", "initContainers"), {"name": "j"})
+    b.append(("spec", "volumes"), {"name": "v"})
+    b.set(("metadata", "name"), "q")
+    return pod, b.ops
+
+
+def test_ops_apply_with_rfc6902_semantics_and_parents_first():
+    pod, ops = built()
+    result = jsonpatch.apply_patch(copy.deepcopy(pod), ops)
+    assert result["spec"]["containers"][0]["env"] == [{"name": "A"}, {"name": "B"}]
+    assert [c["name"] for c in result["spec"]["initContainers"]] == ["j", "i"]
+    assert result["metadata"] == {"name": "q", "annotations": {"podmedic.io/status": "{}"}}
+    assert ops[-1]["op"] == "replace"
+
+
+def test_fast_applier_matches_jsonpatch_and_never_changes_the_ops():
+    pod, ops = built()
+    before = json.dumps(ops)
+    fast = apply_in_place(copy.deepcopy(pod), ops)
+    assert json.dumps(ops) == before  # values are copied in, not aliased
+    assert fast == jsonpatch.apply_patch(copy.deepcopy(pod), ops)
+
+
+def test_rollback_forgets_ops_and_created_parents():
+    b = PatchBuilder({"spec": {}})
+    with pytest.raises(RuntimeError), b.transaction():
+        b.append(("spec", "volumes"), {"name": "v"})
+        raise RuntimeError
+    assert b.ops == [] and b.created == []
+    b.append(("spec", "volumes"), {"name": "w"})
+    assert b.ops == [{"op": "add", "path": "/spec/volumes", "value": [{"name": "w"}]}]
+
+
+def test_pointer_escapes():
+    assert pointer(("metadata", "annotations", "a/b~c")) == "/metadata/annotations/a~1b~0c"
+
+
+@pytest.mark.parametrize("op", [{"op": "replace", "path": "/missing", "value": 1},
+                                {"op": "replace", "path": "/l/0", "value": 1},
+                                {"op": "add", "path": "/a/b/c", "value": 1}])
+def test_fast_applier_rejects_what_does_not_apply(op):
+    with pytest.raises((KeyError, ValueError, TypeError, IndexError)):
+        apply_in_place({"l": [1]}, [op])
