@@ -229,6 +229,7 @@ class Resolved:
         self.pod: dict[str, str] = {}
         self.containers: dict[tuple[str, str], str] = {}
         self.ignored: list[Ignored] = []
+        self._values: dict[tuple[str, str | None], Any] = {}  # parsed once per (key, container)
         for annotation, raw in pod_annotations.items():
             if annotation.startswith(prefix):
                 self._take_pod_annotation(annotation, annotation[len(prefix):], raw)
@@ -258,4 +259,7 @@ class Resolved:
 
     def value(self, key: str, container: str | None = None) -> Any:
         """The parsed value (None when unset); raises InvalidSetting for a bad tenant value."""
-        return self.get(key, container).value()
+        cache_key = (key, container)
+        if cache_key not in self._values:
+            self._values[cache_key] = self.get(key, container).value()
+        return self._values[cache_key]
