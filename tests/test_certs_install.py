@@ -5,26 +5,31 @@ serve` swapping its certificate), and the failures a user meets first.
 
 Most runs call the CLI's `main()` in-process (the client is slow to import; one import serves
 the whole module); the error paths run the real console command to prove they print one line
-and no traceback."""
+and no traceback. One test (marked integration) runs the real kube-apiserver of ../shared with the
+CronJob's RBAC rules and proves that the API server keeps calling the webhook through a CA rotation."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import ipaddress
+import json
 import os
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from tests.conftest import podmedic, start_server, stop_server
+from tests.conftest import ROOT, free_port, podmedic, start_server, stop_server
 from tests.fakekube import FakeKube
+from tests.test_integration import KUBE, Cluster, _missing
 from tests.test_tls import SecretDir, wait_for
 from webhook import certinstall, certs, cli
 
@@ -461,3 +466,121 @@ def test_a_missing_namespace_is_a_clear_error(kube: FakeKube, capsys: pytest.Cap
     assert cli.main(["certs", "install", "--webhook", WEBHOOK, "--secret", "absent/webhook-tls"]) == 1
     assert capsys.readouterr().err.strip() == \
         'podmedic certs install: creating Secret absent/podmedic-ca: namespaces "absent" not found'
+
+
+# -- the real API server ---------------------------------------------------------------------
+
+RENEW_YAML = ROOT / "deploy" / "overlays" / "self-managed" / "renew.yaml"
+
+
+def renewal_manifests() -> list[dict[str, Any]]:
+    """The CronJob and its RBAC as deploy/ ships them."""
+    return [doc for doc in yaml.safe_load_all(RENEW_YAML.read_text()) if doc]
+
+
+def cronjob_args() -> list[str]:
+    """The command line of deploy/'s renewal CronJob (its image's entrypoint is `podmedic`)."""
+    cronjob = next(doc for doc in renewal_manifests() if doc["kind"] == "CronJob")
+    args: list[str] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+@pytest.fixture
+def real_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A kube-apiserver of this test's own (RBAC on), with the namespace and deploy/'s renewal
+    manifests: the CronJob's service account and exactly its RBAC rules."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    state = tmp_path / "kube"
+    done = subprocess.run([str(KUBE / "start"), str(state)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cluster = Cluster(state)
+    try:
+        cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+        for obj in renewal_manifests():
+            cluster.apply(obj)
+        yield cluster
+    finally:
+        subprocess.run([str(KUBE / "stop"), str(state), "--wipe"], capture_output=True, timeout=60)
+
+
+def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    """A kubeconfig that is the CronJob's service account (a TokenRequest token), nothing more."""
+    admin = yaml.safe_load((cluster.state / "kubeconfig").read_text())
+    token = cluster.kubectl("-n", NS, "create", "token", "podmedic-certs").stdout.strip()
+    admin["users"] = [{"name": "podmedic-certs", "user": {"token": token}}]
+    admin["contexts"] = [{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "podmedic-certs"}}]
+    admin["current-context"] = "sa"
+    path.write_text(json.dumps(admin))
+    return path
+
+
+@pytest.mark.integration
+def test_the_api_server_calls_the_webhook_through_install_and_a_ca_rotation(real_cluster: Cluster,
+                                                                           tmp_path: Path) -> None:
+    """The real thing: the CronJob's RBAC is enough, the real API server accepts the patches, and
+    it calls the webhook successfully with the caBundle install wrote -- before, during and after
+    a CA rotation, while the server moves from the old pair to the new one."""
+    cluster, port = real_cluster, free_port()
+    cluster.apply({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+                   "metadata": {"name": WEBHOOK}, "webhooks": [{
+                       "name": "inject.podmedic.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                       "failurePolicy": "Fail", "timeoutSeconds": 5,
+                       "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate"},
+                       "namespaceSelector": {"matchLabels": {"podmedic-test": "certs"}},
+                       "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                                  "resources": ["pods"]}]}]})
+    app_ns = cluster.namespace({"podmedic.io/inject": "enabled"}, {"podmedic-test": "certs"})
+    kubeconfig = service_account_kubeconfig(cluster, tmp_path / "sa.kubeconfig")
+
+    def install_as_cronjob(*extra: str) -> str:
+        """The CronJob's command, as its service account, plus the IP SAN a local server needs."""
+        done = podmedic(*cronjob_args(), "--kubeconfig", str(kubeconfig), "--host", "127.0.0.1", *extra,
+                        env={**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def read_secret(name: str) -> dict[str, bytes]:
+        secret = cluster.kubectl("-n", NS, "get", "secret", name, "-o", "json").stdout
+        return certinstall.secret_data(json.loads(secret))
+
+    def create_pod() -> subprocess.CompletedProcess[str]:
+        """A pod creation (dry run) through the API server, which calls the webhook over TLS."""
+        return cluster.create_pod(app_ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "w-"},
+                                           "spec": {"containers": [{"name": "app", "image": "registry.example/a:1",
+                                                                    "ports": [{"containerPort": 8080}]}]}},
+                                  dry_run=True)
+
+    def mutated_every_time(tries: int) -> None:
+        for _ in range(tries):
+            done = create_pod()
+            assert done.returncode == 0 and "readinessProbe" in done.stdout, done.stderr
+
+    def webhook_version() -> str:
+        return cluster.kubectl("get", "mutatingwebhookconfiguration", WEBHOOK, "-o",
+                               "jsonpath={.metadata.resourceVersion}").stdout
+
+    install_as_cronjob()
+    old = read_secret(TLS)
+    mounted = SecretDir(tmp_path / "secret")
+    mounted.publish(old["tls.crt"], old["tls.key"])
+    (tmp_path / "old-ca.crt").write_bytes(old["ca.crt"])
+    server = start_server(tmp_path, mounted.path, "--kubeconfig", str(cluster.state / "kubeconfig"),
+                          "--cert-reload-interval", "0.2", port=port, ca=tmp_path / "old-ca.crt")
+    try:
+        wait_for(lambda: create_pod().returncode == 0, 30, "the webhook to take effect")
+        mutated_every_time(3)
+        install_as_cronjob("--rotate-ca")
+        mutated_every_time(10)  # the API server picks up [new, old] while the old pair is still served
+        new = read_secret(TLS)
+        mounted.publish(new["tls.crt"], new["tls.key"])
+        (tmp_path / "new-ca.crt").write_bytes(new["ca.crt"])
+        wait_for(lambda: handshake(port, tmp_path / "new-ca.crt") == der(new["tls.crt"]), 10,
+                 "the new pair to be served")
+        mutated_every_time(10)
+    finally:
+        stop_server(server)
+    version = webhook_version()
+    assert "nothing to do" in install_as_cronjob()
+    assert webhook_version() == version
