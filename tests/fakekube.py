@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -126,6 +127,13 @@ class _Watch:
     initial: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-connection is normal here (outages are the point)."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class FakeKube:
     """The server. Use as a context manager, or call start()/stop()."""
 
@@ -144,7 +152,7 @@ class FakeKube:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeKube:
         """Listen (again, on the same port after a stop()); the stored objects survive, like etcd."""
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
+        httpd = _Server(("127.0.0.1", self.port), _Handler)
         httpd.daemon_threads = True
         httpd.kube = self  # type: ignore[attr-defined]
         self.port = httpd.server_address[1]
