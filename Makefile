@@ -4,8 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8443
 PYTEST_ARGS ?=
+IMAGE   ?= ghcr.io/podmedic/podmedic:0.1.0
+OVERLAY ?= self-managed
 
-.PHONY: venv run test soak bench toolbox certs golden clean
+.PHONY: venv run test soak bench toolbox certs golden image deploy undeploy clean
 
 # The stamp is the console script: re-installed when pyproject.toml changes.
 $(BIN)/podmedic: pyproject.toml
@@ -46,6 +48,22 @@ soak: venv
 
 bench: venv certs
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+# The container image (Dockerfile). Needs a running engine (docker daemon or podman); without one
+# it says so and exits 1 -- a docker client with no daemon does not count.
+image:
+	deploy/build-image $(IMAGE)
+
+# Install into kubectl's current context. self-managed: then create (or renew) the CA, the serving
+# Secret and the caBundle. OVERLAY=cert-manager needs cert-manager installed first.
+deploy: venv
+	kubectl apply -k deploy/overlays/$(OVERLAY)
+	@if [ "$(OVERLAY)" = self-managed ]; then \
+	  $(BIN)/podmedic certs install --webhook podmedic --secret podmedic-system/podmedic-tls; fi
+	kubectl -n podmedic-system rollout status deployment/podmedic --timeout=180s
+
+undeploy:
+	kubectl delete -k deploy/overlays/$(OVERLAY) --ignore-not-found
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

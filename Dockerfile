@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# podmedic: the webhook server (`podmedic serve`, gunicorn over TLS) and, in the same image, what
+# its init containers run (`podmedic toolbox install`, `podmedic logdir`).
+#
+# Two stages. The build stage has the compilers, pip and apt; the final stage is distroless
+# Python -- Debian 12's own python3.11, glibc, no shell, no package manager, no compiler -- and
+# receives only /opt/podmedic: the virtualenv and the toolbox. The virtualenv is built against
+# the same Debian 12 /usr/bin/python3 that the final stage has, so its interpreter link holds.
+#
+#   make image            (docker or podman; IMAGE=... to name it)
+ARG BUILD_IMAGE=docker.io/library/debian:12-slim
+ARG RUNTIME_IMAGE=gcr.io/distroless/python3-debian12:nonroot
+
+FROM ${BUILD_IMAGE} AS build
+# python3-venv: the virtualenv; busybox-static, tini (tini-static), gcc, libc6-dev: the in-pod
+# toolbox (static busybox and tini copied, static sigreset compiled) -- see webhook/toolbox.py.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends --no-install-suggests \
+      python3-venv busybox-static tini gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/podmedic/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY webhook ./webhook
+# A regular (not editable) install: the package, its data files and the console script. pip and
+# setuptools leave the virtualenv afterwards: nothing in the final image can install software.
+RUN /opt/podmedic/venv/bin/pip install --no-cache-dir --disable-pip-version-check . \
+ && /opt/podmedic/venv/bin/pip uninstall -y --disable-pip-version-check pip setuptools
+# The toolbox at the fixed path `podmedic toolbox install` copies from (toolbox.DEFAULT_SOURCE).
+RUN /opt/podmedic/venv/bin/podmedic toolbox build /opt/podmedic/toolbox
+
+FROM ${RUNTIME_IMAGE}
+COPY --from=build /opt/podmedic /opt/podmedic
+# PATH first: init containers run `podmedic ...` by name. No .pyc writes: the root filesystem is
+# read-only in every pod (pip compiled the bytecode at build time).
+ENV PATH=/opt/podmedic/venv/bin:/usr/local/bin:/usr/bin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# distroless's `nonroot` user, numerically, so runAsNonRoot can verify it without /etc/passwd.
+USER 65532:65532
+EXPOSE 8443
+ENTRYPOINT ["/opt/podmedic/venv/bin/podmedic"]
+CMD ["serve"]
