@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from webhook import toolbox
 from webhook.reasons import Reason
+from webhook.report import Decision
 
 if TYPE_CHECKING:
     from webhook.engine import PodContext, Target
@@ -63,13 +64,14 @@ def mount_paths(target: "Target") -> set[str]:
     return {m.get("mountPath") for m in target.spec.get("volumeMounts") or [] if isinstance(m, dict)}
 
 
-def toolbox_unavailable(ctx: "PodContext", target: "Target") -> tuple[Reason, str] | None:
-    """Why the toolbox cannot be delivered to this container (reason, detail), or None."""
+def toolbox_unavailable(ctx: "PodContext", target: "Target", feature: str) -> Decision | None:
+    """The skip decision when the toolbox cannot be delivered to this container, or None."""
+    level = ctx.settings.get(feature, target.name).level
     if ctx.toolbox_blocked:
-        return Reason.NAME_CONFLICT, ""
+        return Decision(feature, target.name, Reason.NAME_CONFLICT, level=level)
     taken = mount_paths(target) & {toolbox.TOOLBOX_MOUNT, STATE_MOUNT}
     if taken:
-        return Reason.MOUNT_CONFLICT, ", ".join(sorted(taken))
+        return Decision(feature, target.name, Reason.MOUNT_CONFLICT, ", ".join(sorted(taken)), level)
     return None
 
 

@@ -41,11 +41,11 @@ def chained(collector: list[str], user_command: list[str]) -> list[str]:
 
 
 def mutate(ctx: "PodContext", target: "Target", patch: "PatchBuilder") -> Decision:
+    skip = delivery.toolbox_unavailable(ctx, target, FEATURE)
+    if skip:
+        return skip
     name = target.name
     level = ctx.settings.get(FEATURE, name).level
-    unavailable = delivery.toolbox_unavailable(ctx, target)
-    if unavailable:
-        return Decision(FEATURE, name, *unavailable, level)
     lifecycle = target.spec.get("lifecycle") if isinstance(target.spec.get("lifecycle"), dict) else {}
     existing: Any = lifecycle.get("preStop")
     user_command = (existing or {}).get("exec", {}).get("command") if isinstance(existing, dict) else None

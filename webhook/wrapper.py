@@ -30,11 +30,11 @@ def holds(ctx: "PodContext", target: "Target") -> bool:
 
 
 def mutate(ctx: "PodContext", target: "Target", patch: "PatchBuilder") -> Decision:
+    skip = delivery.toolbox_unavailable(ctx, target, FEATURE)
+    if skip:
+        return skip
     name = target.name
     level = ctx.settings.get(FEATURE, name).level
-    unavailable = delivery.toolbox_unavailable(ctx, target)
-    if unavailable:
-        return Decision(FEATURE, name, *unavailable, level)
     command = target.spec.get("command")
     original = command if isinstance(command, list) and command else None
     entrypoint = original or ctx.settings.value("entrypoint", name)
