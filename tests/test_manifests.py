@@ -66,6 +66,16 @@ def test_document_that_cannot_be_injected_exits_2():
     assert json.loads(done.stdout) == broken  # passed through unchanged
 
 
+def test_pod_not_shaped_like_a_pod_exits_2_without_traceback():
+    text = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers: 5\n"
+    done = cli("inject", "-f", "-", stdin=text)
+    assert done.returncode == 2 and "could not be injected" in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == text
+    explained = cli("explain", "-f", "-", "-o", "json", stdin=text)
+    assert json.loads(explained.stdout)[0]["reason"] == "malformed-pod"
+    assert "spec.containers has the wrong type" in json.loads(explained.stdout)[0]["detail"]
+
+
 def test_explain_formats():
     text = json.dumps(pods.pod(container(command=["/app"])))
     table = cli("explain", "-f", "-", stdin=text)

@@ -150,8 +150,7 @@ def _annotations(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def _switch(ctx: PodContext, feature: str, container: str) -> tuple[bool, Level]:
-    setting = ctx.settings.get(feature, container)
-    return bool(setting.value()), setting.level
+    return bool(ctx.settings.value(feature, container)), ctx.settings.get(feature, container).level
 
 
 def _run_feature(ctx: PodContext, feature: Feature, patch: PatchBuilder) -> str | None:
@@ -181,7 +180,8 @@ def _note_ignored(ctx: PodContext) -> None:
 
 
 def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome:
-    """Plan and emit the patch for one pod. Never raises for any pod shape."""
+    """Plan and emit the patch for one pod shaped as podshape.problem() accepts (both callers
+    check it first); a failing feature is contained in _run_feature."""
     report = Report()
     gate, settings = _gate(lookup, pod, config)
     if gate is not None or settings is None or lookup.namespace is None:

@@ -28,7 +28,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from webhook import config as config_mod
-from webhook import engine, uninject, verify
+from webhook import engine, podshape, uninject, verify
 from webhook.namespaces import Lookup, Namespace, StaticSource
 from webhook.reasons import Reason
 from webhook.report import Decision
@@ -176,6 +176,9 @@ def as_pod(template: Any) -> dict[str, Any]:
 def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[Decision]]:
     """The webhook's patch for a pod made from this template (verified), and the decisions."""
     pod = as_pod(w.template)
+    problem = podshape.problem(pod)  # the webhook answers such a review with a 400
+    if problem:
+        return [], [Decision("pod", None, Reason.MALFORMED_POD, problem.replace("request.object.", ""))]
     outcome = engine.inject(copy.deepcopy(pod), run.namespaces(w.namespace), run.config)
     decisions = list(outcome.report.decisions)
     if outcome.denied:
@@ -202,7 +205,7 @@ def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
             chunk.changed |= uninject.template(w.template, run.config)
             continue
         ops, decisions = inject_template(run, w)
-        if any(d.reason in (Reason.VERIFY_FAILED, Reason.MUTATOR_ERROR) for d in decisions):
+        if any(d.reason in (Reason.VERIFY_FAILED, Reason.MUTATOR_ERROR, Reason.MALFORMED_POD) for d in decisions):
             run.failed = True
             print(f"podmedic: {chunk.source}: document {chunk.index}: {w.name} could not be injected", file=run.err)
         if mode == "explain":

@@ -4,8 +4,9 @@ none of its own. A probe the user wrote is never touched.
 Handler choice, per probe kind: exec when `<kind>-command` is set, else httpGet when
 `<kind>-path` is set, else tcpSocket on the probe port. The startup probe uses liveness's
 handler: it guards the same check during a long initialisation (the seed article's case).
-Under the supervisor wrapper the liveness probe asks the wrapper (`pmctl alive`), so a container
-held for forensics is not killed, and readiness falls back to `pmctl ready` when there is no port.
+When the supervisor wrapper holds crashed apps (on-fatal=hold), the liveness probe asks the
+wrapper (`pmctl alive`), so a held container is not killed; without a port, a wrapped container's
+probes fall back to `pmctl ready` / `pmctl alive`.
 """
 
 from __future__ import annotations

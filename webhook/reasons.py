@@ -48,6 +48,7 @@ class Reason(str, Enum):
     PRESTOP_NOT_EXEC = ("prestop-not-exec", "container has a non-exec preStop hook; kept, forensics hook not added", True)
     GRACE_TOO_SHORT = ("grace-too-short", "terminationGracePeriodSeconds leaves too little time for the collector", True)
     MUTATOR_ERROR = ("mutator-error", "internal error while injecting this feature; feature skipped", True)
+    MALFORMED_POD = ("malformed-pod", "the object is not shaped like a Pod; not injected", True)
     VERIFY_FAILED = ("verify-failed", "the computed patch failed verification; pod let through unchanged", True)
 
     def render(self, prefix: str) -> str:

@@ -21,7 +21,6 @@ with exit 128, so `install` rewrites the interpreter line and the webhook invoke
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess

@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from webhook.patch import PatchBuilder
 
 FEATURE = "supervisor"
-OPTIONS = ("autorestart", "startsecs", "startretries", "exitcodes", "stopsignal", "stopwaitsecs",
-           "on-fatal", "max-hold")
 
 
 def holds(ctx: "PodContext", target: "Target") -> bool:
@@ -40,8 +38,8 @@ def mutate(ctx: "PodContext", target: "Target", patch: "PatchBuilder") -> Decisi
     entrypoint = original or ctx.settings.value("entrypoint", name)
     if not entrypoint:
         return Decision(FEATURE, name, Reason.ENTRYPOINT_UNKNOWN, level=level)
-    options = {key: ctx.settings.get(key, name).raw for key in OPTIONS}
-    for key in OPTIONS:
+    options = {key: ctx.settings.get(key, name).raw for key in toolbox.SUPERVISOR_OPTIONS}
+    for key in toolbox.SUPERVISOR_OPTIONS:
         ctx.settings.value(key, name)  # raises InvalidSetting with the precise warning
     patch.set(target.path + ("command",), toolbox.supervise_argv(name=name, options=options) + list(entrypoint))
     ctx.record(target, FEATURE, {"command": original})
