@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests import pods
+from tests import pods, procs
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,9 +54,11 @@ WRK_SCRIPT = Path(__file__).resolve().parent / "bench_wrk.lua"
 NAMESPACES = Path(__file__).resolve().parent / "data" / "namespaces.yaml"
 
 TARGET_POD, TARGET_CONNS, TARGET_RATIO, TARGET_P99_MS = "typical", 16, 0.70, 10.0
-WORKERS, THREADS = 2, 4  # podmedic serve's defaults, given explicitly to both servers
+WORKERS, THREADS = 2, 1  # podmedic serve's defaults, given explicitly to both servers
 FIXED_RATE_CONNS = 8  # connections of the fixed-rate client: far more than ever in flight
 READY_TIMEOUT = 30.0
+BOOT_SETTLE = 2.0  # seconds after the first /readyz: the other workers are still importing the app
+RUN_SETTLE = 0.5  # seconds between runs: the server notices the previous run's closed connections
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,83 +158,12 @@ class Server:
 
     def processes(self) -> list[int]:
         """The gunicorn master and its workers."""
-        return [self.process.pid, *children(self.process.pid)]
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return sorted(found)
-
-
-def rss_bytes(pids: Sequence[int]) -> int:
-    """Total resident set size of these processes (VmRSS; shared pages count once per process,
-    as a container's memory accounting roughly does)."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU time these processes have used so far."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14 and 15)
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return inodes
-    for fd in fds:
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    return inodes
-
-
-def _established_inodes(port: int) -> set[str]:
-    """Inodes of the server side of established TCP connections to `port`."""
-    suffix, inodes = f":{port:04X}", set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[1].endswith(suffix) and fields[3] == "01":
-                inodes.add(fields[9])
-    return inodes
+        return [self.process.pid, *procs.children(self.process.pid)]
 
 
 def connections_per_worker(server: Server) -> list[int]:
     """How many established client connections each worker holds right now."""
-    established = _established_inodes(server.port)
-    return sorted((len(_socket_inodes(pid) & established) for pid in server.processes()[1:]), reverse=True)
+    return procs.connections_per_worker(server.process.pid, server.port)
 
 
 def _wait_ready(server: Server, timeout: float) -> None:
@@ -244,6 +175,7 @@ def _wait_ready(server: Server, timeout: float) -> None:
         try:
             conn.request("GET", "/readyz")
             if conn.getresponse().status == 200:
+                time.sleep(BOOT_SETTLE)
                 return
         except OSError:
             pass
@@ -335,21 +267,27 @@ class Run:
 
 def wrk(server: Server, body_file: Path, conns: int, seconds: int) -> Run:
     """Closed loop: `conns` keep-alive TLS connections each sending the next review as soon as
-    the previous answer arrived. RSS and the connection split are sampled mid-run."""
+    the previous answer arrived. RSS and the connection split are sampled mid-run.
+
+    Each run opens its connections in one burst, right after the previous run closed as many:
+    a server still counting those (it sees the closes a few milliseconds later) would spread
+    the new burst by stale counts, which an API server's long-lived connection pool never
+    makes it do. So every run starts after RUN_SETTLE, for both servers alike."""
+    time.sleep(RUN_SETTLE)
     command = ["wrk", f"-t{min(conns, 2)}", f"-c{conns}", f"-d{seconds}s", "-s", str(WRK_SCRIPT),
                f"https://127.0.0.1:{server.port}/mutate", "--", str(body_file)]
     pids = server.processes()
-    cpu = cpu_seconds(pids)
+    cpu = procs.cpu_seconds(pids)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(seconds / 2)
-        rss, split = rss_bytes(pids), connections_per_worker(server)
+        rss, split = procs.rss_bytes(pids), connections_per_worker(server)
         out, err = process.communicate(timeout=seconds + 30)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    cpu = cpu_seconds(pids) - cpu
+    cpu = procs.cpu_seconds(pids) - cpu
     line = next((line for line in out.splitlines() if line.startswith("BENCH-JSON ")), None)
     if process.returncode != 0 or line is None:
         raise SystemExit(f"bench: wrk failed ({process.returncode}): {err or out}")
@@ -401,19 +339,19 @@ def fixed_rate(server: Server, body: bytes, rate: float, seconds: float) -> Run:
             conn.close()
 
     pids = server.processes()
-    cpu = cpu_seconds(pids)
+    cpu = procs.cpu_seconds(pids)
     threads = [threading.Thread(target=client, daemon=True) for _ in range(FIXED_RATE_CONNS)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=seconds + 60)
-    elapsed, cpu = time.perf_counter() - start[0], cpu_seconds(pids) - cpu
+    elapsed, cpu = time.perf_counter() - start[0], procs.cpu_seconds(pids) - cpu
     ordered = sorted(latencies)
     if not ordered:
         raise SystemExit(f"bench: no answer from {server.name} at a fixed rate: {failures[:3]}")
     return Run(rps=len(ordered) / elapsed, p50_ms=percentile(ordered, 50) * 1000, p99_ms=percentile(ordered, 99) * 1000,
                cpu_ms=cpu * 1000 / len(ordered), requests=len(ordered), errors=len(failures) + total - len(ordered),
-               rss_bytes=rss_bytes(pids))
+               rss_bytes=procs.rss_bytes(pids))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import json
 import jsonpatch
 import pytest
 
+from webhook import verify
 from webhook.patch import PatchBuilder, apply_in_place, pointer
 
 
@@ -34,12 +35,23 @@ def test_ops_apply_with_rfc6902_semantics_and_parents_first():
     assert ops[-1]["op"] == "replace"
 
 
-def test_fast_applier_matches_jsonpatch_and_never_changes_the_ops():
+def test_fast_applier_matches_jsonpatch():
+    pod, ops = built()
+    expected = jsonpatch.apply_patch(copy.deepcopy(pod), ops)
+    assert apply_in_place(copy.deepcopy(pod), json.loads(json.dumps(ops))) == expected
+
+
+def test_verify_applies_decoded_operations_so_the_ops_stay_as_built():
+    """apply_in_place shares values between pod and ops: applied to the builder's own ops, the
+    `/-` append lands in the list the first `add` carries too (the API server would then add B
+    twice). verify.apply decodes the encoded patch first, so what is sent stays as built."""
     pod, ops = built()
     before = json.dumps(ops)
-    fast = apply_in_place(copy.deepcopy(pod), ops)
-    assert json.dumps(ops) == before  # values are copied in, not aliased
-    assert fast == jsonpatch.apply_patch(copy.deepcopy(pod), ops)
+    patched = verify.apply(copy.deepcopy(pod), before)
+    assert json.dumps(ops) == before
+    assert patched == jsonpatch.apply_patch(copy.deepcopy(pod), ops)
+    apply_in_place(copy.deepcopy(pod), ops)
+    assert json.dumps(ops) != before  # the hazard the decoding avoids
 
 
 def test_rollback_forgets_ops_and_created_parents():

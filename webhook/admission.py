@@ -71,15 +71,21 @@ def is_pod_create(request: dict[str, Any]) -> bool:
             and request.get("operation") == "CREATE" and not request.get("subResource"))
 
 
-def response(uid: str, *, ops: list[dict[str, Any]] | None = None, warnings: list[str] | None = None,
+def encode_patch(ops: list[dict[str, Any]]) -> str:
+    """The JSON patch as sent (compact); verified in this form, then base64-encoded."""
+    return json.dumps(ops, separators=(",", ":"))
+
+
+def response(uid: str, *, patch: str | None = None, warnings: list[str] | None = None,
              audit_annotations: dict[str, str] | None = None, denied: str | None = None) -> dict[str, Any]:
-    """The AdmissionReview answer: patchType only when something changes."""
+    """The AdmissionReview answer: patchType only when something changes (`patch` is the
+    encoded JSON patch)."""
     resp: dict[str, Any] = {"uid": uid, "allowed": denied is None}
     if denied is not None:
         resp["status"] = {"code": 403, "message": denied}
-    if ops:
+    if patch:
         resp["patchType"] = "JSONPatch"
-        resp["patch"] = base64.b64encode(json.dumps(ops, separators=(",", ":")).encode()).decode()
+        resp["patch"] = base64.b64encode(patch.encode()).decode()
     if warnings:
         resp["warnings"] = warnings
     if audit_annotations:
@@ -149,17 +155,17 @@ def review(request: dict[str, Any], namespaces: Callable[[str], Lookup], config:
         denied = "podmedic: internal error" if config.on_error == "deny" else None
         outcome = engine.Outcome([], report, denied=denied)
     report = outcome.report
-    ops = outcome.ops
     if outcome.denied:
         return Answer(200, response(uid, denied=outcome.denied), _audit(request, report, 0, "denied"), report)
-    if ops:
+    patch, op_count = (encode_patch(outcome.ops), len(outcome.ops)) if outcome.ops else (None, 0)
+    if patch:
         try:
-            verify.apply(pod, ops)  # in place: name, generateName and owner stay as sent
+            verify.apply(pod, patch)  # in place: name, generateName and owner stay as sent
         except verify.PatchRejected as exc:
             report.add(Decision("pod", None, Reason.VERIFY_FAILED, str(exc)[:300]))
-            ops = []
-    audit_record = _audit(request, report, len(ops), "patched" if ops else "unchanged")
-    answer = response(uid, ops=ops, warnings=report.warnings(config.prefix),
+            patch, op_count = None, 0
+    audit_record = _audit(request, report, op_count, "patched" if patch else "unchanged")
+    answer = response(uid, patch=patch, warnings=report.warnings(config.prefix),
                       audit_annotations={"podmedic": _summary(report)})
     return Answer(200, answer, audit_record, report)
 

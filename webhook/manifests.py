@@ -184,7 +184,7 @@ def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[D
     if outcome.denied:
         return [], decisions
     try:
-        verify.apply(pod, outcome.ops)
+        verify.apply(pod, json.dumps(outcome.ops))
     except verify.PatchRejected as exc:
         decisions.append(Decision("pod", None, Reason.VERIFY_FAILED, str(exc)[:300]))
         return [], decisions

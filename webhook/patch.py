@@ -105,13 +105,17 @@ def apply_in_place(doc: Any, ops: list[dict[str, Any]]) -> Any:
     """Apply this builder's kind of patch (add and replace, RFC 6902 semantics) to `doc` in
     place. The hot path's verification uses it instead of jsonpatch, which parses a pointer
     object and deep-copies every value for each operation; the tests apply every patch with
-    jsonpatch as well, so the two cannot drift apart unnoticed."""
+    jsonpatch as well, so the two cannot drift apart unnoticed.
+
+    Values are inserted as they are, not copied: `doc` and `ops` share them afterwards, and a
+    later `/-` append into a list an earlier `add` created changes that earlier operation too.
+    So pass operations made for this one use (verify.apply decodes them from the encoded patch)."""
     for op in ops:
         parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
         parent = doc
         for part in parts[:-1]:
             parent = parent[int(part)] if isinstance(parent, list) else parent[part]
-        last, kind, value = parts[-1], op["op"], _copy(op["value"])
+        last, kind, value = parts[-1], op["op"], op["value"]
         if isinstance(parent, list):
             if kind != "add":
                 raise ValueError(f"{kind} into a list is not emitted by podmedic: {op['path']}")
@@ -125,13 +129,3 @@ def apply_in_place(doc: Any, ops: list[dict[str, Any]]) -> Any:
             raise KeyError(f"{kind} of missing {op['path']}")
     return doc
 
-
-def _copy(value: Any) -> Any:
-    """A copy of a JSON value: the patch's own values must never be changed by applying it
-    (a later `/-` append into a list an earlier `add` created would otherwise show up in the
-    earlier operation too, and the API server would apply it twice)."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value

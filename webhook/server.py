@@ -22,30 +22,83 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
-from webhook import queueing
-from webhook.tls import server_context
-
 from webhook import config as config_mod
+from webhook import queueing
+from webhook.balance import ConnectionTable
 from webhook.namespaces import source_from_args
+from webhook.tls import server_context
 
 _reloader: Any = None  # this worker's CertificateReloader (set in load())
 _draining = False  # set when this worker got SIGTERM: /readyz turns false while it drains
+_connections: ConnectionTable | None = None  # made by the master before it forks (Server.__init__)
+BALANCE_RECHECK = 0.01  # seconds between looks at the peers while held back (see QueueTimedWorker)
 
 
 def _ssl_context(conf: Any, default_factory: Any) -> ssl.SSLContext:
     return _reloader.context()
 
 
+def _pre_fork(server: Any, worker: Any) -> None:
+    """In the master: give the new worker a free slot of the connection table."""
+    assert _connections is not None
+    worker.podmedic_slot = _connections.free_slot(getattr(w, "podmedic_slot", None) for w in server.WORKERS.values())
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     from webhook import metrics  # imported only after PROMETHEUS_MULTIPROC_DIR is set
 
     metrics.worker_exited(worker.pid)
+    if _connections is not None and worker.podmedic_slot is not None:
+        _connections.clear(worker.podmedic_slot)
 
 
 class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
-    """gthread, plus a timestamp per queued request so the app can tell how long it waited
-    (see queueing.py). Keep-alive connections are re-queued for every request, so the stamp is
-    per request, not per connection."""
+    """gthread, plus two things:
+    - a timestamp per queued request so the app can tell how long it waited (see queueing.py).
+      Keep-alive connections are re-queued for every request, so the stamp is per request;
+    - connection balancing (see balance.py). gthread's loop calls `notify()`, then accepts while
+      `nr_conns < worker_connections`, then polls. So `notify` publishes this worker's count and
+      reads the peers'; while a live peer holds fewer connections, `worker_connections` reads
+      as "full" and the poll is cut short, so that this worker looks again within
+      BALANCE_RECHECK seconds instead of sleeping through the rest of a burst of connections.
+    """
+
+    podmedic_slot: int | None = None  # this worker's row of _connections, set by _pre_fork in the master
+    _held_back = False
+
+    @property
+    def worker_connections(self) -> int:
+        return 0 if self._held_back else self._connection_limit
+
+    @worker_connections.setter
+    def worker_connections(self, limit: int) -> None:
+        self._connection_limit = limit
+
+    def notify(self) -> None:
+        super().notify()
+        self._publish()
+        if _connections is not None and self.podmedic_slot is not None:
+            self._held_back = self.alive and not _connections.may_accept(self.podmedic_slot, self.nr_conns)
+
+    def accept(self, listener: Any) -> None:
+        super().accept(listener)
+        self._publish()  # at once: a peer deciding during the same burst must see it
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        """gunicorn 27.0.1 counts some closes twice: when the client ends its TLS session,
+        handle() closes the socket, then finish_request's graceful close raises on the closed
+        socket and its error path decrements `nr_conns` again. The count drifts below zero and
+        balancing would read it; one finished request closes at most one connection."""
+        before = self.nr_conns
+        super().finish_request(conn, fs)
+        self.nr_conns = max(self.nr_conns, before - 1)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        super().wait_for_and_dispatch_events(min(timeout, BALANCE_RECHECK) if self._held_back else timeout)
+
+    def _publish(self) -> None:
+        if _connections is not None and self.podmedic_slot is not None and self.alive:
+            _connections.publish(self.podmedic_slot, self.pid, self.nr_conns)
 
     def enqueue_req(self, conn: Any) -> None:
         conn.podmedic_enqueued_at = time.monotonic()
@@ -60,6 +113,8 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
         answers requests on kept-alive connections with `Connection: close`)."""
         global _draining
         _draining = True
+        if _connections is not None and self.podmedic_slot is not None:
+            _connections.clear(self.podmedic_slot)  # accepts no more: peers must not wait for it
         super().handle_exit(sig, frame)
 
 
@@ -67,8 +122,10 @@ class Server(BaseApplication):  # type: ignore[misc]
     """A gunicorn application configured from `podmedic serve` flags, not from a file."""
 
     def __init__(self, args: argparse.Namespace, config: config_mod.GlobalConfig):
+        global _connections
         self.args = args
         self.podmedic_config = config
+        _connections = ConnectionTable(slots=2 * args.workers)  # a HUP's new workers overlap the old
         super().__init__()
 
     def load_config(self) -> None:
@@ -85,6 +142,7 @@ class Server(BaseApplication):  # type: ignore[misc]
             "certfile": a.tls_cert_file,
             "keyfile": a.tls_private_key_file,
             "ssl_context": _ssl_context,
+            "pre_fork": _pre_fork,
             "child_exit": _child_exit,
             "accesslog": None,
             "errorlog": "-",
@@ -134,7 +192,7 @@ def register(sub: Any) -> None:
                    help="kubeconfig for the namespace watch; default in-cluster [KUBECONFIG]")
     p.add_argument("--workers", type=int, default=int(_env("PODMEDIC_WORKERS", 2)),
                    help="gunicorn worker processes [PODMEDIC_WORKERS]")
-    p.add_argument("--threads", type=int, default=int(_env("PODMEDIC_THREADS", 4)),
+    p.add_argument("--threads", type=int, default=int(_env("PODMEDIC_THREADS", 1)),
                    help="threads per worker [PODMEDIC_THREADS]")
     p.add_argument("--graceful-timeout", type=int, default=int(_env("PODMEDIC_GRACEFUL_TIMEOUT", 20)),
                    help="seconds to finish in-flight reviews after SIGTERM [PODMEDIC_GRACEFUL_TIMEOUT]")

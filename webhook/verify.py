@@ -9,6 +9,7 @@ Only the rules mutations can break are checked here; the full OpenAPI schema che
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -25,12 +26,16 @@ class PatchRejected(ValueError):
     """The patch does not apply, or the patched pod breaks a validation rule."""
 
 
-def apply(pod: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
-    """Apply `ops` to `pod` IN PLACE (RFC 6902) and check the result. The webhook owns the
-    decoded request object and needs no pristine copy afterwards, so it skips a deep copy of a
-    pod whose managedFields alone can be tens of kilobytes; offline callers pass a copy."""
+def apply(pod: dict[str, Any], patch: str) -> dict[str, Any]:
+    """Apply the encoded JSON patch to `pod` IN PLACE (RFC 6902) and check the result.
+
+    The encoded text, not the builder's operations: what is verified is exactly what will be
+    sent, and the decoded operations are fresh objects that the pod may keep (the C decoder
+    makes them faster than copying values would). The webhook owns the decoded request object
+    and needs no pristine copy afterwards, so it skips a deep copy of a pod whose managedFields
+    alone can be tens of kilobytes; offline callers pass a copy."""
     try:
-        patched = apply_in_place(pod, ops)
+        patched = apply_in_place(pod, json.loads(patch))
     except (TypeError, KeyError, IndexError, ValueError) as exc:
         raise PatchRejected(f"patch does not apply: {exc}") from None
     problems = list(check(patched))
