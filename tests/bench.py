@@ -54,7 +54,7 @@ WRK_SCRIPT = Path(__file__).resolve().parent / "bench_wrk.lua"
 NAMESPACES = Path(__file__).resolve().parent / "data" / "namespaces.yaml"
 
 TARGET_POD, TARGET_CONNS, TARGET_RATIO, TARGET_P99_MS = "typical", 16, 0.70, 10.0
-WORKERS, THREADS = 2, 1  # podmedic serve's defaults, given explicitly to both servers
+WORKERS, THREADS = 2, 2  # podmedic serve's defaults, given explicitly to both servers
 FIXED_RATE_CONNS = 8  # connections of the fixed-rate client: far more than ever in flight
 READY_TIMEOUT = 30.0
 BOOT_SETTLE = 2.0  # seconds after the first /readyz: the other workers are still importing the app

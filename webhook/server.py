@@ -7,6 +7,12 @@ Why these gunicorn settings (see ../shared/PERFORMANCE.md measurements):
   certificate reloader, nothing is shared across fork.
 - gunicorn calls the `ssl_context` hook for every accepted connection; it returns the worker's
   CertificateReloader context, so a rotated Secret is served to new handshakes without restart.
+- 2 threads per worker, not more: a review is pure CPU under the GIL, so threads add no
+  throughput, and every extra one waits its turn for the GIL while holding a request
+  (measured with `make bench`: 4 threads doubled p99 at saturation). The second thread keeps
+  one slow client from stalling its worker's other connections.
+- connections are balanced over the workers (balance.py), since gthread keeps a kept-alive
+  connection on the worker that accepted it and a burst otherwise lands on one worker.
 """
 
 from __future__ import annotations
@@ -192,7 +198,7 @@ def register(sub: Any) -> None:
                    help="kubeconfig for the namespace watch; default in-cluster [KUBECONFIG]")
     p.add_argument("--workers", type=int, default=int(_env("PODMEDIC_WORKERS", 2)),
                    help="gunicorn worker processes [PODMEDIC_WORKERS]")
-    p.add_argument("--threads", type=int, default=int(_env("PODMEDIC_THREADS", 1)),
+    p.add_argument("--threads", type=int, default=int(_env("PODMEDIC_THREADS", 2)),
                    help="threads per worker [PODMEDIC_THREADS]")
     p.add_argument("--graceful-timeout", type=int, default=int(_env("PODMEDIC_GRACEFUL_TIMEOUT", 20)),
                    help="seconds to finish in-flight reviews after SIGTERM [PODMEDIC_GRACEFUL_TIMEOUT]")
