@@ -231,6 +231,34 @@ def test_slow_and_half_closed_connections_do_not_hurt(server):
         s.close()
 
 
+def test_a_trickling_client_is_cut_at_the_request_deadline(server):
+    """A client that is never silent long enough for a read timeout (a byte every 0.5 s) still
+    gets CLIENT_IO_TIMEOUT for the whole request, not for each read: it cannot hold a thread."""
+    import socket
+    import ssl
+    import time
+
+    from webhook.tls import CLIENT_IO_TIMEOUT
+
+    ctx = ssl.create_default_context(cafile=str(server.ca))
+    host, port = server.url.removeprefix("https://").split(":")
+    s = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=30), server_hostname=host)
+    s.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+    s.settimeout(0.5)
+    started, cut_after = time.monotonic(), None
+    while cut_after is None and time.monotonic() - started < CLIENT_IO_TIMEOUT + 5:
+        try:
+            s.sendall(b" ")
+            s.recv(1024)  # the server's close (or an answer) ends the loop; a timeout is a tick
+        except TimeoutError:
+            continue
+        except OSError:  # includes ssl.SSLError: reset or abrupt close
+            pass
+        cut_after = time.monotonic() - started
+    s.close()
+    assert cut_after is not None and cut_after < CLIENT_IO_TIMEOUT + 1.5, cut_after
+
+
 def test_no_secret_in_any_log_line_and_no_worker_crash(server):
     server.post(pods.review(pods.pod(pods.container(env=[{"name": "PASSWORD", "value": SECRET}]))))
     log = server.log.read_text(errors="replace")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import ssl
 import tempfile
 import time
@@ -38,6 +39,7 @@ _reloader: Any = None  # this worker's CertificateReloader (set in load())
 _draining = False  # set when this worker got SIGTERM: /readyz turns false while it drains
 _connections: ConnectionTable | None = None  # made by the master before it forks (Server.__init__)
 BALANCE_RECHECK = 0.01  # seconds between looks at the peers while held back (see QueueTimedWorker)
+BALANCE_MAX_WAIT = 0.05  # longest a connection may wait in the listen queue for a held-back worker's peers
 
 
 def _ssl_context(conf: Any, default_factory: Any) -> ssl.SSLContext:
@@ -67,10 +69,13 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
       reads the peers'; while a live peer holds fewer connections, `worker_connections` reads
       as "full" and the poll is cut short, so that this worker looks again within
       BALANCE_RECHECK seconds instead of sleeping through the rest of a burst of connections.
+      Connections left waiting in the listen queue for BALANCE_MAX_WAIT are taken anyway:
+      whatever the peers do, balancing delays no connection by more than that.
     """
 
     podmedic_slot: int | None = None  # this worker's row of _connections, set by _pre_fork in the master
     _held_back = False
+    _waiting_since: float | None = None
 
     @property
     def worker_connections(self) -> int:
@@ -84,7 +89,10 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
         super().notify()
         self._publish()
         if _connections is not None and self.podmedic_slot is not None:
-            self._held_back = self.alive and not _connections.may_accept(self.podmedic_slot, self.nr_conns)
+            held = self.alive and not _connections.may_accept(self.podmedic_slot, self.nr_conns)
+            if not held:
+                self._waiting_since = None
+            self._held_back = held and not self._left_waiting()
 
     def accept(self, listener: Any) -> None:
         super().accept(listener)
@@ -101,6 +109,18 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         super().wait_for_and_dispatch_events(min(timeout, BALANCE_RECHECK) if self._held_back else timeout)
+
+    def _left_waiting(self) -> bool:
+        """Has the listen queue stayed non-empty for BALANCE_MAX_WAIT while this worker held
+        back? Then the peers are not taking the connections (busy, or not polling) and this
+        worker takes them: balancing must never leave a connection waiting."""
+        if not select.select(self.sockets, [], [], 0)[0]:
+            self._waiting_since = None
+            return False
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        return now - self._waiting_since >= BALANCE_MAX_WAIT
 
     def _publish(self) -> None:
         if _connections is not None and self.podmedic_slot is not None and self.alive:

@@ -31,6 +31,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from webhook.certs import CertError, parse_chain
 
@@ -42,25 +43,51 @@ log = logging.getLogger("podmedic.tls")
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
-# Seconds a client may stay silent during a handshake or while sending a request. gunicorn's
-# gthread worker reads headers and body in blocking mode with no timeout, so a client that
-# stalls mid-request would hold a worker thread for ever; the API server sends a review in
-# milliseconds and gives up after its timeoutSeconds (at most 30) anyway.
+# Seconds a client gets for a handshake or for sending one request (and reading its answer).
+# gunicorn's gthread worker reads headers and body in blocking mode with no timeout, so a client
+# that stalls mid-request -- or trickles a byte now and then -- would hold a worker thread for
+# ever; the API server sends a review in milliseconds and gives up after its timeoutSeconds (at
+# most 30) anyway.
 CLIENT_IO_TIMEOUT = 5.0
+_TIGHTEN_AFTER = 1.0  # seconds into a request before each read is held to the time left
 
 
 class _TimedSSLSocket(ssl.SSLSocket):
-    """An SSLSocket whose "blocking" mode is blocking with CLIENT_IO_TIMEOUT: gunicorn switches
-    kept-alive sockets between non-blocking (polling) and blocking (handling) with
-    setblocking(), and runs the handshake on a socket it made blocking."""
+    """An SSLSocket whose "blocking" mode is blocking with a deadline: gunicorn switches
+    kept-alive sockets between non-blocking (polling) and blocking (handling one request) with
+    setblocking(), and runs the handshake on a socket it made blocking. Each switch to blocking
+    starts a CLIENT_IO_TIMEOUT budget for receiving that request (handshake included); once a
+    request has taken longer than _TIGHTEN_AFTER (never, for the API server), every read may
+    only wait for what is left of it. Until then no read pays for the bookkeeping. Writing the
+    answer is not held to it (the app answers a request it could not read with a 400), only to
+    the per-call timeout: a client that does not read its answer for that long is cut as well."""
+
+    _deadline = 0.0
 
     def setblocking(self, flag: bool) -> None:
+        self._deadline = time.monotonic() + CLIENT_IO_TIMEOUT if flag else 0.0
         self.settimeout(CLIENT_IO_TIMEOUT if flag else 0.0)
 
     def do_handshake(self, block: bool = False) -> None:
         if self.gettimeout() is None:
-            self.settimeout(CLIENT_IO_TIMEOUT)
+            self.setblocking(True)
         super().do_handshake(block)
+
+    def _hold_to_deadline(self) -> None:
+        if self._deadline:
+            left = self._deadline - time.monotonic()
+            if left < CLIENT_IO_TIMEOUT - _TIGHTEN_AFTER:
+                if left <= 0:
+                    raise TimeoutError(f"client took longer than {CLIENT_IO_TIMEOUT:g}s for one request")
+                self.settimeout(left)
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        self._hold_to_deadline()
+        return super().recv(buflen, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._hold_to_deadline()
+        return super().recv_into(buffer, nbytes, flags)
 
 
 def _digest(cert_pem: bytes, key_pem: bytes) -> bytes:
