@@ -99,10 +99,10 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
         self._publish()  # at once: a peer deciding during the same burst must see it
 
     def finish_request(self, conn: Any, fs: Any) -> None:
-        """gunicorn 27.0.1 counts some closes twice: when the client ends its TLS session,
-        handle() closes the socket, then finish_request's graceful close raises on the closed
-        socket and its error path decrements `nr_conns` again. The count drifts below zero and
-        balancing would read it; one finished request closes at most one connection."""
+        """gunicorn 27.0.1 counts some closes twice: when a client went away mid-request (the
+        API server giving up on a call), finish_request's graceful close raises on the dead
+        socket and its error path decrements `nr_conns` a second time. The count drifts below
+        zero and balancing would read it; one finished request closes at most one connection."""
         before = self.nr_conns
         super().finish_request(conn, fs)
         self.nr_conns = max(self.nr_conns, before - 1)
