@@ -78,6 +78,11 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
     _waiting_since: float | None = None
 
     @property
+    def _balanced(self) -> bool:
+        """This worker has a row in the table (the master had a free one for it)."""
+        return _connections is not None and self.podmedic_slot is not None
+
+    @property
     def worker_connections(self) -> int:
         return 0 if self._held_back else self._connection_limit
 
@@ -88,7 +93,7 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
     def notify(self) -> None:
         super().notify()
         self._publish()
-        if _connections is not None and self.podmedic_slot is not None:
+        if self._balanced:
             held = self.alive and not _connections.may_accept(self.podmedic_slot, self.nr_conns)
             if not held:
                 self._waiting_since = None
@@ -123,7 +128,7 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
         return now - self._waiting_since >= BALANCE_MAX_WAIT
 
     def _publish(self) -> None:
-        if _connections is not None and self.podmedic_slot is not None and self.alive:
+        if self._balanced and self.alive:
             _connections.publish(self.podmedic_slot, self.pid, self.nr_conns)
 
     def enqueue_req(self, conn: Any) -> None:
@@ -139,7 +144,7 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
         answers requests on kept-alive connections with `Connection: close`)."""
         global _draining
         _draining = True
-        if _connections is not None and self.podmedic_slot is not None:
+        if self._balanced:
             _connections.clear(self.podmedic_slot)  # accepts no more: peers must not wait for it
         super().handle_exit(sig, frame)
 

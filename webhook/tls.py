@@ -43,7 +43,7 @@ log = logging.getLogger("podmedic.tls")
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
-# Seconds a client gets for a handshake or for sending one request (and reading its answer).
+# Seconds a client gets for a handshake and for sending one request.
 # gunicorn's gthread worker reads headers and body in blocking mode with no timeout, so a client
 # that stalls mid-request -- or trickles a byte now and then -- would hold a worker thread for
 # ever; the API server sends a review in milliseconds and gives up after its timeoutSeconds (at
@@ -59,8 +59,9 @@ class _TimedSSLSocket(ssl.SSLSocket):
     starts a CLIENT_IO_TIMEOUT budget for receiving that request (handshake included); once a
     request has taken longer than _TIGHTEN_AFTER (never, for the API server), every read may
     only wait for what is left of it. Until then no read pays for the bookkeeping. Writing the
-    answer is not held to it (the app answers a request it could not read with a 400), only to
-    the per-call timeout: a client that does not read its answer for that long is cut as well."""
+    answer is not checked against the deadline (the app answers a request it could not read
+    with a 400); it keeps the socket's timeout, which after a slow request is what the last
+    read left, and a client that does not read its answer is cut after that."""
 
     _deadline = 0.0
 
