@@ -10,11 +10,12 @@ unpatched with a warning.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import orjson
 
 from webhook import engine, podshape, verify
 from webhook.config import GlobalConfig
@@ -48,8 +49,8 @@ def decode(body: bytes, content_type: str | None, max_bytes: int) -> dict[str, A
     if not body:
         raise BadReview("empty body")
     try:
-        review = json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        review = orjson.loads(body)
+    except ValueError as exc:  # orjson.JSONDecodeError, also for nesting beyond 1024 levels
         raise BadReview(f"body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(review, dict):
         raise BadReview("body must be a JSON object (an AdmissionReview)")
@@ -71,12 +72,12 @@ def is_pod_create(request: dict[str, Any]) -> bool:
             and request.get("operation") == "CREATE" and not request.get("subResource"))
 
 
-def encode_patch(ops: list[dict[str, Any]]) -> str:
-    """The JSON patch as sent (compact); verified in this form, then base64-encoded."""
-    return json.dumps(ops, separators=(",", ":"))
+def encode_patch(ops: list[dict[str, Any]]) -> bytes:
+    """The JSON patch as sent (compact UTF-8); verified in this form, then base64-encoded."""
+    return orjson.dumps(ops)
 
 
-def response(uid: str, *, patch: str | None = None, warnings: list[str] | None = None,
+def response(uid: str, *, patch: bytes | None = None, warnings: list[str] | None = None,
              audit_annotations: dict[str, str] | None = None, denied: str | None = None) -> dict[str, Any]:
     """The AdmissionReview answer: patchType only when something changes (`patch` is the
     encoded JSON patch)."""
@@ -85,7 +86,7 @@ def response(uid: str, *, patch: str | None = None, warnings: list[str] | None =
         resp["status"] = {"code": 403, "message": denied}
     if patch:
         resp["patchType"] = "JSONPatch"
-        resp["patch"] = base64.b64encode(patch.encode()).decode()
+        resp["patch"] = base64.b64encode(patch).decode()
     if warnings:
         resp["warnings"] = warnings
     if audit_annotations:

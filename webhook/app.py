@@ -6,10 +6,10 @@ engine.py, which know nothing of HTTP.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Callable, Protocol
 
+import orjson
 from flask import Flask, Response, request
 
 from webhook import admission, audit, metrics, queueing
@@ -40,7 +40,7 @@ def _bad(message: str) -> admission.Answer:
 
 
 def _json(status: int, body: dict) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
 def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: CertificateState,

@@ -8,17 +8,18 @@ write() so that lines from concurrent threads never interleave.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import threading
 from typing import Any, TextIO
+
+import orjson
 
 _lock = threading.Lock()
 
 
 def emit(record: dict[str, Any], stream: TextIO | None = None) -> None:
-    line = json.dumps({"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
-                       "audit": "podmedic", **record}, separators=(",", ":"), default=str)
+    line = orjson.dumps({"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+                         "audit": "podmedic", **record}, default=str).decode()
     out = stream or sys.stdout
     with _lock:
         out.write(line + "\n")

@@ -14,11 +14,12 @@ needs a liveness probe that does not kill it), logs before forensics (where bund
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from webhook import delivery, forensics, logdir, probes, wrapper
 from webhook.config import GlobalConfig
@@ -33,21 +34,19 @@ log = logging.getLogger(__name__)
 STATUS_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Target:
-    """A container a feature may change, addressed by its position in the original pod."""
+class Target(NamedTuple):
+    """A container a feature may change, addressed by its position in the original pod
+    (a tuple: made for every feature and container of every review; see `_target`)."""
 
     kind: str            # "containers" or "initContainers"
     index: int
     spec: dict[str, Any]
+    name: str
+    path: tuple[str, str, int]
 
-    @property
-    def name(self) -> str:
-        return str(self.spec.get("name", ""))
 
-    @property
-    def path(self) -> tuple[str, str, int]:
-        return ("spec", self.kind, self.index)
+def _target(kind: str, index: int, spec: dict[str, Any]) -> Target:
+    return Target(kind, index, spec, str(spec.get("name", "")), ("spec", kind, index))
 
 
 @dataclass
@@ -87,7 +86,7 @@ class Feature:
 
 def regular_containers(pod: dict[str, Any]) -> Iterator[Target]:
     for i, c in enumerate(_list(pod.get("spec"), "containers")):
-        yield Target("containers", i, c)
+        yield _target("containers", i, c)
 
 
 def probed_containers(pod: dict[str, Any]) -> Iterator[Target]:
@@ -95,7 +94,7 @@ def probed_containers(pod: dict[str, Any]) -> Iterator[Target]:
     yield from regular_containers(pod)
     for i, c in enumerate(_list(pod.get("spec"), "initContainers")):
         if c.get("restartPolicy") == "Always":
-            yield Target("initContainers", i, c)
+            yield _target("initContainers", i, c)
 
 
 def _list(parent: Any, key: str) -> list[dict[str, Any]]:
@@ -200,5 +199,5 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
         patch.ensure_map(("metadata", "annotations"))  # so `created` lists it when it is new
         ctx.status["version"] = STATUS_VERSION
         ctx.status["created"] = [pointer(p) for p in patch.created]
-        patch.set(("metadata", "annotations", config.status_key), json.dumps(ctx.status, separators=(",", ":")))
+        patch.set(("metadata", "annotations", config.status_key), orjson.dumps(ctx.status).decode())
     return Outcome(patch.ops, report)

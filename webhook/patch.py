@@ -10,8 +10,7 @@ without touching what other features already emitted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 Path = tuple[str | int, ...]
@@ -19,8 +18,10 @@ Path = tuple[str | int, ...]
 _MISSING = object()
 
 
+@lru_cache(maxsize=4096)
 def pointer(path: Path) -> str:
-    """A JSON pointer, escaping '~' and '/' (annotation keys contain '/')."""
+    """A JSON pointer, escaping '~' and '/' (annotation keys contain '/'). Memoised: the same
+    few dozen paths (container fields, the marker annotation) recur in every review."""
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
 
 
@@ -87,18 +88,34 @@ class PatchBuilder:
         else:
             self.append(list_path, value)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Roll back every operation emitted inside the block if it raises."""
-        mark_ops, mark_created = len(self.ops), len(self.created)
-        try:
-            yield
-        except BaseException:
-            del self.ops[mark_ops:]
-            for path in self.created[mark_created:]:
-                self._created_set.discard(path)
-            del self.created[mark_created:]
-            raise
+    def transaction(self) -> "_Transaction":
+        """`with patch.transaction():` rolls back every operation emitted inside the block if
+        it raises."""
+        return _Transaction(self, len(self.ops), len(self.created))
+
+    def _rollback(self, ops: int, created: int) -> None:
+        del self.ops[ops:]
+        for path in self.created[created:]:
+            self._created_set.discard(path)
+        del self.created[created:]
+
+
+class _Transaction:
+    """A plain context manager (one per feature and container on the hot path, where
+    contextlib's generator machinery costs more than the rollback bookkeeping)."""
+
+    __slots__ = ("_patch", "_ops", "_created")
+
+    def __init__(self, patch: PatchBuilder, ops: int, created: int):
+        self._patch, self._ops, self._created = patch, ops, created
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is not None:
+            self._patch._rollback(self._ops, self._created)
+        return False
 
 
 def apply_in_place(doc: Any, ops: list[dict[str, Any]]) -> Any:
@@ -111,7 +128,10 @@ def apply_in_place(doc: Any, ops: list[dict[str, Any]]) -> Any:
     later `/-` append into a list an earlier `add` created changes that earlier operation too.
     So pass operations made for this one use (verify.apply decodes them from the encoded patch)."""
     for op in ops:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        path = op["path"]
+        parts = path.split("/")[1:]
+        if "~" in path:
+            parts = [p.replace("~1", "/").replace("~0", "~") for p in parts]
         parent = doc
         for part in parts[:-1]:
             parent = parent[int(part)] if isinstance(parent, list) else parent[part]

@@ -20,25 +20,22 @@ METADATA = {"name": str, "generateName": str, "namespace": str, "annotations": d
             "ownerReferences": "[map]"}
 
 
-def _type_problem(where: str, value: Any, expected: Any) -> str | None:
+def _well_typed(value: Any, expected: Any) -> bool:
     if value is None:
-        return None  # null is how an absent optional field may arrive
+        return True  # null is how an absent optional field may arrive
     if expected == "[map]":
-        ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
-    elif expected == "[str]":
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, expected)
-    return None if ok else f"{where} has the wrong type"
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    if expected == "[str]":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
 
 
 def _fields(where: str, obj: dict[str, Any], fields: dict[str, Any]) -> str | None:
     for key, expected in fields.items():
-        problem = _type_problem(f"{where}.{key}", obj.get(key), expected)
-        if problem:
-            return problem
+        if not _well_typed(obj.get(key), expected):
+            return f"{where}.{key} has the wrong type"
     return None
 
 

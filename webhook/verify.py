@@ -9,10 +9,11 @@ Only the rules mutations can break are checked here; the full OpenAPI schema che
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
+
+import orjson
 
 from webhook.delivery import OUR_VOLUMES
 from webhook.patch import apply_in_place
@@ -26,16 +27,16 @@ class PatchRejected(ValueError):
     """The patch does not apply, or the patched pod breaks a validation rule."""
 
 
-def apply(pod: dict[str, Any], patch: str) -> dict[str, Any]:
+def apply(pod: dict[str, Any], patch: bytes | str) -> dict[str, Any]:
     """Apply the encoded JSON patch to `pod` IN PLACE (RFC 6902) and check the result.
 
     The encoded text, not the builder's operations: what is verified is exactly what will be
-    sent, and the decoded operations are fresh objects that the pod may keep (the C decoder
-    makes them faster than copying values would). The webhook owns the decoded request object
-    and needs no pristine copy afterwards, so it skips a deep copy of a pod whose managedFields
-    alone can be tens of kilobytes; offline callers pass a copy."""
+    sent, and the decoded operations are fresh objects that the pod may keep (decoding them
+    with orjson is faster than copying values would be). The webhook owns the decoded request
+    object and needs no pristine copy afterwards, so it skips a deep copy of a pod whose
+    managedFields alone can be tens of kilobytes; offline callers pass a copy."""
     try:
-        patched = apply_in_place(pod, json.loads(patch))
+        patched = apply_in_place(pod, orjson.loads(patch))
     except (TypeError, KeyError, IndexError, ValueError) as exc:
         raise PatchRejected(f"patch does not apply: {exc}") from None
     problems = list(check(patched))
@@ -51,28 +52,34 @@ def _containers(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def check(pod: dict[str, Any]) -> Iterator[str]:
-    """Yield one message per rule the pod breaks."""
+    """Yield one message per rule the pod breaks. (It runs on every patched review: messages
+    are formatted only for rules that fail.)"""
     spec = pod.get("spec") or {}
     volumes = [v.get("name") for v in spec.get("volumes") or []]
-    yield from _unique("volume name", volumes)
-    yield from _unique("container name", [c.get("name") for _, c in _containers(spec)])
+    for volume in _duplicates(volumes):
+        yield f"duplicate volume name {volume!r}"
+    for container in _duplicates([c.get("name") for _, c in _containers(spec)]):
+        yield f"duplicate container name {container!r}"
     for kind, c in _containers(spec):
         yield from _check_container(kind, c, set(volumes))
 
 
-def _unique(what: str, names: list[Any]) -> Iterator[str]:
+def _duplicates(names: list[Any]) -> list[Any]:
     seen: set[Any] = set()
+    repeated = []
     for name in names:
         if name in seen:
-            yield f"duplicate {what} {name!r}"
+            repeated.append(name)
         seen.add(name)
+    return repeated
 
 
 def _check_container(kind: str, c: dict[str, Any], volumes: set[Any]) -> Iterator[str]:
     name = c.get("name")
     env_names = [e.get("name") for e in c.get("env") or []]
     mounts = c.get("volumeMounts") or []
-    yield from _unique(f"mountPath in container {name}", [m.get("mountPath") for m in mounts])
+    for path in _duplicates([m.get("mountPath") for m in mounts]):
+        yield f"duplicate mountPath in container {name} {path!r}"
     for m in mounts:
         # Only podmedic's own mounts: a StatefulSet template's mounts of volumeClaimTemplates
         # name volumes the controller adds later, and user mistakes are the API server's to report.
@@ -94,18 +101,20 @@ def _check_container(kind: str, c: dict[str, Any], volumes: set[Any]) -> Iterato
             continue
         if plain_init or kind == "ephemeralContainers":
             yield f"container {name}: {probe_kind} is not allowed on {kind} without restartPolicy Always"
-        yield from _check_handler(f"container {name}: {probe_kind}", probe, HANDLERS, ports)
+        yield from _check_handler(name, probe_kind, probe, HANDLERS, ports)
         if probe_kind != "readinessProbe" and probe.get("successThreshold", 1) != 1:
             yield f"container {name}: {probe_kind}.successThreshold must be 1"
         for field in ("periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"):
             if field in probe and not (isinstance(probe[field], int) and probe[field] >= 1):
                 yield f"container {name}: {probe_kind}.{field} must be a positive integer"
     for hook_name, hook in (c.get("lifecycle") or {}).items():
-        yield from _check_handler(f"container {name}: lifecycle.{hook_name}", hook, HOOK_HANDLERS, ports)
+        yield from _check_handler(name, f"lifecycle.{hook_name}", hook, HOOK_HANDLERS, ports)
 
 
-def _check_handler(where: str, obj: dict[str, Any], allowed: tuple[str, ...], ports: set[Any]) -> Iterator[str]:
+def _check_handler(container: Any, field: str, obj: dict[str, Any], allowed: tuple[str, ...],
+                   ports: set[Any]) -> Iterator[str]:
     present = [h for h in allowed if obj.get(h) is not None]
+    where = f"container {container}: {field}"
     if len(present) != 1:
         yield f"{where} must have exactly one handler (has {present or 'none'})"
         return
