@@ -9,6 +9,7 @@ aggregates them all. Without that variable (in-process tests, the CLI) the defau
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the app)
@@ -44,10 +45,24 @@ def observe_namespaces(source: object) -> None:
 
 
 def observe(outcome: str, seconds: float, report: Report) -> None:
-    REVIEWS.labels(outcome).inc()
+    _child(REVIEWS, outcome).inc()
     LATENCY.observe(seconds)
     for d in report.decisions:
-        DECISIONS.labels(d.feature, d.reason.value).inc()
+        _child(DECISIONS, d.feature, d.reason.value).inc()
+
+
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """metric.labels(*labels), memoised: labels() validates and locks on every call, and a
+    review counts up to a handful of series. Bounded: outcomes, features and reasons are
+    fixed sets."""
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
 
 
 def exposition() -> bytes:
