@@ -35,6 +35,8 @@ def test_file_is_merged_key_by_key(tmp_path):
     ("logs: {hostRoot: relative/dir}\n", "logs.hostRoot: must be an absolute"),
     ("logs: {hostRoot: /}\n", "must not be the host's root"),
     ("logs: {namespaceRoots: {a: /x/../etc}}\n", "logs.namespaceRoots.a"),
+    ("planMemoBytes: -1\n", "planMemoBytes: must be a whole number >= 0"),
+    ("planMemoBytes: lots\n", "planMemoBytes: must be a whole number >= 0"),
     ("- a list\n", "top level must be a mapping"),
     ("key: [unclosed\n", "cannot read config"),
 ])

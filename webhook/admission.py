@@ -19,6 +19,7 @@ import orjson
 
 from webhook import engine, podshape, verify
 from webhook.config import GlobalConfig
+from webhook.memo import PlanMemo
 from webhook.namespaces import Lookup
 from webhook.reasons import Reason
 from webhook.report import Decision, Report
@@ -115,7 +116,7 @@ def _owner(metadata: dict[str, Any]) -> str | None:
     return None
 
 
-def _audit(request: dict[str, Any], report: Report, ops: int, outcome: str) -> dict[str, Any]:
+def _audit(request: dict[str, Any], report: Report, ops: int, outcome: str, cached: bool = False) -> dict[str, Any]:
     obj = request.get("object") if isinstance(request.get("object"), dict) else {}
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
@@ -130,16 +131,54 @@ def _audit(request: dict[str, Any], report: Report, ops: int, outcome: str) -> d
         "dry_run": bool(request.get("dryRun")),
         "decisions": [d.as_dict() for d in report.decisions],
         "patch_ops": ops,
+        "cached": cached,
         "outcome": outcome,
     }
 
 
-def review(request: dict[str, Any], namespaces: Callable[[str], Lookup], config: GlobalConfig) -> Answer:
-    """Decide on one decoded request. Never raises for any request shape."""
+@dataclass(frozen=True)
+class Plan:
+    """The engine's verified answer for one pod: what the memo keeps per template."""
+
+    patch: bytes | None  # the encoded JSON patch, verified; None when nothing changes
+    op_count: int
+    report: Report
+    denied: str | None = None
+
+
+# What a kept plan takes besides its key and patch bytes: its report's objects and the memo's
+# entry (about 6 KB for a typical pod, measured with tracemalloc), so the budget is real memory.
+PLAN_OVERHEAD_BYTES = 6144
+
+
+def plan(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> tuple[Plan, int | None]:
+    """Engine, encoding and verification (which applies the patch to `pod` in place), and the
+    plan's size for the memo. The size is None (not kept) for a plan without a patch, cheap to
+    make again and most often a pod of a namespace that is not opted in, and when a mutator
+    failed, so that a failure is never replayed from memory and is logged every time."""
+    outcome = engine.inject(pod, lookup, config)
+    report = outcome.report
+    complete = not any(d.reason is Reason.MUTATOR_ERROR for d in report.decisions)
+    if outcome.denied:
+        return Plan(None, 0, report, outcome.denied), None
+    patch = encode_patch(outcome.ops) if outcome.ops else None
+    if patch:
+        try:
+            verify.apply(pod, patch)  # in place: name, generateName and owner stay as sent
+        except verify.PatchRejected as exc:
+            report.add(Decision("pod", None, Reason.VERIFY_FAILED, str(exc)[:300]))
+            patch = None
+    size = len(patch or b"") + PLAN_OVERHEAD_BYTES
+    return Plan(patch, len(outcome.ops) if patch else 0, report), size if complete and patch else None
+
+
+def review(request: dict[str, Any], namespaces: Callable[[str], Lookup], config: GlobalConfig,
+           plans: PlanMemo[Plan] | None = None) -> Answer:
+    """Decide on one decoded request. Never raises for any request shape. `plans`: the
+    worker's memo of plans by pod template (None: plan every pod, as the CLI does)."""
     uid = request["uid"]
-    report = Report()
     if not is_pod_create(request):
-        report.add(Decision("pod", None, Reason.NOT_A_POD_CREATE))
+        report = Report([Decision("pod", None, Reason.NOT_A_POD_CREATE)])
         return Answer(200, response(uid), _audit(request, report, 0, "ignored"), report)
     pod = request.get("object")
     if pod is None:
@@ -149,24 +188,20 @@ def review(request: dict[str, Any], namespaces: Callable[[str], Lookup], config:
         raise BadReview(shape_problem)
     namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
     try:
-        outcome = engine.inject(pod, namespaces(str(namespace)), config)
+        lookup = namespaces(str(namespace))
+        if plans is not None and lookup.namespace is not None:
+            planned, cached = plans.plan(lookup.namespace, pod, lambda: plan(pod, lookup, config))
+        else:
+            planned, cached = plan(pod, lookup, config)[0], False
     except Exception:  # a bug outside the per-feature isolation: never a 500, never a broken pod
         log.exception("engine failed for review %s", uid)
-        report.add(Decision("pod", None, Reason.MUTATOR_ERROR))
         denied = "podmedic: internal error" if config.on_error == "deny" else None
-        outcome = engine.Outcome([], report, denied=denied)
-    report = outcome.report
-    if outcome.denied:
-        return Answer(200, response(uid, denied=outcome.denied), _audit(request, report, 0, "denied"), report)
-    patch, op_count = (encode_patch(outcome.ops), len(outcome.ops)) if outcome.ops else (None, 0)
-    if patch:
-        try:
-            verify.apply(pod, patch)  # in place: name, generateName and owner stay as sent
-        except verify.PatchRejected as exc:
-            report.add(Decision("pod", None, Reason.VERIFY_FAILED, str(exc)[:300]))
-            patch, op_count = None, 0
-    audit_record = _audit(request, report, op_count, "patched" if patch else "unchanged")
-    answer = response(uid, patch=patch, warnings=report.warnings(config.prefix),
+        planned, cached = Plan(None, 0, Report([Decision("pod", None, Reason.MUTATOR_ERROR)]), denied), False
+    report = planned.report
+    if planned.denied:
+        return Answer(200, response(uid, denied=planned.denied), _audit(request, report, 0, "denied", cached), report)
+    audit_record = _audit(request, report, planned.op_count, "patched" if planned.patch else "unchanged", cached)
+    answer = response(uid, patch=planned.patch, warnings=report.warnings(config.prefix),
                       audit_annotations={"podmedic": _summary(report)})
     return Answer(200, answer, audit_record, report)
 
@@ -181,13 +216,13 @@ def too_late(request: dict[str, Any], config: GlobalConfig) -> Answer:
 
 
 def handle(body: bytes, content_type: str | None, namespaces: Callable[[str], Lookup],
-           config: GlobalConfig, *, late: bool = False) -> Answer:
+           config: GlobalConfig, *, late: bool = False, plans: PlanMemo[Plan] | None = None) -> Answer:
     """Body bytes to answer, with latency recorded in the audit record. `late`: the request
     already waited past the review deadline in the server's queue."""
     started = time.perf_counter()
     try:
         request = decode(body, content_type, config.max_request_bytes)
-        answer = too_late(request, config) if late else review(request, namespaces, config)
+        answer = too_late(request, config) if late else review(request, namespaces, config, plans)
     except BadReview as exc:
         return Answer(400, error_body(str(exc)), {"outcome": "bad-request", "error": str(exc)})
     if answer.audit is not None:

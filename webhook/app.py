@@ -14,6 +14,7 @@ from flask import Flask, Response, request
 
 from webhook import admission, audit, metrics, queueing
 from webhook.config import GlobalConfig
+from webhook.memo import PlanMemo
 from webhook.namespaces import NamespaceSource
 
 
@@ -46,6 +47,7 @@ def _json(status: int, body: dict) -> Response:
 def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: CertificateState,
                draining: Callable[[], bool] = lambda: False) -> Flask:
     app = Flask("podmedic")
+    plans: PlanMemo[admission.Plan] = PlanMemo(config.plan_memo_bytes)
 
     @app.post("/mutate")
     def mutate() -> Response:
@@ -58,11 +60,13 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
             else:
                 body = request.stream.read(config.max_request_bytes + 1)
                 late = queueing.waited() > config.review_deadline_seconds
-                answer = admission.handle(body, request.content_type, namespaces.get, config, late=late)
+                answer = admission.handle(body, request.content_type, namespaces.get, config, late=late,
+                                          plans=plans)
         except OSError as exc:  # the client stalled past the socket timeout, or went away
             answer = _bad(f"request body not received: {exc}")
         outcome = (answer.audit or {}).get("outcome", "bad-request")
-        metrics.observe(outcome, time.perf_counter() - started, answer.report)
+        metrics.observe(outcome, time.perf_counter() - started, answer.report,
+                        cached=bool((answer.audit or {}).get("cached")))
         if answer.audit is not None:
             audit.emit(answer.audit)
         return _json(answer.status, answer.body)

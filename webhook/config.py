@@ -44,6 +44,7 @@ class GlobalConfig:
     on_error: Literal["allow", "deny"]
     max_request_bytes: int
     review_deadline_seconds: float
+    plan_memo_bytes: int
     defaults: Mapping[str, str]
     pod_overridable: frozenset[str]
     toolbox: ToolboxConfig
@@ -95,6 +96,12 @@ def _absolute_root(where: str, value: Any) -> str:
     return value
 
 
+def _non_negative(where: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}: must be a whole number >= 0 (got {value!r})")
+    return value
+
+
 def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConfig:
     """Validate a merged configuration mapping; every problem names its key."""
     try:
@@ -126,6 +133,7 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
             on_error=on_error,
             max_request_bytes=int(raw["maxRequestBytes"]),
             review_deadline_seconds=float(raw["reviewDeadlineSeconds"]),
+            plan_memo_bytes=_non_negative("planMemoBytes", raw["planMemoBytes"]),
             defaults=defaults,
             pod_overridable=frozenset(raw["podOverridable"]),
             toolbox=ToolboxConfig(

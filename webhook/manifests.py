@@ -1,9 +1,10 @@
 """`podmedic inject | explain | uninject` on manifests, offline, with the webhook's own engine.
 
 Each pod template is turned into the pod the API server would send (`metadata` + `spec`), run
-through `engine.inject()` exactly as the webhook does, and the resulting JSON Patch is applied
-to the template in place -- so the CLI and the webhook cannot disagree, and a pod created from
-an injected template is recognised by the webhook (injection marker) and left alone.
+through `admission.plan()` exactly as the webhook does (engine, then verification), and the
+resulting JSON Patch is applied to the template in place -- so the CLI and the webhook cannot
+disagree, and a pod created from an injected template is recognised by the webhook (injection
+marker) and left alone.
 
 YAML goes through ruamel.yaml's round-trip mode, which keeps key order, comments and quoting;
 the stream is split on document separators first, so documents that do not change are written
@@ -24,11 +25,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import jsonpatch
+import orjson
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from webhook import config as config_mod
-from webhook import engine, podshape, uninject, verify
+from webhook import admission, podshape, uninject
 from webhook.namespaces import Lookup, Namespace, StaticSource
 from webhook.reasons import Reason
 from webhook.report import Decision
@@ -179,16 +181,11 @@ def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[D
     problem = podshape.problem(pod)  # the webhook answers such a review with a 400
     if problem:
         return [], [Decision("pod", None, Reason.MALFORMED_POD, problem.replace("request.object.", ""))]
-    outcome = engine.inject(copy.deepcopy(pod), run.namespaces(w.namespace), run.config)
-    decisions = list(outcome.report.decisions)
-    if outcome.denied:
+    planned, _ = admission.plan(copy.deepcopy(pod), run.namespaces(w.namespace), run.config)  # as the webhook does
+    decisions = list(planned.report.decisions)
+    if planned.denied or planned.patch is None:
         return [], decisions
-    try:
-        verify.apply(pod, json.dumps(outcome.ops))
-    except verify.PatchRejected as exc:
-        decisions.append(Decision("pod", None, Reason.VERIFY_FAILED, str(exc)[:300]))
-        return [], decisions
-    return outcome.ops, decisions
+    return orjson.loads(planned.patch), decisions
 
 
 def _apply_to_template(template: Any, ops: list[dict[str, Any]]) -> None:

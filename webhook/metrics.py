@@ -25,6 +25,10 @@ DECISIONS = Counter(
     "podmedic_decisions_total", "Per-container feature decisions: injections and skips, by reason.",
     ["feature", "reason"],
 )
+PLAN_MEMO = Counter(
+    "podmedic_plan_memo_total", "Patched reviews whose plan came from the per-template memo (hit) or was made (miss).",
+    ["result"],
+)
 CERT_EXPIRY = Gauge(
     "podmedic_certificate_expiry_timestamp_seconds", "notAfter of the serving certificate (Unix time).",
     multiprocess_mode="livemostrecent",
@@ -44,11 +48,14 @@ def observe_namespaces(source: object) -> None:
         NAMESPACE_SYNC.set(last_sync)
 
 
-def observe(outcome: str, seconds: float, report: Report) -> None:
+def observe(outcome: str, seconds: float, report: Report, cached: bool = False) -> None:
+    """One answered review; `cached`: its plan came from the memo (only patched plans are kept)."""
     _child(REVIEWS, outcome).inc()
     LATENCY.observe(seconds)
     for d in report.decisions:
         _child(DECISIONS, d.feature, d.reason.value).inc()
+    if outcome == "patched":
+        _child(PLAN_MEMO, "hit" if cached else "miss").inc()
 
 
 _children: dict[tuple[Any, ...], Any] = {}

@@ -1,0 +1,163 @@
+"""The per-template memo of plans (webhook/memo.py): a hit gives exactly the answer a fresh plan
+gives, anything the engine reads that changes is a miss, failures are never replayed, and the
+memory stays bounded. In-process against the pure core, then once over HTTPS on the real server."""
+
+from __future__ import annotations
+
+import copy
+import json
+from types import MappingProxyType
+
+import pytest
+
+from tests import pods
+from tests.pods import apply_checked, container, patch_of
+from webhook import admission, config, probes
+from webhook.memo import PlanMemo, template_key
+from webhook.namespaces import Namespace, StaticSource
+
+CONFIG = config.load(None)
+
+
+def source(**annotations: str) -> StaticSource:
+    merged = {"podmedic.io/inject": "enabled", **annotations}
+    return StaticSource([Namespace("demo", MappingProxyType(merged), MappingProxyType({}))])
+
+
+DEMO = source()
+
+
+def answer(memo: PlanMemo | None, pod: dict, namespaces: StaticSource = DEMO) -> admission.Answer:
+    body = json.dumps(pods.review(copy.deepcopy(pod))).encode()
+    return admission.handle(body, "application/json", namespaces.get, CONFIG, plans=memo)
+
+
+def same_answer(a: admission.Answer, b: admission.Answer) -> bool:
+    """Everything but the review's uid."""
+    ra, rb = dict(a.body["response"]), dict(b.body["response"])
+    del ra["uid"], rb["uid"]
+    return ra == rb and a.audit["decisions"] == b.audit["decisions"] and a.audit["patch_ops"] == b.audit["patch_ops"]
+
+
+def test_a_controllers_second_pod_is_answered_from_the_memo_exactly_as_planned():
+    memo: PlanMemo = PlanMemo(1 << 20)
+    template = pods.controller_pod()
+    first, second = answer(memo, template), answer(memo, template)
+    assert first.audit["cached"] is False and second.audit["cached"] is True
+    assert same_answer(first, second) and same_answer(second, answer(None, template))
+    apply_checked(template, patch_of(second.body))
+    assert (memo.hits, memo.misses, len(memo)) == (1, 1, 1)
+
+
+def test_managed_fields_are_not_part_of_the_template():
+    """The API server stamps managedFields with the request's second: replicas created a second
+    apart are still one template."""
+    memo: PlanMemo = PlanMemo(1 << 20)
+    template = pods.controller_pod()
+    later = copy.deepcopy(template)
+    later["metadata"]["managedFields"][0]["time"] = "2026-11-25T00:00:01Z"
+    answer(memo, template)
+    assert answer(memo, later).audit["cached"] is True
+    assert template_key(template) == template_key(later)
+
+
+@pytest.mark.parametrize("change", [
+    lambda p: p["spec"]["containers"][0].update(readinessProbe={"tcpSocket": {"port": 8080}}),
+    lambda p: p["spec"]["containers"][0]["ports"][0].update(containerPort=9090),
+    lambda p: p["metadata"].update(annotations={"podmedic.io/readiness-path": "/health"}),
+    lambda p: p["metadata"]["labels"].update(version="2"),
+    lambda p: p["spec"].update(terminationGracePeriodSeconds=3),
+    lambda p: p["spec"]["containers"].append(container("sidecar", ports=[{"containerPort": 9000}])),
+], ids=["own-probe", "port", "pod-annotation", "label", "grace-period", "container"])
+def test_any_other_change_to_the_pod_is_a_new_plan(change):
+    memo: PlanMemo = PlanMemo(1 << 20)
+    template = pods.controller_pod()
+    changed = copy.deepcopy(template)
+    change(changed)
+    answer(memo, template)
+    fresh = answer(memo, changed)
+    assert fresh.audit["cached"] is False
+    assert same_answer(fresh, answer(None, changed))
+    apply_checked(changed, patch_of(fresh.body))
+
+
+def test_a_changed_namespace_is_a_new_plan():
+    """The sources replace a Namespace object on every change; an entry only serves the object it
+    was planned with."""
+    memo: PlanMemo = PlanMemo(1 << 20)
+    template = pods.controller_pod()
+    before = answer(memo, template, source())
+    after = answer(memo, template, source(**{"podmedic.io/readiness-path": "/ready"}))
+    assert after.audit["cached"] is False
+    readiness = [op for op in patch_of(after.body) if op["path"].endswith("/readinessProbe")]
+    assert readiness[0]["value"]["httpGet"]["path"] == "/ready"
+    assert not same_answer(before, after)
+
+
+def test_pods_that_get_no_patch_are_not_kept():
+    """Most often pods of namespaces that are not opted in: cheap to plan, and every pod of
+    the cluster would otherwise pass through the memo."""
+    memo: PlanMemo = PlanMemo(1 << 20)
+    off = source(**{"podmedic.io/inject": "disabled"})
+    for _ in range(2):
+        assert answer(memo, pods.controller_pod(), off).audit["cached"] is False
+    assert len(memo) == 0
+
+
+def test_a_failing_mutator_is_planned_and_logged_every_time(monkeypatch, caplog):
+    memo: PlanMemo = PlanMemo(1 << 20)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(probes, "build", broken)
+    template = pods.controller_pod()
+    for _ in range(2):
+        a = answer(memo, template)
+        assert a.audit["cached"] is False
+        assert "mutator-error" in [d["reason"] for d in a.audit["decisions"]]
+    assert len(memo) == 0
+    assert sum("mutator probes failed" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_memory_is_bounded_by_bytes_least_recently_used_out_first():
+    templates = []
+    for i in range(6):
+        p = pods.controller_pod()
+        p["metadata"]["labels"]["replica-set"] = str(i)
+        templates.append(p)
+    probe: PlanMemo = PlanMemo(1 << 20)
+    answer(probe, templates[0])
+    one = probe.size_bytes
+    memo: PlanMemo = PlanMemo(3 * one + one // 2)  # room for three
+    for p in templates:
+        answer(memo, p)
+    assert len(memo) == 3 and memo.size_bytes <= memo.max_bytes
+    assert answer(memo, templates[0]).audit["cached"] is False  # the oldest went first
+    assert answer(memo, templates[5]).audit["cached"] is True
+
+
+def test_zero_bytes_turns_the_memo_off():
+    memo: PlanMemo = PlanMemo(0)
+    template = pods.controller_pod()
+    assert [answer(memo, template).audit["cached"] for _ in range(2)] == [False, False]
+    assert len(memo) == 0
+
+
+def test_the_server_answers_a_repeated_template_from_the_memo(server):
+    """Over one keep-alive connection (one worker, whose memo it is): same answer, marked in the
+    audit line and counted in /metrics."""
+    template = pods.controller_pod()
+    answers = []
+    for _ in range(3):
+        body = pods.review(copy.deepcopy(template))
+        r = server.post(body)
+        assert r.status_code == 200, r.text
+        answers.append((body["request"]["uid"], r.json()["response"]))
+    lines = [server.audit_for(uid) for uid, _ in answers]
+    assert [line["cached"] for line in lines] == [False, True, True]
+    first, *rest = [{k: v for k, v in resp.items() if k != "uid"} for _, resp in answers]
+    assert all(resp == first for resp in rest)
+    apply_checked(template, patch_of({"response": answers[2][1]}))
+    metrics = server.get("/metrics").text
+    assert 'podmedic_plan_memo_total{result="hit"}' in metrics
