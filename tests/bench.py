@@ -54,6 +54,7 @@ WRK_SCRIPT = Path(__file__).resolve().parent / "bench_wrk.lua"
 NAMESPACES = Path(__file__).resolve().parent / "data" / "namespaces.yaml"
 
 TARGET_POD, TARGET_CONNS, TARGET_RATIO, TARGET_P99_MS = "typical", 16, 0.70, 10.0
+SEQ_MARK = b"SEQ0000000000"  # replaced per request in the "distinct" body (bench_wrk.lua does the same)
 WORKERS, THREADS = 2, 2  # podmedic serve's defaults, given explicitly to both servers
 FIXED_RATE_CONNS = 8  # connections of the fixed-rate client: far more than ever in flight
 READY_TIMEOUT = 30.0
@@ -133,10 +134,25 @@ def large_pod() -> dict[str, Any]:
                                      volumes=[{"name": "config", "configMap": {"name": "svc-config"}}]))
 
 
+def distinct_pod() -> dict[str, Any]:
+    """The typical pod with a label whose value (SEQ_MARK) the load generators replace on every
+    request: each review is a new template, so podmedic's memo never hits (its worst case)."""
+    pod = typical_pod()
+    pod["metadata"]["labels"]["podmedic-bench/seq"] = SEQ_MARK.decode()
+    return pod
+
+
 def bodies() -> dict[str, bytes]:
     """The reviews to measure, by name, as the API server sends them (compact JSON)."""
-    made = {"small": pods.pod(), "typical": typical_pod(), "large": large_pod()}
+    made = {"small": pods.pod(), "typical": typical_pod(), "distinct": distinct_pod(), "large": large_pod()}
     return {name: json.dumps(pods.review(pod), separators=(",", ":")).encode() for name, pod in made.items()}
+
+
+def sequenced(body: bytes) -> Iterator[bytes]:
+    """`body` as sent each time: with a fresh value in place of SEQ_MARK when it has one."""
+    if SEQ_MARK not in body:
+        return itertools.repeat(body)
+    return (body.replace(SEQ_MARK, f"f{i}".encode()) for i in itertools.count())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +294,8 @@ def wrk(server: Server, body_file: Path, conns: int, seconds: int) -> Run:
                f"https://127.0.0.1:{server.port}/mutate", "--", str(body_file)]
     pids = server.processes()
     cpu = procs.cpu_seconds(pids)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "BENCH_SEQ_MARK": SEQ_MARK.decode()} if SEQ_MARK in body_file.read_bytes() else None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         time.sleep(seconds / 2)
         rss, split = procs.rss_bytes(pids), connections_per_worker(server)
@@ -309,6 +326,7 @@ def fixed_rate(server: Server, body: bytes, rate: float, seconds: float) -> Run:
     server: it adds a few tenths of a millisecond per request, to both servers alike (compare the
     floor at 1 connection under wrk with the floor at the fixed rate)."""
     total, counter, lock = int(rate * seconds), itertools.count(), threading.Lock()
+    sent = sequenced(body)
     latencies: list[float] = []
     failures: list[str] = []
     start = [0.0]
@@ -320,12 +338,16 @@ def fixed_rate(server: Server, body: bytes, rate: float, seconds: float) -> Run:
             # Handshake and a first review before the clock starts. Not a bare connect(): a
             # gthread worker blocks a thread on a new connection until its first request, so
             # idle fresh connections could take every thread while others wait to handshake.
-            post(conn, body)
+            with lock:
+                first = next(sent)
+            post(conn, first)
             ready.wait(timeout=30)
             while (i := next(counter)) < total:
+                with lock:
+                    this = next(sent)
                 due = start[0] + i / rate
                 time.sleep(max(0.0, due - time.perf_counter()))
-                status, _ = post(conn, body)
+                status, _ = post(conn, this)
                 took = time.perf_counter() - due
                 with lock:
                     latencies.append(took)
@@ -453,7 +475,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="about a minute: shorter cells, one run each")
     p.add_argument("--certs", type=Path, default=ROOT / "certs", help="ca.crt, tls.crt, tls.key (make certs)")
     p.add_argument("--concurrencies", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
-    p.add_argument("--pods", type=lambda s: s.split(","), default=["small", "typical", "large"])
+    p.add_argument("--pods", type=lambda s: s.split(","), default=["small", "typical", "distinct", "large"])
     p.add_argument("--seconds", type=int, help="per wrk run (default 3, quick 2)")
     p.add_argument("--repeat", type=int, help="runs per server and cell, alternated (default 3, quick 1)")
     p.add_argument("--rate", type=float, default=200.0, help="offered load of the fixed-rate cells, req/s")
