@@ -11,9 +11,11 @@ What is measured, and why this way (see ../shared/PERFORMANCE.md for the floors 
   p50, p99. At saturation p99 mostly measures queueing, so latency is also measured at a fixed
   offered load (a busy cluster's pod creation rate) by an open-loop client that times each
   request from its scheduled send time (no coordinated omission).
-- three bodies: a small pod, a typical controller-made pod (~6 KB with managedFields) and a
-  large one (~85 KB, 20 containers); each must get a non-empty patch from the real server
-  before anything is measured: a benchmark of a no-op is worthless.
+- four bodies: a small pod, a typical controller-made pod (~6 KB with managedFields), the same
+  pod made a new template on every request ("distinct": a label value changes, so podmedic's
+  per-template memo never hits; a controller's burst repeats one template, which is what the
+  "typical" cells measure) and a large one (~85 KB, 20 containers); each must get a non-empty
+  patch from the real server before anything is measured: a benchmark of a no-op is worthless.
 - total RSS (gunicorn master + workers) and how the keep-alive connections landed on the
   workers (gthread keeps a connection on the worker that accepted it; an uneven split halves
   the throughput of a run).
@@ -458,6 +460,11 @@ def verdict(cells: list[Cell]) -> tuple[bool, str]:
             f"p99 {p99:.1f} ms (need <= {TARGET_P99_MS:.0f} ms; the floor's: {cell.median('floor', 'p99_ms'):.1f} ms); "
             f"CPU per review {cell.median('podmedic', 'cpu_ms'):.2f} ms, the floor's "
             f"{cell.median('floor', 'cpu_ms'):.2f} ms ({cell.cpu_ratio():.0%})")
+    distinct = next((c for c in cells if c.pod == "distinct" and c.conns == TARGET_CONNS), None)
+    if distinct is not None:
+        text += (f"\n  every review a new template (no memo hit): throughput {distinct.ratio():.0%} of the floor, "
+                 f"p99 {distinct.median('podmedic', 'p99_ms'):.1f} ms, CPU per review "
+                 f"{distinct.median('podmedic', 'cpu_ms'):.2f} ms")
     shares = {server: busiest_share(runs) for server, runs in cell.runs.items()}
     if abs(shares["podmedic"] - shares["floor"]) > 0.2:
         text += (f"\n  caution: the connections split differently over the workers (busiest worker held "
