@@ -61,6 +61,32 @@ def test_managed_fields_are_not_part_of_the_template():
     assert template_key(template) == template_key(later)
 
 
+def with_token_volume(pod: dict, name: str) -> dict:
+    """The pod with its ServiceAccount token volume (and mount) renamed, as the ServiceAccount
+    admission plugin names it randomly for every pod."""
+    renamed = json.loads(json.dumps(pod).replace('"kube-api-access-abcde"', json.dumps(name)))
+    assert renamed != pod
+    return renamed
+
+
+def test_the_random_token_volume_name_is_not_part_of_the_template():
+    memo: PlanMemo = PlanMemo(1 << 20)
+    template = pods.controller_pod()
+    other = with_token_volume(template, "kube-api-access-x7k2q")
+    answer(memo, template)
+    second = answer(memo, other)
+    assert second.audit["cached"] is True and same_answer(second, answer(None, other))
+    apply_checked(other, patch_of(second.body))
+
+
+def test_only_a_single_token_volume_is_masked():
+    """Two volumes named like the plugin's: nothing is masked, the key is the pod as sent."""
+    template = pods.controller_pod()
+    volume = copy.deepcopy(template["spec"]["volumes"][0])
+    template["spec"]["volumes"].append({**volume, "name": "kube-api-access-zzzzz"})
+    assert template_key(template) != template_key(with_token_volume(template, "kube-api-access-x7k2q"))
+
+
 @pytest.mark.parametrize("change", [
     lambda p: p["spec"]["containers"][0].update(readinessProbe={"tcpSocket": {"port": 8080}}),
     lambda p: p["spec"]["containers"][0]["ports"][0].update(containerPort=9090),

@@ -6,10 +6,15 @@ labels and owner). The engine is a pure function of the pod, its namespace and t
 configuration, so its verified answer for one of them is the answer for all of them.
 
 The memo is exact, never approximate:
-- the key is the pod object itself, encoded (orjson keeps the order the API server sent).
-  Only `metadata.managedFields` is left out: the API server stamps it with the time of the
-  request, to the second, and no mutator reads it. (A mutator that starts to read it must
-  take this exclusion out.)
+- the key is the pod object itself, encoded (orjson keeps the order the API server sent),
+  with two things that differ between the pods of one template and that no mutator reads
+  (a mutator that starts to read them must take them out of this list):
+  - `metadata.managedFields` is left out: the API server stamps it with the request's second;
+  - the ServiceAccount token volume's random name (`kube-api-access-xxxxx`, added to every pod
+    by the ServiceAccount admission plugin before webhooks run) is replaced, wherever it is the
+    whole of a string (the volume and its mounts), by a byte that orjson never writes, so the
+    replacement cannot coincide with anything a pod contains. A consistent renaming of a
+    volume that podmedic neither names nor compares with its own names changes no plan.
 - an entry is only used for the very Namespace object it was planned with. The namespace
   sources replace that object on every change, so a changed annotation or label is a miss.
 - the configuration is fixed for the life of the process that owns the memo.
@@ -23,6 +28,7 @@ amount of memory, nothing else. One memo per worker process, shared by its threa
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,12 +41,27 @@ from webhook.namespaces import Namespace
 T = TypeVar("T")
 
 
+TOKEN_VOLUME = re.compile(r"kube-api-access-[a-z0-9]{5}")  # the ServiceAccount plugin's naming
+
+
 def template_key(pod: dict[str, Any]) -> bytes:
-    """The pod as sent, without metadata.managedFields."""
+    """The pod as sent, without metadata.managedFields, its token volume's name masked."""
     metadata = pod.get("metadata")
     if isinstance(metadata, dict) and "managedFields" in metadata:
         pod = {**pod, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
-    return orjson.dumps(pod)
+    key = orjson.dumps(pod)
+    token = _token_volume(pod)
+    return key.replace(b'"' + token.encode() + b'"', b'"\x00"') if token else key
+
+
+def _token_volume(pod: dict[str, Any]) -> str | None:
+    """The one projected volume named like the ServiceAccount plugin names it, or None (also
+    when there are several: then nothing is masked and the key stays the pod as sent)."""
+    spec = pod.get("spec")
+    volumes = spec.get("volumes") if isinstance(spec, dict) else None
+    names = [v["name"] for v in volumes or [] if isinstance(v, dict) and "projected" in v
+             and isinstance(v.get("name"), str) and TOKEN_VOLUME.fullmatch(v["name"])]
+    return names[0] if len(names) == 1 else None
 
 
 class PlanMemo(Generic[T]):
