@@ -56,7 +56,9 @@ WRK_SCRIPT = Path(__file__).resolve().parent / "bench_wrk.lua"
 NAMESPACES = Path(__file__).resolve().parent / "data" / "namespaces.yaml"
 
 TARGET_POD, TARGET_CONNS, TARGET_RATIO, TARGET_P99_MS = "typical", 16, 0.70, 10.0
-SEQ_MARK = b"SEQ0000000000"  # replaced per request in the "distinct" body (bench_wrk.lua does the same)
+# Replaced on every request by both load generators (bench.py's fixed-rate client, bench_wrk.lua):
+SEQ_MARK = b"SEQ0000000000"  # in the "distinct" body: a label value, a new template each time
+TOKEN_MARK = b"kube-api-access-abcde"  # the ServiceAccount token volume: random per pod, as for real
 WORKERS, THREADS = 2, 2  # podmedic serve's defaults, given explicitly to both servers
 FIXED_RATE_CONNS = 8  # connections of the fixed-rate client: far more than ever in flight
 READY_TIMEOUT = 30.0
@@ -138,7 +140,8 @@ def large_pod() -> dict[str, Any]:
 
 def distinct_pod() -> dict[str, Any]:
     """The typical pod with a label whose value (SEQ_MARK) the load generators replace on every
-    request: each review is a new template, so podmedic's memo never hits (its worst case)."""
+    request: each review is a new template, so podmedic's memo never hits (its worst case).
+    (In the typical pod only the token volume's name changes, as between a ReplicaSet's pods.)"""
     pod = typical_pod()
     pod["metadata"]["labels"]["podmedic-bench/seq"] = SEQ_MARK.decode()
     return pod
@@ -150,11 +153,22 @@ def bodies() -> dict[str, bytes]:
     return {name: json.dumps(pods.review(pod), separators=(",", ":")).encode() for name, pod in made.items()}
 
 
+def token_volume(n: int) -> bytes:
+    """The n-th token volume name: kube-api-access- and 5 characters, as the plugin makes them."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    return b"kube-api-access-" + "".join(digits[n // 36 ** k % 36] for k in range(5)).encode()
+
+
 def sequenced(body: bytes) -> Iterator[bytes]:
-    """`body` as sent each time: with a fresh value in place of SEQ_MARK when it has one."""
-    if SEQ_MARK not in body:
-        return itertools.repeat(body)
-    return (body.replace(SEQ_MARK, f"f{i}".encode()) for i in itertools.count())
+    """`body` as sent each time: a fresh token volume name and a fresh SEQ_MARK value in each."""
+    for i in itertools.count():
+        yield body.replace(TOKEN_MARK, token_volume(i)).replace(SEQ_MARK, f"f{i}".encode())
+
+
+def wrk_env(body: bytes) -> dict[str, str]:
+    """What bench_wrk.lua replaces per request in this body."""
+    marks = {"BENCH_SEQ_MARK": SEQ_MARK, "BENCH_TOKEN_MARK": TOKEN_MARK}
+    return {**os.environ, **{name: mark.decode() for name, mark in marks.items() if mark in body}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,8 +310,8 @@ def wrk(server: Server, body_file: Path, conns: int, seconds: int) -> Run:
                f"https://127.0.0.1:{server.port}/mutate", "--", str(body_file)]
     pids = server.processes()
     cpu = procs.cpu_seconds(pids)
-    env = {**os.environ, "BENCH_SEQ_MARK": SEQ_MARK.decode()} if SEQ_MARK in body_file.read_bytes() else None
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=wrk_env(body_file.read_bytes()))
     try:
         time.sleep(seconds / 2)
         rss, split = procs.rss_bytes(pids), connections_per_worker(server)
@@ -526,13 +540,17 @@ def environment() -> dict[str, Any]:
             "wrk": wrk_version.strip(), "openssl": ssl.OPENSSL_VERSION, "workers": WORKERS, "threads": THREADS}
 
 
-def audit_lines(stdout: Path) -> int:
-    """Audit records podmedic wrote: proof the audit was on for every measured review."""
-    count, marker = 0, b'"audit":"podmedic"'
+def audit_lines(stdout: Path) -> tuple[int, int]:
+    """Audit records podmedic wrote (proof the audit was on for every measured review), and how
+    many of them say the plan came from the memo."""
+    count = cached = 0
+    marker, hit = b'"audit":"podmedic"', b'"cached":true'
     with open(stdout, "rb") as f:
         for line in f:
-            count += marker in line
-    return count
+            if marker in line:
+                count += 1
+                cached += hit in line
+    return count, cached
 
 
 def preflight(args: argparse.Namespace) -> str | None:
@@ -572,15 +590,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             wrk(server, reviews[TARGET_POD], TARGET_CONNS, 1)
         print(header(), flush=True)
         cells = measure(servers, reviews, args)
-        audited = audit_lines(work / "podmedic.stdout")
+        audited, cached = audit_lines(work / "podmedic.stdout")
     passed, line = verdict(cells)
-    print(f"\naudit lines written by podmedic (to a file): {audited}")
+    print(f"\naudit lines written by podmedic (to a file): {audited}, of which {cached} answered from the plan memo")
     print(line)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "environment": environment(), "seconds": args.seconds, "repeat": args.repeat, "rate": args.rate,
         "bodies": {pod: {"bytes": len(made[pod]), "patch_ops": ops[pod]} for pod in args.pods},
-        "audit_lines": audited, "cells": [cell.summary() for cell in cells],
+        "audit_lines": audited, "memo_hits": cached, "cells": [cell.summary() for cell in cells],
         "target": {"pod": TARGET_POD, "conns": TARGET_CONNS, "min_ratio": TARGET_RATIO, "max_p99_ms": TARGET_P99_MS,
                    "passed": passed},
     }, indent=2) + "\n")

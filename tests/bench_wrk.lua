@@ -2,8 +2,9 @@
 -- the first script argument on every request, and print the run's figures as one JSON line
 -- (prefixed "BENCH-JSON ") so bench.py does not parse wrk's human-readable report.
 
--- With BENCH_SEQ_MARK set, that mark in the body is replaced on every request by a value unique
--- to the run (thread number and sequence), so that every review is a new pod template.
+-- Per request, as bench.py's fixed-rate client does: BENCH_TOKEN_MARK (the ServiceAccount token
+-- volume's name) becomes a fresh kube-api-access-xxxxx name, as the API server makes one per pod;
+-- BENCH_SEQ_MARK becomes a value unique to the run, so that every review is a new pod template.
 
 local threads = 0
 
@@ -21,11 +22,33 @@ function init(args)
   seq = 0
 end
 
-local mark = os.getenv("BENCH_SEQ_MARK")
-if mark then
+local function literal(text)  -- a Lua pattern matching `text` itself
+  return text and (text:gsub("%p", "%%%0"))
+end
+
+local token_mark, seq_mark = literal(os.getenv("BENCH_TOKEN_MARK")), literal(os.getenv("BENCH_SEQ_MARK"))
+local digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+local function token_volume(n)
+  local name = "kube-api-access-"
+  for _ = 1, 5 do
+    local d = n % 36
+    name = name .. digits:sub(d + 1, d + 1)
+    n = math.floor(n / 36)
+  end
+  return name
+end
+
+if token_mark or seq_mark then
   function request()
     seq = seq + 1
-    local body = wrk.body:gsub(mark, string.format("t%d-%d", thread_id, seq), 1)
+    local body = wrk.body
+    if token_mark then
+      body = body:gsub(token_mark, token_volume(seq * 2 + thread_id))
+    end
+    if seq_mark then
+      body = body:gsub(seq_mark, string.format("t%d-%d", thread_id, seq), 1)
+    end
     return wrk.format(nil, nil, nil, body)
   end
 end
