@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -34,19 +34,21 @@ log = logging.getLogger(__name__)
 STATUS_VERSION = 1
 
 
-class Target(NamedTuple):
-    """A container a feature may change, addressed by its position in the original pod
-    (a tuple: made for every feature and container of every review; see `_target`)."""
+@dataclass(frozen=True)
+class Target:
+    """A container a feature may change, addressed by its position in the original pod."""
 
     kind: str            # "containers" or "initContainers"
     index: int
     spec: dict[str, Any]
-    name: str
-    path: tuple[str, str, int]
 
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name", ""))
 
-def _target(kind: str, index: int, spec: dict[str, Any]) -> Target:
-    return Target(kind, index, spec, str(spec.get("name", "")), ("spec", kind, index))
+    @property
+    def path(self) -> tuple[str, str, int]:
+        return ("spec", self.kind, self.index)
 
 
 @dataclass
@@ -86,7 +88,7 @@ class Feature:
 
 def regular_containers(pod: dict[str, Any]) -> Iterator[Target]:
     for i, c in enumerate(_list(pod.get("spec"), "containers")):
-        yield _target("containers", i, c)
+        yield Target("containers", i, c)
 
 
 def probed_containers(pod: dict[str, Any]) -> Iterator[Target]:
@@ -94,7 +96,7 @@ def probed_containers(pod: dict[str, Any]) -> Iterator[Target]:
     yield from regular_containers(pod)
     for i, c in enumerate(_list(pod.get("spec"), "initContainers")):
         if c.get("restartPolicy") == "Always":
-            yield _target("initContainers", i, c)
+            yield Target("initContainers", i, c)
 
 
 def _list(parent: Any, key: str) -> list[dict[str, Any]]:

@@ -10,6 +10,8 @@ without touching what other features already emitted.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -88,34 +90,18 @@ class PatchBuilder:
         else:
             self.append(list_path, value)
 
-    def transaction(self) -> "_Transaction":
-        """`with patch.transaction():` rolls back every operation emitted inside the block if
-        it raises."""
-        return _Transaction(self, len(self.ops), len(self.created))
-
-    def _rollback(self, ops: int, created: int) -> None:
-        del self.ops[ops:]
-        for path in self.created[created:]:
-            self._created_set.discard(path)
-        del self.created[created:]
-
-
-class _Transaction:
-    """A plain context manager (one per feature and container on the hot path, where
-    contextlib's generator machinery costs more than the rollback bookkeeping)."""
-
-    __slots__ = ("_patch", "_ops", "_created")
-
-    def __init__(self, patch: PatchBuilder, ops: int, created: int):
-        self._patch, self._ops, self._created = patch, ops, created
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if exc_type is not None:
-            self._patch._rollback(self._ops, self._created)
-        return False
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Roll back every operation emitted inside the block if it raises."""
+        mark_ops, mark_created = len(self.ops), len(self.created)
+        try:
+            yield
+        except BaseException:
+            del self.ops[mark_ops:]
+            for path in self.created[mark_created:]:
+                self._created_set.discard(path)
+            del self.created[mark_created:]
+            raise
 
 
 def apply_in_place(doc: Any, ops: list[dict[str, Any]]) -> Any:
