@@ -120,14 +120,24 @@ def test_a_changed_namespace_is_a_new_plan():
     assert not same_answer(before, after)
 
 
-def test_pods_that_get_no_patch_are_not_kept():
-    """Most often pods of namespaces that are not opted in: cheap to plan, and every pod of
-    the cluster would otherwise pass through the memo."""
+def test_namespaces_not_opted_in_never_reach_the_memo():
+    """Their pods reach the webhook too (a namespaceSelector sees labels, not annotations):
+    no key is even encoded for them."""
     memo: PlanMemo = PlanMemo(1 << 20)
-    off = source(**{"podmedic.io/inject": "disabled"})
-    for _ in range(2):
+    for off in (source(**{"podmedic.io/inject": "disabled"}), source(**{"podmedic.io/inject": ""})):
         assert answer(memo, pods.controller_pod(), off).audit["cached"] is False
-    assert len(memo) == 0
+    assert (memo.hits, memo.misses, len(memo)) == (0, 0, 0)
+
+
+def test_pods_that_get_no_patch_are_not_kept():
+    """Cheap to plan again; only what saves work takes memory."""
+    memo: PlanMemo = PlanMemo(1 << 20)
+    template = pods.controller_pod()
+    template["metadata"]["annotations"] = {f"podmedic.io/{f}": "disabled" for f in ("probes", "logs", "forensics")}
+    for _ in range(2):
+        unchanged = answer(memo, template)
+        assert unchanged.audit["cached"] is False and unchanged.audit["outcome"] == "unchanged"
+    assert (memo.misses, len(memo)) == (2, 0)
 
 
 def test_a_failing_mutator_is_planned_and_logged_every_time(monkeypatch, caplog):

@@ -189,8 +189,10 @@ def review(request: dict[str, Any], namespaces: Callable[[str], Lookup], config:
     namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
     try:
         lookup = namespaces(str(namespace))
-        if plans is not None and lookup.namespace is not None:
-            planned, cached = plans.plan(lookup.namespace, pod, lambda: plan(pod, lookup, config))
+        ns = lookup.namespace
+        # The pods of namespaces that are not opted in reach the webhook too: no memo key for them.
+        if plans is not None and ns is not None and engine.inject_switch(ns, config) == "enabled":
+            planned, cached = plans.plan(ns, pod, lambda: plan(pod, lookup, config))
         else:
             planned, cached = plan(pod, lookup, config)[0], False
     except Exception:  # a bug outside the per-feature isolation: never a 500, never a broken pod

@@ -23,7 +23,7 @@ import orjson
 
 from webhook import delivery, forensics, logdir, probes, wrapper
 from webhook.config import GlobalConfig
-from webhook.namespaces import Lookup
+from webhook.namespaces import Lookup, Namespace
 from webhook.patch import PatchBuilder, pointer
 from webhook.reasons import Reason
 from webhook.report import Decision, Report
@@ -130,7 +130,7 @@ def _gate(lookup: Lookup, pod: dict[str, Any], config: GlobalConfig) -> tuple[De
     annotations = _annotations(pod)
     settings = Resolved(config, lookup.namespace.annotations, annotations)
     level = Level.NAMESPACE if "inject" in settings.namespace else Level.GLOBAL
-    raw = settings.namespace.get("inject", config.defaults["inject"])
+    raw = inject_switch(lookup.namespace, config)
     try:
         enabled = parse_switch(raw)
     except ValueError as exc:
@@ -142,6 +142,12 @@ def _gate(lookup: Lookup, pod: dict[str, Any], config: GlobalConfig) -> tuple[De
     if config.status_key in annotations:
         return Decision("pod", None, Reason.ALREADY_INJECTED, level=Level.POD), None
     return None, settings
+
+
+def inject_switch(namespace: Namespace, config: GlobalConfig) -> str:
+    """The namespace's `inject` value as written (an empty value counts as unset), else the
+    global default. `enabled` is the only value that opts a namespace in."""
+    return namespace.annotations.get(config.prefix + "inject") or config.defaults["inject"]
 
 
 def _annotations(pod: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,8 @@ The memo is exact, never approximate:
   sources replace that object on every change, so a changed annotation or label is a miss.
 - the configuration is fixed for the life of the process that owns the memo.
 - only plans worth keeping are kept: those with a patch, made without a mutator failure (a
-  failure is planned, and logged, again every time).
+  failure is planned, and logged, again every time). The pods of namespaces that are not opted
+  in are not even looked up (admission.review asks engine.inject_switch first).
 
 Bounded in bytes (keys, patches and an allowance for the plan's objects; least recently used
 entry out first), so pods that never repeat cost a little encoding per review and a bounded
