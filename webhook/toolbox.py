@@ -53,6 +53,7 @@ def build(dest: str | Path) -> None:
     for script in SCRIPTS:
         (dest / script).write_bytes(_package_file(script))
     _compile_sigreset(dest / "bin" / "sigreset")
+    dest.chmod(0o755)
     _open_up(dest)
 
 
@@ -77,12 +78,18 @@ def _compile_sigreset(out: Path) -> None:
 
 def install(dest: str | Path, source: str | Path | None = None) -> None:
     """Copy a built toolbox into dest (idempotent): world-readable and executable, so an app
-    running as any UID can use it; interpreter lines and applet links point into dest."""
+    running as any UID can use it; interpreter lines and applet links point into dest.
+
+    dest itself is usually not ours: in a pod it is the kubelet's emptyDir mount point, owned
+    by root with mode 0777, while the init container runs as 65532 without capabilities. Only
+    what install creates gets its mode set; dest is left as it is when every UID can already
+    enter it, and is an error (not a silent half-install) when it cannot."""
     src = Path(source or os.environ.get("PODMEDIC_TOOLBOX_DIR") or DEFAULT_SOURCE)
     dest = Path(dest)
     if not (src / "bin" / "busybox").is_file():
         raise ToolboxError(f"{src} is not a built toolbox (no bin/busybox); see `podmedic toolbox build`")
-    (dest / "bin").mkdir(parents=True, exist_ok=True)
+    _open_dest(dest)
+    (dest / "bin").mkdir(exist_ok=True)
     for name in (*BINARIES, "sigreset"):
         shutil.copy2(src / "bin" / name, dest / "bin" / name)
     interpreter = f"#!{dest}/bin/busybox sh\n".encode()
@@ -99,8 +106,23 @@ def install(dest: str | Path, source: str | Path | None = None) -> None:
     _open_up(dest)
 
 
+def _open_dest(dest: Path) -> None:
+    """Create dest (0755) if missing; else require that any UID can read and enter it."""
+    if not dest.exists():
+        dest.mkdir(parents=True)
+        dest.chmod(0o755)
+        return
+    if dest.stat().st_mode & 0o005 != 0o005:
+        try:
+            dest.chmod(0o755)
+        except PermissionError:
+            raise ToolboxError(f"{dest} is not readable by every UID (mode {dest.stat().st_mode & 0o7777:o}) "
+                               "and not ours to change: an app running as another UID could not use the toolbox")
+
+
 def _open_up(root: Path) -> None:
-    for path in [root, *root.rglob("*")]:
+    """Everything below root 0755 (all of it made by us): the app may run as any UID."""
+    for path in root.rglob("*"):
         if not path.is_symlink():
             path.chmod(0o755)
 
