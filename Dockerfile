@@ -7,7 +7,8 @@
 # receives only /opt/podmedic: the virtualenv and the toolbox. The virtualenv is built against
 # the same Debian 12 /usr/bin/python3 that the final stage has, so its interpreter link holds.
 #
-#   make image            (docker or podman; IMAGE=... to name it)
+#   make image            (docker or podman; IMAGE=... to name it; see deploy/build-image for
+#                          BUILD_IMAGE/RUNTIME_IMAGE and the local stand-ins built without a registry)
 ARG BUILD_IMAGE=docker.io/library/debian:12-slim
 ARG RUNTIME_IMAGE=gcr.io/distroless/python3-debian12:nonroot
 
@@ -24,7 +25,12 @@ COPY pyproject.toml README.md ./
 COPY webhook ./webhook
 # A regular (not editable) install: the package, its data files and the console script. pip and
 # setuptools leave the virtualenv afterwards: nothing in the final image can install software.
-RUN /opt/podmedic/venv/bin/pip install --no-cache-dir --disable-pip-version-check . \
+# Behind a TLS-intercepting proxy pip must trust its CA: pass the bundle as the optional secret
+# `pip-ca` (`--secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt`; deploy/build-image does
+# when PIP_CERT is set). A secret is mounted for this step only and never lands in a layer.
+RUN --mount=type=secret,id=pip-ca \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+ && /opt/podmedic/venv/bin/pip install --no-cache-dir --disable-pip-version-check . \
  && /opt/podmedic/venv/bin/pip uninstall -y --disable-pip-version-check pip setuptools
 # The toolbox at the fixed path `podmedic toolbox install` copies from (toolbox.DEFAULT_SOURCE).
 RUN /opt/podmedic/venv/bin/podmedic toolbox build /opt/podmedic/toolbox

@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 IMAGE   ?= ghcr.io/podmedic/podmedic:0.1.0
 OVERLAY ?= self-managed
 
-.PHONY: venv run test soak bench toolbox certs golden image deploy undeploy clean
+.PHONY: venv run test soak bench toolbox certs golden image image-archive deploy undeploy clean
 
 # The stamp is the console script: re-installed when pyproject.toml changes.
 $(BIN)/podmedic: pyproject.toml
@@ -50,9 +50,20 @@ bench: venv certs
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 # The container image (Dockerfile). Needs a running engine (docker daemon or podman); without one
-# it says so and exits 1 -- a docker client with no daemon does not count.
+# it says so and exits 1 -- a docker client with no daemon does not count. Where the base images
+# cannot be pulled (no registry), local stand-ins are built from Debian packages with mmdebstrap
+# (as root, once). Settings, passed through the environment or make's command line:
+# BUILD_IMAGE, RUNTIME_IMAGE, BASE_IMAGES=auto|upstream|standin, BUILD_CA_FILE (default
+# $PIP_CERT), CONTAINER_ENGINE -- see deploy/build-image.
+IMAGE_ARCHIVE ?= build/podmedic-image.tar
+
 image:
 	deploy/build-image $(IMAGE)
+
+# The image as an archive to import into a node without a registry (OCI with podman, docker's
+# format with docker), e.g. ../shared/kube-node/image archive build/podmedic-image.tar
+image-archive:
+	deploy/build-image --save $(IMAGE_ARCHIVE) $(IMAGE)
 
 # Install into kubectl's current context. self-managed: then create (or renew) the CA, the serving
 # Secret and the caBundle. OVERLAY=cert-manager needs cert-manager installed first.
