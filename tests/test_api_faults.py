@@ -6,8 +6,6 @@ injects where the namespace did not opt in (fail closed, always with an audit re
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,32 +13,21 @@ from typing import Any
 
 import pytest
 
-from tests import pods
+from tests import kubeapi, pods
 from tests.conftest import start_server, stop_server
 from tests.pods import patch_of, review
-from tests.test_integration import KUBE, Cluster, _missing
+from tests.test_integration import Cluster, running_cluster
 from webhook.namespaces import CONVERGENCE_BOUND_SECONDS
 
 pytestmark = pytest.mark.integration
 PREFIX = "podmedic.io/"
 
 
-def start(state: Path, env: dict[str, str] | None = None) -> None:
-    done = subprocess.run([str(KUBE / "start"), str(state)], capture_output=True, text=True, timeout=300,
-                          env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-
-
 @pytest.fixture
 def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A cluster of this test's own: it is stopped and started again."""
-    reason = _missing()
-    if reason:
-        pytest.skip(reason)
-    state = tmp_path / "kube"
-    start(state)
-    yield Cluster(state)
-    subprocess.run([str(KUBE / "stop"), str(state), "--wipe"], capture_output=True, timeout=60)
+    with running_cluster(tmp_path / "kube") as cluster:
+        yield cluster
 
 
 def injected(server: Any, namespace: str) -> tuple[bool, dict[str, Any]]:
@@ -61,7 +48,7 @@ def test_cache_converges_survives_an_outage_and_fails_closed(own_cluster, certs_
     cluster = own_cluster
     on = cluster.namespace({PREFIX + "inject": "enabled"})
     off = cluster.namespace({})
-    server = start_server(tmp_path, certs_dir, "--kubeconfig", str(cluster.state / "kubeconfig"))
+    server = start_server(tmp_path, certs_dir, "--kubeconfig", str(cluster.kubeconfig))
     try:
         assert injected(server, on)[0] and not injected(server, off)[0]
         never, line = injected(server, "never-created")
@@ -74,8 +61,8 @@ def test_cache_converges_survives_an_outage_and_fails_closed(own_cluster, certs_
         wait_until(lambda: not injected(server, on)[0], CONVERGENCE_BOUND_SECONDS)
 
         # API server down: reviews keep being answered from the cache, readiness stays true
-        port = _env(cluster.state)["APISERVER_URL"].rsplit(":", 1)[1]
-        subprocess.run([str(KUBE / "stop"), str(cluster.state)], capture_output=True, timeout=60)
+        port = cluster.api.port
+        kubeapi.stop(cluster.api, wipe=False)
         for _ in range(10):
             assert injected(server, off)[0] and not injected(server, on)[0]
         assert server.get("/readyz").status_code == 200
@@ -83,7 +70,7 @@ def test_cache_converges_survives_an_outage_and_fails_closed(own_cluster, certs_
         assert not unknown and line["decisions"][0]["reason"] == "namespace-unknown"
 
         # back on the same address: changes made from then on are seen within the bound
-        start(cluster.state, env={**os.environ, "APISERVER_PORT": port})
+        cluster.api = kubeapi.start(cluster.state, port)
         cluster.kubectl("annotate", "--overwrite", "namespace", off, f"{PREFIX}inject=disabled")
         took = wait_until(lambda: not injected(server, off)[0], CONVERGENCE_BOUND_SECONDS + 3)
         late = cluster.namespace({PREFIX + "inject": "enabled"})
@@ -91,7 +78,3 @@ def test_cache_converges_survives_an_outage_and_fails_closed(own_cluster, certs_
         print(f"converged {took:.1f} s after the API server came back (bound {CONVERGENCE_BOUND_SECONDS} s)")
     finally:
         stop_server(server)
-
-
-def _env(state: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in (state / "env").read_text().splitlines() if "=" in line)

@@ -5,7 +5,7 @@ serve` swapping its certificate), and the failures a user meets first.
 
 Most runs call the CLI's `main()` in-process (the client is slow to import; one import serves
 the whole module); the error paths run the real console command to prove they print one line
-and no traceback. One test (marked integration) runs the real kube-apiserver of ../shared with the
+and no traceback. One test (marked integration) runs a real kube-apiserver (tests/kubeapi.py) with the
 CronJob's RBAC rules and proves that the API server keeps calling the webhook through a CA rotation."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from tests.conftest import ROOT, free_port, podmedic, start_server, stop_server
 from tests.fakekube import FakeKube
-from tests.test_integration import KUBE, Cluster, _missing
+from tests.test_integration import Cluster, running_cluster
 from tests.test_tls import SecretDir, wait_for
 from webhook import certinstall, certs, cli
 
@@ -489,25 +489,16 @@ def cronjob_args() -> list[str]:
 def real_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A kube-apiserver of this test's own (RBAC on), with the namespace and deploy/'s renewal
     manifests: the CronJob's service account and exactly its RBAC rules."""
-    reason = _missing()
-    if reason:
-        pytest.skip(reason)
-    state = tmp_path / "kube"
-    done = subprocess.run([str(KUBE / "start"), str(state)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    cluster = Cluster(state)
-    try:
+    with running_cluster(tmp_path / "kube") as cluster:
         cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         for obj in renewal_manifests():
             cluster.apply(obj)
         yield cluster
-    finally:
-        subprocess.run([str(KUBE / "stop"), str(state), "--wipe"], capture_output=True, timeout=60)
 
 
 def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
     """A kubeconfig that is the CronJob's service account (a TokenRequest token), nothing more."""
-    admin = yaml.safe_load((cluster.state / "kubeconfig").read_text())
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
     token = cluster.kubectl("-n", NS, "create", "token", "podmedic-certs").stdout.strip()
     admin["users"] = [{"name": "podmedic-certs", "user": {"token": token}}]
     admin["contexts"] = [{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "podmedic-certs"}}]
@@ -566,7 +557,7 @@ def test_the_api_server_calls_the_webhook_through_install_and_a_ca_rotation(real
     mounted = SecretDir(tmp_path / "secret")
     mounted.publish(old["tls.crt"], old["tls.key"])
     (tmp_path / "old-ca.crt").write_bytes(old["ca.crt"])
-    server = start_server(tmp_path, mounted.path, "--kubeconfig", str(cluster.state / "kubeconfig"),
+    server = start_server(tmp_path, mounted.path, "--kubeconfig", str(cluster.kubeconfig),
                           "--cert-reload-interval", "0.2", port=port, ca=tmp_path / "old-ca.crt")
     try:
         wait_for(lambda: create_pod().returncode == 0, 30, "the webhook to take effect")

@@ -1,4 +1,4 @@
-"""Integration with a real kube-apiserver v1.36 + etcd (../shared/kube-apiserver): the webhook
+"""Integration with a real kube-apiserver v1.36 + etcd (tests/kubeapi.py): the webhook
 is registered, pods are created through the API server, and what it stored is asserted. This is
 the only proof that a patch is accepted by the real validation and Pod Security admission."""
 
@@ -7,40 +7,46 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, start_server, stop_server
+from tests import kubeapi
+from tests.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
-KUBE = ROOT.parent / "shared" / "kube-apiserver"
 PREFIX = "podmedic.io/"
 
 
-def _missing() -> str | None:
-    if not (KUBE / "start").exists():
-        return f"no real kube-apiserver at {KUBE} (../shared is missing)"
-    for tool in ("kubectl", "openssl", "xz", "curl"):
-        if not shutil.which(tool):
-            return f"{tool} is not installed"
-    return None
-
-
 class Cluster:
-    def __init__(self, state: Path):
-        self.state = state
-        self.env = {**os.environ, "KUBECONFIG": str(state / "kubeconfig")}
+    """kubectl against a real API server (tests/kubeapi.py). `api` is replaced when a test
+    restarts the API server; the fixture that started it stops whichever one runs then."""
+
+    def __init__(self, api: kubeapi.KubeAPI):
+        self.api = api
+
+    @property
+    def state(self) -> Path:
+        return self.api.state
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.api.kubeconfig
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.api.env}
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(["kubectl", *args], input=input, text=True, capture_output=True, env=self.env, timeout=60)
+        done = subprocess.run([self.api.kubectl, *args], input=input, text=True, capture_output=True, env=self.env,
+                              timeout=60)
         if check and done.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
         return done
@@ -62,24 +68,30 @@ class Cluster:
         return self.kubectl(*args, input=json.dumps(pod), check=False)
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    reason = _missing()
+@contextmanager
+def running_cluster(state: Path) -> Iterator[Cluster]:
+    """A real API server keeping its data in `state`, for as long as the block runs; skipped,
+    with the reason, where none can run (tests/kubeapi.py: KUBEBUILDER_ASSETS or ../shared)."""
+    reason = kubeapi.missing()
     if reason:
         pytest.skip(reason)
-    state = tmp_path_factory.mktemp("kube")
-    done = subprocess.run([str(KUBE / "start"), str(state)], capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        pytest.fail("kube-apiserver did not start: " + done.stderr[-2000:])
-    yield Cluster(state)
-    subprocess.run([str(KUBE / "stop"), str(state), "--wipe"], capture_output=True, timeout=60)
+    cluster = Cluster(kubeapi.start(state))
+    try:
+        yield cluster
+    finally:
+        kubeapi.stop(cluster.api)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with running_cluster(tmp_path_factory.mktemp("kube")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
 def webhook(cluster: Cluster, certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The real server, watching namespaces through the real API, registered as a webhook."""
-    server = start_server(tmp_path_factory.mktemp("it-server"), certs_dir, "--kubeconfig",
-                          str(cluster.state / "kubeconfig"))
+    server = start_server(tmp_path_factory.mktemp("it-server"), certs_dir, "--kubeconfig", str(cluster.kubeconfig))
     ca = base64.b64encode((certs_dir / "ca.crt").read_bytes()).decode()
     cluster.apply({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
