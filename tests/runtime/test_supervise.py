@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -131,3 +132,25 @@ def test_runs_without_any_shell_or_path_in_the_image(tb):
     # env has PATH=/nonexistent: nothing from the host image is found; only the toolbox runs
     code, err = finish(tb.supervise(tb.program("ok.sh", "exit 0"), {"startsecs": "0"}))
     assert code == 0 and "EXITED" in err
+
+
+@contextlib.contextmanager
+def cleanup(proc: subprocess.Popen[str]):
+    """Kill the whole tree if the test fails half-way: its apps loop or hold for long."""
+    try:
+        yield
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=10)
+
+
+def test_sigkill_after_stopwaitsecs_is_logged_once(tb):
+    app = tb.program("stubborn.sh", "trap '' TERM\nwhile :; do sleep 0.1; done")
+    proc = tb.supervise(app, {**FAST, "stopwaitsecs": "1"})
+    with cleanup(proc):
+        wait_for(lambda: tb.pmctl("ready").returncode == 0)
+        os.kill(proc.pid, signal.SIGTERM)
+        code, err = finish(proc)
+        assert code == 128 + signal.SIGKILL
+        assert err.count("still running after 1s: SIGKILL") == 1, err
