@@ -145,6 +145,33 @@ def cleanup(proc: subprocess.Popen[str]):
             proc.communicate(timeout=10)
 
 
+def test_sigterm_during_backoff_stops_at_once(tb):
+    proc = tb.supervise(tb.program("crash.sh", "exit 6"), {"startsecs": "1", "startretries": "5"})
+    with cleanup(proc):
+        # the second back-off sleeps 2 s
+        wait_for(lambda: (tb.work / "state" / "app.json").exists() and tb.state()["state"] == "BACKOFF"
+                 and tb.state()["retries"] == 2)
+        os.kill(proc.pid, signal.SIGTERM)
+        started = time.monotonic()
+        code, _ = finish(proc, 10)
+        assert time.monotonic() - started < 1
+        assert code == 6 and states(tb)[-2:] == ["BACKOFF", "STOPPED"] and tb.state()["start_count"] == 2
+
+
+def test_forwarded_signals_do_not_end_a_hold(tb):
+    proc = tb.supervise(tb.program("crash.sh", "exit 5"), {"startretries": "0", "max-hold": "600"})
+    with cleanup(proc):
+        wait_for(lambda: (tb.work / "state" / "app.json").exists() and tb.state()["state"] == "FATAL")
+        time.sleep(0.3)  # into the hold's wait
+        for sig in (signal.SIGHUP, signal.SIGWINCH, signal.SIGUSR1):
+            os.kill(proc.pid, sig)
+        time.sleep(1)
+        assert proc.poll() is None and tb.pmctl("alive").returncode == 0  # still holding
+        os.kill(proc.pid, signal.SIGTERM)
+        code, err = finish(proc, 5)
+        assert code == 5 and err.count("hold ended") == 1
+
+
 def test_sigkill_after_stopwaitsecs_is_logged_once(tb):
     app = tb.program("stubborn.sh", "trap '' TERM\nwhile :; do sleep 0.1; done")
     proc = tb.supervise(app, {**FAST, "stopwaitsecs": "1"})
