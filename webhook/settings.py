@@ -170,7 +170,7 @@ KEYS: dict[str, Key] = _keys(
     Key("startsecs", "supervisor", _SECONDS, "supervisord startsecs"),
     Key("startretries", "supervisor", _int_parser(0, 100), "supervisord startretries"),
     Key("exitcodes", "supervisor", parse_exitcodes, "supervisord exitcodes (expected exit codes)"),
-    Key("stopsignal", "supervisor", _choice_parser("TERM", "HUP", "INT", "QUIT", "KILL", "USR1", "USR2"),
+    Key("stopsignal", "supervisor", _choice_parser("TERM", "HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "WINCH"),
         "supervisord stopsignal"),
     Key("stopwaitsecs", "supervisor", _SECONDS, "supervisord stopwaitsecs"),
     Key("on-fatal", "supervisor", _choice_parser("exit", "hold"), "after FATAL: exit, or hold the container"),

@@ -8,7 +8,10 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from tests.runtime.conftest import NOBODY, wait_for
+from webhook import settings
 
 FAST = {"startsecs": "1", "startretries": "2"}
 
@@ -143,6 +146,37 @@ def cleanup(proc: subprocess.Popen[str]):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate(timeout=10)
+
+
+# Images' own STOPSIGNALs (httpd: WINCH, systemd: SIGRTMIN+3, ...): the runtime sends them to
+# tini, and the app must get them as it would without podmedic.
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGWINCH, id="WINCH"), pytest.param(signal.SIGPWR, id="PWR"),
+                                 pytest.param(signal.SIGALRM, id="ALRM"),
+                                 pytest.param(signal.SIGRTMIN + 3, id="RTMIN+3")])
+def test_an_images_stop_signal_sent_to_tini_reaches_the_app(tb, sig):
+    app = tb.program("httpd.sh", f"trap 'exit 0' {int(sig)}\nwhile :; do sleep 0.1; done")
+    proc = tb.supervise(app, FAST)
+    with cleanup(proc):
+        wait_for(lambda: tb.pmctl("ready").returncode == 0)
+        os.kill(proc.pid, sig)
+        started = time.monotonic()
+        code, _ = finish(proc, 5)
+        assert code == 0 and time.monotonic() - started < 2
+        assert states(tb)[-1] == "EXITED" and tb.state()["start_count"] == 1
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGWINCH], ids=["TERM", "WINCH"])
+def test_stopsignal_winch_and_term_both_stop_the_container(tb, sent):
+    got = tb.work / "got"
+    app = tb.program("httpd.sh", f"trap 'echo WINCH >> {got}; exit 3' WINCH\nwhile :; do sleep 0.1; done")
+    stopsignal = settings.KEYS["stopsignal"].parse("WINCH")  # the annotation podmedic.io/stopsignal: WINCH
+    proc = tb.supervise(app, {**FAST, "autorestart": "true", "stopsignal": stopsignal})
+    with cleanup(proc):
+        wait_for(lambda: tb.pmctl("ready").returncode == 0)
+        os.kill(proc.pid, sent)
+        code, _ = finish(proc, 5)
+        assert code == 3 and got.read_text() == "WINCH\n"
+        assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1  # never restarted
 
 
 def test_sigterm_during_backoff_stops_at_once(tb):
