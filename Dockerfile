@@ -21,16 +21,23 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/podmedic/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Behind a TLS-intercepting proxy pip must trust its CA: pass the bundle as the optional secret
+# `pip-ca` (`--secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt`; deploy/build-image does
+# when PIP_CERT is set). A secret is mounted for its step only and never lands in a layer.
+# The dependencies first, read from pyproject.toml alone: this layer changes only when they do,
+# so a rebuild after a code change takes seconds instead of a minute of downloads.
+COPY pyproject.toml ./
+RUN --mount=type=secret,id=pip-ca \
+    if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+ && /opt/podmedic/venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
+ && /opt/podmedic/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r /tmp/requirements.txt
+COPY README.md ./
 COPY webhook ./webhook
 # A regular (not editable) install: the package, its data files and the console script. pip and
 # setuptools leave the virtualenv afterwards: nothing in the final image can install software.
-# Behind a TLS-intercepting proxy pip must trust its CA: pass the bundle as the optional secret
-# `pip-ca` (`--secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt`; deploy/build-image does
-# when PIP_CERT is set). A secret is mounted for this step only and never lands in a layer.
 RUN --mount=type=secret,id=pip-ca \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
- && /opt/podmedic/venv/bin/pip install --no-cache-dir --disable-pip-version-check . \
+ && /opt/podmedic/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
  && /opt/podmedic/venv/bin/pip uninstall -y --disable-pip-version-check pip setuptools
 # The toolbox at the fixed path `podmedic toolbox install` copies from (toolbox.DEFAULT_SOURCE).
 RUN /opt/podmedic/venv/bin/podmedic toolbox build /opt/podmedic/toolbox
