@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -280,3 +281,17 @@ def test_image_size_is_reported_and_bounded(image, podman_env, summary):
     summary.lines.append(f"{image}: {size_mb:.0f} MB in {len(layers)} layers (bound: {MAX_SIZE_MB} MB)")
     assert size_mb < MAX_SIZE_MB, f"{image} is {size_mb:.0f} MB"
 
+
+
+def test_image_archive_is_an_oci_archive_of_this_image(image, podman_env, tmp_path):
+    """`make image-archive`: what a node without a registry imports (kube-node's `image archive`)."""
+    archive = tmp_path / "podmedic-image.tar"
+    done = subprocess.run(["make", "image-archive", f"IMAGE={image}", f"IMAGE_ARCHIVE={archive}"], cwd=ROOT,
+                          text=True, capture_output=True, timeout=600, env={**podman_env, "CONTAINER_ENGINE": "podman"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    with tarfile.open(archive) as tar:
+        (manifest,) = json.load(tar.extractfile("index.json"))["manifests"]
+        config = json.load(tar.extractfile(f"blobs/sha256/{manifest['digest'].split(':')[1]}"))["config"]
+    assert manifest["annotations"]["org.opencontainers.image.ref.name"] == image
+    image_id = podman(podman_env, "image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+    assert config["digest"] == f"sha256:{image_id}"
