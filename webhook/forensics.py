@@ -33,11 +33,15 @@ def budget(ctx: "PodContext", target: "Target") -> tuple[int, int]:
     return min(asked, grace - STOP_RESERVE), asked
 
 
-def chained(collector: list[str], user_command: list[str]) -> list[str]:
-    """One exec: run the collector (always exits 0 within its budget), then exec the user's
-    command with its arguments unchanged, under the toolbox's own shell (images may have none)."""
-    script = shlex.join(collector) + '; exec "$@"'
-    return [f"{toolbox.TOOLBOX_MOUNT}/bin/busybox", "sh", "-c", script, "podmedic-prestop", *user_command]
+def chained(collector: list[str], user_command: list[str], mount: str = toolbox.TOOLBOX_MOUNT) -> list[str]:
+    """One exec: run the collector (always exits 0 within its budget), then the user's command
+    with its arguments unchanged, under the toolbox's own shell (images may have none).
+
+    The user's command runs as the kubelet would run it: busybox sh would run its own applet for
+    a bare `sh`, `sleep` or `kill`, so it goes through sigreset (an absolute path, which the shell
+    never replaces by an applet), which finds it on the container's PATH and resets signals."""
+    script = shlex.join(collector) + f'; exec {shlex.quote(mount + "/bin/sigreset")} "$@"'
+    return [f"{mount}/bin/busybox", "sh", "-c", script, "podmedic-prestop", *user_command]
 
 
 def mutate(ctx: "PodContext", target: "Target", patch: "PatchBuilder") -> Decision:

@@ -8,8 +8,10 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from tests.runtime.conftest import NOBODY, wait_for
-from webhook import toolbox
+from webhook import forensics, toolbox
 
 SECRET = "hunter2-" + os.urandom(4).hex()
 PEM = f"-----BEGIN PRIVATE KEY-----\n{SECRET}-line2\n-----END PRIVATE KEY-----"  # a multi-line secret
@@ -76,3 +78,29 @@ def test_budget_bounds_the_run_and_it_always_exits_zero(tb):
     assert summary["ran"] or summary["failed"]
     unwritable = collect(tb, "/proc/nowhere", budget=2)[0]
     assert unwritable.returncode == 0
+
+
+@pytest.mark.parametrize("user_command", [["sh", "-c", "echo draining"], ["sleep", "3"]])
+def test_chained_user_prestop_runs_the_images_program_after_the_collector(tb, user_command):
+    # the image's own `sh` and `sleep` on its PATH (names busybox also has as applets)
+    image_bin = tb.work / "image-bin"
+    image_bin.mkdir()
+    term, ran = tb.work / "termination-log", tb.work / "ran"
+    for name in ("sh", "sleep"):
+        tb.program(f"image-bin/{name}", f'echo "image {name} $*" >> {ran}\n'
+                   f'[ -s {term} ] && echo "after the collector" >> {ran}\n'
+                   # a child's: sh itself ignores QUIT, and gives its children what it was given
+                   f'{tb.busybox} grep SigIgn /proc/self/status >> {ran}\nexit 0')
+    collector = toolbox.forensics_argv(str(tb.root), name="app", out_dir=None, budget_seconds=5)
+    argv = forensics.chained(collector, user_command, mount=str(tb.root))
+    # even started with INT and QUIT ignored, the user's command gets default signal dispositions
+    done = subprocess.run(argv, env=tb.env(PATH=str(image_bin), PODMEDIC_TERMINATION_LOG=str(term)),
+                          capture_output=True, text=True, timeout=20, preexec_fn=_ignore_int_quit)
+    assert done.returncode == 0, done.stderr
+    assert ran.read_text().splitlines() == [f"image {' '.join(user_command)}", "after the collector",
+                                            "SigIgn:\t0000000000000000"]
+
+
+def _ignore_int_quit() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
