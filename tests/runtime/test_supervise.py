@@ -139,12 +139,19 @@ def test_runs_without_any_shell_or_path_in_the_image(tb):
 
 @contextlib.contextmanager
 def cleanup(proc: subprocess.Popen[str]):
-    """Kill the whole tree if the test fails half-way: its apps loop or hold for long."""
+    """Kill the whole tree if the test fails half-way: its apps loop or hold for long, and may
+    outlive a wrapper that died. tini gives its child a process group of its own, so the
+    session (tini's, from start_new_session) is what reaches them all."""
     try:
         yield
     finally:
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                if os.getsid(pid) == proc.pid:
+                    os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate(timeout=10)
 
 
