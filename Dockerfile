@@ -14,7 +14,7 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/python3-debian12:nonroot
 
 FROM ${BUILD_IMAGE} AS build
 # python3-venv: the virtualenv; busybox-static, tini (tini-static), gcc, libc6-dev: the in-pod
-# toolbox (static busybox and tini copied, static sigreset compiled) -- see webhook/toolbox.py.
+# toolbox (static busybox and tini copied, static sigreset compiled) -- see docs/toolbox.md.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends --no-install-suggests \
       python3-venv busybox-static tini gcc libc6-dev \
@@ -39,7 +39,7 @@ RUN --mount=type=secret,id=pip-ca \
     if [ -s /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
  && /opt/podmedic/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
  && /opt/podmedic/venv/bin/pip uninstall -y --disable-pip-version-check pip setuptools
-# The toolbox at the fixed path `podmedic toolbox install` copies from (toolbox.DEFAULT_SOURCE).
+# The toolbox at the fixed path `podmedic toolbox install` copies from (its DEFAULT_SOURCE).
 RUN /opt/podmedic/venv/bin/podmedic toolbox build /opt/podmedic/toolbox
 
 FROM ${RUNTIME_IMAGE}

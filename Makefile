@@ -61,7 +61,7 @@ image:
 	deploy/build-image $(IMAGE)
 
 # The image as an archive to import into a node without a registry (OCI with podman, docker's
-# format with docker), e.g. ../shared/kube-node/image archive build/podmedic-image.tar
+# format with docker), e.g. for `kind load image-archive` or `ctr images import`
 image-archive:
 	deploy/build-image --save $(IMAGE_ARCHIVE) $(IMAGE)
 

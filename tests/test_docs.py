@@ -1,19 +1,31 @@
-"""README stays true to the code: every setting key is documented in the annotation table with
-its embedded default, and the README's set-up commands exist in the Makefile."""
+"""The documentation stays true to the code and to itself: every setting key is in the README's
+annotation table with its embedded default, the README's set-up commands exist in the Makefile,
+the README stays short, and every relative link in README.md and docs/ reaches an existing file
+and heading."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
-from webhook import config, settings
+from webhook.cli.config import load
+from webhook.engine.keys import KEYS, OUTPUT_KEYS
 
-README = (ROOT / "README.md").read_text()
+README_PATH = ROOT / "README.md"
+README = README_PATH.read_text()
+# The file that holds the annotation table: README.md (the newcomer's page). Move the table and
+# point this at its new file.
+ANNOTATION_TABLE = README_PATH
+DOCS = sorted([README_PATH, *(ROOT / "docs").rglob("*.md")])
+README_MAX_LINES = 200
 
 
 def table_rows() -> dict[str, list[str]]:
     rows = {}
-    for line in README.splitlines():
+    for line in ANNOTATION_TABLE.read_text().splitlines():
         match = re.match(r"^\| `podmedic\.io/([a-z-]+)` \|(.*)\|$", line)
         if match:
             rows[match.group(1)] = [c.strip() for c in re.split(r"(?<!\\)\|", match.group(2))]
@@ -22,13 +34,14 @@ def table_rows() -> dict[str, list[str]]:
 
 def test_every_key_is_in_the_annotation_table_with_its_default():
     rows = table_rows()
-    defaults = config.load().defaults
-    for key in settings.KEYS:
-        assert key in rows, f"README annotation table lacks podmedic.io/{key}"
+    defaults = load().defaults
+    name = ANNOTATION_TABLE.relative_to(ROOT)
+    for key in KEYS:
+        assert key in rows, f"{name} annotation table lacks podmedic.io/{key}"
         default = defaults[key]
         if default:
-            assert f"`{default}`" in rows[key][1], f"README default of {key} is not {default!r}"
-    assert set(rows) - set(settings.KEYS) <= settings.OUTPUT_KEYS
+            assert f"`{default}`" in rows[key][1], f"{name}: default of {key} is not {default!r}"
+    assert set(rows) - set(KEYS) <= OUTPUT_KEYS
 
 
 def test_readme_starts_with_the_two_commands():
@@ -37,3 +50,111 @@ def test_readme_starts_with_the_two_commands():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^run:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_is_short_for_a_newcomer():
+    lines = len(README.splitlines())
+    assert lines < README_MAX_LINES, f"README.md has {lines} lines; move detail to docs/"
+
+
+# -- links -------------------------------------------------------------------------------------
+
+FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$")
+LINK = re.compile(r"\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+?\1")
+SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+def prose_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) for every line outside fenced code blocks."""
+    out, fence = [], None
+    for number, line in enumerate(text.splitlines(), 1):
+        match = FENCE.match(line)
+        if match:
+            if fence is None:
+                fence = match.group(1)
+            elif match.group(1) == fence:
+                fence = None
+            continue
+        if fence is None:
+            out.append((number, line))
+    return out
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: markup and punctuation dropped, lower case, spaces to '-'."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link's text only
+    text = re.sub(r"<[^>]+>", "", text)  # inline HTML
+    text = re.sub(r"[^\w\- ]", "", text.strip().lower())  # keeps letters, digits, '_', '-', ' '
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    seen: dict[str, int] = {}
+    out = set()
+    for _, line in prose_lines(path.read_text()):
+        match = HEADING.match(line)
+        if not match:
+            continue
+        base = slug(match.group(2))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        out.add(base if count == 0 else f"{base}-{count}")
+    return out
+
+
+def relative_links(path: Path) -> list[tuple[int, str]]:
+    links = []
+    for number, line in prose_lines(path.read_text()):
+        for match in LINK.finditer(INLINE_CODE.sub("", line)):
+            target = match.group(1)
+            if not SCHEME.match(target):
+                links.append((number, target))
+    return links
+
+
+def test_slug_follows_github():
+    assert slug("Offline: `podmedic inject | explain | uninject`") == "offline-podmedic-inject--explain--uninject"
+    assert slug("In the cluster without cert-manager: `podmedic certs install`") == \
+        "in-the-cluster-without-cert-manager-podmedic-certs-install"
+    assert slug("Benchmark (`make bench`)") == "benchmark-make-bench"
+    assert slug("supervise: the wrapper") == "supervise-the-wrapper"
+
+
+def test_docs_exist():
+    assert (ROOT / "docs" / "README.md").exists(), "docs/README.md is the index of docs/"
+    assert len(DOCS) > 2
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_reaches_a_file_and_heading(doc: Path):
+    problems = []
+    for number, target in relative_links(doc):
+        file_part, _, fragment = target.partition("#")
+        dest = (doc.parent / file_part).resolve() if file_part else doc
+        where = f"{doc.relative_to(ROOT)}:{number}: {target}"
+        if not dest.exists():
+            problems.append(f"{where}: no such file")
+        elif ROOT.resolve() not in (dest, *dest.parents):
+            problems.append(f"{where}: outside the repository")
+        elif fragment:
+            if dest.suffix != ".md":
+                problems.append(f"{where}: an anchor into a file that is not Markdown")
+            elif fragment not in anchors(dest):
+                problems.append(f"{where}: no heading with anchor #{fragment} in {dest.name}")
+    assert not problems, "\n".join(problems)
+
+
+REPO_PATH = re.compile(r"`((?:webhook|tests|deploy|examples|docs)/[\w./-]*[\w/])`")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_repository_path_named_in_the_docs_exists(doc: Path):
+    """A file the docs name in backquotes (`webhook/...`, `tests/...`, `deploy/...`) exists, so a
+    move of the code shows up here rather than as a stale page."""
+    missing = [f"{doc.relative_to(ROOT)}:{number}: {path}"
+               for number, line in enumerate(doc.read_text().splitlines(), 1)
+               for path in REPO_PATH.findall(line)
+               if "*" not in path and not (ROOT / path).exists()]
+    assert not missing, "\n".join(missing)
