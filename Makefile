@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 IMAGE   ?= ghcr.io/podmedic/podmedic:0.1.0
 OVERLAY ?= self-managed
 
-.PHONY: venv run test soak bench toolbox certs golden image image-archive deploy undeploy clean
+.PHONY: venv run lint test soak bench toolbox certs golden image image-archive deploy undeploy clean
 
 # The stamp is the console script: re-installed when pyproject.toml changes.
 $(BIN)/podmedic: pyproject.toml
@@ -34,7 +34,11 @@ run: venv certs
 toolbox: venv
 	$(BIN)/podmedic toolbox build build/toolbox
 
-test: venv
+# The layering contracts (pyproject.toml [tool.importlinter]) are checked before any test runs.
+lint: venv
+	$(BIN)/lint-imports --no-cache
+
+test: venv lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Regenerate tests/golden/*.injected.* and *.explain.txt after an intended change; review the diff.

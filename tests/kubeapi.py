@@ -27,7 +27,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import ROOT, free_port
-from webhook import certs
+from webhook.pki import local
+from webhook.pki import x509 as certs
 
 ASSETS_VAR = "KUBEBUILDER_ASSETS"
 SHARED = ROOT.parent / "shared" / "kube-apiserver"
@@ -164,7 +165,7 @@ def _write_pki(pki: Path) -> None:
     ca, ca_key = certs.generate_ca("test-kube-ca")
     serving, serving_key = certs.issue_serving_cert(ca, ca_key, ["localhost", "kubernetes.default.svc"],
                                                     [ipaddress.ip_address("127.0.0.1")])
-    certs.write_pair(serving, serving_key, pki / "apiserver.crt", pki / "apiserver.key")
+    local.write_pair(serving, serving_key, pki / "apiserver.crt", pki / "apiserver.key")
     sa_key = certs.new_key()
     (pki / "sa.key").write_bytes(certs.key_pem(sa_key))
     (pki / "sa.pub").write_bytes(sa_key.public_key().public_bytes(

@@ -11,7 +11,7 @@ from typing import Any
 import jsonpatch
 import kubernetes_validate
 
-from webhook import verify
+from webhook.admission import verify
 
 K8S_VERSION = "1.36.0"
 

@@ -1,4 +1,4 @@
-"""Connection balancing over gunicorn workers (webhook/balance.py, server.QueueTimedWorker).
+"""Connection balancing over gunicorn workers (webhook.server.balancing, webhook.server.gunicorn.QueueTimedWorker).
 
 The table's rule is checked directly; the real server is checked the way the API server uses
 it: a burst of keep-alive TLS connections, counted per worker from /proc. Without balancing,
@@ -25,7 +25,7 @@ import pytest
 
 from tests import pods, procs
 from tests.conftest import RunningServer, start_server, stop_server
-from webhook.balance import STALE_AFTER, ConnectionTable
+from webhook.server.balancing import STALE_AFTER, ConnectionTable
 
 BURST = 16
 

@@ -15,7 +15,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from tests.conftest import podmedic
-from webhook import certs
+from webhook.pki import local
+from webhook.pki import x509 as certs
 
 NAMES = ["podmedic", "podmedic.podmedic-system", "podmedic.podmedic-system.svc",
          "podmedic.podmedic-system.svc.cluster.local", "localhost"]
@@ -58,18 +59,18 @@ def verify_server(directory: Path, name: x509.DNSName | x509.IPAddress) -> None:
 
 def test_init_writes_a_ca_and_a_serving_pair_for_the_service(pki_once: Path) -> None:
     assert sorted(p.name for p in pki_once.iterdir()) == ["ca.crt", "ca.key", "tls.crt", "tls.key"]
-    leaf = certs.load_cert(pki_once / "tls.crt")
+    leaf = local.load_cert(pki_once / "tls.crt")
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == NAMES
     assert san.get_values_for_type(x509.IPAddress) == IPS
     assert list(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == \
         [ExtendedKeyUsageOID.SERVER_AUTH]
     assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
-    ca = certs.load_cert(pki_once / "ca.crt")
+    ca = local.load_cert(pki_once / "ca.crt")
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
     assert abs(certs.days_left(leaf) - certs.SERVING_DAYS) < 1
     assert abs(certs.days_left(ca) - certs.CA_DAYS) < 1
-    assert certs.not_after(pki_once / "tls.crt") == leaf.not_valid_after_utc
+    assert local.load_cert(pki_once / "tls.crt").not_valid_after_utc == leaf.not_valid_after_utc
     # Verified for the name the API server uses and for the IP literal a local run uses.
     for name in (x509.DNSName("podmedic.podmedic-system.svc"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))):
         verify_server(pki_once, name)
@@ -111,10 +112,10 @@ def replace_serving_pair(directory: Path, issued_days_ago: float, days: int = 36
                          ca_dir: Path | None = None, names: list[str] = NAMES) -> None:
     """Put a pair issued in the past (by the directory's CA, or another one) in place."""
     ca_dir = ca_dir or directory
-    ca, ca_key = certs.load_cert(ca_dir / "ca.crt"), certs.load_key(ca_dir / "ca.key")
+    ca, ca_key = local.load_cert(ca_dir / "ca.crt"), local.load_key(ca_dir / "ca.key")
     cert, key = certs.issue_serving_cert(ca, ca_key, names, IPS, days=days,
                                          now=NOW - dt.timedelta(days=issued_days_ago))
-    certs.write_pair(cert, key, directory / "tls.crt", directory / "tls.key")
+    local.write_pair(cert, key, directory / "tls.crt", directory / "tls.key")
 
 
 @pytest.mark.parametrize("issued_days_ago, reason", [(250, "past 67% of its lifetime"), (400, "expired")])
@@ -125,7 +126,7 @@ def test_init_renews_a_pair_past_two_thirds_of_its_life_or_expired(pki: Path, is
     done = init(pki)
     assert done.returncode == 0, done.stderr
     assert reason in done.stdout
-    assert abs(certs.days_left(certs.load_cert(pki / "tls.crt")) - 365) < 1
+    assert abs(certs.days_left(local.load_cert(pki / "tls.crt")) - 365) < 1
     assert (pki / "ca.crt").read_bytes() == ca_before
 
 
@@ -183,7 +184,7 @@ def other_key(directory: Path) -> None:
 
 def other_ca(directory: Path) -> None:
     ca, ca_key = certs.generate_ca()
-    certs.write_pair(ca, ca_key, directory / "ca.crt", directory / "ca.key")
+    local.write_pair(ca, ca_key, directory / "ca.crt", directory / "ca.key")
 
 
 @pytest.mark.parametrize("damage, extra, message", [

@@ -31,7 +31,10 @@ from tests.conftest import ROOT, free_port, podmedic, start_server, stop_server
 from tests.fakekube import FakeKube
 from tests.test_integration import Cluster, running_cluster
 from tests.test_tls import SecretDir, wait_for
-from webhook import certinstall, certs, cli
+from webhook import cli
+from webhook.pki import cluster as certinstall
+from webhook.pki import local as pki_local
+from webhook.pki import x509 as certs
 
 NS, TLS, CA = "podmedic-system", "podmedic-tls", "podmedic-ca"
 WEBHOOK = "podmedic"
@@ -379,7 +382,7 @@ def test_from_dir_uploads_a_local_pki_and_the_cluster_keeps_it(kube: FakeKube, c
     files = {name: (local / name).read_bytes() for name in ("ca.crt", "ca.key", "tls.crt", "tls.key")}
     assert secret(kube, CA) == {"ca.crt": files["ca.crt"], "ca.key": files["ca.key"]}
     assert secret(kube, TLS) == {"tls.crt": files["tls.crt"], "tls.key": files["tls.key"], "ca.crt": files["ca.crt"]}
-    assert bundles(kube) == [certs.load_chain(local / "ca.crt")] * 2
+    assert bundles(kube) == [pki_local.load_chain(local / "ca.crt")] * 2
     for extra in (("--from-dir", str(local)), ()):  # the in-cluster renewal takes over from here
         since = len(kube.requests)
         install(capsys, *extra)

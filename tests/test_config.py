@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import podmedic
-from webhook import config
+from webhook.cli import config
 
 
 def test_embedded_defaults():

@@ -30,10 +30,13 @@ import yaml
 
 from tests.conftest import ROOT, podmedic
 from tests.test_integration import Cluster, cluster  # noqa: F401  (session fixture: the real API server)
-from webhook import cli, config, toolbox
-from webhook.certinstall import SecretRef
-from webhook.certs import serving_names
-from webhook.delivery import TOOLBOX_SECURITY
+from webhook import cli
+from webhook.cli import config
+from webhook.engine.config import GlobalConfig
+from webhook.engine.pod_level import TOOLBOX_SECURITY
+from webhook.pki.cluster import SecretRef
+from webhook.pki.x509 import serving_names
+from webhook.toolbox import build as toolbox
 
 DEPLOY = ROOT / "deploy"
 OVERLAYS = ("self-managed", "cert-manager")
@@ -102,7 +105,7 @@ def policy_roots(objs: list[Obj]) -> dict[str, str]:
     return ast.literal_eval(variables["roots"])
 
 
-def server_config(objs: list[Obj], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> config.GlobalConfig:
+def server_config(objs: list[Obj], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GlobalConfig:
     """The ConfigMap's file, loaded by the real loader from the path the server is given."""
     args = serve_args(objs, monkeypatch)
     volume, mount = mount_of(objs, "configMap")

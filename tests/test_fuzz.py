@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from tests import pods
 from tests.pods import apply_checked, patch_of
-from webhook import delivery
+from webhook.engine import pod_level as delivery
 
 EXAMPLES = int(os.environ.get("PODMEDIC_FUZZ_EXAMPLES", "400"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("PODMEDIC_FUZZ_RANDOM"),
@@ -206,7 +206,7 @@ def test_slow_and_half_closed_connections_do_not_hurt(server):
     import ssl
     import time
 
-    from webhook.tls import CLIENT_IO_TIMEOUT
+    from webhook.server.tls import CLIENT_IO_TIMEOUT
 
     ctx = ssl.create_default_context(cafile=str(server.ca))
     host, port = server.url.removeprefix("https://").split(":")
@@ -238,7 +238,7 @@ def test_a_trickling_client_is_cut_at_the_request_deadline(server):
     import ssl
     import time
 
-    from webhook.tls import CLIENT_IO_TIMEOUT
+    from webhook.server.tls import CLIENT_IO_TIMEOUT
 
     ctx = ssl.create_default_context(cafile=str(server.ca))
     host, port = server.url.removeprefix("https://").split(":")

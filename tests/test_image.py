@@ -30,7 +30,7 @@ import requests
 from tests.conftest import ROOT, free_port
 from tests.pods import apply_checked, patch_of
 from tests.test_deploy import dockerfile_stages
-from webhook import toolbox
+from webhook.toolbox import argv as toolbox
 
 pytestmark = pytest.mark.image
 

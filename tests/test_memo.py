@@ -12,11 +12,14 @@ import pytest
 
 from tests import pods
 from tests.pods import apply_checked, container, patch_of
-from webhook import admission, config, probes
-from webhook.memo import PlanMemo, template_key
-from webhook.namespaces import Namespace, StaticSource
+from webhook.admission.handle import Answer, handle
+from webhook.admission.memo import PlanMemo, template_key
+from webhook.cli.config import load
+from webhook.engine.features import probes
+from webhook.engine.namespace import Namespace
+from webhook.kube.namespaces import StaticSource
 
-CONFIG = config.load(None)
+CONFIG = load(None)
 
 
 def source(**annotations: str) -> StaticSource:
@@ -27,12 +30,12 @@ def source(**annotations: str) -> StaticSource:
 DEMO = source()
 
 
-def answer(memo: PlanMemo | None, pod: dict, namespaces: StaticSource = DEMO) -> admission.Answer:
+def answer(memo: PlanMemo | None, pod: dict, namespaces: StaticSource = DEMO) -> Answer:
     body = json.dumps(pods.review(copy.deepcopy(pod))).encode()
-    return admission.handle(body, "application/json", namespaces.get, CONFIG, plans=memo)
+    return handle(body, "application/json", namespaces.get, CONFIG, plans=memo)
 
 
-def same_answer(a: admission.Answer, b: admission.Answer) -> bool:
+def same_answer(a: Answer, b: Answer) -> bool:
     """Everything but the review's uid."""
     ra, rb = dict(a.body["response"]), dict(b.body["response"])
     del ra["uid"], rb["uid"]

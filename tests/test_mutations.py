@@ -12,11 +12,14 @@ import pytest
 
 from tests import pods
 from tests.pods import apply_checked, container
-from webhook import config as config_mod
-from webhook import delivery, engine
-from webhook.namespaces import Namespace, StaticSource
+from webhook import engine
+from webhook.cli import config as configfile
+from webhook.engine import pod_level as delivery
+from webhook.engine.config import from_mapping
+from webhook.engine.namespace import Namespace
+from webhook.kube.namespaces import StaticSource
 
-CONFIG = config_mod.load()
+CONFIG = configfile.load()
 ALL_ON = {"podmedic.io/inject": "enabled", "podmedic.io/supervisor": "enabled"}
 PREFIX = "podmedic.io/"
 
@@ -240,7 +243,7 @@ def test_each_feature_alone(feature):
 
 
 def test_log_root_per_namespace_and_tenant_cannot_choose_host_path():
-    cfg = config_mod.from_mapping({**_raw_config(), "logs": {"hostRoot": "/mnt/cephfs/podmedic",
+    cfg = from_mapping({**_raw_config(), "logs": {"hostRoot": "/mnt/cephfs/podmedic",
                                                            "namespaceRoots": {"team-a": "/mnt/cephfs/team-a"}}})
     original = pods.pod(container(command=["/app"]), annotations={PREFIX + "log-path": "/data/logs",
                                                                  PREFIX + "log-root": "/etc"})
@@ -292,13 +295,13 @@ def test_mutator_error_skips_only_that_feature(monkeypatch):
     assert reasons(outcome, "app")["logs"] == "mutator-error"
     assert reasons(outcome, "app")["probes"] == "injected"
     assert "tty" not in c0(mutated) and "podmedic-logs" not in mounts(c0(mutated))
-    deny = config_mod.from_mapping({**_raw_config(), "onError": "deny"})
+    deny = from_mapping({**_raw_config(), "onError": "deny"})
     denied = engine.inject(copy.deepcopy(original), StaticSource([Namespace("demo", ALL_ON, {})]).get("demo"), deny)
     assert denied.denied and denied.ops == []
 
 
 def _raw_config() -> dict[str, Any]:
-    return config_mod._embedded()
+    return configfile._embedded()
 
 
 def test_empty_annotation_values_fall_through_to_the_next_level():

@@ -17,10 +17,10 @@ import pytest
 
 from tests.conftest import ROOT, free_port
 from tests.fakekube import FakeKube
-from webhook import config as config_mod
-from webhook.namespaces import (FileSource, KubeSource, Lookup, Namespace, StaticSource, backoff_delay,
-                                source_from_args)
-from webhook.reasons import Reason
+from webhook.cli.config import load
+from webhook.engine.decisions import Reason
+from webhook.engine.namespace import Lookup, Namespace
+from webhook.kube.namespaces import FileSource, KubeSource, StaticSource, backoff_delay, source_from_args
 
 EXAMPLE = ROOT / "examples" / "namespaces.yaml"
 ON = {"podmedic.io/inject": "enabled"}
@@ -65,7 +65,7 @@ def test_example_file_opt_in_drives_the_engine() -> None:
     source = FileSource(EXAMPLE)
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
            "spec": {"containers": [{"name": "app", "image": "nginx", "ports": [{"containerPort": 80}]}]}}
-    config = config_mod.load()
+    config = load()
     assert engine.inject(copy.deepcopy(pod), source.get("demo"), config).ops
     for name, reason in [("default", Reason.NAMESPACE_NOT_ENABLED), ("opted-out", Reason.NAMESPACE_NOT_ENABLED),
                          ("not-there", Reason.NAMESPACE_UNKNOWN)]:
@@ -117,7 +117,7 @@ def test_static_source_rejects_duplicates_and_answers_from_memory() -> None:
 
 
 def test_file_mode_does_not_import_the_kubernetes_client() -> None:
-    code = ("import sys; from webhook.namespaces import source_from_args; "
+    code = ("import sys; from webhook.kube.namespaces import source_from_args; "
             f"assert source_from_args({str(EXAMPLE)!r}, None).ready(); print('kubernetes' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -173,7 +173,7 @@ def test_never_seen_namespace_is_unknown_and_not_injected(source: KubeSource) ->
     lookup = source.get("never-created")
     assert lookup == Lookup(None, Reason.NAMESPACE_UNKNOWN)
     pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}}
-    outcome = engine.inject(pod, lookup, config_mod.load())
+    outcome = engine.inject(pod, lookup, load())
     assert outcome.ops == [] and outcome.report.decisions[0].reason is Reason.NAMESPACE_UNKNOWN
 
 

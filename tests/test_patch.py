@@ -8,8 +8,8 @@ import json
 import jsonpatch
 import pytest
 
-from webhook import verify
-from webhook.patch import PatchBuilder, apply_in_place, pointer
+from webhook.admission import verify
+from webhook.engine.patch import PatchBuilder, apply_in_place, pointer
 
 
 def built() -> tuple[dict, list[dict]]:

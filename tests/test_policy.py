@@ -19,7 +19,7 @@ import pytest
 
 from tests.test_deploy import DEPLOY, find, one, policy_roots, render
 from tests.test_integration import Cluster, cluster  # noqa: F401  (session fixture: the real API server)
-from webhook.delivery import (
+from webhook.engine.pod_level import (
     LOGDIR_INIT,
     LOGDIR_SECURITY,
     LOGS_VOLUME,

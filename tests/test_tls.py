@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, free_port
-from webhook import certs
-from webhook.tls import CertificateReloader, CertificateUnavailable
+from webhook.pki import local
+from webhook.pki import x509 as certs
+from webhook.server.tls import CertificateReloader, CertificateUnavailable
 
 INTERVAL = 0.3
 LOCALHOST = [ipaddress.ip_address("127.0.0.1")]
@@ -93,7 +94,7 @@ def test_loads_the_pair_and_reports_expiry(tmp_path: Path) -> None:
     reloads: list[CertificateReloader] = []
     reloader = CertificateReloader(secret.cert, secret.key, check_interval=INTERVAL, on_reload=reloads.append)
     assert reloader.loaded and reloads == [reloader]
-    assert reloader.not_after == certs.load_cert(secret.cert).not_valid_after_utc
+    assert reloader.not_after == local.load_cert(secret.cert).not_valid_after_utc
     assert isinstance(reloader.context(), ssl.SSLContext)
 
 
@@ -134,7 +135,7 @@ def test_starts_unloaded_and_serves_once_a_pair_appears(tmp_path: Path) -> None:
         reloader.context()
     secret.publish(pair.cert_pem, pair.key_pem)
     wait_for(lambda: _loads(reloader), 5, "the pair to load")
-    assert reloader.not_after == certs.load_cert(secret.cert).not_valid_after_utc
+    assert reloader.not_after == local.load_cert(secret.cert).not_valid_after_utc
 
 
 def test_a_failing_on_reload_callback_does_not_stop_serving(tmp_path: Path) -> None:
@@ -226,7 +227,7 @@ def _not_after(pair: Pair) -> object:
 # -- a real gunicorn -------------------------------------------------------------------------
 
 GUNICORN_CONF = """\
-from webhook.tls import CertificateReloader
+from webhook.server.tls import CertificateReloader
 
 bind = "127.0.0.1:{port}"
 workers = 1

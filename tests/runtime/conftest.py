@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from webhook import toolbox
+from webhook.toolbox import argv as toolbox_argv
+from webhook.toolbox import build as toolbox
 
 NOBODY = 65534
 
@@ -49,13 +50,13 @@ class Toolbox:
     def supervise(self, program: str, options: dict[str, str] | None = None, user: int | None = None,
                   **env: str) -> subprocess.Popen[str]:
         """Start the wrapper exactly as the webhook's command prefix does (tini as PID 1's stand-in)."""
-        argv = toolbox.supervise_argv(str(self.root), name="app", options=options or {}) + [program]
+        argv = toolbox_argv.supervise_argv(str(self.root), name="app", options=options or {}) + [program]
         ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
         return subprocess.Popen(argv, env=self.env(**env), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
                                 text=True, start_new_session=True, **ids)
 
     def pmctl(self, check: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(toolbox.pmctl_argv(check, str(self.root), name="app"), env=self.env(),
+        return subprocess.run(toolbox_argv.pmctl_argv(check, str(self.root), name="app"), env=self.env(),
                               capture_output=True, text=True, timeout=10)
 
     def state(self) -> dict:

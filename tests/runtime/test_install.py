@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from webhook import cli, toolbox
+from webhook import cli
+from webhook.toolbox import argv as toolbox
 
 INIT_UID = 65532  # the toolbox init container's runAsUser (delivery.TOOLBOX_SECURITY)
 APP_UID = 1000

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.runtime.conftest import NOBODY, wait_for
-from webhook import settings
+from webhook.engine import keys
 
 FAST = {"startsecs": "1", "startretries": "2"}
 
@@ -176,7 +176,7 @@ def test_an_images_stop_signal_sent_to_tini_reaches_the_app(tb, sig):
 def test_stopsignal_winch_and_term_both_stop_the_container(tb, sent):
     got = tb.work / "got"
     app = tb.program("httpd.sh", f"trap 'echo WINCH >> {got}; exit 3' WINCH\nwhile :; do sleep 0.1; done")
-    stopsignal = settings.KEYS["stopsignal"].parse("WINCH")  # the annotation podmedic.io/stopsignal: WINCH
+    stopsignal = keys.KEYS["stopsignal"].parse("WINCH")  # the annotation podmedic.io/stopsignal: WINCH
     proc = tb.supervise(app, {**FAST, "autorestart": "true", "stopsignal": stopsignal})
     with cleanup(proc):
         wait_for(lambda: tb.pmctl("ready").returncode == 0)

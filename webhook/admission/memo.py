@@ -1,0 +1,114 @@
+"""Plans by pod template: a controller's burst of identical pods is planned once per worker.
+
+A Deployment scaled up, a rollout, an HPA step or a parallel Job sends the API server a run of
+pod creations whose objects are byte-identical (generateName, not a name; the same template,
+labels and owner). The engine is a pure function of the pod, its namespace and the global
+configuration, so its verified answer for one of them is the answer for all of them.
+
+The memo is exact, never approximate:
+- the key is the pod object itself, encoded (orjson keeps the order the API server sent),
+  with two things that differ between the pods of one template and that no mutator reads
+  (a mutator that starts to read them must take them out of this list):
+  - `metadata.managedFields` is left out: the API server stamps it with the request's second;
+  - the ServiceAccount token volume's random name (`kube-api-access-xxxxx`, added to every pod
+    by the ServiceAccount admission plugin before webhooks run) is replaced, wherever it is the
+    whole of a string (the volume and its mounts), by a byte that orjson never writes, so the
+    replacement cannot coincide with anything a pod contains. A consistent renaming of a
+    volume that podmedic neither names nor compares with its own names changes no plan.
+- an entry is only used for the very Namespace object it was planned with. The namespace
+  sources replace that object on every change, so a changed annotation or label is a miss.
+- the configuration is fixed for the life of the process that owns the memo.
+- only plans worth keeping are kept: those with a patch, made without a mutator failure (a
+  failure is planned, and logged, again every time). The pods of namespaces that are not opted
+  in are not even looked up (admission.handle.review asks engine.inject_switch first).
+
+Bounded in bytes (keys, patches and an allowance for the plan's objects; least recently used
+entry out first), so pods that never repeat cost a little encoding per review and a bounded
+amount of memory, nothing else. One memo per worker process, shared by its threads.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from webhook.engine.namespace import Namespace
+
+T = TypeVar("T")
+
+
+TOKEN_VOLUME = re.compile(r"kube-api-access-[a-z0-9]{5}")  # the ServiceAccount plugin's naming
+
+
+def template_key(pod: dict[str, Any]) -> bytes:
+    """The pod as sent, without metadata.managedFields, its token volume's name masked."""
+    metadata = pod.get("metadata")
+    if isinstance(metadata, dict) and "managedFields" in metadata:
+        pod = {**pod, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
+    key = orjson.dumps(pod)
+    token = _token_volume(pod)
+    return key.replace(b'"' + token.encode() + b'"', b'"\x00"') if token else key
+
+
+def _token_volume(pod: dict[str, Any]) -> str | None:
+    """The one projected volume named like the ServiceAccount plugin names it, or None (also
+    when there are several: then nothing is masked and the key stays the pod as sent)."""
+    spec = pod.get("spec")
+    volumes = spec.get("volumes") if isinstance(spec, dict) else None
+    names = [v["name"] for v in volumes or [] if isinstance(v, dict) and "projected" in v
+             and isinstance(v.get("name"), str) and TOKEN_VOLUME.fullmatch(v["name"])]
+    return names[0] if len(names) == 1 else None
+
+
+class PlanMemo(Generic[T]):
+    """Least-recently-used map from (namespace, template) to a plan, bounded in bytes."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, bytes], tuple[Namespace, T, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def plan(self, namespace: Namespace, pod: dict[str, Any], make: Callable[[], tuple[T, int | None]]) -> tuple[T, bool]:
+        """The plan for this pod, and whether it came from the memo. `make()` returns the plan
+        and its size in bytes, or None as the size for a plan that must not be kept."""
+        if self.max_bytes <= 0:
+            return make()[0], False
+        key = (namespace.name, template_key(pod))
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] is namespace:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return entry[1], True
+            self.misses += 1
+        plan, size = make()
+        if size is not None:
+            self._keep(key, namespace, plan, len(key[1]) + size)
+        return plan, False
+
+    def _keep(self, key: tuple[str, bytes], namespace: Namespace, plan: T, size: int) -> None:
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[2]
+            self._entries[key] = (namespace, plan, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, _, evicted) = self._entries.popitem(last=False)
+                self._bytes -= evicted
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes

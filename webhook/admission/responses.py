@@ -1,0 +1,39 @@
+"""The answers podmedic sends: an AdmissionReview v1 response (allowed, patched, warned or
+denied) and the Status body of a 400.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from webhook.admission.decode import API_VERSION
+
+
+def encode_patch(ops: list[dict[str, Any]]) -> bytes:
+    """The JSON patch as sent (compact UTF-8); verified in this form, then base64-encoded."""
+    return orjson.dumps(ops)
+
+
+def response(uid: str, *, patch: bytes | None = None, warnings: list[str] | None = None,
+             audit_annotations: dict[str, str] | None = None, denied: str | None = None) -> dict[str, Any]:
+    """The AdmissionReview answer: patchType only when something changes (`patch` is the
+    encoded JSON patch)."""
+    resp: dict[str, Any] = {"uid": uid, "allowed": denied is None}
+    if denied is not None:
+        resp["status"] = {"code": 403, "message": denied}
+    if patch:
+        resp["patchType"] = "JSONPatch"
+        resp["patch"] = base64.b64encode(patch).decode()
+    if warnings:
+        resp["warnings"] = warnings
+    if audit_annotations:
+        resp["auditAnnotations"] = audit_annotations
+    return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": resp}
+
+
+def error_body(message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400,
+            "reason": "BadRequest", "message": message}

@@ -1,0 +1,126 @@
+"""Verify a patch before it leaves: apply it to the pod as sent and re-check the API server's
+validation rules that a mutation can break.
+
+A pod the API server rejects is worse than a pod podmedic did not touch, so a failing check
+turns the whole answer into "allowed, unpatched" with a warning (engine reason verify-failed).
+Only the rules mutations can break are checked here; the full OpenAPI schema check
+(kubernetes-validate) runs in the tests, off the hot path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from webhook.engine.pod_level import OUR_VOLUMES
+from webhook.engine.patch import apply_in_place
+
+HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
+HOOK_HANDLERS = ("exec", "httpGet", "tcpSocket", "sleep")
+_VAR_REF = re.compile(r"\$\(([^)]*)\)")
+
+
+class PatchRejected(ValueError):
+    """The patch does not apply, or the patched pod breaks a validation rule."""
+
+
+def apply(pod: dict[str, Any], patch: bytes | str) -> dict[str, Any]:
+    """Apply the encoded JSON patch to `pod` IN PLACE (RFC 6902) and check the result.
+
+    The encoded text, not the builder's operations: what is verified is exactly what will be
+    sent, and the decoded operations are fresh objects that the pod may keep (decoding them
+    with orjson is faster than copying values would be). The webhook owns the decoded request
+    object and needs no pristine copy afterwards, so it skips a deep copy of a pod whose
+    managedFields alone can be tens of kilobytes; offline callers pass a copy."""
+    try:
+        patched = apply_in_place(pod, orjson.loads(patch))
+    except (TypeError, KeyError, IndexError, ValueError) as exc:
+        raise PatchRejected(f"patch does not apply: {exc}") from None
+    problems = list(check(patched))
+    if problems:
+        raise PatchRejected("; ".join(problems))
+    return patched
+
+
+def _containers(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for kind in ("initContainers", "containers", "ephemeralContainers"):
+        for c in spec.get(kind) or []:
+            yield kind, c
+
+
+def check(pod: dict[str, Any]) -> Iterator[str]:
+    """Yield one message per rule the pod breaks. (It runs on every patched review: messages
+    are formatted only for rules that fail.)"""
+    spec = pod.get("spec") or {}
+    volumes = [v.get("name") for v in spec.get("volumes") or []]
+    for volume in _duplicates(volumes):
+        yield f"duplicate volume name {volume!r}"
+    for container in _duplicates([c.get("name") for _, c in _containers(spec)]):
+        yield f"duplicate container name {container!r}"
+    for kind, c in _containers(spec):
+        yield from _check_container(kind, c, set(volumes))
+
+
+def _duplicates(names: list[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    repeated = []
+    for name in names:
+        if name in seen:
+            repeated.append(name)
+        seen.add(name)
+    return repeated
+
+
+def _check_container(kind: str, c: dict[str, Any], volumes: set[Any]) -> Iterator[str]:
+    name = c.get("name")
+    env_names = [e.get("name") for e in c.get("env") or []]
+    mounts = c.get("volumeMounts") or []
+    for path in _duplicates([m.get("mountPath") for m in mounts]):
+        yield f"duplicate mountPath in container {name} {path!r}"
+    for m in mounts:
+        # Only podmedic's own mounts: a StatefulSet template's mounts of volumeClaimTemplates
+        # name volumes the controller adds later, and user mistakes are the API server's to report.
+        if m.get("name") in OUR_VOLUMES and m.get("name") not in volumes:
+            yield f"container {name}: volumeMount {m.get('name')!r} names no volume"
+        if m.get("subPath") and m.get("subPathExpr"):
+            yield f"container {name}: volumeMount {m.get('name')!r} has both subPath and subPathExpr"
+        for var in _VAR_REF.findall(m.get("subPathExpr") or ""):
+            if var not in env_names:
+                yield f"container {name}: subPathExpr references undefined env var {var!r}"
+    for env in env_names:
+        if not env or "=" in str(env):
+            yield f"container {name}: invalid env var name {env!r}"
+    ports = {p.get("name") for p in c.get("ports") or [] if p.get("name")}
+    plain_init = kind == "initContainers" and c.get("restartPolicy") != "Always"
+    for probe_kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+        probe = c.get(probe_kind)
+        if probe is None:
+            continue
+        if plain_init or kind == "ephemeralContainers":
+            yield f"container {name}: {probe_kind} is not allowed on {kind} without restartPolicy Always"
+        yield from _check_handler(name, probe_kind, probe, HANDLERS, ports)
+        if probe_kind != "readinessProbe" and probe.get("successThreshold", 1) != 1:
+            yield f"container {name}: {probe_kind}.successThreshold must be 1"
+        for field in ("periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"):
+            if field in probe and not (isinstance(probe[field], int) and probe[field] >= 1):
+                yield f"container {name}: {probe_kind}.{field} must be a positive integer"
+    for hook_name, hook in (c.get("lifecycle") or {}).items():
+        yield from _check_handler(name, f"lifecycle.{hook_name}", hook, HOOK_HANDLERS, ports)
+
+
+def _check_handler(container: Any, field: str, obj: dict[str, Any], allowed: tuple[str, ...],
+                   ports: set[Any]) -> Iterator[str]:
+    present = [h for h in allowed if obj.get(h) is not None]
+    where = f"container {container}: {field}"
+    if len(present) != 1:
+        yield f"{where} must have exactly one handler (has {present or 'none'})"
+        return
+    body = obj[present[0]]
+    port = body.get("port") if isinstance(body, dict) else None
+    if isinstance(port, str) and port not in ports:
+        yield f"{where} names port {port!r} that the container does not declare"
+    if present[0] == "exec" and not (isinstance(body, dict) and body.get("command")):
+        yield f"{where}: exec needs a command"

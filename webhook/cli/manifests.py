@@ -1,0 +1,337 @@
+"""`podmedic inject | explain | uninject` on manifests, offline, with the webhook's own engine.
+
+Each pod template is turned into the pod the API server would send (`metadata` + `spec`), run
+through `admission.plan.plan()` exactly as the webhook does (engine, then verification), and the
+resulting JSON Patch is applied to the template in place -- so the CLI and the webhook cannot
+disagree, and a pod created from an injected template is recognised by the webhook (injection
+marker) and left alone.
+
+YAML goes through ruamel.yaml's round-trip mode, which keeps key order, comments and quoting;
+the stream is split on document separators first, so documents that do not change are written
+back byte for byte, separators included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import StringIO
+from pathlib import Path
+from typing import Any, TextIO
+
+import jsonpatch
+import orjson
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from webhook.admission import podshape
+from webhook.admission.plan import plan
+from webhook.cli.config import load
+from webhook.engine import uninject
+from webhook.engine.config import ConfigError, GlobalConfig
+from webhook.engine.decisions import Decision, Reason
+from webhook.engine.namespace import Lookup, Namespace
+from webhook.kube.namespaces import FileSource, StaticSource, live_lookup
+
+# kind -> path of the pod template inside the object
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "Pod": (),
+    "Deployment": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "ReplicationController": ("spec", "template"),
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+    "PodTemplate": ("template",),
+}
+# Kinds without a pod template that pass through silently; anything else gets a note.
+PLAIN_KINDS = frozenset({
+    "Service", "ConfigMap", "Secret", "Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+    "ClusterRoleBinding", "Ingress", "PersistentVolumeClaim", "PersistentVolume", "NetworkPolicy",
+    "PodDisruptionBudget", "HorizontalPodAutoscaler", "StorageClass", "CustomResourceDefinition",
+    "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding", "LimitRange", "ResourceQuota", "PriorityClass", "Endpoints",
+    "EndpointSlice", "IngressClass", "Kustomization",
+})
+_SEPARATOR = re.compile(r"^---(?:[ \t].*)?$|^\.\.\.[ \t]*$", re.M)
+
+EXIT_OK, EXIT_INPUT, EXIT_NOT_INJECTED = 0, 1, 2
+
+
+class InputError(Exception):
+    """A file or document cannot be read; the message names the file, document and line."""
+
+
+@dataclass
+class Chunk:
+    """One document of a stream: its original text (separator included) and parsed object."""
+
+    source: str
+    index: int
+    text: str
+    line: int = 1  # where the chunk starts in its file (1-based), for error messages
+    doc: Any = None
+    changed: bool = False
+
+
+@dataclass
+class Workload:
+    """A pod template found in a document, with a display name for explain."""
+
+    name: str
+    namespace: str
+    template: Any  # the ruamel map holding metadata + spec
+
+
+@dataclass
+class Run:
+    config: GlobalConfig
+    namespaces: Any  # callable name -> Lookup
+    default_namespace: str
+    err: TextIO
+    failed: bool = False
+    explained: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ reading
+
+def _yaml() -> YAML:
+    y = YAML()
+    y.preserve_quotes = True
+    y.width = 4096
+    y.indent(mapping=2, sequence=2, offset=0)
+    return y
+
+
+def split(source: str, text: str) -> list[Chunk]:
+    """Split a stream at document separators, keeping each separator with its document."""
+    starts = [0] + [m.start() for m in _SEPARATOR.finditer(text) if m.start() > 0]
+    bounds = list(zip(starts, starts[1:] + [len(text)]))
+    return [Chunk(source, i, text[a:b], text.count("\n", 0, a) + 1) for i, (a, b) in enumerate(bounds)]
+
+
+def parse(chunk: Chunk) -> None:
+    """Parse one document (None when it is empty or only comments); errors name file,
+    document index and line."""
+    separator = _SEPARATOR.match(chunk.text)
+    body = chunk.text[separator.end():] if separator else chunk.text
+    if all(line.lstrip().startswith("#") or not line.strip() for line in body.splitlines()):
+        return
+    try:
+        chunk.doc = _yaml().load(body)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        # the body keeps the separator's line break, so mark.line counts from the separator line
+        where = f", line {chunk.line + mark.line}" if mark is not None else ""
+        raise InputError(f"{chunk.source}: document {chunk.index}{where}: {getattr(exc, 'problem', None) or exc}") from None
+
+
+def read_sources(paths: list[str], stdin: TextIO) -> Iterator[tuple[str, str]]:
+    for path in paths:
+        if path == "-":
+            yield "<stdin>", stdin.read()
+            continue
+        p = Path(path)
+        files = sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml", ".json")) if p.is_dir() else [p]
+        for f in files:
+            try:
+                yield str(f), f.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"{f}: cannot read: {exc}") from None
+
+
+# ------------------------------------------------------------------ workloads
+
+def workloads(doc: Any, default_ns: str, err: TextIO, where: str) -> Iterator[Workload]:
+    if not isinstance(doc, dict):
+        print(f"podmedic: {where}: not a Kubernetes object; passed through", file=err)
+        return
+    kind = doc.get("kind")
+    if kind == "List" or (isinstance(kind, str) and kind.endswith("List") and "items" in doc):
+        for i, item in enumerate(doc.get("items") or []):
+            yield from workloads(item, default_ns, err, f"{where} item {i}")
+        return
+    if kind not in TEMPLATES:
+        if kind not in PLAIN_KINDS:
+            print(f"podmedic: {where}: kind {kind!r} has no pod template podmedic knows; passed through", file=err)
+        return
+    template = doc
+    for key in TEMPLATES[kind]:
+        template = template.get(key) if isinstance(template, dict) else None
+    if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
+        print(f"podmedic: {where}: {kind} has no pod template spec; passed through", file=err)
+        return
+    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    yield Workload(f"{kind}/{metadata.get('name', '?')}", str(metadata.get("namespace") or default_ns), template)
+
+
+def as_pod(template: Any) -> dict[str, Any]:
+    """The pod the API server would send for this template, as plain JSON types. Its metadata
+    stays exactly as in the template (even absent), so the patch applies to the template too."""
+    keys = ("metadata", "spec") if "metadata" in template else ("spec",)
+    return {"apiVersion": "v1", "kind": "Pod", **json.loads(json.dumps({k: template[k] for k in keys}))}
+
+
+def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[Decision]]:
+    """The webhook's patch for a pod made from this template (verified), and the decisions."""
+    pod = as_pod(w.template)
+    problem = podshape.problem(pod)  # the webhook answers such a review with a 400
+    if problem:
+        return [], [Decision("pod", None, Reason.MALFORMED_POD, problem.replace("request.object.", ""))]
+    planned, _ = plan(copy.deepcopy(pod), run.namespaces(w.namespace), run.config)  # as the webhook does
+    decisions = list(planned.report.decisions)
+    if planned.denied or planned.patch is None:
+        return [], decisions
+    return orjson.loads(planned.patch), decisions
+
+
+def _apply_to_template(template: Any, ops: list[dict[str, Any]]) -> None:
+    """The ops address /metadata/... and /spec/..., which a template has as well; applying
+    them to the ruamel map in place keeps its comments and key order."""
+    jsonpatch.apply_patch(template, ops, in_place=True)
+
+
+# ------------------------------------------------------------------ commands
+
+def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
+    for w in workloads(chunk.doc, run.default_namespace, run.err, f"{chunk.source}: document {chunk.index}"):
+        if mode == "uninject":
+            chunk.changed |= uninject.template(w.template, run.config)
+            continue
+        ops, decisions = inject_template(run, w)
+        if any(d.reason in (Reason.VERIFY_FAILED, Reason.MUTATOR_ERROR, Reason.MALFORMED_POD) for d in decisions):
+            run.failed = True
+            print(f"podmedic: {chunk.source}: document {chunk.index}: {w.name} could not be injected", file=run.err)
+        if mode == "explain":
+            run.explained.extend({"workload": w.name, "namespace": w.namespace, **d.as_dict()} for d in decisions)
+        elif ops:
+            _apply_to_template(w.template, ops)
+            chunk.changed = True
+
+
+def _render(chunk: Chunk, as_json: bool) -> str:
+    if not chunk.changed:
+        return chunk.text
+    if as_json:
+        return json.dumps(chunk.doc, indent=2) + "\n"
+    out = StringIO()
+    separator = _SEPARATOR.match(chunk.text)
+    if separator:
+        out.write(separator.group(0) + "\n")
+    _yaml().dump(chunk.doc, out)
+    return out.getvalue()
+
+
+def process(run: Run, sources: list[tuple[str, str]], mode: str, out: TextIO) -> None:
+    chunks_by_source = []
+    for source, text in sources:
+        chunks = [Chunk(source, 0, text)] if text.lstrip().startswith(("{", "[")) else split(source, text)
+        for chunk in chunks:
+            parse(chunk)  # every document parsed before anything is written: no half output
+        chunks_by_source.append((source, chunks))
+    for _, chunks in chunks_by_source:
+        for chunk in chunks:
+            if chunk.doc is not None:
+                _inject_chunk(run, chunk, mode)
+            if mode != "explain":
+                out.write(_render(chunk, chunk.text.lstrip().startswith(("{", "["))))
+
+
+# ------------------------------------------------------------------ explain output
+
+def explain_table(rows: list[dict[str, Any]]) -> str:
+    header = ("WORKLOAD", "CONTAINER", "FEATURE", "RESULT", "REASON", "LEVEL", "WHY")
+    lines = [header] + [(r["workload"], r.get("container", "-"), r["feature"],
+                         "applied" if r["applied"] else "skipped", r["reason"], r["level"],
+                         r["why"] + (f" ({r['detail']})" if r.get("detail") else ""))
+                        for r in rows]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
+    return "".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)) + "  " + str(line[-1]) + "\n"
+                   for line in lines)
+
+
+# ------------------------------------------------------------------ namespace settings
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"{what}: expected KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def namespace_lookup(args: argparse.Namespace, config: GlobalConfig) -> Any:
+    """Offline by default: with no namespace flags, every namespace counts as opted in."""
+    if args.namespaces_file:
+        return FileSource(args.namespaces_file).get
+    if args.kubeconfig:
+        return live_lookup(args.kubeconfig)
+    annotations = _pairs(args.namespace_annotations, "--namespace-annotations")
+    if not args.namespace_annotations:
+        annotations = {config.prefix + "inject": "enabled"}
+    labels = _pairs(args.namespace_labels, "--namespace-labels")
+
+    def lookup(name: str) -> Lookup:
+        return StaticSource([Namespace(name, annotations, labels)]).get(name)
+
+    return lookup
+
+
+# ------------------------------------------------------------------ CLI
+
+def register(sub: Any) -> None:
+    for name, help_text in (("inject", "inject pod templates in manifests, offline, as the webhook would"),
+                            ("explain", "show, per workload, container and feature, what podmedic would do and why"),
+                            ("uninject", "remove exactly what podmedic added to manifests")):
+        p = sub.add_parser(name, help=help_text, description=help_text + ". Exit codes: 0 ok, 1 usage or "
+                           "input error, 2 a document could not be injected.")
+        p.add_argument("-f", "--filename", action="append", required=True,
+                       help="a YAML/JSON file, a directory of them, or - for stdin (repeatable)")
+        if name == "explain":
+            p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+        if name != "uninject":
+            p.add_argument("--namespace-annotations", nargs="+", default=[], metavar="KEY=VALUE",
+                           help="the namespace's annotations (default: podmedic.io/inject=enabled)")
+            p.add_argument("--namespace-labels", nargs="+", default=[], metavar="KEY=VALUE",
+                           help="the namespace's labels (pod-security.kubernetes.io/enforce=...)")
+            p.add_argument("--namespaces-file", help="Namespace objects as `kubectl get ns -o yaml` prints them")
+            p.add_argument("--kubeconfig", help="read namespaces from a live cluster")
+            p.add_argument("-n", "--namespace", default="default",
+                           help="namespace of documents that name none (default: default)")
+        p.add_argument("--config", help="global configuration, as for `podmedic serve`")
+        p.set_defaults(func=main, mode=name)
+
+
+def main(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    stdin, out, err = stdin or sys.stdin, out or sys.stdout, err or sys.stderr
+    try:
+        config = load(args.config)
+        lookup = namespace_lookup(args, config) if args.mode != "uninject" else None
+        run = Run(config, lookup, getattr(args, "namespace", "default"), err)
+        process(run, list(read_sources(args.filename, stdin)), args.mode, out)
+    except (InputError, ConfigError, ValueError, OSError) as exc:
+        print(f"podmedic {args.mode}: {exc}", file=err)
+        return EXIT_INPUT
+    if args.mode == "explain":
+        _write_explain(run.explained, args.output, config.prefix, out)
+    return EXIT_NOT_INJECTED if run.failed else EXIT_OK
+
+
+def _write_explain(rows: list[dict[str, Any]], fmt: str, prefix: str, out: TextIO) -> None:
+    for row in rows:
+        row["why"] = Reason(row["reason"]).render(prefix)
+    if fmt == "json":
+        out.write(json.dumps(rows, indent=2) + "\n")
+    elif fmt == "yaml":
+        _yaml().dump(rows, out)
+    else:
+        out.write(explain_table(rows))

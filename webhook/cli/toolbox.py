@@ -1,0 +1,56 @@
+"""`podmedic toolbox build | install` and `podmedic logdir`: the commands the image build and
+podmedic's init containers run (webhook.toolbox does the work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from typing import Any
+
+from webhook.toolbox.build import DEFAULT_SOURCE, ToolboxError, build, install
+from webhook.toolbox.logdir import prepare
+
+
+def register(sub: Any) -> None:
+    """`podmedic toolbox build | install` and `podmedic logdir`: what the image build and the
+    init containers run."""
+    _register_logdir(sub)
+    p = sub.add_parser("toolbox", help="build or install the in-pod toolbox")
+    commands = p.add_subparsers(dest="toolbox_command", required=True)
+    b = commands.add_parser("build", help="assemble a toolbox from the package and busybox-static/tini")
+    b.add_argument("dest")
+    b.set_defaults(func=lambda a: _run(build, a.dest))
+    i = commands.add_parser("install", help="copy a built toolbox into DEST (the init container's job)")
+    i.add_argument("dest")
+    i.add_argument("--from", dest="source", help=f"built toolbox (default $PODMEDIC_TOOLBOX_DIR or {DEFAULT_SOURCE})")
+    i.set_defaults(func=lambda a: _run(install, a.dest, a.source))
+
+
+def _run(action: Any, *args: Any) -> int:
+    try:
+        action(*args)
+    except (ToolboxError, OSError, subprocess.SubprocessError) as exc:
+        print(f"podmedic toolbox: {exc}")
+        return 1
+    print(f"podmedic toolbox: {args[0]} ready")
+    return 0
+
+
+def _register_logdir(sub: Any) -> None:
+    p = sub.add_parser("logdir", help="(init container) prepare a pod's log directories",
+                       description="Create <root>/<pod-dir>/<container> for each container, writable by any UID.")
+    p.add_argument("--root", required=True, help="where the log volume's root is mounted")
+    p.add_argument("--pod-dir", required=True, help="<namespace>_<pod name>_<pod uid>")
+    p.add_argument("containers", nargs="+", help="container names")
+    p.set_defaults(func=_logdir)
+
+
+def _logdir(args: argparse.Namespace) -> int:
+    for name in [args.pod_dir, *args.containers]:
+        if "/" in name or name in ("", ".", ".."):
+            print(f"podmedic logdir: invalid directory name {name!r}")
+            return 1
+    for path in prepare(args.root, args.pod_dir, args.containers):
+        print(f"podmedic logdir: {path} ready")
+    return 0

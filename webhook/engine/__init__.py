@@ -1,0 +1,142 @@
+"""The injection engine: one pod in, explicit patch operations and decisions out.
+
+Pure (no I/O): the webhook and the offline `podmedic inject/explain` CLI call the same
+`inject()`, so they can never disagree. The flow is fixed:
+
+    gates (namespace opted in? pod opted out? already injected?)
+      -> per feature, per target container: a mutator emits operations and one Decision
+      -> pod-level additions the features asked for (toolbox init container, volumes)
+      -> the injection marker annotation (what was added, for idempotence and uninject)
+
+Features run in dependency order: the supervisor decides before probes (a held container
+needs a liveness probe that does not kill it), logs before forensics (where bundles go).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from webhook.engine import pod_level
+from webhook.engine.config import GlobalConfig
+from webhook.engine.context import Feature, PodContext, probed_containers, regular_containers
+from webhook.engine.decisions import Decision, Reason, Report
+from webhook.engine.features import forensics, logs, probes, supervisor
+from webhook.engine.keys import Level, parse_switch
+from webhook.engine.namespace import Lookup, Namespace
+from webhook.engine.patch import PatchBuilder, pointer
+from webhook.engine.settings import InvalidSetting, Resolved
+
+log = logging.getLogger(__name__)
+
+STATUS_VERSION = 1
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("supervisor", supervisor.mutate, regular_containers),
+    Feature("probes", probes.mutate, probed_containers),
+    Feature("logs", logs.mutate, regular_containers),
+    Feature("forensics", forensics.mutate, regular_containers),
+)
+
+
+@dataclass
+class Outcome:
+    ops: list[dict[str, Any]]
+    report: Report
+    denied: str | None = None  # set when onError=deny and a mutator failed
+
+
+def _gate(lookup: Lookup, pod: dict[str, Any], config: GlobalConfig) -> tuple[Decision | None, Resolved | None]:
+    """Whole-pod decisions: only an opted-in namespace's pods that did not opt out get through.
+
+    A namespace that cannot be looked up never falls back to defaults: the reason is recorded
+    and nothing is injected (the Kyverno CVE-2025-46342 class of bug).
+    """
+    if lookup.namespace is None:
+        return Decision("pod", None, lookup.reason or Reason.NAMESPACE_LOOKUP_FAILED), None
+    annotations = _annotations(pod)
+    settings = Resolved(config, lookup.namespace.annotations, annotations)
+    level = Level.NAMESPACE if "inject" in settings.namespace else Level.GLOBAL
+    raw = inject_switch(lookup.namespace, config)
+    try:
+        enabled = parse_switch(raw)
+    except ValueError as exc:
+        return Decision("pod", None, Reason.INVALID_VALUE, f"{config.prefix}inject={raw!r}: {exc}", level), None
+    if not enabled:
+        return Decision("pod", None, Reason.NAMESPACE_NOT_ENABLED, level=level), None
+    if settings.pod.get("inject") == "disabled":
+        return Decision("pod", None, Reason.POD_OPTED_OUT, level=Level.POD), None
+    if config.status_key in annotations:
+        return Decision("pod", None, Reason.ALREADY_INJECTED, level=Level.POD), None
+    return None, settings
+
+
+def inject_switch(namespace: Namespace, config: GlobalConfig) -> str:
+    """The namespace's `inject` value as written (an empty value counts as unset), else the
+    global default. `enabled` is the only value that opts a namespace in."""
+    return namespace.annotations.get(config.prefix + "inject") or config.defaults["inject"]
+
+
+def _annotations(pod: dict[str, Any]) -> dict[str, Any]:
+    metadata = pod.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
+
+
+def _switch(ctx: PodContext, feature: str, container: str) -> tuple[bool, Level]:
+    return bool(ctx.settings.value(feature, container)), ctx.settings.get(feature, container).level
+
+
+def _run_feature(ctx: PodContext, feature: Feature, patch: PatchBuilder) -> str | None:
+    """Run one feature over its targets; returns a deny message when onError=deny trips."""
+    for target in feature.targets(ctx.pod):
+        try:
+            enabled, level = _switch(ctx, feature.name, target.name)
+            if not enabled:
+                ctx.report.add(Decision(feature.name, target.name, Reason.FEATURE_DISABLED, level=level))
+                continue
+            with patch.transaction():
+                ctx.report.add(feature.mutate(ctx, target, patch))
+        except InvalidSetting as exc:
+            ctx.report.add(Decision(feature.name, target.name, Reason.INVALID_VALUE, str(exc), exc.level))
+        except Exception as exc:  # a bug in one feature must not break the pod (onError)
+            log.exception("mutator %s failed for container %s", feature.name, target.name)
+            ctx.report.add(Decision(feature.name, target.name, Reason.MUTATOR_ERROR, type(exc).__name__))
+            if ctx.config.on_error == "deny":
+                return f"podmedic: internal error injecting {feature.name} into {target.name}"
+    return None
+
+
+def _note_ignored(ctx: PodContext) -> None:
+    for ignored in ctx.settings.ignored:
+        reason = Reason.UNKNOWN_KEY if ignored.unknown else Reason.NOT_OVERRIDABLE
+        ctx.report.add(Decision("settings", None, reason, ignored.annotation, Level.POD))
+
+
+def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome:
+    """Plan and emit the patch for one pod shaped as podshape.problem() accepts (both callers
+    check it first); a failing feature is contained in _run_feature."""
+    report = Report()
+    gate, settings = _gate(lookup, pod, config)
+    if gate is not None or settings is None or lookup.namespace is None:
+        report.add(gate)  # type: ignore[arg-type]
+        return Outcome([], report)
+    ctx = PodContext(pod, lookup.namespace.name, dict(lookup.namespace.labels), config, settings, report,
+                     toolbox_blocked=pod_level.names_taken(pod))
+    _note_ignored(ctx)
+    patch = PatchBuilder(pod)
+    for feature in FEATURES:
+        denied = _run_feature(ctx, feature, patch)
+        if denied:
+            return Outcome([], report, denied=denied)
+    pod_level.finish(ctx, patch)
+    if patch.ops:
+        patch.ensure_map(("metadata", "annotations"))  # so `created` lists it when it is new
+        ctx.status["version"] = STATUS_VERSION
+        ctx.status["created"] = [pointer(p) for p in patch.created]
+        patch.set(("metadata", "annotations", config.status_key), orjson.dumps(ctx.status).decode())
+    return Outcome(patch.ops, report)

@@ -1,0 +1,116 @@
+"""The admin's global configuration, validated: `from_mapping()` turns the merged YAML
+(read by `webhook.cli.config`) into a GlobalConfig.
+
+Validated eagerly at start-up: a bad admin file must stop the server with a clear message,
+while bad *annotations* (tenant input) only ever skip a feature.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+from webhook.engine.keys import KEYS
+
+
+class ConfigError(ValueError):
+    """The global configuration is unusable; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ToolboxConfig:
+    image: str
+    image_pull_policy: str
+    resources: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class LogsConfig:
+    host_root: str
+    namespace_roots: Mapping[str, str]
+
+    def root_for(self, namespace: str) -> str:
+        """The host directory under which this namespace's pod log directories live."""
+        return self.namespace_roots.get(namespace, self.host_root)
+
+
+@dataclass(frozen=True)
+class GlobalConfig:
+    prefix: str
+    on_error: Literal["allow", "deny"]
+    max_request_bytes: int
+    review_deadline_seconds: float
+    plan_memo_bytes: int
+    defaults: Mapping[str, str]
+    pod_overridable: frozenset[str]
+    toolbox: ToolboxConfig
+    logs: LogsConfig
+    source: str = field(default="embedded")
+
+    @property
+    def status_key(self) -> str:
+        """The injection marker annotation: its presence means 'already injected'."""
+        return self.prefix + "status"
+
+
+def _absolute_root(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or posixpath.normpath(value) != value:
+        raise ConfigError(f"{where}: must be an absolute, normalised path (got {value!r})")
+    if value == "/":
+        raise ConfigError(f"{where}: must not be the host's root directory")
+    return value
+
+
+def _non_negative(where: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}: must be a whole number >= 0 (got {value!r})")
+    return value
+
+
+def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConfig:
+    """Validate a merged configuration mapping; every problem names its key."""
+    try:
+        prefix = str(raw["annotationPrefix"])
+        if not prefix.endswith("/"):
+            raise ConfigError("annotationPrefix must end with '/' (e.g. podmedic.io/)")
+        on_error = raw["onError"]
+        if on_error not in ("allow", "deny"):
+            raise ConfigError(f"onError must be allow or deny (got {on_error!r})")
+        defaults = {str(k): "" if v is None else str(v) for k, v in raw["defaults"].items()}
+        unknown = set(defaults) - set(KEYS) | set(raw["podOverridable"]) - set(KEYS)
+        if unknown:
+            raise ConfigError(f"unknown setting keys: {', '.join(sorted(unknown))}")
+        missing = sorted(k for k, key in KEYS.items() if not key.optional and not defaults.get(k))
+        if missing:
+            raise ConfigError(f"defaults need a value for: {', '.join(missing)}")
+        for key, value in defaults.items():
+            if value != "":
+                try:
+                    KEYS[key].parse(value)
+                except ValueError as exc:
+                    raise ConfigError(f"defaults.{key}: {exc}") from None
+        logs = raw["logs"]
+        roots = {str(ns): _absolute_root(f"logs.namespaceRoots.{ns}", root)
+                 for ns, root in (logs.get("namespaceRoots") or {}).items()}
+        toolbox = raw["toolbox"]
+        return GlobalConfig(
+            prefix=prefix,
+            on_error=on_error,
+            max_request_bytes=int(raw["maxRequestBytes"]),
+            review_deadline_seconds=float(raw["reviewDeadlineSeconds"]),
+            plan_memo_bytes=_non_negative("planMemoBytes", raw["planMemoBytes"]),
+            defaults=defaults,
+            pod_overridable=frozenset(raw["podOverridable"]),
+            toolbox=ToolboxConfig(
+                image=str(toolbox["image"]),
+                image_pull_policy=str(toolbox.get("imagePullPolicy", "IfNotPresent")),
+                resources=toolbox.get("resources") or {},
+            ),
+            logs=LogsConfig(host_root=_absolute_root("logs.hostRoot", logs["hostRoot"]), namespace_roots=roots),
+            source=source,
+        )
+    except KeyError as exc:
+        raise ConfigError(f"missing configuration key {exc}") from None
+    except (TypeError, AttributeError) as exc:
+        raise ConfigError(f"malformed configuration: {exc}") from None

@@ -1,0 +1,85 @@
+"""What a feature's mutator works on: the pod's context (resolved once per review), the
+container it changes, and the Feature and Mutator types. Below the features: they import this,
+and only the engine's entry point imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.engine.config import GlobalConfig
+from webhook.engine.decisions import Decision, Report
+from webhook.engine.patch import PatchBuilder
+from webhook.engine.settings import Resolved
+
+
+@dataclass(frozen=True)
+class Target:
+    """A container a feature may change, addressed by its position in the original pod."""
+
+    kind: str            # "containers" or "initContainers"
+    index: int
+    spec: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name", ""))
+
+    @property
+    def path(self) -> tuple[str, str, int]:
+        return ("spec", self.kind, self.index)
+
+
+@dataclass
+class PodContext:
+    """Everything a mutator may read, resolved once per review."""
+
+    pod: dict[str, Any]
+    namespace: str
+    namespace_labels: dict[str, str]
+    config: GlobalConfig
+    settings: Resolved
+    report: Report = field(default_factory=Report)
+    status: dict[str, Any] = field(default_factory=dict)  # the injection marker's content
+    users: dict[str, list[Target]] = field(default_factory=dict)  # feature -> containers it changed
+    toolbox_blocked: bool = False  # the pod already uses one of podmedic's volume/container names
+
+    def applied(self, feature: str, container: str) -> bool:
+        return feature in self.status.get("containers", {}).get(container, {})
+
+    def record(self, target: Target, feature: str, what: Any) -> None:
+        """Remember what a feature added to a container: the marker lists it (for uninject),
+        and pod_level.finish() adds the pod-level pieces for it. Mutators call this last, so a
+        mutator that raises leaves no record behind."""
+        self.status.setdefault("containers", {}).setdefault(target.name, {})[feature] = what
+        self.users.setdefault(feature, []).append(target)
+
+
+Mutator = Callable[[PodContext, Target, PatchBuilder], Decision]
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    mutate: Mutator
+    targets: Callable[[dict[str, Any]], Iterator[Target]]
+
+
+def regular_containers(pod: dict[str, Any]) -> Iterator[Target]:
+    for i, c in enumerate(_list(pod.get("spec"), "containers")):
+        yield Target("containers", i, c)
+
+
+def probed_containers(pod: dict[str, Any]) -> Iterator[Target]:
+    """Regular containers and native sidecars: plain init containers cannot have probes."""
+    yield from regular_containers(pod)
+    for i, c in enumerate(_list(pod.get("spec"), "initContainers")):
+        if c.get("restartPolicy") == "Always":
+            yield Target("initContainers", i, c)
+
+
+def _list(parent: Any, key: str) -> list[dict[str, Any]]:
+    value = parent.get(key) if isinstance(parent, dict) else None
+    return [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []

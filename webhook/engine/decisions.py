@@ -1,0 +1,104 @@
+"""Decisions as data: the one table of reasons, and what podmedic did or skipped, for which
+container, and why (one Decision per container and feature).
+
+Every decision podmedic makes -- inject a feature into a container or skip it -- carries one of
+these codes. The audit line, the AdmissionResponse warnings and auditAnnotations, the metrics'
+`reason` label and `podmedic explain` all render the same code, so there is exactly one place
+that says what a code means (Linkerd's pkg/inject reasons table is the model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from webhook.engine.keys import Level
+
+
+class Reason(str, Enum):
+    """A decision's reason code; the value is the stable, kebab-case code seen by users."""
+
+    def __new__(cls, code: str, text: str, warn: bool) -> "Reason":
+        obj = str.__new__(cls, code)
+        obj._value_ = code
+        obj.text = text  # type: ignore[attr-defined]
+        obj.warn = warn  # type: ignore[attr-defined]
+        return obj
+
+    # -- applied
+    INJECTED = ("injected", "injected", False)
+    # -- whole-pod skips
+    NOT_A_POD_CREATE = ("not-a-pod-create", "not a Pod CREATE; nothing to do", False)
+    NAMESPACE_NOT_ENABLED = ("namespace-not-enabled", "namespace has not opted in", False)
+    POD_OPTED_OUT = ("pod-opted-out", "pod opted out with the inject annotation", False)
+    NAMESPACE_UNKNOWN = ("namespace-unknown", "namespace not found in the namespace source; not injecting", True)
+    NAMESPACE_SOURCE_NOT_SYNCED = ("namespace-source-not-synced", "namespace source has not synced yet; not injecting", True)
+    NAMESPACE_LOOKUP_FAILED = ("namespace-lookup-failed", "namespace lookup failed; not injecting", True)
+    ALREADY_INJECTED = ("already-injected", "pod already carries podmedic's injection marker", False)
+    DEADLINE_EXCEEDED = ("deadline-exceeded", "review exceeded podmedic's deadline; pod let through unchanged", True)
+    # -- per-feature skips
+    FEATURE_DISABLED = ("feature-disabled", "feature disabled", False)
+    INVALID_VALUE = ("invalid-value", "invalid annotation value", True)
+    UNKNOWN_KEY = ("unknown-key", "unknown podmedic annotation ignored", True)
+    NOT_OVERRIDABLE = ("not-overridable", "pod annotation ignored: the admin does not let pods set this key", True)
+    HAS_OWN_PROBE = ("has-own-probe", "container defines this probe itself; kept unchanged", False)
+    NO_PROBE_PORT = ("no-probe-port", "no TCP containerPort and no probe-port annotation", True)
+    NAMED_PORT_NOT_FOUND = ("named-port-not-found", "probe-port names a port the container does not declare", True)
+    ENTRYPOINT_UNKNOWN = ("entrypoint-unknown", "image entrypoint unknown; set command or {prefix}entrypoint", True)
+    NAME_CONFLICT = ("name-conflict", "the pod already has a volume or container with podmedic's name", True)
+    MOUNT_CONFLICT = ("mount-conflict", "the container already mounts something at that path", True)
+    ENV_CONFLICT = ("env-conflict", "the container already defines an env var podmedic needs", True)
+    PSA_FORBIDS_HOSTPATH = ("psa-forbids-hostpath", "the namespace's enforced Pod Security level forbids hostPath volumes", True)
+    PRESTOP_NOT_EXEC = ("prestop-not-exec", "container has a non-exec preStop hook; kept, forensics hook not added", True)
+    GRACE_TOO_SHORT = ("grace-too-short", "terminationGracePeriodSeconds leaves too little time for the collector", True)
+    MUTATOR_ERROR = ("mutator-error", "internal error while injecting this feature; feature skipped", True)
+    MALFORMED_POD = ("malformed-pod", "the object is not shaped like a Pod; not injected", True)
+    VERIFY_FAILED = ("verify-failed", "the computed patch failed verification; pod let through unchanged", True)
+
+    def render(self, prefix: str) -> str:
+        return self.text.format(prefix=prefix)  # type: ignore[attr-defined]
+
+FEATURES = ("probes", "supervisor", "logs", "forensics")
+
+
+@dataclass(frozen=True)
+class Decision:
+    feature: str          # one of FEATURES, or "pod" for whole-pod decisions, "settings" for annotations
+    container: str | None
+    reason: Reason
+    detail: str = ""      # what was injected, or the precise problem
+    level: Level = Level.GLOBAL  # which configuration layer decided
+
+    @property
+    def applied(self) -> bool:
+        return self.reason is Reason.INJECTED
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"feature": self.feature, "applied": self.applied, "reason": self.reason.value}
+        if self.container is not None:
+            out["container"] = self.container
+        if self.detail:
+            out["detail"] = self.detail
+        out["level"] = self.level.value
+        return out
+
+
+@dataclass
+class Report:
+    decisions: list[Decision] = field(default_factory=list)
+
+    def add(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+
+    def warnings(self, prefix: str) -> list[str]:
+        """One line per skip the user should know about (kubectl prints these)."""
+        out = []
+        for d in self.decisions:
+            if d.reason.warn:  # type: ignore[attr-defined]
+                where = f"container {d.container}: " if d.container else ""
+                text = d.reason.render(prefix)
+                out.append(f"podmedic: {where}{d.feature}: {text}" + (f" ({d.detail})" if d.detail else ""))
+        return out
+
+    def injected(self) -> bool:
+        return any(d.applied for d in self.decisions)

@@ -1,0 +1,69 @@
+"""The preStop forensics hook: before the kubelet stops a container (deletion, liveness
+failure), the toolbox collector writes a diagnostics bundle into the pod's log directory, or a
+summary into the termination message when the container has no log directory.
+
+A user's exec preStop is chained (ours first, within its budget, then theirs with its arguments
+unchanged); httpGet, tcpSocket and sleep hooks cannot be chained and are kept as they are. The
+collector's budget must leave time inside terminationGracePeriodSeconds for the app to stop.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from webhook.engine import pod_level
+from webhook.engine.context import PodContext, Target
+from webhook.engine.decisions import Decision, Reason
+from webhook.engine.patch import PatchBuilder
+from webhook.toolbox import argv as toolbox
+
+
+FEATURE = "forensics"
+DEFAULT_GRACE = 30
+STOP_RESERVE = 5  # seconds of the grace period kept for the app's own shutdown
+
+
+def budget(ctx: PodContext, target: Target) -> tuple[int, int]:
+    """(budget granted, budget asked): shrunk to fit the grace period after STOP_RESERVE."""
+    asked = ctx.settings.value("forensics-budget-seconds", target.name)
+    grace = (ctx.pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    grace = grace if isinstance(grace, int) and grace >= 0 else DEFAULT_GRACE
+    return min(asked, grace - STOP_RESERVE), asked
+
+
+def chained(collector: list[str], user_command: list[str], mount: str = toolbox.TOOLBOX_MOUNT) -> list[str]:
+    """One exec: run the collector (always exits 0 within its budget), then the user's command
+    with its arguments unchanged, under the toolbox's own shell (images may have none).
+
+    The user's command runs as the kubelet would run it: busybox sh would run its own applet for
+    a bare `sh`, `sleep` or `kill`, so it goes through sigreset (an absolute path, which the shell
+    never replaces by an applet), which finds it on the container's PATH and resets signals."""
+    script = shlex.join(collector) + f'; exec {shlex.quote(mount + "/bin/sigreset")} "$@"'
+    return [f"{mount}/bin/busybox", "sh", "-c", script, "podmedic-prestop", *user_command]
+
+
+def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
+    skip = pod_level.toolbox_unavailable(ctx, target, FEATURE)
+    if skip:
+        return skip
+    name = target.name
+    level = ctx.settings.get(FEATURE, name).level
+    lifecycle = target.spec.get("lifecycle") if isinstance(target.spec.get("lifecycle"), dict) else {}
+    existing: Any = lifecycle.get("preStop")
+    user_command = (existing or {}).get("exec", {}).get("command") if isinstance(existing, dict) else None
+    if existing and not user_command:
+        kind = next(iter(existing), "?") if isinstance(existing, dict) else "?"
+        return Decision(FEATURE, name, Reason.PRESTOP_NOT_EXEC, kind, level)
+    granted, asked = budget(ctx, target)
+    if granted < 1:
+        return Decision(FEATURE, name, Reason.GRACE_TOO_SHORT, f"needs more than {STOP_RESERVE}s", level)
+    out_dir = ctx.settings.value("log-path", name) if ctx.applied("logs", name) else None
+    collector = toolbox.forensics_argv(name=name, out_dir=out_dir, budget_seconds=granted)
+    command = chained(collector, user_command) if user_command else collector
+    patch.set(target.path + ("lifecycle", "preStop"), {"exec": {"command": command}})
+    ctx.record(target, FEATURE, {"preStop": existing})
+    if granted < asked:
+        ctx.report.add(Decision(FEATURE, name, Reason.GRACE_TOO_SHORT, f"budget shrunk to {granted}s", level))
+    where = out_dir or "termination message"
+    return Decision(FEATURE, name, Reason.INJECTED, f"{where}, {granted}s" + (", chained" if user_command else ""), level)

@@ -1,0 +1,116 @@
+"""Default probes: readiness and liveness (and startup for slow starters) where a container has
+none of its own. A probe the user wrote is never touched.
+
+Handler choice, per probe kind: exec when `<kind>-command` is set, else httpGet when
+`<kind>-path` is set, else tcpSocket on the probe port. The startup probe uses liveness's
+handler: it guards the same check during a long initialisation (the seed article's case).
+When the supervisor wrapper holds crashed apps (on-fatal=hold), the liveness probe asks the
+wrapper (`pmctl alive`), so a held container is not killed; without a port, a wrapped container's
+probes fall back to `pmctl ready` / `pmctl alive`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from webhook.engine.context import PodContext, Target
+from webhook.engine.decisions import Decision, Reason
+from webhook.engine.patch import PatchBuilder
+from webhook.engine.features import supervisor
+from webhook.toolbox import argv as toolbox
+
+
+FEATURE = "probes"
+
+
+class NoPort(Exception):
+    def __init__(self, reason: Reason, detail: str = ""):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def first_tcp_port(container: dict[str, Any]) -> int | None:
+    for port in container.get("ports") or []:
+        if isinstance(port, dict) and port.get("protocol", "TCP") == "TCP" and isinstance(port.get("containerPort"), int):
+            return port["containerPort"]
+    return None
+
+
+def probe_port(ctx: PodContext, target: Target) -> int | str:
+    """The annotated port (a name must be declared by the container), else the first TCP port."""
+    port = ctx.settings.value("probe-port", target.name)
+    if isinstance(port, str):
+        names = {p.get("name") for p in target.spec.get("ports") or [] if isinstance(p, dict)}
+        if port not in names:
+            raise NoPort(Reason.NAMED_PORT_NOT_FOUND, port)
+        return port
+    if port is None:
+        port = first_tcp_port(target.spec)
+        if port is None:
+            raise NoPort(Reason.NO_PROBE_PORT)
+    return port
+
+
+def handler(ctx: PodContext, target: Target, kind: str) -> dict[str, Any]:
+    """The probe handler for `kind` ("readiness" or "liveness")."""
+    name = target.name
+    command = ctx.settings.value(f"{kind}-command", name)
+    if command:
+        return {"exec": {"command": command}}
+    if kind == "liveness" and supervisor.holds(ctx, target):
+        return {"exec": {"command": toolbox.pmctl_argv("alive", name=name)}}
+    path = ctx.settings.value(f"{kind}-path", name)
+    try:
+        port = probe_port(ctx, target)
+    except NoPort:
+        if ctx.applied(supervisor.FEATURE, name):  # no port, but the wrapper knows the app's state
+            check = "ready" if kind == "readiness" else "alive"
+            return {"exec": {"command": toolbox.pmctl_argv(check, name=name)}}
+        raise
+    if path:
+        return {"httpGet": {"path": path, "port": port}}
+    return {"tcpSocket": {"port": port}}
+
+
+def build(ctx: PodContext, target: Target, kind: str) -> dict[str, Any]:
+    """A complete probe that satisfies API validation (liveness/startup successThreshold = 1)."""
+    name, value = target.name, ctx.settings.value
+    timeout = value("probe-timeout-seconds", name)
+    if kind == "startup":
+        period = value("startup-period-seconds", name)
+        budget = value("startup-timeout", name)
+        return {**handler(ctx, target, "liveness"), "periodSeconds": period, "timeoutSeconds": timeout,
+                "failureThreshold": max(1, math.ceil(budget / period)), "successThreshold": 1}
+    return {
+        **handler(ctx, target, kind),
+        "initialDelaySeconds": value(f"{kind}-initial-delay-seconds", name),
+        "periodSeconds": value("probe-period-seconds", name),
+        "timeoutSeconds": timeout,
+        "failureThreshold": value("probe-failure-threshold", name),
+        "successThreshold": 1,
+    }
+
+
+def wanted(ctx: PodContext, target: Target) -> list[str]:
+    kinds = ["readiness", "liveness"]
+    if ctx.settings.value("startup-timeout", target.name):
+        kinds.append("startup")
+    return kinds
+
+
+def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
+    missing = [k for k in wanted(ctx, target) if not target.spec.get(f"{k}Probe")]
+    level = ctx.settings.get(FEATURE, target.name).level
+    if not missing:
+        return Decision(FEATURE, target.name, Reason.HAS_OWN_PROBE, level=level)
+    try:
+        built = {kind: build(ctx, target, kind) for kind in missing}
+    except NoPort as exc:
+        return Decision(FEATURE, target.name, exc.reason, exc.detail, level)
+    for kind, probe in built.items():
+        patch.set(target.path + (f"{kind}Probe",), probe)
+    ctx.record(target, FEATURE, [f"{k}Probe" for k in built])
+    summary = ", ".join(f"{k}:{next(iter(p))}" for k, p in built.items())
+    return Decision(FEATURE, target.name, Reason.INJECTED, summary, level)

@@ -1,0 +1,44 @@
+"""The supervisor feature: run the app's command under the toolbox's supervise wrapper.
+
+The webhook cannot see an image's ENTRYPOINT. A container that sets `command` is wrapped as
+`supervise ... -- <command>` with its `args` untouched (the kubelet appends them). A container
+without `command` is wrapped only when `<prefix>entrypoint` says what the image runs; "args
+without command" and "neither" both count as unknown, because the wrapper must replace
+exactly what the runtime would have started.
+"""
+
+from __future__ import annotations
+
+from webhook.engine import pod_level
+from webhook.engine.context import PodContext, Target
+from webhook.engine.decisions import Decision, Reason
+from webhook.engine.patch import PatchBuilder
+from webhook.toolbox import argv as toolbox
+
+
+FEATURE = "supervisor"
+
+
+def holds(ctx: PodContext, target: Target) -> bool:
+    """Will the wrapper keep this container alive after FATAL (so liveness must not kill it)?"""
+    return ctx.applied(FEATURE, target.name) and ctx.settings.value("on-fatal", target.name) == "hold"
+
+
+def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
+    skip = pod_level.toolbox_unavailable(ctx, target, FEATURE)
+    if skip:
+        return skip
+    name = target.name
+    level = ctx.settings.get(FEATURE, name).level
+    command = target.spec.get("command")
+    original = command if isinstance(command, list) and command else None
+    entrypoint = original or ctx.settings.value("entrypoint", name)
+    if not entrypoint:
+        return Decision(FEATURE, name, Reason.ENTRYPOINT_UNKNOWN, level=level)
+    options = {key: ctx.settings.get(key, name).raw for key in toolbox.SUPERVISOR_OPTIONS}
+    for key in toolbox.SUPERVISOR_OPTIONS:
+        ctx.settings.value(key, name)  # raises InvalidSetting with the precise warning
+    patch.set(target.path + ("command",), toolbox.supervise_argv(name=name, options=options) + list(entrypoint))
+    ctx.record(target, FEATURE, {"command": original})
+    source = "command" if original else f"{ctx.config.prefix}entrypoint"
+    return Decision(FEATURE, name, Reason.INJECTED, f"wrapping {source}", level)

@@ -1,0 +1,167 @@
+"""The settings' keys: each annotation key, its parser and its feature, and the configuration
+level that decided a value. A leaf module: the global configuration and the resolver both read
+it, neither is read by it.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable
+
+
+class Level(str, Enum):
+    """Which layer of configuration decided a value (shown by `podmedic explain`)."""
+
+    GLOBAL = "global"
+    NAMESPACE = "namespace"
+    POD = "pod"
+    CONTAINER = "container"
+
+
+# ------------------------------------------------------------------ parsers
+
+def parse_switch(raw: str) -> bool:
+    if raw in ("enabled", "disabled"):
+        return raw == "enabled"
+    raise ValueError("expected enabled or disabled")
+
+
+_SVC_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+def parse_port(raw: str) -> int | str:
+    """A port number, or a port name (IANA_SVC_NAME) that must match a declared containerPort."""
+    if raw.isdigit():
+        port = int(raw)
+        if 1 <= port <= 65535:
+            return port
+        raise ValueError("expected a port number 1-65535 or a port name")
+    if len(raw) <= 15 and _SVC_NAME.match(raw) and "--" not in raw:
+        return raw
+    raise ValueError("expected a port number 1-65535 or a port name (lowercase, <= 15 characters)")
+
+
+def parse_http_path(raw: str) -> str:
+    if raw.startswith("/") and raw.isprintable() and " " not in raw and len(raw) <= 1024:
+        return raw
+    raise ValueError("expected an HTTP path starting with '/' without spaces")
+
+
+def parse_command(raw: str) -> list[str]:
+    """A JSON array of strings, or words separated by spaces (no shell is involved)."""
+    text = raw.strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+            raise ValueError("expected a JSON array of non-empty strings or space-separated words")
+        return value
+    words = text.split()
+    if not words:
+        raise ValueError("expected a command")
+    return words
+
+
+_DURATION = re.compile(r"^(\d+)(s|m|h)?$")
+_UNIT = {None: 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(raw: str) -> int:
+    """Seconds, written as 90, 90s, 3m or 1h; positive and at most a day."""
+    match = _DURATION.match(raw)
+    if match:
+        seconds = int(match.group(1)) * _UNIT[match.group(2)]
+        if 0 < seconds <= 86400:
+            return seconds
+    raise ValueError("expected a duration such as 180s, 3m or 1h (at most 24h)")
+
+
+def _int_parser(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if raw.isdigit() and low <= int(raw) <= high:
+            return int(raw)
+        raise ValueError(f"expected a whole number from {low} to {high}")
+    return parse
+
+
+def _choice_parser(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw in choices:
+            return raw
+        raise ValueError("expected one of " + ", ".join(choices))
+    return parse
+
+
+def parse_exitcodes(raw: str) -> list[int]:
+    parts = raw.split(",")
+    if all(p.strip().isdigit() and int(p) <= 255 for p in parts):
+        return [int(p) for p in parts]
+    raise ValueError("expected exit codes 0-255 separated by commas, e.g. 0,2")
+
+
+def parse_mount_path(raw: str) -> str:
+    """An in-container path: absolute, normalised, no '..', not '/' (tenants choose only this)."""
+    if (raw.startswith("/") and raw != "/" and posixpath.normpath(raw) == raw
+            and ".." not in raw.split("/") and ":" not in raw and raw.isprintable() and len(raw) <= 512):
+        return raw
+    raise ValueError("expected an absolute, normalised path without '..' (e.g. /var/log/app)")
+
+
+# ------------------------------------------------------------------ the key table
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    feature: str
+    parse: Callable[[str], Any]
+    doc: str
+    optional: bool = False  # may be unset (""); other keys always have a global default
+
+
+def _keys(*keys: Key) -> dict[str, Key]:
+    return {k.name: k for k in keys}
+
+
+_SECONDS = _int_parser(0, 86400)
+_POSITIVE = _int_parser(1, 3600)
+
+KEYS: dict[str, Key] = _keys(
+    Key("inject", "pod", parse_switch, "namespace opts in; a pod can opt out"),
+    Key("probes", "probes", parse_switch, "default probes"),
+    Key("supervisor", "supervisor", parse_switch, "supervisor entrypoint wrapper"),
+    Key("logs", "logs", parse_switch, "per-pod log directory"),
+    Key("forensics", "forensics", parse_switch, "preStop forensics hook"),
+    Key("probe-port", "probes", parse_port, "port probed by tcpSocket/httpGet", optional=True),
+    Key("readiness-path", "probes", parse_http_path, "httpGet path of the readiness probe", optional=True),
+    Key("liveness-path", "probes", parse_http_path, "httpGet path of the liveness (and startup) probe", optional=True),
+    Key("readiness-command", "probes", parse_command, "exec command of the readiness probe", optional=True),
+    Key("liveness-command", "probes", parse_command, "exec command of the liveness (and startup) probe", optional=True),
+    Key("startup-timeout", "probes", parse_duration, "budget for slow starters: adds a startupProbe", optional=True),
+    Key("probe-period-seconds", "probes", _POSITIVE, "periodSeconds of readiness/liveness"),
+    Key("probe-timeout-seconds", "probes", _POSITIVE, "timeoutSeconds of every probe"),
+    Key("probe-failure-threshold", "probes", _POSITIVE, "failureThreshold of readiness/liveness"),
+    Key("readiness-initial-delay-seconds", "probes", _SECONDS, "initialDelaySeconds of readiness"),
+    Key("liveness-initial-delay-seconds", "probes", _SECONDS, "initialDelaySeconds of liveness"),
+    Key("startup-period-seconds", "probes", _POSITIVE, "periodSeconds of the startupProbe"),
+    Key("entrypoint", "supervisor", parse_command, "the image ENTRYPOINT, for containers without command", optional=True),
+    Key("autorestart", "supervisor", _choice_parser("false", "unexpected", "true"), "supervisord autorestart"),
+    Key("startsecs", "supervisor", _SECONDS, "supervisord startsecs"),
+    Key("startretries", "supervisor", _int_parser(0, 100), "supervisord startretries"),
+    Key("exitcodes", "supervisor", parse_exitcodes, "supervisord exitcodes (expected exit codes)"),
+    Key("stopsignal", "supervisor", _choice_parser("TERM", "HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "WINCH"),
+        "supervisord stopsignal"),
+    Key("stopwaitsecs", "supervisor", _SECONDS, "supervisord stopwaitsecs"),
+    Key("on-fatal", "supervisor", _choice_parser("exit", "hold"), "after FATAL: exit, or hold the container"),
+    Key("max-hold", "supervisor", _SECONDS, "longest hold after FATAL, seconds"),
+    Key("log-path", "logs", parse_mount_path, "in-container mount path of the log directory"),
+    Key("forensics-budget-seconds", "forensics", _int_parser(1, 300), "time budget of the collector"),
+)
+
+# Annotations under the prefix that are podmedic's own output, not settings.
+OUTPUT_KEYS = frozenset({"status"})

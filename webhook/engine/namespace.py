@@ -1,0 +1,33 @@
+"""What the engine knows of a namespace (annotations: the opt-in and switches; labels: the
+enforced Pod Security level), and a lookup's answer. Types only: the sources that fill them
+(a file, a watch of the API) live in webhook.kube.namespaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from webhook.engine.decisions import Reason
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """What the engine needs of a Namespace object; read-only, shared between threads."""
+
+    name: str
+    annotations: Mapping[str, str]
+    labels: Mapping[str, str]
+
+
+class Lookup(NamedTuple):
+    """A lookup's answer: the namespace, or None and why (always a reason, so the skip is audited).
+
+    reason is None when found; NAMESPACE_UNKNOWN when the source is synced and the namespace is
+    not in it; NAMESPACE_SOURCE_NOT_SYNCED before the first full list; NAMESPACE_LOOKUP_FAILED for
+    any other failure (memory-served sources never produce it; one-shot API reads do).
+    """
+
+    namespace: Namespace | None
+    reason: Reason | None

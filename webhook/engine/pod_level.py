@@ -1,0 +1,127 @@
+"""Pod-level additions that features share: the toolbox init container and volumes, and the
+log directory's hostPath volume and its preparing init container.
+
+Features only touch their own container; after all of them ran, `finish()` adds what the pod
+needs exactly once (never per container, never twice), placed first among init containers so
+that native sidecars and the app find the toolbox installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook.engine.context import PodContext, Target
+from webhook.engine.decisions import Decision, Reason
+from webhook.engine.patch import PatchBuilder
+from webhook.toolbox import argv as toolbox
+
+
+TOOLBOX_VOLUME = "podmedic-toolbox"
+STATE_VOLUME = "podmedic-state"
+LOGS_VOLUME = "podmedic-logs"
+TOOLBOX_INIT = "podmedic-toolbox"
+LOGDIR_INIT = "podmedic-logdir"
+STATE_MOUNT = "/podmedic-state"
+LOGS_ROOT_MOUNT = "/podmedic-logs"
+POD_NAME_ENV = "PODMEDIC_POD_NAME"
+POD_UID_ENV = "PODMEDIC_POD_UID"
+
+TOOLBOX_FEATURES = ("supervisor", "forensics")
+OUR_VOLUMES = (TOOLBOX_VOLUME, STATE_VOLUME, LOGS_VOLUME)
+OUR_CONTAINERS = (TOOLBOX_INIT, LOGDIR_INIT)
+
+# Restricted-profile compliant, so the toolbox works in every Pod Security level and when the
+# pod runs as non-root: the installed files are world-readable and executable.
+TOOLBOX_SECURITY = {
+    "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "privileged": False,
+    "readOnlyRootFilesystem": True, "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# The log directory's per-container subdirectories are created by the kubelet root-owned 0755
+# (subPathExpr copies the volume root's mode), so a non-root app could not write them. This init
+# container creates them first and opens them up. It runs as root -- the directories' owner, so
+# chmod needs no capability -- with every capability dropped. It is only ever added where
+# hostPath is allowed, i.e. in namespaces that do not enforce baseline or restricted.
+LOGDIR_SECURITY = {
+    "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "privileged": False,
+    "readOnlyRootFilesystem": True, "runAsNonRoot": False, "runAsUser": 0,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def names_taken(pod: dict[str, Any]) -> bool:
+    """Does the pod already use one of podmedic's volume or container names?"""
+    spec = pod.get("spec") or {}
+    volumes = {v.get("name") for v in spec.get("volumes") or [] if isinstance(v, dict)}
+    containers = {c.get("name") for kind in ("initContainers", "containers")
+                  for c in spec.get(kind) or [] if isinstance(c, dict)}
+    return bool(volumes & set(OUR_VOLUMES) or containers & set(OUR_CONTAINERS))
+
+
+def mount_paths(target: Target) -> set[str]:
+    return {m.get("mountPath") for m in target.spec.get("volumeMounts") or [] if isinstance(m, dict)}
+
+
+def toolbox_unavailable(ctx: PodContext, target: Target, feature: str) -> Decision | None:
+    """The skip decision when the toolbox cannot be delivered to this container, or None."""
+    level = ctx.settings.get(feature, target.name).level
+    if ctx.toolbox_blocked:
+        return Decision(feature, target.name, Reason.NAME_CONFLICT, level=level)
+    taken = mount_paths(target) & {toolbox.TOOLBOX_MOUNT, STATE_MOUNT}
+    if taken:
+        return Decision(feature, target.name, Reason.MOUNT_CONFLICT, ", ".join(sorted(taken)), level)
+    return None
+
+
+def pod_env() -> list[dict[str, Any]]:
+    """Downward-API env vars that name this pod incarnation (for subPathExpr and $(VAR) args)."""
+    return [{"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+            {"name": POD_UID_ENV, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.uid"}}}]
+
+
+def pod_dir(namespace: str) -> str:
+    """The kubelet's /var/log/pods naming, resolved by the kubelet: controller-made pods have
+    no name and no uid at admission time."""
+    return f"{namespace}_$({POD_NAME_ENV})_$({POD_UID_ENV})"
+
+
+def _toolbox_init(ctx: PodContext) -> dict[str, Any]:
+    cfg = ctx.config.toolbox
+    return {"name": TOOLBOX_INIT, "image": cfg.image, "imagePullPolicy": cfg.image_pull_policy,
+            "command": ["podmedic", "toolbox", "install", toolbox.TOOLBOX_MOUNT],
+            "resources": dict(cfg.resources), "securityContext": TOOLBOX_SECURITY,
+            "volumeMounts": [{"name": TOOLBOX_VOLUME, "mountPath": toolbox.TOOLBOX_MOUNT}]}
+
+
+def _logdir_init(ctx: PodContext, containers: list[str]) -> dict[str, Any]:
+    cfg = ctx.config.toolbox
+    return {"name": LOGDIR_INIT, "image": cfg.image, "imagePullPolicy": cfg.image_pull_policy,
+            "command": ["podmedic", "logdir", "--root", LOGS_ROOT_MOUNT, "--pod-dir", pod_dir(ctx.namespace),
+                        *containers],
+            "env": pod_env(), "resources": dict(cfg.resources), "securityContext": LOGDIR_SECURITY,
+            "volumeMounts": [{"name": LOGS_VOLUME, "mountPath": LOGS_ROOT_MOUNT}]}
+
+
+def finish(ctx: PodContext, patch: PatchBuilder) -> None:
+    """Add the shared pieces for the containers that features recorded."""
+    added: dict[str, list[str]] = {"volumes": [], "initContainers": []}
+    toolbox_users = {t.path: t for f in TOOLBOX_FEATURES for t in ctx.users.get(f, [])}
+    if toolbox_users:
+        for target in toolbox_users.values():
+            patch.append(target.path + ("volumeMounts",),
+                         {"name": TOOLBOX_VOLUME, "mountPath": toolbox.TOOLBOX_MOUNT, "readOnly": True})
+            patch.append(target.path + ("volumeMounts",), {"name": STATE_VOLUME, "mountPath": STATE_MOUNT})
+        patch.append(("spec", "volumes"), {"name": TOOLBOX_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}})
+        patch.append(("spec", "volumes"), {"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
+        patch.prepend(("spec", "initContainers"), _toolbox_init(ctx))
+        added["volumes"] += [TOOLBOX_VOLUME, STATE_VOLUME]
+        added["initContainers"].append(TOOLBOX_INIT)
+    log_users = [t.name for t in ctx.users.get("logs", [])]
+    if log_users:
+        root = ctx.config.logs.root_for(ctx.namespace)
+        patch.append(("spec", "volumes"), {"name": LOGS_VOLUME, "hostPath": {"path": root, "type": "DirectoryOrCreate"}})
+        patch.prepend(("spec", "initContainers"), _logdir_init(ctx, log_users))
+        added["volumes"].append(LOGS_VOLUME)
+        added["initContainers"].append(LOGDIR_INIT)
+    if added["volumes"]:
+        ctx.status["pod"] = added

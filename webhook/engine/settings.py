@@ -1,0 +1,108 @@
+"""Settings: the table of keys, their parsers, and resolution global < namespace < pod < container.
+
+Precedence (a truth table, as Linkerd writes it above its resolver):
+
+    global default  namespace annot.  pod annot. (key overridable)  pod `<key>.<container>`   -> value
+    ---------------------------------------------------------------------------------------------------
+    d               -                 -                              -                         d (global)
+    d               n                 -                              -                         n (namespace)
+    d               n                 p                              -                         p (pod)
+    d               n                 p                              c                         c (container)
+    d               n                 p (key NOT overridable)        c                         n + warning
+
+`inject` is special: the namespace opts in; a pod can only opt out (see engine).
+
+Values stay raw strings until a feature asks for them, so an invalid value only skips the
+feature that reads it, with a precise message, and never rejects the pod.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, NamedTuple
+
+from webhook.engine.config import GlobalConfig
+from webhook.engine.keys import KEYS, OUTPUT_KEYS, Level
+
+
+# ------------------------------------------------------------------ resolution
+
+class InvalidSetting(ValueError):
+    """A tenant-supplied value does not parse; the message is the user-facing warning."""
+
+    def __init__(self, annotation: str, raw: str, expected: str, level: Level):
+        self.level = level
+        shown = raw if len(raw) <= 64 else raw[:61] + "..."
+        super().__init__(f"{annotation}={shown!r} is invalid: {expected}")
+
+
+class Setting(NamedTuple):
+    """One key's winning value for one container (a tuple: built ~20 times per review)."""
+
+    key: str
+    raw: str
+    level: Level
+    annotation: str  # the annotation it came from ("" for global)
+
+    def value(self) -> Any:
+        try:
+            return KEYS[self.key].parse(self.raw) if self.raw != "" else None
+        except ValueError as exc:
+            raise InvalidSetting(self.annotation, self.raw, str(exc), self.level) from None
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A pod annotation that was not honoured (unknown key, or not overridable)."""
+
+    annotation: str
+    unknown: bool  # True: no such key (a typo?); False: a key the admin keeps for itself
+
+
+class Resolved:
+    """All settings for one pod, resolved once; per-container lookups are dictionary hits."""
+
+    def __init__(self, config: GlobalConfig, ns_annotations: Mapping[str, str],
+                 pod_annotations: Mapping[str, str]):
+        self._config = config
+        prefix = config.prefix
+        # An empty annotation value counts as not set: the next level down decides.
+        self.namespace = {k[len(prefix):]: v for k, v in ns_annotations.items()
+                          if k.startswith(prefix) and k[len(prefix):] in KEYS and v != ""}
+        self.pod: dict[str, str] = {}
+        self.containers: dict[tuple[str, str], str] = {}
+        self.ignored: list[Ignored] = []
+        self._values: dict[tuple[str, str | None], Any] = {}  # parsed once per (key, container)
+        for annotation, raw in pod_annotations.items():
+            if annotation.startswith(prefix):
+                self._take_pod_annotation(annotation, annotation[len(prefix):], raw)
+
+    def _take_pod_annotation(self, annotation: str, name: str, raw: Any) -> None:
+        key, _, container = name.partition(".")
+        if name in OUTPUT_KEYS or raw == "":
+            return
+        if key not in KEYS:
+            self.ignored.append(Ignored(annotation, unknown=True))
+        elif key not in self._config.pod_overridable:
+            self.ignored.append(Ignored(annotation, unknown=False))
+        elif container:
+            self.containers[(key, container)] = str(raw)
+        else:
+            self.pod[key] = str(raw)
+
+    def get(self, key: str, container: str | None = None) -> Setting:
+        prefix = self._config.prefix
+        if container is not None and (key, container) in self.containers:
+            return Setting(key, self.containers[(key, container)], Level.CONTAINER, f"{prefix}{key}.{container}")
+        if key in self.pod:
+            return Setting(key, self.pod[key], Level.POD, prefix + key)
+        if key in self.namespace:
+            return Setting(key, self.namespace[key], Level.NAMESPACE, prefix + key)
+        return Setting(key, self._config.defaults.get(key, ""), Level.GLOBAL, "")
+
+    def value(self, key: str, container: str | None = None) -> Any:
+        """The parsed value (None when unset); raises InvalidSetting for a bad tenant value."""
+        cache_key = (key, container)
+        if cache_key not in self._values:
+            self._values[cache_key] = self.get(key, container).value()
+        return self._values[cache_key]

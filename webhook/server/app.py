@@ -1,0 +1,103 @@
+"""The HTTP shell: Flask routes around the pure admission core.
+
+It moves bytes and records metrics and audit lines; every decision is made in webhook.admission
+and webhook.engine, which know nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Protocol
+
+import orjson
+from flask import Flask, Response, request
+
+from webhook.admission.handle import Answer, handle
+from webhook.admission.memo import PlanMemo
+from webhook.admission.plan import Plan
+from webhook.admission.responses import error_body
+from webhook.engine.config import GlobalConfig
+from webhook.kube.namespaces import NamespaceSource
+from webhook.server import audit, deadline, metrics
+
+
+class CertificateState(Protocol):
+    @property
+    def loaded(self) -> bool: ...
+
+    def refresh(self) -> None: ...
+
+
+DRAIN_LIMIT = 16 * 1024 * 1024  # read and drop at most this much of an oversized body
+
+
+def _drain(stream: Any, limit: int) -> None:
+    while limit > 0:
+        chunk = stream.read(min(65536, limit))
+        if not chunk:
+            return
+        limit -= len(chunk)
+
+
+def _bad(message: str) -> Answer:
+    return Answer(400, error_body(message), {"outcome": "bad-request", "error": message})
+
+
+def _json(status: int, body: dict) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
+def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: CertificateState,
+               draining: Callable[[], bool] = lambda: False) -> Flask:
+    app = Flask("podmedic")
+    plans: PlanMemo[Plan] = PlanMemo(config.plan_memo_bytes)
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        started = time.perf_counter()
+        length = request.content_length
+        try:
+            if length is not None and length > config.max_request_bytes:
+                _drain(request.stream, DRAIN_LIMIT)  # so the client reads our 400, not a reset
+                answer = _bad(f"body of {length} bytes exceeds the limit of {config.max_request_bytes}")
+            else:
+                body = request.stream.read(config.max_request_bytes + 1)
+                late = deadline.waited() > config.review_deadline_seconds
+                answer = handle(body, request.content_type, namespaces.get, config, late=late,
+                                          plans=plans)
+        except OSError as exc:  # the client stalled past the socket timeout, or went away
+            answer = _bad(f"request body not received: {exc}")
+        outcome = (answer.audit or {}).get("outcome", "bad-request")
+        metrics.observe(outcome, time.perf_counter() - started, answer.report,
+                        cached=bool((answer.audit or {}).get("cached")))
+        if answer.audit is not None:
+            audit.emit(answer.audit)
+        return _json(answer.status, answer.body)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json(200, {"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        certificate.refresh()  # kept-alive connections make handshakes (which re-check) rare
+        checks = {"certificate": certificate.loaded, "namespaces": namespaces.ready(), "serving": not draining()}
+        return _json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), **checks})
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        certificate.refresh()  # so the expiry gauge follows a rotation promptly
+        metrics.observe_namespaces(namespaces)
+        return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def not_found(exc) -> Response:  # type: ignore[no-untyped-def]
+        return _json(exc.code, {"kind": "Status", "status": "Failure", "code": exc.code, "message": exc.description})
+
+    @app.errorhandler(Exception)
+    def internal(exc: Exception) -> Response:
+        app.logger.exception("unhandled error")
+        return _json(500, {"kind": "Status", "status": "Failure", "code": 500, "message": "internal error"})
+
+    return app

@@ -1,0 +1,197 @@
+"""The Flask app under gunicorn, over TLS only (`podmedic serve`).
+
+Why these gunicorn settings (measured with `make bench`, docs on the benchmark):
+- gthread workers keep connections alive; the API server reuses its connections, so sync
+  workers (one TLS handshake per review) would cost several times the latency.
+- the app is built in each worker (no preload): every worker owns its namespace watch and its
+  certificate reloader, nothing is shared across fork.
+- gunicorn calls the `ssl_context` hook for every accepted connection; it returns the worker's
+  CertificateReloader context, so a rotated Secret is served to new handshakes without restart.
+- 2 threads per worker, not more: a review is pure CPU under the GIL, so threads add no
+  throughput, and every extra one waits its turn for the GIL while holding a request
+  (measured with `make bench`: 4 threads doubled p99 at saturation). The second thread keeps
+  one slow client from stalling its worker's other connections.
+- connections are balanced over the workers (server.balancing), since gthread keeps a kept-alive
+  connection on the worker that accepted it and a burst otherwise lands on one worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import select
+import ssl
+import time
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
+
+from webhook.engine.config import GlobalConfig
+from webhook.kube.namespaces import source_from_args
+from webhook.server import deadline
+from webhook.server.balancing import ConnectionTable
+
+_reloader: Any = None  # this worker's CertificateReloader (set in load())
+_draining = False  # set when this worker got SIGTERM: /readyz turns false while it drains
+_connections: ConnectionTable | None = None  # made by the master before it forks (Server.__init__)
+BALANCE_RECHECK = 0.01  # seconds between looks at the peers while held back (see QueueTimedWorker)
+BALANCE_MAX_WAIT = 0.05  # longest a connection may wait in the listen queue for a held-back worker's peers
+
+
+def _ssl_context(conf: Any, default_factory: Any) -> ssl.SSLContext:
+    return _reloader.context()
+
+
+def _pre_fork(server: Any, worker: Any) -> None:
+    """In the master: give the new worker a free slot of the connection table."""
+    assert _connections is not None
+    worker.podmedic_slot = _connections.free_slot(getattr(w, "podmedic_slot", None) for w in server.WORKERS.values())
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from webhook.server import metrics  # imported only after PROMETHEUS_MULTIPROC_DIR is set
+
+    metrics.worker_exited(worker.pid)
+    if _connections is not None and worker.podmedic_slot is not None:
+        _connections.clear(worker.podmedic_slot)
+
+
+class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
+    """gthread, plus two things:
+    - a timestamp per queued request so the app can tell how long it waited (see deadline.py).
+      Keep-alive connections are re-queued for every request, so the stamp is per request;
+    - connection balancing (see server.balancing). gthread's loop calls `notify()`, then accepts while
+      `nr_conns < worker_connections`, then polls. So `notify` publishes this worker's count and
+      reads the peers'; while a live peer holds fewer connections, `worker_connections` reads
+      as "full" and the poll is cut short, so that this worker looks again within
+      BALANCE_RECHECK seconds instead of sleeping through the rest of a burst of connections.
+      Connections left waiting in the listen queue for BALANCE_MAX_WAIT are taken anyway:
+      whatever the peers do, balancing delays no connection by more than that.
+    """
+
+    podmedic_slot: int | None = None  # this worker's row of _connections, set by _pre_fork in the master
+    _held_back = False
+    _waiting_since: float | None = None
+
+    @property
+    def _balanced(self) -> bool:
+        """This worker has a row in the table (the master had a free one for it)."""
+        return _connections is not None and self.podmedic_slot is not None
+
+    @property
+    def worker_connections(self) -> int:
+        return 0 if self._held_back else self._connection_limit
+
+    @worker_connections.setter
+    def worker_connections(self, limit: int) -> None:
+        self._connection_limit = limit
+
+    def notify(self) -> None:
+        super().notify()
+        self._publish()
+        if self._balanced:
+            held = self.alive and not _connections.may_accept(self.podmedic_slot, self.nr_conns)
+            if not held:
+                self._waiting_since = None
+            self._held_back = held and not self._left_waiting()
+
+    def accept(self, listener: Any) -> None:
+        super().accept(listener)
+        self._publish()  # at once: a peer deciding during the same burst must see it
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        """gunicorn 27.0.1 counts some closes twice: when a client went away mid-request (the
+        API server giving up on a call), finish_request's graceful close raises on the dead
+        socket and its error path decrements `nr_conns` a second time. The count drifts below
+        zero and balancing would read it; one finished request closes at most one connection."""
+        before = self.nr_conns
+        super().finish_request(conn, fs)
+        self.nr_conns = max(self.nr_conns, before - 1)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        super().wait_for_and_dispatch_events(min(timeout, BALANCE_RECHECK) if self._held_back else timeout)
+
+    def _left_waiting(self) -> bool:
+        """Has the listen queue stayed non-empty for BALANCE_MAX_WAIT while this worker held
+        back? Then the peers are not taking the connections (busy, or not polling) and this
+        worker takes them: balancing must never leave a connection waiting."""
+        if not select.select(self.sockets, [], [], 0)[0]:
+            self._waiting_since = None
+            return False
+        now = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = now
+        return now - self._waiting_since >= BALANCE_MAX_WAIT
+
+    def _publish(self) -> None:
+        if self._balanced and self.alive:
+            _connections.publish(self.podmedic_slot, self.pid, self.nr_conns)
+
+    def enqueue_req(self, conn: Any) -> None:
+        conn.podmedic_enqueued_at = time.monotonic()
+        super().enqueue_req(conn)
+
+    def handle(self, conn: Any) -> Any:
+        deadline.mark_start(getattr(conn, "podmedic_enqueued_at", None))
+        return super().handle(conn)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: readiness turns false first, then gunicorn drains in-flight requests (and
+        answers requests on kept-alive connections with `Connection: close`)."""
+        global _draining
+        _draining = True
+        if self._balanced:
+            _connections.clear(self.podmedic_slot)  # accepts no more: peers must not wait for it
+        super().handle_exit(sig, frame)
+
+
+class Server(BaseApplication):  # type: ignore[misc]
+    """A gunicorn application configured from `podmedic serve` flags, not from a file."""
+
+    def __init__(self, args: argparse.Namespace, config: GlobalConfig):
+        global _connections
+        self.args = args
+        self.podmedic_config = config
+        _connections = ConnectionTable(slots=2 * args.workers)  # a HUP's new workers overlap the old
+        super().__init__()
+
+    def load_config(self) -> None:
+        a = self.args
+        settings = {
+            "bind": [a.bind],
+            "reuse_port": a.reuse_port,
+            "workers": a.workers,
+            "threads": a.threads,
+            "worker_class": "webhook.server.gunicorn.QueueTimedWorker",
+            "keepalive": 75,  # longer than the API server's idle connection reuse
+            "timeout": 30,
+            "graceful_timeout": a.graceful_timeout,
+            "certfile": a.tls_cert_file,
+            "keyfile": a.tls_private_key_file,
+            "ssl_context": _ssl_context,
+            "pre_fork": _pre_fork,
+            "child_exit": _child_exit,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "podmedic",
+            # gunicorn 27's control socket lives at a host-wide path that a read-only home
+            # cannot hold and that concurrent servers would share.
+            "control_socket_disable": True,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        global _reloader
+        from webhook.server import metrics
+        from webhook.server.app import create_app
+        from webhook.server.tls import CertificateReloader
+
+        a = self.args
+        _reloader = CertificateReloader(a.tls_cert_file, a.tls_private_key_file,
+                                        check_interval=a.cert_reload_interval,
+                                        on_reload=lambda r: metrics.CERT_EXPIRY.set(r.not_after.timestamp()))
+        namespaces = source_from_args(a.namespaces_file, a.kubeconfig)
+        namespaces.start()
+        return create_app(self.podmedic_config, namespaces, _reloader, draining=lambda: _draining)

@@ -1,0 +1,203 @@
+"""The server's TLS context, following its certificate files without a restart.
+
+gunicorn calls its `ssl_context` hook for every accepted connection (gunicorn/sock.py,
+`ssl_wrap_socket`); podmedic's hook returns `CertificateReloader.context()`. The reloader hands
+out one cached `SSLContext` and, at most once per `check_interval`, re-reads the certificate and
+key and compares a SHA-256 digest of their content with the one it loaded:
+
+- content, not mtimes or inotify: the kubelet updates a mounted Secret by writing a new
+  timestamped directory and atomically renaming the `..data` symlink onto it
+  (`tls.crt -> ..data/tls.crt`). The files the server opened never change, their mtimes are those
+  of the new directory, and inotify watches on `tls.crt` see no event at all (the watched path is
+  a symlink whose target changes two levels up). Reading two small files every few seconds is
+  cheap and sees every kind of update: Secret swaps, `podmedic certs init`'s atomic renames,
+  a plain `cp`.
+- a change only becomes the served pair when it loads completely: a half-written file or a key
+  that does not match the certificate (a non-atomic writer replacing the two files one after
+  the other) is logged once and the previous context keeps serving; the next interval tries
+  again, so the pair is taken as soon as it is whole.
+- a context is immutable once built, so swapping the reference is the whole update: a
+  connection keeps the context it was accepted with (established connections and requests in
+  flight are untouched), and each new handshake gets the newest pair.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from webhook.pki.x509 import CertError, parse_chain
+
+log = logging.getLogger("podmedic.tls")
+
+# TLS 1.2 suites with forward secrecy and AEAD only (no CBC, no static RSA, no DHE); TLS 1.3
+# suites are all of that already and are not affected by this string. Both ECDSA and RSA
+# serving keys work, so a certificate from cert-manager (RSA by default) is served as well.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+# Seconds a client gets for a handshake and for sending one request.
+# gunicorn's gthread worker reads headers and body in blocking mode with no timeout, so a client
+# that stalls mid-request -- or trickles a byte now and then -- would hold a worker thread for
+# ever; the API server sends a review in milliseconds and gives up after its timeoutSeconds (at
+# most 30) anyway.
+CLIENT_IO_TIMEOUT = 5.0
+_TIGHTEN_AFTER = 1.0  # seconds into a request before each read is held to the time left
+
+
+class _TimedSSLSocket(ssl.SSLSocket):
+    """An SSLSocket whose "blocking" mode is blocking with a deadline: gunicorn switches
+    kept-alive sockets between non-blocking (polling) and blocking (handling one request) with
+    setblocking(), and runs the handshake on a socket it made blocking. Each switch to blocking
+    starts a CLIENT_IO_TIMEOUT budget for receiving that request (handshake included); once a
+    request has taken longer than _TIGHTEN_AFTER (never, for the API server), every read may
+    only wait for what is left of it. Until then no read pays for the bookkeeping. Writing the
+    answer is not checked against the deadline (the app answers a request it could not read
+    with a 400); it keeps the socket's timeout, which after a slow request is what the last
+    read left, and a client that does not read its answer is cut after that."""
+
+    _deadline = 0.0
+
+    def setblocking(self, flag: bool) -> None:
+        self._deadline = time.monotonic() + CLIENT_IO_TIMEOUT if flag else 0.0
+        self.settimeout(CLIENT_IO_TIMEOUT if flag else 0.0)
+
+    def do_handshake(self, block: bool = False) -> None:
+        if self.gettimeout() is None:
+            self.setblocking(True)
+        super().do_handshake(block)
+
+    def _hold_to_deadline(self) -> None:
+        if self._deadline:
+            left = self._deadline - time.monotonic()
+            if left < CLIENT_IO_TIMEOUT - _TIGHTEN_AFTER:
+                if left <= 0:
+                    raise TimeoutError(f"client took longer than {CLIENT_IO_TIMEOUT:g}s for one request")
+                self.settimeout(left)
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        self._hold_to_deadline()
+        return super().recv(buflen, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._hold_to_deadline()
+        return super().recv_into(buffer, nbytes, flags)
+
+
+def _digest(cert_pem: bytes, key_pem: bytes) -> bytes:
+    return hashlib.sha256(cert_pem + b"\0" + key_pem).digest()
+
+
+class CertificateUnavailable(ssl.SSLError):
+    """No usable certificate has been loaded yet: the handshake cannot be served."""
+
+
+def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server context: TLS 1.2 or newer, modern suites, no client certificate requested
+    (the API server authenticates to webhooks only when configured to, and podmedic does not
+    authorize by client identity)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
+    context.verify_mode = ssl.CERT_NONE
+    context.sslsocket_class = _TimedSSLSocket
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+class CertificateReloader:
+    """The current server `SSLContext` for a certificate/key pair that may be replaced on disk.
+
+    Thread-safe: gthread workers call `context()` from several threads. Only one of them
+    re-reads the files when the interval has passed; the others keep handshaking with the
+    current context instead of queueing behind file I/O.
+
+    `on_reload(reloader)` is called after each newly loaded pair (the server sets the expiry
+    gauge from `not_after`); `loaded` is False until a first pair has loaded (for /readyz).
+    """
+
+    def __init__(self, cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str],
+                 check_interval: float = 5.0,
+                 on_reload: Callable[[CertificateReloader], None] | None = None) -> None:
+        self.cert_file = os.fspath(cert_file)
+        self.key_file = os.fspath(key_file)
+        self.check_interval = check_interval
+        self.not_after: dt.datetime | None = None
+        self._on_reload = on_reload
+        self._lock = threading.Lock()
+        self._context: ssl.SSLContext | None = None
+        self._loaded_digest = b""
+        self._next_check = 0.0
+        self._last_warning = ""
+        self.refresh()
+
+    @property
+    def loaded(self) -> bool:
+        return self._context is not None
+
+    def context(self) -> ssl.SSLContext:
+        """The context for a new connection: the newest pair that loaded completely."""
+        if time.monotonic() >= self._next_check:
+            self.refresh()
+        context = self._context
+        if context is None:
+            raise CertificateUnavailable(f"no usable certificate loaded from {self.cert_file}")
+        return context
+
+    def refresh(self) -> None:
+        """Check the files now if the interval has passed.
+
+        `context()` does this on every new connection, which is enough for what is served. But
+        the API server keeps its connections alive, so handshakes can be rare: calling this from
+        /metrics and /readyz too keeps `not_after` (the expiry gauge) and `loaded` following the
+        files when no handshake happens.
+        """
+        # Block only while there is nothing to serve; otherwise let one thread do the check.
+        if not self._lock.acquire(blocking=self._context is None):
+            return
+        try:
+            if time.monotonic() >= self._next_check:
+                self._load_if_changed()
+                self._next_check = time.monotonic() + self.check_interval
+        finally:
+            self._lock.release()
+
+    def _read(self) -> tuple[bytes, bytes]:
+        with open(self.cert_file, "rb") as cert, open(self.key_file, "rb") as key:
+            return cert.read(), key.read()
+
+    def _load_if_changed(self) -> None:
+        try:
+            cert_pem, key_pem = self._read()
+            digest = _digest(cert_pem, key_pem)
+            if digest == self._loaded_digest:
+                return
+            context = server_context(self.cert_file, self.key_file)
+            # load_cert_chain opens the files again; should they change in between, the digest
+            # recorded here no longer matches them and the next check loads them again.
+            not_after = parse_chain(cert_pem, self.cert_file)[0].not_valid_after_utc
+        except (OSError, ssl.SSLError, CertError) as exc:
+            self._warn(f"cannot load {self.cert_file} / {self.key_file}: {exc}; "
+                       + ("keeping the previous certificate" if self.loaded else "no certificate to serve yet"))
+            return
+        self._context, self._loaded_digest, self.not_after = context, digest, not_after
+        self._last_warning = ""
+        log.info("serving certificate %s (not after %s)", self.cert_file, not_after.isoformat())
+        if self._on_reload is not None:
+            try:
+                self._on_reload(self)
+            except Exception:  # a metrics hook must not stop the certificate from being served
+                log.exception("certificate on_reload callback failed")
+
+    def _warn(self, message: str) -> None:
+        """Log a failure once, not every interval while the same broken pair stays on disk."""
+        if message != self._last_warning:
+            log.warning("%s", message)
+            self._last_warning = message

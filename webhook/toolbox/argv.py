@@ -1,0 +1,34 @@
+"""The commands the engine puts into pods to run the toolbox: the supervisor's argv prefix, the
+forensics preStop and the pmctl probes. Pure: the engine imports this, nothing here touches a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+TOOLBOX_MOUNT = "/podmedic"
+
+
+SUPERVISOR_OPTIONS = ("autorestart", "startsecs", "startretries", "exitcodes", "stopsignal", "stopwaitsecs",
+                      "on-fatal", "max-hold")
+
+
+def supervise_argv(mount: str = TOOLBOX_MOUNT, *, name: str, options: Mapping[str, str]) -> list[str]:
+    """The argv prefix before the app's command: tini as PID 1, then the wrapper, then `--`."""
+    unknown = set(options) - set(SUPERVISOR_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown supervisor options: {', '.join(sorted(unknown))}")
+    flags = [f"--{key}={options[key]}" for key in SUPERVISOR_OPTIONS if key in options]
+    return [f"{mount}/bin/tini", "-s", "--", f"{mount}/bin/busybox", "sh", f"{mount}/supervise",
+            "--name", name, *flags, "--"]
+
+
+def forensics_argv(mount: str = TOOLBOX_MOUNT, *, name: str, out_dir: str | None, budget_seconds: int) -> list[str]:
+    """The exec preStop command; without out_dir the summary goes to the termination message."""
+    argv = [f"{mount}/bin/busybox", "sh", f"{mount}/forensics", "--name", name, "--budget", str(budget_seconds)]
+    return argv + (["--out", out_dir] if out_dir else [])
+
+
+def pmctl_argv(check: Literal["alive", "ready", "status"], mount: str = TOOLBOX_MOUNT, *, name: str) -> list[str]:
+    return [f"{mount}/bin/busybox", "sh", f"{mount}/pmctl", check, name]

@@ -1,0 +1,23 @@
+"""The log directory's init container (`podmedic logdir`): before the app starts, create each
+container's directory under the pod's directory on the admin's log volume, writable by the UID
+the app runs as, whatever it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def prepare(root: str | Path, pod_dir: str, containers: list[str]) -> list[Path]:
+    """Create each container's directory and make it writable by any UID (sticky, like /tmp),
+    so an app running as non-root can write its logs. Runs in the init container as root."""
+    made = []
+    base = Path(root) / pod_dir
+    base.mkdir(mode=0o755, exist_ok=True)
+    for container in containers:
+        path = base / container
+        path.mkdir(exist_ok=True)
+        os.chmod(path, 0o1777)
+        made.append(path)
+    return made
