@@ -43,12 +43,12 @@ test: venv lint
 
 # Regenerate tests/golden/*.injected.* and *.explain.txt after an intended change; review the diff.
 golden: venv
-	PODMEDIC_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_golden.py
+	PODMEDIC_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests/cli/test_golden.py
 
 # The long versions: 10 000 fuzzed reviews per property, a minute of load per reliability test.
 soak: venv
 	PODMEDIC_FUZZ_EXAMPLES=10000 PODMEDIC_SOAK_SECONDS=60 $(BIN)/python -m pytest -q \
-	  tests/test_fuzz.py tests/test_reliability.py $(PYTEST_ARGS)
+	  tests/admission/test_fuzz.py tests/server/test_reliability.py $(PYTEST_ARGS)
 
 bench: venv certs
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)

@@ -30,7 +30,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from tests.conftest import ROOT, free_port, podmedic, start_server, stop_server
 from tests.fakekube import FakeKube
 from tests.test_integration import Cluster, running_cluster
-from tests.test_tls import SecretDir, wait_for
+from tests.server.test_tls import SecretDir, wait_for
 from webhook import cli
 from webhook.pki import cluster as certinstall
 from webhook.pki import local as pki_local

@@ -1,8 +1,8 @@
--- wrk script for `make bench` (tests/bench.py): POST the AdmissionReview in the file named by
+-- wrk script for `make bench` (tests/bench/__main__.py): POST the AdmissionReview in the file named by
 -- the first script argument on every request, and print the run's figures as one JSON line
--- (prefixed "BENCH-JSON ") so bench.py does not parse wrk's human-readable report.
+-- (prefixed "BENCH-JSON ") so tests/bench/__main__.py does not parse wrk's human-readable report.
 
--- Per request, as bench.py's fixed-rate client does: BENCH_TOKEN_MARK (the ServiceAccount token
+-- Per request, as tests/bench/__main__.py's fixed-rate client does: BENCH_TOKEN_MARK (the ServiceAccount token
 -- volume's name) becomes a fresh kube-api-access-xxxxx name, as the API server makes one per pod;
 -- BENCH_SEQ_MARK becomes a value unique to the run, so that every review is a new pod template.
 

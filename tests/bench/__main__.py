@@ -3,7 +3,7 @@
 What is measured, and why this way (see ../shared/PERFORMANCE.md for the floors of this stack):
 - the real server, started as `podmedic serve` starts it (production gunicorn settings, TLS,
   audit line on; stdout goes to a file, since the audit write is part of a review's cost), and
-  the floor (tests/bench_floor.py: Flask + gunicorn gthread that only decodes the review and
+  the floor (tests/bench/floor.py: Flask + gunicorn gthread that only decodes the review and
   answers a fixed patch) run side by side; every cell alternates between them, so both see the
   same machine. Absolute figures on shared cores vary two-fold between runs; the ratio to the
   floor measured in the same run is the figure to judge.
@@ -51,12 +51,12 @@ from typing import Any
 from tests import pods, procs
 from tests.conftest import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-WRK_SCRIPT = Path(__file__).resolve().parent / "bench_wrk.lua"
-NAMESPACES = Path(__file__).resolve().parent / "data" / "namespaces.yaml"
+ROOT = Path(__file__).resolve().parent.parent.parent
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
+NAMESPACES = ROOT / "tests" / "data" / "namespaces.yaml"
 
 TARGET_POD, TARGET_CONNS, TARGET_RATIO, TARGET_P99_MS = "typical", 16, 0.70, 10.0
-# Replaced on every request by both load generators (bench.py's fixed-rate client, bench_wrk.lua):
+# Replaced on every request by both load generators (this module's fixed-rate client, wrk.lua):
 SEQ_MARK = b"SEQ0000000000"  # in the "distinct" body: a label value, a new template each time
 TOKEN_MARK = b"kube-api-access-abcde"  # the ServiceAccount token volume: random per pod, as for real
 WORKERS, THREADS = 2, 2  # podmedic serve's defaults, given explicitly to both servers
@@ -166,7 +166,7 @@ def sequenced(body: bytes) -> Iterator[bytes]:
 
 
 def wrk_env(body: bytes) -> dict[str, str]:
-    """What bench_wrk.lua replaces per request in this body."""
+    """What wrk.lua replaces per request in this body."""
     marks = {"BENCH_SEQ_MARK": SEQ_MARK, "BENCH_TOKEN_MARK": TOKEN_MARK}
     return {**os.environ, **{name: mark.decode() for name, mark in marks.items() if mark in body}}
 
@@ -246,7 +246,7 @@ def podmedic_command(port: int, certs: Path) -> list[str]:
 
 
 def floor_command(port: int, certs: Path) -> list[str]:
-    return [sys.executable, "-m", "tests.bench_floor", "--bind", f"127.0.0.1:{port}",
+    return [sys.executable, "-m", "tests.bench.floor", "--bind", f"127.0.0.1:{port}",
             "--tls-cert-file", str(certs / "tls.crt"), "--tls-private-key-file", str(certs / "tls.key"),
             "--workers", str(WORKERS), "--threads", str(THREADS)]
 

@@ -3,7 +3,7 @@ enrolled automatically with `<case>.injected.<ext>` and `<case>.explain.txt` bes
 
 A missing or stale golden file fails. Regenerate after an intended change with
 
-    make golden        # = PODMEDIC_UPDATE_GOLDEN=1 pytest tests/test_golden.py
+    make golden        # = PODMEDIC_UPDATE_GOLDEN=1 pytest tests/cli/test_golden.py
 
 and review the diff. Each case also checks idempotency (injecting the injected output changes
 nothing) and the round trip (uninject(inject(x)) == x as objects).
@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 
 from webhook import cli
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 UPDATE = os.environ.get("PODMEDIC_UPDATE_GOLDEN") == "1"
 ARGS_MARK = "# podmedic-test-args:"
 

@@ -8,7 +8,7 @@ above this figure is its own work (decisions, patch building, audit, metrics, it
 the ratio of the two, measured in the same run on the same cores, is what `make bench` judges,
 because absolute figures on shared machines vary two-fold from run to run.
 
-Keep the gunicorn settings in step with webhook/server.py (`Server.load_config`).
+Keep the gunicorn settings in step with webhook/server/gunicorn.py (`Server.load_config`).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Floor(BaseApplication):  # type: ignore[misc]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench_floor", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.floor", description=__doc__.split("\n")[0])
     parser.add_argument("--bind", required=True, help="HOST:PORT")
     parser.add_argument("--tls-cert-file", required=True)
     parser.add_argument("--tls-private-key-file", required=True)
