@@ -7,6 +7,7 @@ A missing or stale golden file fails. Regenerate after an intended change with
 
 and review the diff. Each case also checks idempotency (injecting the injected output changes
 nothing) and the round trip (uninject(inject(x)) == x as objects).
+The same cases go through the webhook's path in tests/admission/test_golden.py.
 """
 
 from __future__ import annotations
