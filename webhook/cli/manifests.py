@@ -209,7 +209,8 @@ def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
             run.failed = True
             print(f"podmedic: {chunk.source}: document {chunk.index}: {w.name} could not be injected", file=run.err)
         if mode == "explain":
-            run.explained.extend({"workload": w.name, "namespace": w.namespace, **d.as_dict()} for d in decisions)
+            run.explained.extend({"workload": w.name, "namespace": w.namespace, **d.as_dict(),
+                                  "why": d.reason.render(run.config.prefix)} for d in decisions)
         elif ops:
             _apply_to_template(w.template, ops)
             chunk.changed = True
@@ -322,13 +323,11 @@ def main(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | No
         print(f"podmedic {args.mode}: {exc}", file=err)
         return EXIT_INPUT
     if args.mode == "explain":
-        _write_explain(run.explained, args.output, config.prefix, out)
+        _write_explain(run.explained, args.output, out)
     return EXIT_NOT_INJECTED if run.failed else EXIT_OK
 
 
-def _write_explain(rows: list[dict[str, Any]], fmt: str, prefix: str, out: TextIO) -> None:
-    for row in rows:
-        row["why"] = Reason(row["reason"]).render(prefix)
+def _write_explain(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
     if fmt == "json":
         out.write(json.dumps(rows, indent=2) + "\n")
     elif fmt == "yaml":

@@ -25,7 +25,7 @@ from webhook.engine.config import GlobalConfig
 from webhook.engine.context import Feature, PodContext, probed_containers, regular_containers
 from webhook.engine.decisions import Decision, Reason, Report
 from webhook.engine.features import forensics, logs, probes, supervisor
-from webhook.engine.keys import Level, parse_switch
+from webhook.engine.keys import FeatureName, Level, parse_switch
 from webhook.engine.namespace import Lookup, Namespace
 from webhook.engine.patch import PatchBuilder, pointer
 from webhook.engine.settings import InvalidSetting, Resolved
@@ -36,10 +36,10 @@ STATUS_VERSION = 1
 
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("supervisor", supervisor.mutate, regular_containers),
-    Feature("probes", probes.mutate, probed_containers),
-    Feature("logs", logs.mutate, regular_containers),
-    Feature("forensics", forensics.mutate, regular_containers),
+    Feature(FeatureName.SUPERVISOR, supervisor.mutate, regular_containers),
+    Feature(FeatureName.PROBES, probes.mutate, probed_containers),
+    Feature(FeatureName.LOGS, logs.mutate, regular_containers),
+    Feature(FeatureName.FORENSICS, forensics.mutate, regular_containers),
 )
 
 
@@ -87,7 +87,7 @@ def _annotations(pod: dict[str, Any]) -> dict[str, Any]:
     return annotations if isinstance(annotations, dict) else {}
 
 
-def _switch(ctx: PodContext, feature: str, container: str) -> tuple[bool, Level]:
+def _switch(ctx: PodContext, feature: FeatureName, container: str) -> tuple[bool, Level]:
     return bool(ctx.settings.value(feature, container)), ctx.settings.get(feature, container).level
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from webhook.engine.config import GlobalConfig
 from webhook.engine.decisions import Decision, Report
+from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
 from webhook.engine.settings import Resolved
 
@@ -43,17 +44,17 @@ class PodContext:
     settings: Resolved
     report: Report = field(default_factory=Report)
     status: dict[str, Any] = field(default_factory=dict)  # the injection marker's content
-    users: dict[str, list[Target]] = field(default_factory=dict)  # feature -> containers it changed
+    users: dict[FeatureName, list[Target]] = field(default_factory=dict)  # containers each feature changed
     toolbox_blocked: bool = False  # the pod already uses one of podmedic's volume/container names
 
-    def applied(self, feature: str, container: str) -> bool:
+    def applied(self, feature: FeatureName, container: str) -> bool:
         return feature in self.status.get("containers", {}).get(container, {})
 
-    def record(self, target: Target, feature: str, what: Any) -> None:
+    def record(self, target: Target, feature: FeatureName, what: Any) -> None:
         """Remember what a feature added to a container: the marker lists it (for uninject),
         and pod_level.finish() adds the pod-level pieces for it. Mutators call this last, so a
         mutator that raises leaves no record behind."""
-        self.status.setdefault("containers", {}).setdefault(target.name, {})[feature] = what
+        self.status.setdefault("containers", {}).setdefault(target.name, {})[feature.value] = what  # JSON keys: str
         self.users.setdefault(feature, []).append(target)
 
 
@@ -62,7 +63,7 @@ Mutator = Callable[[PodContext, Target, PatchBuilder], Decision]
 
 @dataclass(frozen=True)
 class Feature:
-    name: str
+    name: FeatureName
     mutate: Mutator
     targets: Callable[[dict[str, Any]], Iterator[Target]]
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from webhook.engine.keys import Level
+from webhook.engine.keys import Level, Scope
 
 
 class Reason(str, Enum):
     """A decision's reason code; the value is the stable, kebab-case code seen by users."""
 
+    text: str   # for humans: warnings, `podmedic explain`
+    warn: bool  # worth a warning to the user (kubectl prints AdmissionResponse warnings)
+
     def __new__(cls, code: str, text: str, warn: bool) -> "Reason":
         obj = str.__new__(cls, code)
         obj._value_ = code
-        obj.text = text  # type: ignore[attr-defined]
-        obj.warn = warn  # type: ignore[attr-defined]
+        obj.text = text
+        obj.warn = warn
         return obj
 
     # -- applied
@@ -56,14 +59,12 @@ class Reason(str, Enum):
     VERIFY_FAILED = ("verify-failed", "the computed patch failed verification; pod let through unchanged", True)
 
     def render(self, prefix: str) -> str:
-        return self.text.format(prefix=prefix)  # type: ignore[attr-defined]
-
-FEATURES = ("probes", "supervisor", "logs", "forensics")
+        return self.text.format(prefix=prefix)
 
 
 @dataclass(frozen=True)
 class Decision:
-    feature: str          # one of FEATURES, or "pod" for whole-pod decisions, "settings" for annotations
+    feature: Scope        # a FeatureName, or "pod" for whole-pod decisions, "settings" for annotations
     container: str | None
     reason: Reason
     detail: str = ""      # what was injected, or the precise problem
@@ -74,7 +75,8 @@ class Decision:
         return self.reason is Reason.INJECTED
 
     def as_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"feature": self.feature, "applied": self.applied, "reason": self.reason.value}
+        # str(): the plain value, as for the reason and level (a YAML dumper cannot represent an enum)
+        out: dict[str, object] = {"feature": str(self.feature), "applied": self.applied, "reason": self.reason.value}
         if self.container is not None:
             out["container"] = self.container
         if self.detail:
@@ -94,11 +96,8 @@ class Report:
         """One line per skip the user should know about (kubectl prints these)."""
         out = []
         for d in self.decisions:
-            if d.reason.warn:  # type: ignore[attr-defined]
+            if d.reason.warn:
                 where = f"container {d.container}: " if d.container else ""
                 text = d.reason.render(prefix)
                 out.append(f"podmedic: {where}{d.feature}: {text}" + (f" ({d.detail})" if d.detail else ""))
         return out
-
-    def injected(self) -> bool:
-        return any(d.applied for d in self.decisions)

@@ -1,6 +1,6 @@
-"""The settings' keys: each annotation key, its parser and its feature, and the configuration
-level that decided a value. A leaf module: the global configuration and the resolver both read
-it, neither is read by it.
+"""The settings' keys: each annotation key, its parser and its feature, the feature names, and
+the configuration level that decided a value. A leaf module: the global configuration, the
+resolver, the decisions and the features all read it, it reads none of them.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Callable
+from enum import Enum, StrEnum
+from typing import Any, Callable, Literal
 
 
 class Level(str, Enum):
@@ -20,6 +20,22 @@ class Level(str, Enum):
     NAMESPACE = "namespace"
     POD = "pod"
     CONTAINER = "container"
+
+
+class FeatureName(StrEnum):
+    """The features, by the name users see: the switch annotation's key, the marker's entry, the
+    `feature` of a decision in the audit line, the metrics and `podmedic explain`. A StrEnum, so
+    it formats as its value and serialises as plain text."""
+
+    SUPERVISOR = "supervisor"
+    PROBES = "probes"
+    LOGS = "logs"
+    FORENSICS = "forensics"
+
+
+# What a key or a decision is about when it is not one feature: the whole pod (the `inject`
+# switch, the gates) or the pod's podmedic annotations as a whole.
+Scope = FeatureName | Literal["pod", "settings"]
 
 
 # ------------------------------------------------------------------ parsers
@@ -118,7 +134,7 @@ def parse_mount_path(raw: str) -> str:
 @dataclass(frozen=True)
 class Key:
     name: str
-    feature: str
+    feature: Scope
     parse: Callable[[str], Any]
     doc: str
     optional: bool = False  # may be unset (""); other keys always have a global default
@@ -128,39 +144,40 @@ def _keys(*keys: Key) -> dict[str, Key]:
     return {k.name: k for k in keys}
 
 
+_F = FeatureName
 _SECONDS = _int_parser(0, 86400)
 _POSITIVE = _int_parser(1, 3600)
 
 KEYS: dict[str, Key] = _keys(
     Key("inject", "pod", parse_switch, "namespace opts in; a pod can opt out"),
-    Key("probes", "probes", parse_switch, "default probes"),
-    Key("supervisor", "supervisor", parse_switch, "supervisor entrypoint wrapper"),
-    Key("logs", "logs", parse_switch, "per-pod log directory"),
-    Key("forensics", "forensics", parse_switch, "preStop forensics hook"),
-    Key("probe-port", "probes", parse_port, "port probed by tcpSocket/httpGet", optional=True),
-    Key("readiness-path", "probes", parse_http_path, "httpGet path of the readiness probe", optional=True),
-    Key("liveness-path", "probes", parse_http_path, "httpGet path of the liveness (and startup) probe", optional=True),
-    Key("readiness-command", "probes", parse_command, "exec command of the readiness probe", optional=True),
-    Key("liveness-command", "probes", parse_command, "exec command of the liveness (and startup) probe", optional=True),
-    Key("startup-timeout", "probes", parse_duration, "budget for slow starters: adds a startupProbe", optional=True),
-    Key("probe-period-seconds", "probes", _POSITIVE, "periodSeconds of readiness/liveness"),
-    Key("probe-timeout-seconds", "probes", _POSITIVE, "timeoutSeconds of every probe"),
-    Key("probe-failure-threshold", "probes", _POSITIVE, "failureThreshold of readiness/liveness"),
-    Key("readiness-initial-delay-seconds", "probes", _SECONDS, "initialDelaySeconds of readiness"),
-    Key("liveness-initial-delay-seconds", "probes", _SECONDS, "initialDelaySeconds of liveness"),
-    Key("startup-period-seconds", "probes", _POSITIVE, "periodSeconds of the startupProbe"),
-    Key("entrypoint", "supervisor", parse_command, "the image ENTRYPOINT, for containers without command", optional=True),
-    Key("autorestart", "supervisor", _choice_parser("false", "unexpected", "true"), "supervisord autorestart"),
-    Key("startsecs", "supervisor", _SECONDS, "supervisord startsecs"),
-    Key("startretries", "supervisor", _int_parser(0, 100), "supervisord startretries"),
-    Key("exitcodes", "supervisor", parse_exitcodes, "supervisord exitcodes (expected exit codes)"),
-    Key("stopsignal", "supervisor", _choice_parser("TERM", "HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "WINCH"),
+    Key("probes", _F.PROBES, parse_switch, "default probes"),
+    Key("supervisor", _F.SUPERVISOR, parse_switch, "supervisor entrypoint wrapper"),
+    Key("logs", _F.LOGS, parse_switch, "per-pod log directory"),
+    Key("forensics", _F.FORENSICS, parse_switch, "preStop forensics hook"),
+    Key("probe-port", _F.PROBES, parse_port, "port probed by tcpSocket/httpGet", optional=True),
+    Key("readiness-path", _F.PROBES, parse_http_path, "httpGet path of the readiness probe", optional=True),
+    Key("liveness-path", _F.PROBES, parse_http_path, "httpGet path of the liveness (and startup) probe", optional=True),
+    Key("readiness-command", _F.PROBES, parse_command, "exec command of the readiness probe", optional=True),
+    Key("liveness-command", _F.PROBES, parse_command, "exec command of the liveness (and startup) probe", optional=True),
+    Key("startup-timeout", _F.PROBES, parse_duration, "budget for slow starters: adds a startupProbe", optional=True),
+    Key("probe-period-seconds", _F.PROBES, _POSITIVE, "periodSeconds of readiness/liveness"),
+    Key("probe-timeout-seconds", _F.PROBES, _POSITIVE, "timeoutSeconds of every probe"),
+    Key("probe-failure-threshold", _F.PROBES, _POSITIVE, "failureThreshold of readiness/liveness"),
+    Key("readiness-initial-delay-seconds", _F.PROBES, _SECONDS, "initialDelaySeconds of readiness"),
+    Key("liveness-initial-delay-seconds", _F.PROBES, _SECONDS, "initialDelaySeconds of liveness"),
+    Key("startup-period-seconds", _F.PROBES, _POSITIVE, "periodSeconds of the startupProbe"),
+    Key("entrypoint", _F.SUPERVISOR, parse_command, "the image ENTRYPOINT, for containers without command", optional=True),
+    Key("autorestart", _F.SUPERVISOR, _choice_parser("false", "unexpected", "true"), "supervisord autorestart"),
+    Key("startsecs", _F.SUPERVISOR, _SECONDS, "supervisord startsecs"),
+    Key("startretries", _F.SUPERVISOR, _int_parser(0, 100), "supervisord startretries"),
+    Key("exitcodes", _F.SUPERVISOR, parse_exitcodes, "supervisord exitcodes (expected exit codes)"),
+    Key("stopsignal", _F.SUPERVISOR, _choice_parser("TERM", "HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "WINCH"),
         "supervisord stopsignal"),
-    Key("stopwaitsecs", "supervisor", _SECONDS, "supervisord stopwaitsecs"),
-    Key("on-fatal", "supervisor", _choice_parser("exit", "hold"), "after FATAL: exit, or hold the container"),
-    Key("max-hold", "supervisor", _SECONDS, "longest hold after FATAL, seconds"),
-    Key("log-path", "logs", parse_mount_path, "in-container mount path of the log directory"),
-    Key("forensics-budget-seconds", "forensics", _int_parser(1, 300), "time budget of the collector"),
+    Key("stopwaitsecs", _F.SUPERVISOR, _SECONDS, "supervisord stopwaitsecs"),
+    Key("on-fatal", _F.SUPERVISOR, _choice_parser("exit", "hold"), "after FATAL: exit, or hold the container"),
+    Key("max-hold", _F.SUPERVISOR, _SECONDS, "longest hold after FATAL, seconds"),
+    Key("log-path", _F.LOGS, parse_mount_path, "in-container mount path of the log directory"),
+    Key("forensics-budget-seconds", _F.FORENSICS, _int_parser(1, 300), "time budget of the collector"),
 )
 
 # Annotations under the prefix that are podmedic's own output, not settings.

@@ -12,6 +12,7 @@ from typing import Any
 
 from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import Decision, Reason
+from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
 from webhook.toolbox import argv as toolbox
 
@@ -26,7 +27,7 @@ LOGS_ROOT_MOUNT = "/podmedic-logs"
 POD_NAME_ENV = "PODMEDIC_POD_NAME"
 POD_UID_ENV = "PODMEDIC_POD_UID"
 
-TOOLBOX_FEATURES = ("supervisor", "forensics")
+TOOLBOX_FEATURES = (FeatureName.SUPERVISOR, FeatureName.FORENSICS)
 OUR_VOLUMES = (TOOLBOX_VOLUME, STATE_VOLUME, LOGS_VOLUME)
 OUR_CONTAINERS = (TOOLBOX_INIT, LOGDIR_INIT)
 
@@ -59,10 +60,11 @@ def names_taken(pod: dict[str, Any]) -> bool:
 
 
 def mount_paths(target: Target) -> set[str]:
-    return {m.get("mountPath") for m in target.spec.get("volumeMounts") or [] if isinstance(m, dict)}
+    mounts = target.spec.get("volumeMounts") or []
+    return {m["mountPath"] for m in mounts if isinstance(m, dict) and isinstance(m.get("mountPath"), str)}
 
 
-def toolbox_unavailable(ctx: PodContext, target: Target, feature: str) -> Decision | None:
+def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -> Decision | None:
     """The skip decision when the toolbox cannot be delivered to this container, or None."""
     level = ctx.settings.get(feature, target.name).level
     if ctx.toolbox_blocked:
@@ -116,7 +118,7 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
         patch.prepend(("spec", "initContainers"), _toolbox_init(ctx))
         added["volumes"] += [TOOLBOX_VOLUME, STATE_VOLUME]
         added["initContainers"].append(TOOLBOX_INIT)
-    log_users = [t.name for t in ctx.users.get("logs", [])]
+    log_users = [t.name for t in ctx.users.get(FeatureName.LOGS, [])]
     if log_users:
         root = ctx.config.logs.root_for(ctx.namespace)
         patch.append(("spec", "volumes"), {"name": LOGS_VOLUME, "hostPath": {"path": root, "type": "DirectoryOrCreate"}})

@@ -15,11 +15,12 @@ from typing import Any
 from webhook.engine import pod_level
 from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import Decision, Reason
+from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
 from webhook.toolbox import argv as toolbox
 
 
-FEATURE = "forensics"
+FEATURE = FeatureName.FORENSICS
 DEFAULT_GRACE = 30
 STOP_RESERVE = 5  # seconds of the grace period kept for the app's own shutdown
 
@@ -49,8 +50,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         return skip
     name = target.name
     level = ctx.settings.get(FEATURE, name).level
-    lifecycle = target.spec.get("lifecycle") if isinstance(target.spec.get("lifecycle"), dict) else {}
-    existing: Any = lifecycle.get("preStop")
+    lifecycle = target.spec.get("lifecycle")
+    existing: Any = lifecycle.get("preStop") if isinstance(lifecycle, dict) else None
     user_command = (existing or {}).get("exec", {}).get("command") if isinstance(existing, dict) else None
     if existing and not user_command:
         kind = next(iter(existing), "?") if isinstance(existing, dict) else "?"
@@ -58,7 +59,7 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     granted, asked = budget(ctx, target)
     if granted < 1:
         return Decision(FEATURE, name, Reason.GRACE_TOO_SHORT, f"needs more than {STOP_RESERVE}s", level)
-    out_dir = ctx.settings.value("log-path", name) if ctx.applied("logs", name) else None
+    out_dir = ctx.settings.value("log-path", name) if ctx.applied(FeatureName.LOGS, name) else None
     collector = toolbox.forensics_argv(name=name, out_dir=out_dir, budget_seconds=granted)
     command = chained(collector, user_command) if user_command else collector
     patch.set(target.path + ("lifecycle", "preStop"), {"exec": {"command": command}})

@@ -13,10 +13,11 @@ from __future__ import annotations
 from webhook.engine import pod_level
 from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import Decision, Reason
+from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
 
 
-FEATURE = "logs"
+FEATURE = FeatureName.LOGS
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 HOSTPATH_FORBIDDEN = ("baseline", "restricted")
 

@@ -12,16 +12,17 @@ probes fall back to `pmctl ready` / `pmctl alive`.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import Decision, Reason
+from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
 from webhook.engine.features import supervisor
 from webhook.toolbox import argv as toolbox
 
 
-FEATURE = "probes"
+FEATURE = FeatureName.PROBES
 
 
 class NoPort(Exception):
@@ -33,14 +34,15 @@ class NoPort(Exception):
 
 def first_tcp_port(container: dict[str, Any]) -> int | None:
     for port in container.get("ports") or []:
-        if isinstance(port, dict) and port.get("protocol", "TCP") == "TCP" and isinstance(port.get("containerPort"), int):
-            return port["containerPort"]
+        number = port.get("containerPort") if isinstance(port, dict) else None
+        if isinstance(number, int) and port.get("protocol", "TCP") == "TCP":
+            return number
     return None
 
 
 def probe_port(ctx: PodContext, target: Target) -> int | str:
     """The annotated port (a name must be declared by the container), else the first TCP port."""
-    port = ctx.settings.value("probe-port", target.name)
+    port: int | str | None = ctx.settings.value("probe-port", target.name)
     if isinstance(port, str):
         names = {p.get("name") for p in target.spec.get("ports") or [] if isinstance(p, dict)}
         if port not in names:
@@ -66,7 +68,7 @@ def handler(ctx: PodContext, target: Target, kind: str) -> dict[str, Any]:
         port = probe_port(ctx, target)
     except NoPort:
         if ctx.applied(supervisor.FEATURE, name):  # no port, but the wrapper knows the app's state
-            check = "ready" if kind == "readiness" else "alive"
+            check: Literal["ready", "alive"] = "ready" if kind == "readiness" else "alive"
             return {"exec": {"command": toolbox.pmctl_argv(check, name=name)}}
         raise
     if path:

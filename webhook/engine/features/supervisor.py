@@ -12,11 +12,12 @@ from __future__ import annotations
 from webhook.engine import pod_level
 from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import Decision, Reason
+from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
 from webhook.toolbox import argv as toolbox
 
 
-FEATURE = "supervisor"
+FEATURE = FeatureName.SUPERVISOR
 
 
 def holds(ctx: PodContext, target: Target) -> bool:
