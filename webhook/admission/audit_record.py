@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook.admission.wire import AdmissionRequest
 from webhook.engine.decisions import Report
 
 
@@ -13,7 +14,7 @@ def summary(report: Report) -> str:
     """A compact auditAnnotation value: `app=probes; app/logs=psa-forbids-hostpath`."""
     injected = [f"{d.container}={d.feature}" for d in report.decisions if d.applied]
     skipped = [f"{d.container or '-'}/{d.feature}={d.reason.value}" for d in report.decisions
-               if not d.applied and d.reason.warn]  # type: ignore[attr-defined]
+               if not d.applied and d.reason.warn]
     return "; ".join(filter(None, ("injected: " + ", ".join(injected) if injected else "",
                                    "skipped: " + ", ".join(skipped) if skipped else ""))) or "unchanged"
 
@@ -25,10 +26,14 @@ def _owner(metadata: dict[str, Any]) -> str | None:
     return None
 
 
-def audit_record(request: dict[str, Any], report: Report, ops: int, outcome: str, cached: bool = False) -> dict[str, Any]:
-    obj = request.get("object") if isinstance(request.get("object"), dict) else {}
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
+def _map(value: object) -> dict[str, Any]:
+    """A field of the untrusted request that should be a map, or {} (see wire.py)."""
+    return value if isinstance(value, dict) else {}
+
+
+def audit_record(request: AdmissionRequest, report: Report, ops: int, outcome: str, cached: bool = False) -> dict[str, Any]:
+    metadata = _map(_map(request.get("object")).get("metadata"))
+    user = _map(request.get("userInfo"))
     return {
         "uid": request.get("uid"),
         "namespace": request.get("namespace"),

@@ -4,19 +4,22 @@ problem (the HTTP shell answers it with a 400 the API server logs; never a 500).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 import orjson
 
-API_VERSION = "admission.k8s.io/v1"
+from webhook.admission.wire import AdmissionRequest, ApiVersion
+
+API_VERSION: ApiVersion = "admission.k8s.io/v1"
 
 
 class BadReview(ValueError):
     """The body is not a usable AdmissionReview; the message names the problem."""
 
 
-def decode(body: bytes, content_type: str | None, max_bytes: int) -> dict[str, Any]:
-    """The `request` of a valid AdmissionReview v1, or BadReview."""
+def decode(body: bytes, content_type: str | None, max_bytes: int) -> AdmissionRequest:
+    """The `request` of a valid AdmissionReview v1, or BadReview. Only the uid is checked here:
+    the other fields are checked where they are read (see wire.py)."""
     mime = (content_type or "").split(";", 1)[0].strip().lower()
     if mime != "application/json":
         raise BadReview(f"content type must be application/json, got {content_type or 'none'!r}")
@@ -39,10 +42,10 @@ def decode(body: bytes, content_type: str | None, max_bytes: int) -> dict[str, A
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise BadReview("request.uid is missing or not a string")
-    return request
+    return cast(AdmissionRequest, request)
 
 
-def is_pod_create(request: dict[str, Any]) -> bool:
+def is_pod_create(request: AdmissionRequest) -> bool:
     kind = request.get("kind")
     return (isinstance(kind, dict) and kind.get("kind") == "Pod" and kind.get("group", "") == ""
             and request.get("operation") == "CREATE" and not request.get("subResource"))

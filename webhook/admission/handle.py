@@ -21,6 +21,7 @@ from webhook.admission.decode import BadReview, decode, is_pod_create
 from webhook.admission.memo import PlanMemo
 from webhook.admission.plan import Plan, plan
 from webhook.admission.responses import error_body, response
+from webhook.admission.wire import AdmissionRequest, AdmissionReviewResponse, Status
 from webhook.engine.config import GlobalConfig
 from webhook.engine.decisions import Decision, Reason, Report
 from webhook.engine.namespace import Lookup
@@ -31,12 +32,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class Answer:
     status: int
-    body: dict[str, Any]
+    body: AdmissionReviewResponse | Status
     audit: dict[str, Any] | None = None
     report: Report = field(default_factory=Report)
 
 
-def review(request: dict[str, Any], namespaces: Callable[[str], Lookup], config: GlobalConfig,
+def review(request: AdmissionRequest, namespaces: Callable[[str], Lookup], config: GlobalConfig,
            plans: PlanMemo[Plan] | None = None) -> Answer:
     """Decide on one decoded request. Never raises for any request shape. `plans`: the
     worker's memo of plans by pod template (None: plan every pod, as the CLI does)."""
@@ -72,7 +73,7 @@ def review(request: dict[str, Any], namespaces: Callable[[str], Lookup], config:
     return Answer(200, answer, record, report)
 
 
-def too_late(request: dict[str, Any], config: GlobalConfig) -> Answer:
+def too_late(request: AdmissionRequest, config: GlobalConfig) -> Answer:
     """The review waited past podmedic's deadline: answer now, allowed and unpatched, rather
     than let the API server's timeoutSeconds expire (which would fail or skip the call silently)."""
     report = Report([Decision("pod", None, Reason.DEADLINE_EXCEEDED)])

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from webhook.admission.decode import API_VERSION
+from webhook.admission.wire import AdmissionResponse, AdmissionReviewResponse, Status
 
 
 def encode_patch(ops: list[dict[str, Any]]) -> bytes:
@@ -18,10 +19,10 @@ def encode_patch(ops: list[dict[str, Any]]) -> bytes:
 
 
 def response(uid: str, *, patch: bytes | None = None, warnings: list[str] | None = None,
-             audit_annotations: dict[str, str] | None = None, denied: str | None = None) -> dict[str, Any]:
+             audit_annotations: dict[str, str] | None = None, denied: str | None = None) -> AdmissionReviewResponse:
     """The AdmissionReview answer: patchType only when something changes (`patch` is the
     encoded JSON patch)."""
-    resp: dict[str, Any] = {"uid": uid, "allowed": denied is None}
+    resp: AdmissionResponse = {"uid": uid, "allowed": denied is None}
     if denied is not None:
         resp["status"] = {"code": 403, "message": denied}
     if patch:
@@ -34,6 +35,6 @@ def response(uid: str, *, patch: bytes | None = None, warnings: list[str] | None
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": resp}
 
 
-def error_body(message: str) -> dict[str, Any]:
+def error_body(message: str) -> Status:
     return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 400,
             "reason": "BadRequest", "message": message}

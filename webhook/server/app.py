@@ -7,10 +7,12 @@ and webhook.engine, which know nothing of HTTP.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, Callable, Protocol
 
 import orjson
 from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
 from webhook.admission.handle import Answer, handle
 from webhook.admission.memo import PlanMemo
@@ -43,7 +45,7 @@ def _bad(message: str) -> Answer:
     return Answer(400, error_body(message), {"outcome": "bad-request", "error": message})
 
 
-def _json(status: int, body: dict) -> Response:
+def _json(status: int, body: Mapping[str, object]) -> Response:
     return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
@@ -92,8 +94,8 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
 
     @app.errorhandler(404)
     @app.errorhandler(405)
-    def not_found(exc) -> Response:  # type: ignore[no-untyped-def]
-        return _json(exc.code, {"kind": "Status", "status": "Failure", "code": exc.code, "message": exc.description})
+    def not_found(exc: HTTPException) -> Response:
+        return _json(exc.code or 404, {"kind": "Status", "status": "Failure", "code": exc.code, "message": exc.description})
 
     @app.errorhandler(Exception)
     def internal(exc: Exception) -> Response:
