@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 Path = tuple[str | int, ...]
+Doc = TypeVar("Doc")
 
 _MISSING = object()
 
@@ -25,6 +26,12 @@ def pointer(path: Path) -> str:
     """A JSON pointer, escaping '~' and '/' (annotation keys contain '/'). Memoised: the same
     few dozen paths (container fields, the marker annotation) recur in every review."""
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def tokens(ptr: str) -> list[str]:
+    """The reference tokens of a JSON pointer, unescaped: the inverse of pointer()."""
+    parts = ptr.split("/")[1:]
+    return [p.replace("~1", "/").replace("~0", "~") for p in parts] if "~" in ptr else parts
 
 
 def lookup(doc: Any, path: Path) -> Any:
@@ -104,7 +111,7 @@ class PatchBuilder:
             raise
 
 
-def apply_in_place(doc: Any, ops: list[dict[str, Any]]) -> Any:
+def apply_in_place(doc: Doc, ops: list[dict[str, Any]]) -> Doc:
     """Apply this builder's kind of patch (add and replace, RFC 6902 semantics) to `doc` in
     place. The hot path's verification uses it instead of jsonpatch, which parses a pointer
     object and deep-copies every value for each operation; the tests apply every patch with
@@ -114,11 +121,8 @@ def apply_in_place(doc: Any, ops: list[dict[str, Any]]) -> Any:
     later `/-` append into a list an earlier `add` created changes that earlier operation too.
     So pass operations made for this one use (verify.apply decodes them from the encoded patch)."""
     for op in ops:
-        path = op["path"]
-        parts = path.split("/")[1:]
-        if "~" in path:
-            parts = [p.replace("~1", "/").replace("~0", "~") for p in parts]
-        parent = doc
+        parts = tokens(op["path"])
+        parent: Any = doc
         for part in parts[:-1]:
             parent = parent[int(part)] if isinstance(parent, list) else parent[part]
         last, kind, value = parts[-1], op["op"], op["value"]

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
+from webhook.engine.patch import pointer
 from webhook.pki.local import PkiPaths, read_file
 from webhook.pki.x509 import (CA_DAYS, IP, RENEW_AFTER, SERVING_DAYS, CertError, ca_problems, cert_pem, chain_problems, chains_to,
                               check_pair, describe_names, due_for_renewal, generate_ca, is_ca, iso,
@@ -276,10 +277,6 @@ def _signed_by_other_ca(serving: dict[str, bytes], ca: x509.Certificate) -> bool
 
 # -- patches ---------------------------------------------------------------------------------
 
-def _pointer(name: str) -> str:
-    return name.replace("~", "~0").replace("/", "~1")
-
-
 def guarded(obj: dict[str, Any], ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A JSON patch that applies only to the version that was read; [] when there is nothing to do."""
     if not ops:
@@ -293,7 +290,7 @@ def secret_ops(secret: dict[str, Any], data: dict[str, bytes]) -> list[dict[str,
     current = secret.get("data")
     if current is None:
         return [{"op": "add", "path": "/data", "value": wanted}]
-    return [{"op": "add", "path": f"/data/{_pointer(name)}", "value": value}
+    return [{"op": "add", "path": pointer(("data", name)), "value": value}
             for name, value in wanted.items() if current.get(name) != value]
 
 
@@ -307,7 +304,7 @@ def webhook_ops(configuration: dict[str, Any], bundle: str, until: dt.datetime |
                     {"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": bundle}]
     annotations = configuration["metadata"].get("annotations")
     wanted = iso(until) if until else None
-    path = f"/metadata/annotations/{_pointer(RETIRED_UNTIL)}"
+    path = pointer(("metadata", "annotations", RETIRED_UNTIL))
     if wanted == (annotations or {}).get(RETIRED_UNTIL):
         return ops
     if wanted is None:
