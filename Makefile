@@ -34,9 +34,11 @@ run: venv certs
 toolbox: venv
 	$(BIN)/podmedic toolbox build build/toolbox
 
-# The layering contracts (pyproject.toml [tool.importlinter]) are checked before any test runs.
+# Checked before any test runs: the layering contracts (pyproject.toml [tool.importlinter]) and
+# mypy --strict over webhook/ ([tool.mypy]).
 lint: venv
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 test: venv lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

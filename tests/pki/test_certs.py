@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import x25519
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
@@ -182,6 +184,12 @@ def other_key(directory: Path) -> None:
     (directory / "tls.key").write_bytes(certs.key_pem(certs.new_key()))
 
 
+def x25519_key(directory: Path) -> None:
+    key = x25519.X25519PrivateKey.generate()
+    (directory / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+
+
 def other_ca(directory: Path) -> None:
     ca, ca_key = certs.generate_ca()
     local.write_pair(ca, ca_key, directory / "ca.crt", directory / "ca.key")
@@ -198,9 +206,10 @@ def other_ca(directory: Path) -> None:
     (lambda d: garbage(d, "tls.crt"), (), "tls.crt: not a PEM certificate"),
     (lambda d: garbage(d, "ca.crt"), (), "ca.crt: not a PEM certificate"),
     (lambda d: (d / "tls.key").write_text("junk"), (), "tls.key: not a PEM private key"),
+    (x25519_key, (), "tls.key: the key (X25519PrivateKey) cannot sign a certificate"),
     (lambda d: (d / "tls.key").unlink(), (), "tls.key: cannot read: No such file or directory"),
 ], ids=["expired", "expired-short", "key-mismatch", "other-ca", "ca-not-a-ca", "missing-ip", "missing-service",
-        "garbage-cert", "garbage-ca", "garbage-key", "missing-key"])
+        "garbage-cert", "garbage-ca", "garbage-key", "x25519-key", "missing-key"])
 def test_check_fails_with_clear_lines_and_no_traceback(pki: Path, damage, extra: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
     damage(pki)
     done = check(pki, *extra)

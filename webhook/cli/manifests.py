@@ -161,13 +161,14 @@ def workloads(doc: Any, default_ns: str, err: TextIO, where: str) -> Iterator[Wo
         if kind not in PLAIN_KINDS:
             print(f"podmedic: {where}: kind {kind!r} has no pod template podmedic knows; passed through", file=err)
         return
-    template = doc
+    template: Any = doc
     for key in TEMPLATES[kind]:
         template = template.get(key) if isinstance(template, dict) else None
     if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
         print(f"podmedic: {where}: {kind} has no pod template spec; passed through", file=err)
         return
-    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    metadata = doc.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
     yield Workload(f"{kind}/{metadata.get('name', '?')}", str(metadata.get("namespace") or default_ns), template)
 
 

@@ -122,8 +122,8 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
     check it first); a failing feature is contained in _run_feature."""
     report = Report()
     gate, settings = _gate(lookup, pod, config)
-    if gate is not None or settings is None or lookup.namespace is None:
-        report.add(gate)  # type: ignore[arg-type]
+    if gate is not None:
+        report.add(gate)
         return Outcome([], report)
     ctx = PodContext(pod, lookup.namespace.name, dict(lookup.namespace.labels), config, settings, report,
                      toolbox_blocked=pod_level.names_taken(pod))
@@ -133,6 +133,7 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
         denied = _run_feature(ctx, feature, patch)
         if denied:
             return Outcome([], report, denied=denied)
+    assert settings is not None and lookup.namespace is not None  # what _gate lets through
     pod_level.finish(ctx, patch)
     if patch.ops:
         patch.ensure_map(("metadata", "annotations"))  # so `created` lists it when it is new

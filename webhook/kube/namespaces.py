@@ -79,8 +79,9 @@ def namespace_from(obj: Any, where: str) -> Namespace:
     `7` in a hand-written file is reported instead of silently becoming something else."""
     if not isinstance(obj, Mapping) or obj.get("kind", "Namespace") != "Namespace":
         raise ValueError(f"{where}: expected a Namespace object")
-    meta = obj.get("metadata")
-    name = meta.get("name") if isinstance(meta, Mapping) else None
+    metadata = obj.get("metadata")
+    meta: Mapping[str, Any] = metadata if isinstance(metadata, Mapping) else {}
+    name = meta.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}: a Namespace without metadata.name")
     return Namespace(name, _strings(meta.get("annotations"), f"{where}: namespace {name}: annotations"),
@@ -247,7 +248,8 @@ class KubeSource:
 
     def _relist(self) -> str:
         response = self._api.list_namespace(_preload_content=False, _request_timeout=self._request_timeout)
-        body = json.loads(response.data)
+        # _preload_content=False returns the urllib3 response, not the model the client's annotations name
+        body = json.loads(response.data)  # type: ignore[attr-defined]
         self._cache = {ns.name: ns for ns in (namespace_from(item, "namespace list") for item in body["items"])}
         if self._synced:
             self.relists += 1
@@ -281,7 +283,7 @@ class KubeSource:
 def backoff_delay(failures: int, initial: float, cap: float) -> float:
     """Capped exponential backoff with jitter (0.5-1x, so replicas do not relist in step); never
     above the cap, which CONVERGENCE_BOUND_SECONDS relies on."""
-    return min(cap, initial * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+    return min(cap, initial * 2.0 ** (failures - 1)) * random.uniform(0.5, 1.0)
 
 
 def _describe(exc: Exception) -> str:
@@ -309,8 +311,9 @@ def live_lookup(kubeconfig: str) -> Callable[[str], Lookup]:
     def lookup(name: str) -> Lookup:
         if name not in cache:
             try:
-                ns = api.read_namespace(name)
-                cache[name] = Lookup(Namespace(name, ns.metadata.annotations or {}, ns.metadata.labels or {}), None)
+                meta = api.read_namespace(name).metadata  # never None from an API server: never inject with defaults
+                cache[name] = (Lookup(Namespace(name, meta.annotations or {}, meta.labels or {}), None) if meta
+                               else Lookup(None, Reason.NAMESPACE_LOOKUP_FAILED))
             except ApiException as exc:
                 cache[name] = Lookup(None, Reason.NAMESPACE_UNKNOWN if exc.status == 404 else Reason.NAMESPACE_LOOKUP_FAILED)
             except Exception:  # network errors: never inject with defaults

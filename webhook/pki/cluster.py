@@ -361,7 +361,8 @@ class Cluster:
                                                              _request_timeout=REQUEST_TIMEOUT)
         except NotFound:
             return None
-        secret: dict[str, Any] = json.loads(response.data)
+        # _preload_content=False returns the urllib3 response, not the model the client's annotations name
+        secret: dict[str, Any] = json.loads(response.data)  # type: ignore[arg-type]
         if secret.get("type", OPAQUE) != kind:
             raise InstallError(f"Secret {ref} has type {secret.get('type', OPAQUE)}, not {kind}; "
                                "delete it or name another one")
@@ -375,7 +376,8 @@ class Cluster:
                     "metadata": {"name": ref.name, "namespace": ref.namespace, "labels": MANAGED_BY},
                     "data": {name: base64.b64encode(value).decode() for name, value in data.items()}}
             with self._calling(f"creating Secret {ref}"):
-                self._core.create_namespaced_secret(ref.namespace, body, _preload_content=False,
+                # a plain dict body is serialised as is (the client's annotations name only V1Secret)
+                self._core.create_namespaced_secret(ref.namespace, body, _preload_content=False,  # type: ignore[arg-type]
                                                     _request_timeout=REQUEST_TIMEOUT)
             return "created"
         patch = guarded(current, secret_ops(current, data))
@@ -395,7 +397,8 @@ class Cluster:
         except NotFound:
             raise InstallError(f"MutatingWebhookConfiguration {name} not found: apply the webhook "
                                "configuration first, or check --webhook") from None
-        configuration: dict[str, Any] = json.loads(response.data)
+        # _preload_content=False returns the urllib3 response, not the model the client's annotations name
+        configuration: dict[str, Any] = json.loads(response.data)  # type: ignore[attr-defined]
         if not configuration.get("webhooks"):
             raise InstallError(f"MutatingWebhookConfiguration {name} has no webhooks")
         return configuration

@@ -35,8 +35,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_SERVICE = "podmedic"
@@ -48,6 +48,8 @@ CLOCK_SKEW = dt.timedelta(minutes=5)  # notBefore is backdated so a slightly lat
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 PrivateKey = CertificateIssuerPrivateKeyTypes
+_SIGNING_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey,
+                 dsa.DSAPrivateKey)  # PrivateKey's members, for isinstance
 
 
 class CertError(Exception):
@@ -188,7 +190,9 @@ def parse_key(data: bytes, source: str) -> PrivateKey:
         raise CertError(f"{source}: the key is encrypted; podmedic needs an unencrypted key") from None
     except (ValueError, UnsupportedAlgorithm):
         raise CertError(f"{source}: not a PEM private key") from None
-    return key  # type: ignore[return-value]
+    if not isinstance(key, _SIGNING_KEYS):  # X25519, X448, DH, ML-KEM keys cannot sign a certificate
+        raise CertError(f"{source}: the key ({type(key).__name__}) cannot sign a certificate")
+    return key
 
 
 # -- checking ----------------------------------------------------------------------------------
@@ -216,7 +220,7 @@ def validity_problems(cert: x509.Certificate, what: str, now: dt.datetime | None
     return []
 
 
-def _public_der(key: Any) -> bytes:
+def _public_der(key: PublicKeyTypes) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -236,7 +240,8 @@ def sans(cert: x509.Certificate) -> tuple[list[str], list[IP]]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return [], []
-    return [d.lower() for d in san.get_values_for_type(x509.DNSName)], san.get_values_for_type(x509.IPAddress)
+    ips = [ip for ip in san.get_values_for_type(x509.IPAddress) if isinstance(ip, IP)]  # never a network in a SAN
+    return [d.lower() for d in san.get_values_for_type(x509.DNSName)], ips
 
 
 def _dns_matches(pattern: str, name: str) -> bool:

@@ -18,6 +18,7 @@ Why these gunicorn settings (measured with `make bench`, docs on the benchmark):
 from __future__ import annotations
 
 import argparse
+import os
 import select
 import ssl
 import time
@@ -30,8 +31,9 @@ from webhook.engine.config import GlobalConfig
 from webhook.kube.namespaces import source_from_args
 from webhook.server import deadline
 from webhook.server.balancing import ConnectionTable
+from webhook.server.tls import CertificateReloader
 
-_reloader: Any = None  # this worker's CertificateReloader (set in load())
+_reloader: CertificateReloader | None = None  # this worker's (set in load())
 _draining = False  # set when this worker got SIGTERM: /readyz turns false while it drains
 _connections: ConnectionTable | None = None  # made by the master before it forks (Server.__init__)
 BALANCE_RECHECK = 0.01  # seconds between looks at the peers while held back (see QueueTimedWorker)
@@ -39,6 +41,7 @@ BALANCE_MAX_WAIT = 0.05  # longest a connection may wait in the listen queue for
 
 
 def _ssl_context(conf: Any, default_factory: Any) -> ssl.SSLContext:
+    assert _reloader is not None  # load() runs in the worker before it serves
     return _reloader.context()
 
 
@@ -56,7 +59,7 @@ def _child_exit(server: Any, worker: Any) -> None:
         _connections.clear(worker.podmedic_slot)
 
 
-class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
+class QueueTimedWorker(ThreadWorker):
     """gthread, plus two things:
     - a timestamp per queued request so the app can tell how long it waited (see deadline.py).
       Keep-alive connections are re-queued for every request, so the stamp is per request;
@@ -73,10 +76,11 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
     _held_back = False
     _waiting_since: float | None = None
 
-    @property
-    def _balanced(self) -> bool:
-        """This worker has a row in the table (the master had a free one for it)."""
-        return _connections is not None and self.podmedic_slot is not None
+    def _row(self) -> tuple[ConnectionTable, int] | None:
+        """The table and this worker's row in it, when the master had a free one for it."""
+        if _connections is None or self.podmedic_slot is None:
+            return None
+        return _connections, self.podmedic_slot
 
     @property
     def worker_connections(self) -> int:
@@ -89,8 +93,10 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
     def notify(self) -> None:
         super().notify()
         self._publish()
-        if self._balanced:
-            held = self.alive and not _connections.may_accept(self.podmedic_slot, self.nr_conns)
+        row = self._row()
+        if row:
+            table, slot = row
+            held = self.alive and not table.may_accept(slot, self.nr_conns)
             if not held:
                 self._waiting_since = None
             self._held_back = held and not self._left_waiting()
@@ -108,8 +114,10 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
         super().finish_request(conn, fs)
         self.nr_conns = max(self.nr_conns, before - 1)
 
-    def wait_for_and_dispatch_events(self, timeout: float) -> None:
-        super().wait_for_and_dispatch_events(min(timeout, BALANCE_RECHECK) if self._held_back else timeout)
+    def wait_for_and_dispatch_events(self, timeout: float | None) -> None:
+        if self._held_back:
+            timeout = BALANCE_RECHECK if timeout is None else min(timeout, BALANCE_RECHECK)
+        super().wait_for_and_dispatch_events(timeout)
 
     def _left_waiting(self) -> bool:
         """Has the listen queue stayed non-empty for BALANCE_MAX_WAIT while this worker held
@@ -124,8 +132,10 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
         return now - self._waiting_since >= BALANCE_MAX_WAIT
 
     def _publish(self) -> None:
-        if self._balanced and self.alive:
-            _connections.publish(self.podmedic_slot, self.pid, self.nr_conns)
+        row = self._row()
+        if row and self.alive:
+            table, slot = row
+            table.publish(slot, os.getpid(), self.nr_conns)  # self.pid, typed str: "[booting]" until forked
 
     def enqueue_req(self, conn: Any) -> None:
         conn.podmedic_enqueued_at = time.monotonic()
@@ -140,12 +150,14 @@ class QueueTimedWorker(ThreadWorker):  # type: ignore[misc]
         answers requests on kept-alive connections with `Connection: close`)."""
         global _draining
         _draining = True
-        if self._balanced:
-            _connections.clear(self.podmedic_slot)  # accepts no more: peers must not wait for it
+        row = self._row()
+        if row:
+            table, slot = row
+            table.clear(slot)  # accepts no more: peers must not wait for it
         super().handle_exit(sig, frame)
 
 
-class Server(BaseApplication):  # type: ignore[misc]
+class Server(BaseApplication):
     """A gunicorn application configured from `podmedic serve` flags, not from a file."""
 
     def __init__(self, args: argparse.Namespace, config: GlobalConfig):
@@ -186,12 +198,14 @@ class Server(BaseApplication):  # type: ignore[misc]
         global _reloader
         from webhook.server import metrics
         from webhook.server.app import create_app
-        from webhook.server.tls import CertificateReloader
+
+        def expiry_gauge(reloader: CertificateReloader) -> None:
+            if reloader.not_after is not None:  # set before each call
+                metrics.CERT_EXPIRY.set(reloader.not_after.timestamp())
 
         a = self.args
         _reloader = CertificateReloader(a.tls_cert_file, a.tls_private_key_file,
-                                        check_interval=a.cert_reload_interval,
-                                        on_reload=lambda r: metrics.CERT_EXPIRY.set(r.not_after.timestamp()))
+                                        check_interval=a.cert_reload_interval, on_reload=expiry_gauge)
         namespaces = source_from_args(a.namespaces_file, a.kubeconfig)
         namespaces.start()
         return create_app(self.podmedic_config, namespaces, _reloader, draining=lambda: _draining)

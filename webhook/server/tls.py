@@ -86,7 +86,7 @@ class _TimedSSLSocket(ssl.SSLSocket):
         self._hold_to_deadline()
         return super().recv(buflen, flags)
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
         self._hold_to_deadline()
         return super().recv_into(buffer, nbytes, flags)
 
