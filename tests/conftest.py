@@ -59,7 +59,10 @@ class RunningServer:
 
     def audit_lines(self) -> list[dict[str, Any]]:
         lines = []
-        for line in self.log.read_text(errors="replace").splitlines():
+        # Complete lines only (a worker may be writing the last one), split on "\n" only: an audit
+        # line may carry U+2028 or U+0085 from a hostile review (unescaped in JSON), where
+        # str.splitlines() would cut it.
+        for line in self.log.read_text(errors="replace").split("\n")[:-1]:
             if line.startswith("{") and '"audit":"podmedic"' in line:
                 lines.append(json.loads(line))
         return lines
