@@ -125,6 +125,7 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
     if gate is not None:
         report.add(gate)
         return Outcome([], report)
+    assert settings is not None and lookup.namespace is not None  # what _gate lets through
     ctx = PodContext(pod, lookup.namespace.name, dict(lookup.namespace.labels), config, settings, report,
                      toolbox_blocked=pod_level.names_taken(pod))
     _note_ignored(ctx)
@@ -133,7 +134,6 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
         denied = _run_feature(ctx, feature, patch)
         if denied:
             return Outcome([], report, denied=denied)
-    assert settings is not None and lookup.namespace is not None  # what _gate lets through
     pod_level.finish(ctx, patch)
     if patch.ops:
         patch.ensure_map(("metadata", "annotations"))  # so `created` lists it when it is new
