@@ -203,7 +203,14 @@ def _apply_to_template(template: Any, ops: list[dict[str, Any]]) -> None:
 def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
     for w in workloads(chunk.doc, run.default_namespace, run.err, f"{chunk.source}: document {chunk.index}"):
         if mode == "uninject":
-            chunk.changed |= uninject.template(w.template, run.config)
+            try:
+                chunk.changed |= uninject.template(w.template, run.config)
+            except uninject.MarkerError as exc:  # the marker is untrusted input: one document's error
+                run.failed = True
+                chunk.changed = False  # written as it was read, even if an earlier item was uninjected
+                print(f"podmedic: {chunk.source}: document {chunk.index}: {w.name} could not be uninjected: "
+                      f"{run.config.status_key}: {exc}; document left unchanged", file=run.err)
+                return
             continue
         ops, decisions = inject_template(run, w)
         if any(d.reason in (Reason.VERIFY_FAILED, Reason.MUTATOR_ERROR, Reason.MALFORMED_POD) for d in decisions):

@@ -18,9 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from webhook.engine import pod_level
+from webhook.engine import marker, pod_level
 from webhook.engine.config import GlobalConfig
 from webhook.engine.context import Feature, PodContext, probed_containers, regular_containers
 from webhook.engine.decisions import Decision, Reason, Report
@@ -32,7 +30,7 @@ from webhook.engine.settings import InvalidSetting, Resolved
 
 log = logging.getLogger(__name__)
 
-STATUS_VERSION = 1
+STATUS_VERSION = marker.VERSION
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -70,9 +68,19 @@ def _gate(lookup: Lookup, pod: dict[str, Any], config: GlobalConfig) -> tuple[De
         return Decision("pod", None, Reason.NAMESPACE_NOT_ENABLED, level=level), None
     if settings.pod.get("inject") == "disabled":
         return Decision("pod", None, Reason.POD_OPTED_OUT, level=Level.POD), None
-    if config.status_key in annotations:
-        return Decision("pod", None, Reason.ALREADY_INJECTED, level=Level.POD), None
+    if config.status_key in annotations:  # even a malformed marker: never inject twice
+        return Decision("pod", None, Reason.ALREADY_INJECTED, _marker_problem(annotations[config.status_key]),
+                        Level.POD), None
     return None, settings
+
+
+def _marker_problem(raw: object) -> str:
+    """Why a marker found on a pod is not one podmedic wrote (the decision's detail), or ""."""
+    try:
+        marker.parse(raw)
+    except marker.MarkerError as exc:
+        return f"malformed marker: {exc}"
+    return ""
 
 
 def inject_switch(namespace: Namespace, config: GlobalConfig) -> str:
@@ -137,7 +145,7 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
     pod_level.finish(ctx, patch)
     if patch.ops:
         patch.ensure_map(("metadata", "annotations"))  # so `created` lists it when it is new
-        ctx.status["version"] = STATUS_VERSION
-        ctx.status["created"] = [pointer(p) for p in patch.created]
-        patch.set(("metadata", "annotations", config.status_key), orjson.dumps(ctx.status).decode())
+        status = marker.build(ctx.status.get("containers", {}), ctx.status.get("pod"),
+                              [pointer(p) for p in patch.created], {pointer(p): v for p, v in patch.replaced})
+        patch.set(("metadata", "annotations", config.status_key), marker.write(status))
     return Outcome(patch.ops, report)

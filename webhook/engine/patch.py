@@ -56,6 +56,8 @@ class PatchBuilder:
         self.ops: list[dict[str, Any]] = []
         self.created: list[Path] = []  # maps/lists the patch created, in order (for uninject)
         self._created_set: set[Path] = set()
+        # (path, original) where the patch overwrote a null or empty member: uninject puts it back
+        self.replaced: list[tuple[Path, Any]] = []
 
     def exists(self, path: Path) -> bool:
         """Present in the original (and not null) or created by this patch."""
@@ -66,8 +68,16 @@ class PatchBuilder:
         if not path or self.exists(path):
             return
         self.ensure_map(path[:-1])
+        self._note_replaced(path)
         self.ops.append({"op": "add", "path": pointer(path), "value": {}})
         self._mark_created(path)
+
+    def _note_replaced(self, path: Path) -> None:
+        """Remember a null or empty original this path's operation overwrites: the features'
+        records cannot tell `annotations: null` or `command: []` from an absent field."""
+        original = lookup(self._original, path)
+        if original is not _MISSING and original in (None, {}, [], "") and path not in self._created_set:
+            self.replaced.append((path, original))
 
     def _mark_created(self, path: Path) -> None:
         self.created.append(path)
@@ -75,6 +85,7 @@ class PatchBuilder:
 
     def set(self, path: Path, value: Any) -> None:
         """Set a map field: `replace` when the original has it, else `add` (parents first)."""
+        self._note_replaced(path)
         if lookup(self._original, path) not in (_MISSING, None):
             self.ops.append({"op": "replace", "path": pointer(path), "value": value})
             return
@@ -87,6 +98,7 @@ class PatchBuilder:
             self.ops.append({"op": "add", "path": pointer(list_path) + "/-", "value": value})
             return
         self.ensure_map(list_path[:-1])
+        self._note_replaced(list_path)
         self.ops.append({"op": "add", "path": pointer(list_path), "value": [value]})
         self._mark_created(list_path)
 
@@ -100,11 +112,12 @@ class PatchBuilder:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Roll back every operation emitted inside the block if it raises."""
-        mark_ops, mark_created = len(self.ops), len(self.created)
+        mark_ops, mark_created, mark_replaced = len(self.ops), len(self.created), len(self.replaced)
         try:
             yield
         except BaseException:
             del self.ops[mark_ops:]
+            del self.replaced[mark_replaced:]
             for path in self.created[mark_created:]:
                 self._created_set.discard(path)
             del self.created[mark_created:]

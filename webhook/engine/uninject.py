@@ -1,18 +1,25 @@
 """Remove exactly what podmedic added, using the injection marker as the record.
 
-The marker (`<prefix>status`) lists, per container, what each feature added and the values it
-replaced (the original command, the original preStop), the pod-level volumes and init
-containers, and which maps and lists the patch had to create. Removing by name (not by replaying
-the patch backwards) keeps working when someone edited the manifest after injection.
+The marker (`<prefix>status`, schema in engine/marker.py) lists, per container, what each
+feature added and the values it replaced (the original command, the original preStop), the
+pod-level volumes and init containers, which maps and lists the patch had to create, and the
+null or empty members it overwrote. Removing by name (not by replaying the patch backwards) keeps
+working when someone edited the manifest after injection.
+
+The marker is untrusted: it is parsed and validated completely before the template is touched,
+so a malformed one raises MarkerError and leaves the template as it was.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from webhook.engine import pod_level
+from webhook.engine import marker, pod_level
 from webhook.engine.config import GlobalConfig
+from webhook.engine.marker import MarkerError
+from webhook.engine.patch import tokens
+
+__all__ = ["MarkerError", "template"]
 
 OUR_ENV = (pod_level.POD_NAME_ENV, pod_level.POD_UID_ENV)
 OUR_MOUNTS = (pod_level.TOOLBOX_VOLUME, pod_level.STATE_VOLUME, pod_level.LOGS_VOLUME)
@@ -34,16 +41,16 @@ def _restore(parent: dict[str, Any], key: str, original: Any) -> None:
 
 
 def _container(template: dict[str, Any], name: str) -> dict[str, Any] | None:
-    for c in (template.get("spec") or {}).get("containers") or []:
-        if c.get("name") == name:
-            return c
-    for c in (template.get("spec") or {}).get("initContainers") or []:
-        if c.get("name") == name:
-            return c
+    spec = template.get("spec")
+    for kind in ("containers", "initContainers"):
+        items = spec.get(kind) if isinstance(spec, dict) else None
+        for c in items if isinstance(items, list) else []:
+            if isinstance(c, dict) and c.get("name") == name:
+                return c
     return None
 
 
-def _undo_container(c: dict[str, Any], added: dict[str, Any]) -> None:
+def _undo_container(c: dict[str, Any], added: marker.ContainerRecord) -> None:
     if "supervisor" in added:
         _restore(c, "command", added["supervisor"]["command"])
     for probe in added.get("probes", []):
@@ -55,34 +62,59 @@ def _undo_container(c: dict[str, Any], added: dict[str, Any]) -> None:
     _drop(c.get("volumeMounts"), OUR_MOUNTS)
 
 
-def _prune_created(template: dict[str, Any], created: list[str]) -> None:
-    """Delete the maps and lists the patch created, deepest first, if they are empty now."""
+def _parent(template: dict[str, Any], ptr: str) -> tuple[Any, str]:
+    """The node holding the last segment of `ptr` (None when the path is gone), and that segment."""
+    parts = tokens(ptr)
+    node: Any = template
+    for part in parts[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            node = node.get(part)
+        else:
+            return None, ""
+    return node, parts[-1] if parts else ""
+
+
+def _prune_created(template: dict[str, Any], created: list[str], replaced: dict[str, Any]) -> None:
+    """Delete the maps and lists the patch created, deepest first, if they are empty now; one
+    that replaced a null or empty original becomes that original again, in its place."""
     for ptr in sorted(created, key=lambda p: p.count("/"), reverse=True):
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in ptr.split("/")[1:]]
-        node: Any = template
-        for part in parts[:-1]:
-            node = node[int(part)] if isinstance(node, list) else node.get(part) if isinstance(node, dict) else None
-            if node is None:
-                break
-        last = parts[-1] if parts else None
+        node, last = _parent(template, ptr)
         if isinstance(node, dict) and last in node and node[last] in ({}, []):
-            del node[last]
+            if ptr in replaced:
+                node[last] = replaced[ptr]
+            else:
+                del node[last]
+
+
+def _put_back(template: dict[str, Any], replaced: dict[str, Any]) -> None:
+    """Null or empty originals whose member the undo removed (a `command: []`, a `preStop: null`)."""
+    for ptr, original in replaced.items():
+        node, last = _parent(template, ptr)
+        if isinstance(node, dict) and last not in node:
+            node[last] = original
 
 
 def template(t: dict[str, Any], config: GlobalConfig) -> bool:
-    """Uninject one pod template (or pod) in place; False when it carries no marker."""
-    annotations = (t.get("metadata") or {}).get("annotations") or {}
-    raw = annotations.get(config.status_key)
-    if raw is None:
+    """Uninject one pod template (or pod) in place; False when it carries no marker, MarkerError
+    (before any change) when its marker is not one podmedic wrote."""
+    metadata = t.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(annotations, dict) or config.status_key not in annotations:
         return False
-    status = json.loads(raw)
-    for name, added in (status.get("containers") or {}).items():
+    status = marker.parse(annotations[config.status_key])
+    for name, added in status["containers"].items():
         c = _container(t, name)
         if c is not None:
             _undo_container(c, added)
-    pod = status.get("pod") or {}
-    _drop(t["spec"].get("volumes"), pod.get("volumes", []))
-    _drop(t["spec"].get("initContainers"), pod.get("initContainers", []))
+    spec = t.get("spec")
+    if isinstance(spec, dict):
+        pod = status.get("pod")
+        _drop(spec.get("volumes"), pod["volumes"] if pod else [])
+        _drop(spec.get("initContainers"), pod["initContainers"] if pod else [])
     del annotations[config.status_key]
-    _prune_created(t, status.get("created") or [])
+    replaced = status.get("replaced", {})
+    _prune_created(t, status["created"], replaced)
+    _put_back(t, replaced)
     return True

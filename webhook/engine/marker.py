@@ -1,0 +1,191 @@
+"""The injection marker (`<prefix>status`): what podmedic added to a pod, as one typed schema.
+
+The engine writes it (`write`) as the last operation of every non-empty patch; uninject reads it
+(`parse`) to remove exactly what was added, and the gate checks with it whether a marker it finds
+is well-formed. Once written, the marker is untrusted input: anyone can edit a manifest or a pod
+template, so `parse` accepts only what `write` can produce and raises MarkerError otherwise --
+never a KeyError or AttributeError three calls later.
+
+Version 1, one JSON object, keys in this order (the order is part of the format: golden files
+and re-applied manifests compare the text):
+
+    containers  {container name: {feature: what it added or replaced}}    required
+                  supervisor  {"command": the original command, or null}
+                  probes      ["readinessProbe" | "livenessProbe" | "startupProbe", ...]
+                  logs        {"mountPath": the log directory's mount path}
+                  forensics   {"preStop": the original preStop hook, any JSON value, or null}
+    pod         {"volumes": [names], "initContainers": [names]}          when pod-level pieces were added
+    version     1                                                        required
+    created     [JSON pointers of the maps and lists the patch created]  required
+    replaced    {JSON pointer: original value}                           when the patch overwrote a
+                member that was null or empty ({}, [], ""), which the feature records cannot tell
+                from an absent one (`annotations: null` must come back as null, not vanish)
+
+Strictness: unknown keys are rejected at every level, as are wrong types, a version other than
+1, and markers longer than MAX_LENGTH (the API server's limit for all annotations together). A
+later format that adds a key must bump the version, so an older podmedic refuses it instead of
+removing half of what a newer one added.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal, NotRequired, TypedDict
+
+import orjson
+
+VERSION: Final = 1
+MAX_LENGTH = 256 * 1024  # bytes: the API server's limit for a pod's annotations, all together
+PROBE_FIELDS = ("readinessProbe", "livenessProbe", "startupProbe")
+
+
+class SupervisorRecord(TypedDict):
+    command: list[str] | None
+
+
+class LogsRecord(TypedDict):
+    mountPath: str
+
+
+class ForensicsRecord(TypedDict):
+    preStop: Any  # the user's hook as it was, restored verbatim
+
+
+class ContainerRecord(TypedDict, total=False):
+    supervisor: SupervisorRecord
+    probes: list[str]
+    logs: LogsRecord
+    forensics: ForensicsRecord
+
+
+class PodRecord(TypedDict):
+    volumes: list[str]
+    initContainers: list[str]
+
+
+class Marker(TypedDict):
+    containers: dict[str, ContainerRecord]
+    pod: NotRequired[PodRecord]
+    version: Literal[1]
+    created: list[str]
+    replaced: NotRequired[dict[str, Any]]
+
+
+class MarkerError(ValueError):
+    """The marker is not one podmedic wrote; the message says what is wrong with it, cut to
+    MAX_MESSAGE characters (it quotes keys and names from the marker, which may be huge)."""
+
+    MAX_MESSAGE = 200
+
+    def __init__(self, message: str) -> None:
+        cut = self.MAX_MESSAGE
+        super().__init__(message if len(message) <= cut else message[:cut - 3] + "...")
+
+
+def build(containers: dict[str, ContainerRecord], pod: PodRecord | None, created: list[str],
+          replaced: dict[str, Any]) -> Marker:
+    """The marker for a patch; optional parts only when there is something to record."""
+    marker = Marker(containers=containers, version=VERSION, created=created)
+    if pod is not None:
+        marker["pod"] = pod
+    if replaced:
+        marker["replaced"] = replaced
+    return marker
+
+
+def write(marker: Marker) -> str:
+    """The annotation value: compact JSON, keys in the documented order."""
+    ordered: dict[str, Any] = {"containers": marker["containers"]}
+    if "pod" in marker:
+        ordered["pod"] = marker["pod"]
+    ordered["version"] = marker["version"]
+    ordered["created"] = marker["created"]
+    if "replaced" in marker:
+        ordered["replaced"] = marker["replaced"]
+    return orjson.dumps(ordered).decode()
+
+
+def parse(text: object) -> Marker:
+    """The marker in an annotation value, validated; MarkerError for anything `write` would not
+    have produced (the value is any object, since a manifest's annotation may be a number)."""
+    if not isinstance(text, str):
+        raise MarkerError(f"must be a JSON string, not {_kind(text)}")
+    raw = text.encode()  # bytes: orjson refuses str subclasses (ruamel's quoted scalars)
+    if len(raw) > MAX_LENGTH:
+        raise MarkerError(f"too long ({len(raw)} bytes, at most {MAX_LENGTH})")
+    try:
+        data = orjson.loads(raw)  # deep nesting is an orjson.JSONDecodeError, not a RecursionError
+    except orjson.JSONDecodeError as exc:
+        raise MarkerError(f"not JSON: {exc}") from None
+    obj = _object(data, "the marker", required=("containers", "version", "created"),
+                  optional=("pod", "replaced"))
+    version = obj["version"]
+    if type(version) is not int or version != VERSION:
+        raise MarkerError(f"version {version!r} is not supported (this podmedic reads version {VERSION})")
+    containers = _object(obj["containers"], "containers")
+    for name, record in containers.items():
+        _container(record, f"containers[{name!r}]")
+    if "pod" in obj:
+        pod = _object(obj["pod"], "pod", ("volumes", "initContainers"), ())
+        _strings(pod["volumes"], "pod.volumes")
+        _strings(pod["initContainers"], "pod.initContainers")
+    for ptr in _strings(obj["created"], "created"):
+        _pointer(ptr, "created")
+    if "replaced" in obj:
+        for ptr, original in _object(obj["replaced"], "replaced").items():
+            _pointer(ptr, "replaced")
+            if original not in (None, {}, [], ""):
+                raise MarkerError(f"replaced[{ptr!r}] must be null or empty, not {_kind(original)}")
+    return obj  # type: ignore[return-value]  # validated above, field by field
+
+
+def _container(record: object, where: str) -> None:
+    rec = _object(record, where, optional=("supervisor", "probes", "logs", "forensics"))
+    if "supervisor" in rec:
+        command = _object(rec["supervisor"], f"{where}.supervisor", ("command",), ())["command"]
+        if command is not None:
+            _strings(command, f"{where}.supervisor.command")
+    if "probes" in rec:
+        for probe in _strings(rec["probes"], f"{where}.probes"):
+            if probe not in PROBE_FIELDS:
+                raise MarkerError(f"{where}.probes: {probe!r} is not one of {', '.join(PROBE_FIELDS)}")
+    if "logs" in rec:
+        path = _object(rec["logs"], f"{where}.logs", ("mountPath",), ())["mountPath"]
+        if not isinstance(path, str):
+            raise MarkerError(f"{where}.logs.mountPath must be a string, not {_kind(path)}")
+    if "forensics" in rec:
+        _object(rec["forensics"], f"{where}.forensics", ("preStop",), ())
+
+
+def _object(value: object, where: str, required: tuple[str, ...] = (),
+            optional: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """`value` as a JSON object with these keys; optional=None allows any key (a map by name)."""
+    if not isinstance(value, dict):
+        raise MarkerError(f"{where} must be an object, not {_kind(value)}")
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise MarkerError(f"{where} lacks {', '.join(missing)}")
+    if optional is not None:
+        unknown = sorted(k for k in value if k not in required and k not in optional)
+        if unknown:
+            raise MarkerError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}")
+    return value
+
+
+def _strings(value: object, where: str) -> list[str]:
+    if not isinstance(value, list):
+        raise MarkerError(f"{where} must be a list of strings, not {_kind(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise MarkerError(f"{where}[{i}] must be a string, not {_kind(item)}")
+    return value
+
+
+def _pointer(ptr: str, where: str) -> None:
+    if not ptr.startswith("/"):
+        raise MarkerError(f"{where}: {ptr!r} is not a JSON pointer")
+
+
+def _kind(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+             int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
