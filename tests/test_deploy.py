@@ -1,8 +1,8 @@
 """deploy/ (kustomize base + overlays), the Dockerfile and deploy/build-image.
 
 The manifests are rendered once per session with the real `kubectl kustomize`; every built-in
-object is validated against the Kubernetes 1.36 schemas, and each safety property the issue asks
-for is asserted on the rendered output -- cross-checked against the code it has to agree with
+object is validated against the Kubernetes 1.36 schemas, and each safety property podmedic promises
+is asserted on the rendered output -- cross-checked against the code it has to agree with
 (the `podmedic serve` flags, the global configuration loader, the certificate names). The
 integration part applies the rendered objects to the real API server: Pod Security admission
 judges the webhook's own pod template, and the API server's webhook dispatcher proves the

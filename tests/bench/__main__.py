@@ -1,6 +1,6 @@
 """`make bench`: podmedic's /mutate under load, against the floor of its own stack.
 
-What is measured, and why this way (see ../shared/PERFORMANCE.md for the floors of this stack):
+What is measured, and why this way (docs/benchmark.md has the results):
 - the real server, started as `podmedic serve` starts it (production gunicorn settings, TLS,
   audit line on; stdout goes to a file, since the audit write is part of a review's cost), and
   the floor (tests/bench/floor.py: Flask + gunicorn gthread that only decodes the review and

@@ -1,4 +1,4 @@
-"""The injection marker as untrusted input (issue 14, item 4): one schema, a writer the engine
+"""The injection marker as untrusted input: one schema, a writer the engine
 uses and a parser uninject and the gate use. A malformed marker is a per-document error of
 `podmedic uninject` (exit 2, the document written unchanged, never a traceback), the gate never
 injects over any marker, and uninject(inject(x)) gives x back exactly -- `annotations: null`,

@@ -1,4 +1,4 @@
-"""The mutation matrix (issue 4): every pod shape x feature switches, run through the same
+"""The mutation matrix: every pod shape x feature switches, run through the same
 engine the webhook uses; each patch is applied to the original and validated (API rules +
 Kubernetes 1.36 schema), and re-injecting the result adds nothing."""
 
