@@ -1,12 +1,18 @@
-"""The preStop collector with real processes: bundle layout, redaction, budget, termination message."""
+"""The preStop collector with real processes: bundle layout, redaction, budget, termination message,
+whose environment it records and which processes it takes for JVMs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,15 +22,24 @@ from webhook.toolbox import argv as toolbox
 
 SECRET = "hunter2-" + os.urandom(4).hex()
 PEM = f"-----BEGIN PRIVATE KEY-----\n{SECRET}-line2\n-----END PRIVATE KEY-----"  # a multi-line secret
+APP_ENV = {"DB_PASSWORD": SECRET, "API_TOKEN": SECRET, "TLS_KEY": PEM, "GREETING": "hello", "ONLY_THE_APP": "has-this"}
 
 
-def collect(tb, out: str | None, budget: int = 10, user: int | None = None, **env: str):
-    argv = toolbox.forensics_argv(str(tb.root), name="app", out_dir=out, budget_seconds=budget)
+def collect(tb, out: str | None, budget: int = 10, user: int | None = None, prefix: tuple[str, ...] = (),
+            **env: str):
+    """Run the preStop collector as the kubelet's exec does: its environment is its own, not the app's."""
+    argv = [*prefix, *toolbox.forensics_argv(str(tb.root), name="app", out_dir=out, budget_seconds=budget)]
     ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
     started = time.monotonic()
-    done = subprocess.run(argv, env=tb.env(DB_PASSWORD=SECRET, API_TOKEN=SECRET, TLS_KEY=PEM, GREETING="hello", **env),
+    done = subprocess.run(argv, env=tb.env(ONLY_THE_COLLECTOR="has-this", **env),
                           capture_output=True, text=True, timeout=budget + 10, **ids)
     return done, time.monotonic() - started
+
+
+def assert_the_apps_environment(env: str) -> None:
+    assert "ONLY_THE_APP=has-this" in env and "ONLY_THE_COLLECTOR" not in env, env
+    assert "GREETING=hello" in env and "DB_PASSWORD=<redacted>" in env and "API_TOKEN=<redacted>" in env
+    assert "TLS_KEY=<redacted>" in env and "line2" not in env and SECRET not in env
 
 
 def test_bundle_in_the_log_directory(tb):
@@ -32,10 +47,11 @@ def test_bundle_in_the_log_directory(tb):
     logs.mkdir()
     logs.chmod(0o1777)  # what podmedic logdir makes of the container's log directory
     (logs / "app.log").write_text("".join(f"line {i}\n" for i in range(500)))
-    proc = tb.supervise(tb.program("srv.sh", "while :; do sleep 0.1; done"), {"startsecs": "1"})
+    proc = tb.supervise(tb.program("srv.sh", "while :; do sleep 0.1; done"), {"startsecs": "1"}, user=NOBODY,
+                        **APP_ENV)
     wait_for(lambda: tb.pmctl("ready").returncode == 0)
     try:
-        done, took = collect(tb, str(logs), user=NOBODY)
+        done, took = collect(tb, str(logs), user=NOBODY, DB_PASSWORD=SECRET)
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=20)
@@ -53,8 +69,8 @@ def test_bundle_in_the_log_directory(tb):
     assert "MemTotal" in (bundle / "memory.txt").read_text()
     assert "state=" in (bundle / "sockets.txt").read_text() or (bundle / "sockets.txt").read_text() == ""
     env = (bundle / "redacted_env.txt").read_text()
-    assert "GREETING=hello" in env and "DB_PASSWORD=<redacted>" in env and "API_TOKEN=<redacted>" in env
-    assert "TLS_KEY=<redacted>" in env and "line2" not in env
+    assert_the_apps_environment(env)  # the supervised app's (its pid from the state file)
+    assert env.startswith(f"# environment of pid {summary['supervisor']['pid']}, the app"), env
     assert "line 499" in (bundle / "recent_logs.txt").read_text()
     for f in bundle.iterdir():
         assert SECRET not in f.read_text(errors="replace"), f.name
@@ -62,7 +78,7 @@ def test_bundle_in_the_log_directory(tb):
 
 def test_without_log_directory_writes_the_termination_message(tb):
     term = tb.work / "termination-log"
-    done, _ = collect(tb, None, PODMEDIC_TERMINATION_LOG=str(term))
+    done, _ = collect(tb, None, PODMEDIC_TERMINATION_LOG=str(term), DB_PASSWORD=SECRET)
     assert done.returncode == 0
     text = term.read_text()
     assert "podmedic forensics" in text and "container app" in text and len(text) <= 4096
@@ -112,3 +128,121 @@ GLIBC_RESERVED = (1 << 31) | (1 << 32)
 def _ignore_int_quit() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
+# ---- which processes are JVMs, and whose environment is recorded
+
+@pytest.fixture(scope="session")
+def jvms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """tests/runtime/jvm.c built three ways: `java` (a JVM by its executable), `jsvc` (a launcher
+    that loaded a libjvm.so) and `server` (a copy of java under another name)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc to build the stand-in JVM: apt-get install gcc libc6-dev")
+    d = tmp_path_factory.mktemp("jvm")
+    os.chmod(d, 0o755)
+    source = str(Path(__file__).with_name("jvm.c"))
+    (d / "jdk" / "bin").mkdir(parents=True)
+    (d / "jdk" / "lib").mkdir()
+
+    def gcc(*args: str) -> None:
+        subprocess.run(["gcc", "-Os", *args], check=True, capture_output=True, timeout=120)
+
+    gcc("-static", "-o", str(d / "jdk" / "bin" / "java"), source)
+    gcc("-shared", "-fPIC", "-o", str(d / "jdk" / "lib" / "libjvm.so"), "-x", "c", "/dev/null")
+    gcc("-o", str(d / "jsvc"), source, f"-L{d / 'jdk' / 'lib'}", "-Wl,--no-as-needed", "-ljvm",
+        f"-Wl,-rpath,{d / 'jdk' / 'lib'}")
+    shutil.copy2(d / "jdk" / "bin" / "java", d / "server")
+    return {"java": str(d / "jdk" / "bin" / "java"), "jsvc": str(d / "jsvc"), "server": str(d / "server")}
+
+
+@contextlib.contextmanager
+def started(*procs: subprocess.Popen) -> Iterator[None]:
+    """Kill these processes (each in a session of its own) however the test ends."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def spawn(argv: list[str], executable: str | None = None, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(argv, executable=executable, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def quits(record: Path) -> int:
+    return record.read_text().count("SIGQUIT") if record.exists() else 0
+
+
+def test_thread_dumps_only_for_jvms_by_their_executable(tb, jvms):
+    logs = tb.work / "logs"
+    logs.mkdir()
+    rec = {k: tb.work / f"rec-{k}" for k in ("app", "renamed", "jsvc", "decoy")}
+    # The supervised app execs the JVM: tini's and the wrapper's command lines name the script,
+    # "java-app", and must not get SIGQUIT (tini and the wrapper would forward it: several dumps).
+    tb.supervise(tb.program("java-app", f"exec {jvms['java']} {rec['app']} -jar app.jar"), {"startsecs": "0"})
+    others = [
+        spawn(["server", str(rec["renamed"])], executable=jvms["java"]),  # exe java, no "java" in its argv
+        spawn([jvms["jsvc"], str(rec["jsvc"])]),                            # exe jsvc, with libjvm.so loaded
+        spawn([jvms["server"], str(rec["decoy"]), "-cp", "java"]),         # "java" in its argv only
+    ]
+    with started(*others):
+        wait_for(lambda: all(r.exists() for r in rec.values()))
+        app = wait_for(lambda: tb.state()["pid"])
+        wrapper = tb.state()["wrapper_pid"]
+        done, _ = collect(tb, str(logs))
+        assert done.returncode == 0
+        threads = next((logs / "forensics").iterdir()).joinpath("threads.txt").read_text()
+        signalled = {int(p) for p in re.findall(r"^pid (\d+): sent SIGQUIT", threads, re.M)}
+        assert signalled == {app, others[0].pid, others[1].pid}, threads
+        assert f"pid {wrapper} tid" in threads  # listed as any other process, not signalled
+        wait_for(lambda: quits(rec["app"]) and quits(rec["renamed"]) and quits(rec["jsvc"]))
+        time.sleep(0.5)  # a forwarded copy would arrive by now
+        assert [quits(rec[k]) for k in ("app", "renamed", "jsvc", "decoy")] == [1, 1, 1, 0]
+
+
+def test_a_jvm_that_does_not_handle_sigquit_is_not_killed(tb):
+    """A JVM started with -Xrs has no SIGQUIT handler: the signal would kill it with a core dump."""
+    logs = tb.work / "logs"
+    logs.mkdir()
+    java = tb.work / "java"
+    shutil.copy2(tb.busybox, java)  # a JVM by its executable, without a SIGQUIT handler
+    proc = spawn(["busybox", "sleep", "100"], executable=str(java))
+    with started(proc):
+        done, _ = collect(tb, str(logs))
+        assert done.returncode == 0
+        threads = next((logs / "forensics").iterdir()).joinpath("threads.txt").read_text()
+        assert f"pid {proc.pid}: a JVM that does not handle SIGQUIT" in threads, threads
+        time.sleep(0.3)
+        assert proc.poll() is None
+
+
+def test_environment_without_supervisor_is_the_containers_main_process(tb, jvms):
+    """No state file: the app is the container's main process, the oldest one that is not the
+    toolbox's. A PID namespace of its own stands for the container."""
+    unshare, nsenter = shutil.which("unshare"), shutil.which("nsenter")
+    if unshare is None or nsenter is None:
+        pytest.skip("no unshare/nsenter (util-linux) to make a PID namespace")
+    if subprocess.run([unshare, "--pid", "--fork", "--mount-proc", "true"], capture_output=True).returncode:
+        pytest.skip("cannot create a PID namespace here (unshare --pid needs CAP_SYS_ADMIN)")
+    logs = tb.work / "logs"
+    logs.mkdir()
+    container = spawn([unshare, "--pid", "--fork", "--mount-proc", jvms["server"], str(tb.work / "rec-main")],
+                      PATH="/usr/bin:/bin", **APP_ENV)
+    with started(container):
+        children = Path(f"/proc/{container.pid}/task/{container.pid}/children")
+        main = int(wait_for(lambda: children.read_text().split())[0])  # PID 1 in the namespace
+        wait_for(lambda: (tb.work / "rec-main").exists())
+        # a later process in the same container, and the collector's own environment, must not count
+        enter = (nsenter, "-t", str(main), "-p", "-m", "--")
+        later = spawn([*enter, jvms["server"], str(tb.work / "rec-later")], ONLY_THE_LATER_ONE="x")
+        with started(later):
+            wait_for(lambda: (tb.work / "rec-later").exists())
+            done, _ = collect(tb, str(logs), prefix=enter)
+    assert done.returncode == 0, done.stderr
+    env = next((logs / "forensics").iterdir()).joinpath("redacted_env.txt").read_text()
+    assert env.startswith("# environment of pid 1, the container's main process"), env
+    assert_the_apps_environment(env)
+    assert "ONLY_THE_LATER_ONE" not in env
