@@ -4,13 +4,15 @@ without /bin/sh on PATH, as a non-root UID where it matters."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,7 @@ def _missing() -> str | None:
 class Toolbox:
     root: Path      # where it is installed (the pod's /podmedic)
     work: Path      # scratch: test programs, state dir, log dir (world-writable)
+    sessions: list[subprocess.Popen[str]] = field(default_factory=list)  # what supervise started
 
     @property
     def busybox(self) -> str:
@@ -48,12 +51,60 @@ class Toolbox:
         return {"PATH": "/nonexistent", "PODMEDIC_STATE_DIR": str(self.work / "state"), **extra}
 
     def supervise(self, program: str, options: dict[str, str] | None = None, user: int | None = None,
-                  **env: str) -> subprocess.Popen[str]:
-        """Start the wrapper exactly as the webhook's command prefix does (tini as PID 1's stand-in)."""
+                  ignored: tuple[signal.Signals, ...] = (), **env: str) -> subprocess.Popen[str]:
+        """Start the wrapper exactly as the webhook's command prefix does (tini as PID 1's stand-in),
+        in a session of its own, with the `ignored` signals ignored as a parent shell may leave them
+        (nohup, a background job). The fixture's teardown kills whatever the session started."""
         argv = toolbox_argv.supervise_argv(str(self.root), name="app", options=options or {}) + [program]
         ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
-        return subprocess.Popen(argv, env=self.env(**env), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                                text=True, start_new_session=True, **ids)
+
+        def ignore() -> None:
+            for sig in ignored:
+                signal.signal(sig, signal.SIG_IGN)
+
+        proc = subprocess.Popen(argv, env=self.env(**env), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, start_new_session=True, preexec_fn=ignore if ignored else None, **ids)
+        self.sessions.append(proc)
+        return proc
+
+    def processes(self) -> set[int]:
+        """Every process still alive (zombies aside) that the sessions started: in a session, or a
+        descendant of one that left it (setsid) and its process group."""
+        table: dict[int, tuple[int, int, str]] = {}  # pid -> (ppid, sid, state)
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                table[int(entry)] = (int(fields[1]), int(fields[3]), fields[0])
+        sids = {p.pid for p in self.sessions}
+        found = {pid for pid, (_, sid, _) in table.items() if sid in sids}
+        grew = True
+        while grew:
+            more = {pid for pid, (ppid, _, _) in table.items() if ppid in found} - found
+            found |= more
+            grew = bool(more)
+        return {pid for pid in found if table[pid][2] != "Z"}
+
+    def kill_all(self) -> None:
+        """SIGKILL every process the sessions started (a failed test leaves tini, the wrapper
+        and an app that loops or holds), collect the wrappers, and check that none is left."""
+        deadline = time.monotonic() + 10
+        while True:
+            left = self.processes()
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            for proc in self.sessions:
+                if proc.poll() is None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.communicate(timeout=1)
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        left = self.processes()
+        assert not left, f"processes left behind by the test: {sorted(left)}"
 
     def pmctl(self, check: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(toolbox_argv.pmctl_argv(check, str(self.root), name="app"), env=self.env(),
@@ -84,8 +135,14 @@ def tb(built: Path) -> Iterator[Toolbox]:
     (work / "state").mkdir(parents=True)
     for d in (work, work / "state"):
         d.chmod(0o1777)
-    yield Toolbox(base / "podmedic", work)
-    shutil.rmtree(base, ignore_errors=True)
+    installed = Toolbox(base / "podmedic", work)
+    try:
+        yield installed
+    finally:
+        try:
+            installed.kill_all()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):

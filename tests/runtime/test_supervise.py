@@ -222,3 +222,47 @@ def test_sigkill_after_stopwaitsecs_is_logged_once(tb):
         code, err = finish(proc)
         assert code == 128 + signal.SIGKILL
         assert err.count("still running after 1s: SIGKILL") == 1, err
+
+
+def sig_ignored(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("SigIgn:"):
+            return int(line.split()[1], 16)
+    raise AssertionError("no SigIgn")
+
+
+def test_signals_ignored_by_the_parent_are_still_forwarded_and_int_stops(tb):
+    # started as from nohup or a background job without job control: HUP, INT and QUIT ignored.
+    # A shell cannot trap a signal ignored on entry: the wrapper must start with default actions.
+    got = tb.work / "got"
+    app = tb.program("sig.sh", f"trap 'echo HUP >> {got}' HUP\ntrap 'echo QUIT >> {got}' QUIT\n"
+                               f"trap 'echo TERM >> {got}; exit 7' TERM\nwhile :; do sleep 0.1; done")
+    proc = tb.supervise(app, FAST, ignored=(signal.SIGHUP, signal.SIGINT, signal.SIGQUIT))
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    wrapper = tb.state()["wrapper_pid"]
+    assert sig_ignored(proc.pid) & 0b111 == 0b111  # tini got them ignored, as the parent left them
+    assert sig_ignored(wrapper) & 0b111 == 0  # HUP, INT, QUIT: bits 0-2
+    os.kill(proc.pid, signal.SIGHUP)
+    wait_for(lambda: got.exists() and "HUP" in got.read_text(), timeout=5)
+    os.kill(proc.pid, signal.SIGQUIT)
+    wait_for(lambda: "QUIT" in got.read_text(), timeout=5)
+    os.kill(proc.pid, signal.SIGINT)  # stops the container: the app gets the stopsignal, TERM
+    code, _ = finish(proc, 5)
+    assert code == 7 and got.read_text().splitlines() == ["HUP", "QUIT", "TERM"]
+    assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1
+
+
+def test_teardown_kills_every_process_a_failed_test_left(tb):
+    # what a test that fails half-way leaves: a wrapper holding, and one whose app ignores
+    # SIGTERM and has a child of its own in a session of its own
+    held = tb.supervise(tb.program("crash.sh", "exit 5"), {"startretries": "0", "max-hold": "600"})
+    app = tb.program("stubborn.sh", "trap '' TERM\nsetsid sleep 600 &\nwhile :; do sleep 0.1; done")
+    running = tb.supervise(app, FAST)
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    started = tb.processes()
+    assert {held.pid, running.pid} <= started and len(started) >= 6  # 2 tini, 2 wrappers, app, its child
+    tb.kill_all()
+    assert tb.processes() == set()
+    for pid in started:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+    assert held.returncode is not None and running.returncode is not None

@@ -15,12 +15,17 @@ SUPERVISOR_OPTIONS = ("autorestart", "startsecs", "startretries", "exitcodes", "
 
 
 def supervise_argv(mount: str = TOOLBOX_MOUNT, *, name: str, options: Mapping[str, str]) -> list[str]:
-    """The argv prefix before the app's command: tini as PID 1, then the wrapper, then `--`."""
+    """The argv prefix before the app's command: tini as PID 1, then the wrapper, then `--`.
+
+    sigreset (exec with every signal at its default action, none blocked) sits between tini and
+    the shell: a POSIX shell cannot trap a signal that was ignored when it started, and a runtime
+    or a parent shell (nohup, a background job) may hand over HUP, INT or QUIT ignored -- then
+    HUP would never be forwarded and INT would never stop the app."""
     unknown = set(options) - set(SUPERVISOR_OPTIONS)
     if unknown:
         raise ValueError(f"unknown supervisor options: {', '.join(sorted(unknown))}")
     flags = [f"--{key}={options[key]}" for key in SUPERVISOR_OPTIONS if key in options]
-    return [f"{mount}/bin/tini", "-s", "--", f"{mount}/bin/busybox", "sh", f"{mount}/supervise",
+    return [f"{mount}/bin/tini", "-s", "--", f"{mount}/bin/sigreset", f"{mount}/bin/busybox", "sh", f"{mount}/supervise",
             "--name", name, *flags, "--"]
 
 
