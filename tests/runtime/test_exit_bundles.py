@@ -1,0 +1,137 @@
+"""The collector's exit mode, which the wrapper runs when the app exits unexpectedly: the bundle
+(`forensics/<time>-<container>-exit-<code|SIGNAL>/`) and its rate limit, with real processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.runtime.conftest import NOBODY, wait_for
+
+
+def exit_bundle(tb, logs: Path | None, *flags: str, name: str = "app", budget: int = 5,
+                user: int | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [tb.busybox, "sh", str(tb.root / "forensics"), "--name", name, "--budget", str(budget),
+            *(["--out", str(logs)] if logs else []), *flags]
+    ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
+    return subprocess.run(argv, env=tb.env(), capture_output=True, text=True, timeout=budget + 10, **ids)
+
+
+def bundles(logs: Path, name: str = "app") -> list[Path]:
+    d = logs / "forensics"
+    return sorted(p for p in d.iterdir() if p.is_dir() and p.name.split("-exit-")[0].endswith(f"-{name}")) \
+        if d.is_dir() else []
+
+
+def log_directory(tb) -> Path:
+    logs = tb.work / "logs"
+    logs.mkdir()
+    logs.chmod(0o1777)  # what podmedic logdir makes of the container's log directory
+    return logs
+
+
+def test_exit_code_bundle(tb):
+    logs = log_directory(tb)
+    (logs / "app.log").write_text("".join(f"line {i}\n" for i in range(300)) + "FATAL: lost the database\n")
+    proc = tb.supervise(tb.program("srv.sh", "while :; do sleep 0.1; done"), {"startsecs": "0"}, user=NOBODY)
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    marker = "left-behind-" + os.urandom(4).hex()
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker], start_new_session=True)
+    try:
+        done = exit_bundle(tb, logs, "--exit", "3", "--ran-seconds", "42", user=NOBODY)
+    finally:
+        leftover.kill()
+        leftover.wait()
+    assert done.returncode == 0, done.stderr
+    [bundle] = bundles(logs)
+    assert bundle.name.endswith("-app-exit-3"), bundle.name
+    assert f"bundle {bundle}" in done.stderr  # one line in the container's log
+    summary = json.loads((bundle / "summary.json").read_text())
+    assert summary["kind"] == "exit" and summary["container"] == "app"
+    assert summary["exit"] == {"code": 3, "signal": None, "signal_number": None, "core_dumped": False,
+                               "ran_seconds": 42}
+    assert summary["rate_limit"] == {"burst": 3, "window_seconds": 300, "skipped_before": 0}
+    assert summary["supervisor"]["state"] == "RUNNING" and summary["supervisor"]["history"]
+    assert set(summary["ran"]) == {"supervisor", "memory", "cgroup", "left_behind", "processes", "recent_logs",
+                                   "disk"} and summary["failed"] == [], summary
+    assert (bundle / "exit.txt").read_text().startswith("exit code 3\nran 42 s\n")
+    assert '"history"' in (bundle / "supervisor.txt").read_text()
+    assert "MemTotal" in (bundle / "memory.txt").read_text()
+    assert "/proc/self/cgroup" in (bundle / "cgroup.txt").read_text()
+    logs_tail = (bundle / "recent_logs.txt").read_text()
+    assert "FATAL: lost the database" in logs_tail and "line 299" in logs_tail
+    left = (bundle / "left_behind.txt").read_text()
+    assert marker in left and f"pid {leftover.pid} " in left
+    assert f"pid {proc.pid} " not in left and f"pid {tb.state()['wrapper_pid']} " not in left  # tini, the wrapper
+
+
+def test_signal_bundles(tb):
+    logs = log_directory(tb)
+    segv = exit_bundle(tb, logs, "--signal", "SEGV", "--core", "--ran-seconds", "7")
+    kill = exit_bundle(tb, logs, "--signal", "9", "--ran-seconds", "0")
+    assert segv.returncode == kill.returncode == 0
+    found = {b.name.split("-exit-")[1]: json.loads((b / "summary.json").read_text())["exit"] for b in bundles(logs)}
+    assert found == {
+        "SIGSEGV": {"code": None, "signal": "SIGSEGV", "signal_number": 11, "core_dumped": True, "ran_seconds": 7},
+        "SIGKILL": {"code": None, "signal": "SIGKILL", "signal_number": 9, "core_dumped": False, "ran_seconds": 0},
+    }
+    segv_text = next(b for b in bundles(logs) if b.name.endswith("SIGSEGV")).joinpath("exit.txt").read_text()
+    assert segv_text.startswith("killed by signal SIGSEGV (11), core dumped\nran 7 s\n")
+
+
+def test_a_crash_loop_gets_three_bundles_then_none_within_the_window(tb):
+    logs = log_directory(tb)
+    outcomes = [exit_bundle(tb, logs, "--exit", "1", "--ran-seconds", "20", budget=2) for _ in range(100)]
+    assert all(o.returncode == 0 for o in outcomes)
+    assert len(bundles(logs)) == 3, sorted(p.name for p in (logs / "forensics").iterdir())
+    assert "no exit bundle (rate limit: 3, then one per 300s; 97 skipped since the last)" in outcomes[-1].stderr
+    # per container: another container of the pod still gets its own
+    assert exit_bundle(tb, logs, "--exit", "1", name="sidecar").returncode == 0
+    assert len(bundles(logs, "sidecar")) == 1 and len(bundles(logs)) == 3
+
+
+def test_one_more_bundle_per_window(tb):
+    logs = log_directory(tb)
+    window, started = 3, time.monotonic()
+    while time.monotonic() - started < 2 * window + 0.5:
+        assert exit_bundle(tb, logs, "--exit", "1", "--window", str(window), budget=2).returncode == 0
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    made = bundles(logs)
+    assert 3 + 1 <= len(made) <= 3 + int(elapsed // window) + 1, (len(made), elapsed)
+    skipped = [json.loads((b / "summary.json").read_text())["rate_limit"]["skipped_before"] for b in made]
+    assert skipped[:3] == [0, 0, 0] and any(n > 0 for n in skipped[3:]), skipped  # the gap is counted
+
+
+def test_concurrent_calls_keep_the_limit(tb):
+    logs = log_directory(tb)
+    procs = [subprocess.Popen([tb.busybox, "sh", str(tb.root / "forensics"), "--name", "app", "--budget", "3",
+                               "--out", str(logs), "--exit", "2"], env=tb.env(), start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(20)]
+    try:
+        assert [p.wait(timeout=30) for p in procs] == [0] * 20
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+    assert len(bundles(logs)) == 3
+    assert not (logs / "forensics" / ".exit-app.lock").exists()
+
+
+def test_always_exits_zero_and_within_the_budget(tb):
+    started = time.monotonic()
+    assert exit_bundle(tb, None, "--exit", "1").returncode == 0            # no log directory
+    assert exit_bundle(tb, Path("/proc/nowhere"), "--exit", "1").returncode == 0  # not writable
+    logs = log_directory(tb)
+    assert exit_bundle(tb, logs, "--exit", "nonsense", "--ran-seconds", "x").returncode == 0
+    [bundle] = bundles(logs)
+    assert bundle.name.endswith("-app-exit-unknown")
+    assert json.loads((bundle / "summary.json").read_text())["exit"]["ran_seconds"] is None
+    done = exit_bundle(tb, logs, "--signal", "SEGV", budget=1)
+    assert done.returncode == 0 and time.monotonic() - started < 20
