@@ -176,6 +176,12 @@ KEYS: dict[str, Key] = _keys(
     Key("stopwaitsecs", _F.SUPERVISOR, _SECONDS, "supervisord stopwaitsecs"),
     Key("on-fatal", _F.SUPERVISOR, _choice_parser("exit", "hold"), "after FATAL: exit, or hold the container"),
     Key("max-hold", _F.SUPERVISOR, _SECONDS, "longest hold after FATAL, seconds"),
+    Key("restart-limit", _F.SUPERVISOR, _int_parser(0, 1000),
+        "unexpected exits after RUNNING allowed within restart-window (more is FATAL; 0: no limit)"),
+    Key("restart-window", _F.SUPERVISOR, _int_parser(1, 86400),
+        "seconds of the restart-limit window; up that long resets the back-off"),
+    Key("restart-backoff-max", _F.SUPERVISOR, _int_parser(0, 3600),
+        "longest back-off before a restart after RUNNING, seconds (1 s doubling; 0: none)"),
     Key("log-path", _F.LOGS, parse_mount_path, "in-container mount path of the log directory"),
     Key("forensics-budget-seconds", _F.FORENSICS, _int_parser(1, 300), "time budget of the collector"),
 )

@@ -11,7 +11,7 @@ TOOLBOX_MOUNT = "/podmedic"
 
 
 SUPERVISOR_OPTIONS = ("autorestart", "startsecs", "startretries", "exitcodes", "stopsignal", "stopwaitsecs",
-                      "on-fatal", "max-hold")
+                      "on-fatal", "max-hold", "restart-limit", "restart-window", "restart-backoff-max")
 
 
 def supervise_argv(mount: str = TOOLBOX_MOUNT, *, name: str, options: Mapping[str, str]) -> list[str]:

@@ -1,0 +1,61 @@
+"""The crash-loop settings of the supervisor (restart-limit, restart-window, restart-backoff-max):
+annotations like every other supervisor option -- global defaults, namespace, pod and container
+precedence, flags on the wrapper's argv -- and an invalid value skips the supervisor with a
+warning naming the key and the value."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import pods
+from tests.engine.test_mutations import PREFIX, c0, reasons, run
+from tests.pods import container
+from webhook.toolbox import argv as toolbox
+
+CRASH_LOOP_KEYS = ("restart-limit", "restart-window", "restart-backoff-max")
+
+
+def flags(command: list[str]) -> dict[str, str]:
+    wrapper = command[:command.index("--", 3)]  # tini -s -- sigreset busybox sh supervise ... --
+    return dict(f[2:].split("=", 1) for f in wrapper if f.startswith("--") and "=" in f)
+
+
+def test_defaults_are_on_the_wrappers_argv():
+    mutated, _ = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}])))
+    got = flags(c0(mutated)["command"])
+    assert {k: got[k] for k in CRASH_LOOP_KEYS} == {"restart-limit": "5", "restart-window": "300",
+                                                     "restart-backoff-max": "30"}
+    assert set(CRASH_LOOP_KEYS) <= set(toolbox.SUPERVISOR_OPTIONS)
+
+
+def test_namespace_pod_and_container_values():
+    annotations = {PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled", PREFIX + "restart-limit": "7",
+                   PREFIX + "restart-window": "120"}
+    original = pods.pod(container("a", command=["/a"], ports=[{"containerPort": 1}]),
+                        container("b", command=["/b"], ports=[{"containerPort": 2}]),
+                        annotations={PREFIX + "restart-window": "600", PREFIX + "restart-backoff-max.b": "0"})
+    mutated, _ = run(original, annotations)
+    a, b = (flags(c["command"]) for c in mutated["spec"]["containers"])
+    assert (a["restart-limit"], a["restart-window"], a["restart-backoff-max"]) == ("7", "600", "30")
+    assert (b["restart-limit"], b["restart-window"], b["restart-backoff-max"]) == ("7", "600", "0")
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("restart-limit", "-1", "expected a whole number from 0 to 1000"),
+    ("restart-limit", "1001", "expected a whole number from 0 to 1000"),
+    ("restart-limit", "five", "expected a whole number from 0 to 1000"),
+    ("restart-window", "0", "expected a whole number from 1 to 86400"),
+    ("restart-window", "5m", "expected a whole number from 1 to 86400"),
+    ("restart-backoff-max", "3601", "expected a whole number from 0 to 3600"),
+    ("restart-backoff-max", "1.5", "expected a whole number from 0 to 3600"),
+])
+def test_an_invalid_value_skips_the_supervisor_with_a_warning_naming_key_and_value(key, value, expected):
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
+                        annotations={PREFIX + key: value})
+    mutated, outcome = run(original)
+    assert reasons(outcome, "app")["supervisor"] == "invalid-value"
+    assert reasons(outcome, "app")["probes"] == "injected"  # only the feature that reads it is skipped
+    assert c0(mutated)["command"] == ["/app"]
+    warning = f"{PREFIX}{key}={value!r} is invalid: {expected}"
+    assert any(warning in w and w.startswith("podmedic: container app: supervisor:")
+               for w in outcome.report.warnings(PREFIX)), outcome.report.warnings(PREFIX)
