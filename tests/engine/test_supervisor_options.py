@@ -59,3 +59,15 @@ def test_an_invalid_value_skips_the_supervisor_with_a_warning_naming_key_and_val
     warning = f"{PREFIX}{key}={value!r} is invalid: {expected}"
     assert any(warning in w and w.startswith("podmedic: container app: supervisor:")
                for w in outcome.report.warnings(PREFIX)), outcome.report.warnings(PREFIX)
+
+
+def test_exit_bundles_go_to_the_log_directory_when_logs_and_forensics_are_on():
+    original = pods.pod(container("a", command=["/a"], ports=[{"containerPort": 1}]),
+                        container("b", command=["/b"], ports=[{"containerPort": 2}]),
+                        container("c", command=["/c"], ports=[{"containerPort": 3}]),
+                        annotations={PREFIX + "logs.b": "disabled", PREFIX + "forensics.c": "disabled",
+                                     PREFIX + "log-path.a": "/var/log/a", PREFIX + "forensics-budget-seconds": "7"})
+    mutated, _ = run(original)
+    a, b, c = (flags(x["command"]) for x in mutated["spec"]["containers"])
+    assert (a["forensics-out"], a["forensics-budget"]) == ("/var/log/a", "7")
+    assert "forensics-out" not in b and "forensics-out" not in c  # no log directory; forensics off

@@ -136,6 +136,9 @@ def test_an_app_that_exits_at_once_is_held_not_ready_for_exec(workloads: Workloa
     assert "running" in state["state"] and state["restartCount"] == 0, state
     assert state["ready"] is False
     assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "False"
+    # no preStop runs after a crash: the wrapper had the collector write a bundle of each exit
+    bundles = cluster.node_ls(pod["spec"]["nodeName"], f"{pod_dir(pod)}/app/forensics")
+    assert any(b.endswith("-app-exit-3") for b in bundles), bundles
 
 
 def test_deleting_a_pod_writes_the_forensics_bundle_then_runs_the_users_prestop(workloads: Workloads) -> None:

@@ -51,11 +51,13 @@ class Toolbox:
         return {"PATH": "/nonexistent", "PODMEDIC_STATE_DIR": str(self.work / "state"), **extra}
 
     def supervise(self, program: str, options: dict[str, str] | None = None, user: int | None = None,
-                  ignored: tuple[signal.Signals, ...] = (), **env: str) -> subprocess.Popen[str]:
+                  ignored: tuple[signal.Signals, ...] = (), exit_bundles: tuple[str, int] | None = None,
+                  **env: str) -> subprocess.Popen[str]:
         """Start the wrapper exactly as the webhook's command prefix does (tini as PID 1's stand-in),
         in a session of its own, with the `ignored` signals ignored as a parent shell may leave them
         (nohup, a background job). The fixture's teardown kills whatever the session started."""
-        argv = toolbox_argv.supervise_argv(str(self.root), name="app", options=options or {}) + [program]
+        argv = toolbox_argv.supervise_argv(str(self.root), name="app", options=options or {},
+                                           exit_bundles=exit_bundles) + [program]
         ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
 
         def ignore() -> None:

@@ -8,8 +8,9 @@ Pure (no I/O): the webhook and the offline `podmedic inject/explain` CLI call th
       -> pod-level additions the features asked for (toolbox init container, volumes)
       -> the injection marker annotation (what was added, for idempotence and uninject)
 
-Features run in dependency order: the supervisor decides before probes (a held container
-needs a liveness probe that does not kill it), logs before forensics (where bundles go).
+Features run in dependency order: logs first (its directory is where the supervisor's exit
+bundles and the forensics preStop write), the supervisor before probes (a held container needs
+a liveness probe that does not kill it).
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ STATUS_VERSION = marker.VERSION
 
 
 FEATURES: tuple[Feature, ...] = (
+    Feature(FeatureName.LOGS, logs.mutate, regular_containers),
     Feature(FeatureName.SUPERVISOR, supervisor.mutate, regular_containers),
     Feature(FeatureName.PROBES, probes.mutate, probed_containers),
-    Feature(FeatureName.LOGS, logs.mutate, regular_containers),
     Feature(FeatureName.FORENSICS, forensics.mutate, regular_containers),
 )
 

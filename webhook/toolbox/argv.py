@@ -14,17 +14,23 @@ SUPERVISOR_OPTIONS = ("autorestart", "startsecs", "startretries", "exitcodes", "
                       "on-fatal", "max-hold", "restart-limit", "restart-window", "restart-backoff-max")
 
 
-def supervise_argv(mount: str = TOOLBOX_MOUNT, *, name: str, options: Mapping[str, str]) -> list[str]:
+def supervise_argv(mount: str = TOOLBOX_MOUNT, *, name: str, options: Mapping[str, str],
+                   exit_bundles: tuple[str, int] | None = None) -> list[str]:
     """The argv prefix before the app's command: tini as PID 1, then the wrapper, then `--`.
 
     sigreset (exec with every signal at its default action, none blocked) sits between tini and
     the shell: a POSIX shell cannot trap a signal that was ignored when it started, and a runtime
     or a parent shell (nohup, a background job) may hand over HUP, INT or QUIT ignored -- then
-    HUP would never be forwarded and INT would never stop the app."""
+    HUP would never be forwarded and INT would never stop the app.
+
+    exit_bundles: (log directory, budget seconds) where the wrapper has the collector write a
+    bundle on every unexpected exit of the app; None: no bundles."""
     unknown = set(options) - set(SUPERVISOR_OPTIONS)
     if unknown:
         raise ValueError(f"unknown supervisor options: {', '.join(sorted(unknown))}")
     flags = [f"--{key}={options[key]}" for key in SUPERVISOR_OPTIONS if key in options]
+    if exit_bundles:
+        flags += [f"--forensics-out={exit_bundles[0]}", f"--forensics-budget={exit_bundles[1]}"]
     return [f"{mount}/bin/tini", "-s", "--", f"{mount}/bin/sigreset", f"{mount}/bin/busybox", "sh", f"{mount}/supervise",
             "--name", name, *flags, "--"]
 

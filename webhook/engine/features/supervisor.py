@@ -5,6 +5,10 @@ The webhook cannot see an image's ENTRYPOINT. A container that sets `command` is
 without `command` is wrapped only when `<prefix>entrypoint` says what the image runs; "args
 without command" and "neither" both count as unknown, because the wrapper must replace
 exactly what the runtime would have started.
+
+Where the container has a log directory and forensics is on, the wrapper also has the collector
+write a bundle there on every unexpected exit of the app (the preStop hook never runs after a
+crash): the logs feature runs before this one, so its result is known here.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import Decision, Reason
 from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
+from webhook.engine.settings import InvalidSetting
 from webhook.toolbox import argv as toolbox
 
 
@@ -39,7 +44,22 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     options = {key: ctx.settings.get(key, name).raw for key in toolbox.SUPERVISOR_OPTIONS}
     for key in toolbox.SUPERVISOR_OPTIONS:
         ctx.settings.value(key, name)  # raises InvalidSetting with the precise warning
-    patch.set(target.path + ("command",), toolbox.supervise_argv(name=name, options=options) + list(entrypoint))
+    argv = toolbox.supervise_argv(name=name, options=options, exit_bundles=exit_bundles(ctx, name))
+    patch.set(target.path + ("command",), argv + list(entrypoint))
     ctx.record(target, FEATURE, {"command": original})
     source = "command" if original else f"{ctx.config.prefix}entrypoint"
     return Decision(FEATURE, name, Reason.INJECTED, f"wrapping {source}", level)
+
+
+def exit_bundles(ctx: PodContext, name: str) -> tuple[str, int] | None:
+    """(log directory, budget) for the wrapper's bundles on unexpected exits, or None: without a
+    log directory, or with forensics off. An invalid forensics value turns them off here; the
+    forensics feature warns about it."""
+    if not ctx.applied(FeatureName.LOGS, name):
+        return None
+    try:
+        if not ctx.settings.value(FeatureName.FORENSICS, name):
+            return None
+        return ctx.settings.value("log-path", name), ctx.settings.value("forensics-budget-seconds", name)
+    except InvalidSetting:
+        return None
