@@ -1,0 +1,187 @@
+"""A kill nobody saw: the wrapper keeps a one-line JSON summary in the state dir (and the
+termination log) up to date, "clean": false while it runs and true when it exits on its own. The
+next start in the same pod (the same state dir) that finds "clean": false records previous_exit
+(unclean, or OOMKilled by the OOM counters), pmctl shows it, one line is logged and the pre-mortem
+snapshot moves into the log directory's forensics/. Real processes under the installed toolbox;
+the whole session is killed with SIGKILL at once, as an OOM group kill does."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.runtime.conftest import wait_for
+
+FAST = {"startsecs": "1"}
+SERVER = "while :; do sleep 0.1; done"
+NO_CGROUP = "/nonexistent-memory-cgroup"  # the host's own counters must not decide these tests
+
+
+def summary(tb) -> dict:
+    return json.loads((tb.work / "state" / "app.summary").read_text())
+
+
+def running(tb, before: int = 0) -> bool:
+    """The app RUNNING under a wrapper that is not `before` (the state file of a killed run stays)."""
+    return tb.pmctl("ready").returncode == 0 and tb.state()["wrapper_pid"] != before
+
+
+def group_kill(tb, proc: subprocess.Popen[str]) -> str:
+    """SIGKILL tini, the wrapper and the app at once (the kernel's OOM group kill); the wrapper's stderr."""
+    while left := tb.processes():
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=10)
+    return err
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    os.kill(proc.pid, signal.SIGTERM)  # tini forwards it: the kubelet stopping the container
+    _, err = proc.communicate(timeout=20)
+    return proc.returncode, err
+
+
+def log_directory(tb) -> Path:
+    logs = tb.work / "logs"
+    logs.mkdir()
+    logs.chmod(0o1777)
+    return logs
+
+
+def premortem(tb) -> Path:
+    """What item 3's memory watch leaves before the kill: STATE_DIR/premortem/."""
+    snap = tb.work / "state" / "premortem"
+    snap.mkdir()
+    (snap / "processes.txt").write_text("pid 42 rss 900M\n")
+    return snap
+
+
+def unclean_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "previous run did not end cleanly" in line]
+
+
+def test_a_group_kill_is_found_unclean_on_the_next_start_and_the_premortem_moves(tb):
+    logs = log_directory(tb)
+    app = tb.program("srv.sh", SERVER)
+    first = tb.supervise(app, FAST, exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    wait_for(lambda: running(tb))
+    snap = premortem(tb)
+    wait_for(lambda: summary(tb)["state"] == "RUNNING")
+    assert summary(tb)["clean"] is False
+    before = tb.state()["wrapper_pid"]
+    assert not unclean_lines(group_kill(tb, first))
+
+    second = tb.supervise(app, FAST, exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    wait_for(lambda: running(tb, before))
+    state = tb.state()
+    assert state["previous_exit"] == "unclean"
+    status = tb.pmctl("status").stdout
+    assert "previous exit unclean" in status, status
+    moved = [p for p in (logs / "forensics").iterdir() if p.name.endswith("-app-premortem")]
+    assert len(moved) == 1 and (moved[0] / "processes.txt").read_text() == "pid 42 rss 900M\n"
+    assert not snap.exists() and state["previous_premortem"] == str(moved[0])
+    assert summary(tb)["previous_exit"] == "unclean" and summary(tb)["premortem"] is None
+    code, err = stop(second)
+    lines = unclean_lines(err)
+    assert len(lines) == 1 and "unclean (last state RUNNING" in lines[0] and str(moved[0]) in lines[0], err
+
+
+def test_a_clean_stop_or_exit_then_a_restart_records_nothing(tb):
+    logs = log_directory(tb)
+    app = tb.program("srv.sh", SERVER)
+    first = tb.supervise(app, FAST, exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    wait_for(lambda: running(tb))
+    stop(first)
+    assert summary(tb)["clean"] is True and summary(tb)["state"] == "STOPPED"
+    snap = premortem(tb)
+
+    second = tb.supervise(app, FAST, exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    wait_for(lambda: running(tb))
+    assert tb.state()["previous_exit"] is None
+    assert "previous exit" not in tb.pmctl("status").stdout
+    _, err = stop(second)
+    assert not unclean_lines(err) and snap.is_dir() and not (logs / "forensics").exists()
+
+    # an expected exit the wrapper does not restart is clean too
+    done = tb.supervise(tb.program("ok.sh", "sleep 1.2; exit 0"), {**FAST, "autorestart": "unexpected"},
+                        PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    _, err = done.communicate(timeout=20)
+    assert done.returncode == 0 and summary(tb)["clean"] is True and summary(tb)["state"] == "EXITED"
+    assert not unclean_lines(err)
+
+
+def test_the_termination_log_holds_the_summary(tb):
+    termlog = tb.work / "termination-log"
+    termlog.write_text("")  # the kubelet creates it for every container start
+    app = tb.program("srv.sh", SERVER)
+    proc = tb.supervise(app, FAST, PODMEDIC_TERMINATION_LOG=str(termlog), PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    wait_for(lambda: running(tb))
+    wait_for(lambda: json.loads(termlog.read_text() or "{}").get("state") == "RUNNING")
+    text = termlog.read_text()
+    assert len(text.encode()) <= 4096 and text.count("\n") == 1
+    written = json.loads(text)
+    assert written == summary(tb) and written["clean"] is False
+    assert written["pid"] > 0 and written["start_count"] == 1
+    assert written["peak_memory_bytes"] is None and written["oom_kill"] is None
+    stop(proc)
+    final = json.loads(termlog.read_text())
+    assert final["clean"] is True and final["state"] == "STOPPED"
+
+    # a termination message someone else wrote (the preStop collector, the app) stays
+    termlog.write_text("app: cannot reach the database\n")
+    proc = tb.supervise(app, FAST, PODMEDIC_TERMINATION_LOG=str(termlog), PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    wait_for(lambda: running(tb))
+    stop(proc)
+    assert termlog.read_text() == "app: cannot reach the database\n"
+
+
+def fake_cgroup(path: Path, files: dict[str, str]) -> str:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return str(path)
+
+
+def test_oom_kills_counted_before_the_kill_make_it_oomkilled_v2(tb):
+    events = "low 0\nhigh 0\nmax 7\noom 2\noom_kill {}\noom_group_kill 0\n"
+    run1 = fake_cgroup(tb.work / "cg1", {"memory.peak": "734003200\n", "memory.events": events.format(1)})
+    app = tb.program("srv.sh", SERVER)
+    first = tb.supervise(app, FAST, PODMEDIC_MEMORY_CGROUP=run1)
+    wait_for(lambda: running(tb))
+    s = summary(tb)
+    assert s["memory_cgroup"] == "v2" and s["peak_memory_bytes"] == 734003200 and s["oom_kill"] == 1
+    before = tb.state()["wrapper_pid"]
+    group_kill(tb, first)
+    # the restarted container has a cgroup of its own: nothing counted there yet
+    run2 = fake_cgroup(tb.work / "cg2", {"memory.peak": "0\n", "memory.events": events.format(0)})
+    second = tb.supervise(app, FAST, PODMEDIC_MEMORY_CGROUP=run2)
+    wait_for(lambda: running(tb, before))
+    assert tb.state()["previous_exit"] == "OOMKilled"
+    assert "previous exit OOMKilled" in tb.pmctl("status").stdout
+    _, err = stop(second)
+    assert len(unclean_lines(err)) == 1 and "OOMKilled" in unclean_lines(err)[0]
+
+
+def test_oom_kills_counted_now_make_it_oomkilled_v1(tb):
+    control = "oom_kill_disable 0\nunder_oom 0\noom_kill {}\n"
+    cg = tb.work / "cgv1"
+    fake_cgroup(cg, {"memory.max_usage_in_bytes": "4096000\n", "memory.oom_control": control.format(0)})
+    app = tb.program("srv.sh", SERVER)
+    first = tb.supervise(app, FAST, PODMEDIC_MEMORY_CGROUP=str(cg))
+    wait_for(lambda: running(tb))
+    s = summary(tb)
+    assert s["memory_cgroup"] == "v1" and s["peak_memory_bytes"] == 4096000 and s["oom_kill"] == 0
+    before = tb.state()["wrapper_pid"]
+    group_kill(tb, first)
+    (cg / "memory.oom_control").write_text(control.format(3))  # the cgroup outlived the run
+    second = tb.supervise(app, FAST, PODMEDIC_MEMORY_CGROUP=str(cg))
+    wait_for(lambda: running(tb, before))
+    assert tb.state()["previous_exit"] == "OOMKilled"
+    stop(second)
