@@ -65,18 +65,21 @@ class PatchBuilder:
 
     def ensure_map(self, path: Path) -> None:
         """Make sure the map at `path` exists, creating missing ancestors as maps."""
-        if not path or self.exists(path):
+        if not path or path in self._created_set:
+            return
+        original = lookup(self._original, path)
+        if original not in (_MISSING, None):
             return
         self.ensure_map(path[:-1])
-        self._note_replaced(path)
+        self._note_replaced(path, original)
         self.ops.append({"op": "add", "path": pointer(path), "value": {}})
         self._mark_created(path)
 
-    def _note_replaced(self, path: Path) -> None:
-        """Remember a null or empty original this path's operation overwrites: the features'
-        records cannot tell `annotations: null` or `command: []` from an absent field."""
-        original = lookup(self._original, path)
-        if original is not _MISSING and original in (None, {}, [], "") and path not in self._created_set:
+    def _note_replaced(self, path: Path, original: Any) -> None:
+        """Remember a null or empty original this path's operation overwrites (looked up once by
+        the caller): the features' records cannot tell `annotations: null` or `command: []`
+        from an absent field."""
+        if original is not _MISSING and original in (None, {}, [], ""):
             self.replaced.append((path, original))
 
     def _mark_created(self, path: Path) -> None:
@@ -85,8 +88,10 @@ class PatchBuilder:
 
     def set(self, path: Path, value: Any) -> None:
         """Set a map field: `replace` when the original has it, else `add` (parents first)."""
-        self._note_replaced(path)
-        if lookup(self._original, path) not in (_MISSING, None):
+        original = lookup(self._original, path)
+        if path not in self._created_set:
+            self._note_replaced(path, original)
+        if original not in (_MISSING, None):
             self.ops.append({"op": "replace", "path": pointer(path), "value": value})
             return
         self.ensure_map(path[:-1])
@@ -94,11 +99,13 @@ class PatchBuilder:
 
     def append(self, list_path: Path, value: Any) -> None:
         """Append to a list, creating it (as `[value]`) when neither original nor patch has it."""
-        if self.exists(list_path):
+        created = list_path in self._created_set
+        original = _MISSING if created else lookup(self._original, list_path)
+        if created or original not in (_MISSING, None):
             self.ops.append({"op": "add", "path": pointer(list_path) + "/-", "value": value})
             return
         self.ensure_map(list_path[:-1])
-        self._note_replaced(list_path)
+        self._note_replaced(list_path, original)
         self.ops.append({"op": "add", "path": pointer(list_path), "value": [value]})
         self._mark_created(list_path)
 
