@@ -39,7 +39,7 @@ GOLDEN = ROOT / "tests" / "golden"
 ARGS_MARK = "# podmedic-test-args:"
 VALID = ('{"containers":{"app":{"supervisor":{"command":["/app"]},"probes":["readinessProbe"],'
          '"logs":{"mountPath":"/var/log/podmedic"},"forensics":{"preStop":null}}},'
-         '"pod":{"volumes":["podmedic-toolbox"],"initContainers":["podmedic-toolbox"]},"version":1,'
+         '"pod":{"volumes":["podmedic-toolbox"],"initContainers":["podmedic-toolbox"]},"version":2,'
          '"created":["/spec/volumes"],"replaced":{"/metadata/annotations":null}}')
 
 
@@ -75,7 +75,7 @@ MALFORMED: dict[str, tuple[object, str]] = {
     "a YAML null": (None, "must be a JSON string, not null"),
     "a YAML number": (1, "must be a JSON string, not a number"),
     "a YAML map": ({"version": 1}, "must be a JSON string, not an object"),
-    "version 2": (_with(version=2), "version 2 is not supported"),
+    "version 3": (_with(version=3), "version 3 is not supported"),
     "version as string": (_with(version="1"), "version '1' is not supported"),
     "version true": (_with(version=True), "version True is not supported"),
     "version 1.0": (_with(version=1.0), "version 1.0 is not supported"),
@@ -158,7 +158,7 @@ def test_write_orders_keys_as_documented_whatever_the_build_order() -> None:
     built = marker.build({}, {"volumes": [], "initContainers": []}, ["/spec/volumes"], {"/metadata": None})
     reordered = dict(reversed(list(built.items())))
     assert list(json.loads(marker.write(reordered))) == ["containers", "pod", "version", "created", "replaced"]  # type: ignore[arg-type]
-    assert marker.write(marker.build({}, None, [], {})) == '{"containers":{},"version":1,"created":[]}'
+    assert marker.write(marker.build({}, None, [], {})) == '{"containers":{},"version":2,"created":[]}'
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),

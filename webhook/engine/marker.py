@@ -6,7 +6,7 @@ is well-formed. Once written, the marker is untrusted input: anyone can edit a m
 template, so `parse` accepts only what `write` can produce and raises MarkerError otherwise --
 never a KeyError or AttributeError three calls later.
 
-Version 1, one JSON object, keys in this order (the order is part of the format: golden files
+Version 2, one JSON object, keys in this order (the order is part of the format: golden files
 and re-applied manifests compare the text):
 
     containers  {container name: {feature: what it added or replaced}}    required
@@ -14,15 +14,17 @@ and re-applied manifests compare the text):
                   probes      ["readinessProbe" | "livenessProbe" | "startupProbe", ...]
                   logs        {"mountPath": the log directory's mount path}
                   forensics   {"preStop": the original preStop hook, any JSON value, or null}
-    pod         {"volumes": [names], "initContainers": [names]}          when pod-level pieces were added
-    version     1                                                        required
+    pod         {"volumes": [names], "initContainers": [names],          when pod-level pieces were added
+                 "annotations": {key: the original value, or null}}      annotations podmedic set (the
+                                                                          autoscaler's local-volumes list)
+    version     2 (1: the same without pod.annotations; still read)      required
     created     [JSON pointers of the maps and lists the patch created]  required
     replaced    {JSON pointer: original value}                           when the patch overwrote a
                 member that was null or empty ({}, [], ""), which the feature records cannot tell
                 from an absent one (`annotations: null` must come back as null, not vanish)
 
 Strictness: unknown keys are rejected at every level, as are wrong types, a version other than
-1, and markers longer than MAX_LENGTH (the API server's limit for all annotations together). A
+1 or 2, and markers longer than MAX_LENGTH (the API server's limit for all annotations together). A
 later format that adds a key must bump the version, so an older podmedic refuses it instead of
 removing half of what a newer one added.
 """
@@ -33,7 +35,8 @@ from typing import Any, Final, Literal, NotRequired, TypedDict
 
 import orjson
 
-VERSION: Final = 1
+VERSION: Final = 2
+READABLE_VERSIONS = (1, VERSION)  # a version 1 marker is a version 2 one without pod.annotations
 MAX_LENGTH = 256 * 1024  # bytes: the API server's limit for a pod's annotations, all together
 PROBE_FIELDS = ("readinessProbe", "livenessProbe", "startupProbe")
 
@@ -60,12 +63,13 @@ class ContainerRecord(TypedDict, total=False):
 class PodRecord(TypedDict):
     volumes: list[str]
     initContainers: list[str]
+    annotations: NotRequired[dict[str, str | None]]  # key -> the value before podmedic set it (null: absent)
 
 
 class Marker(TypedDict):
     containers: dict[str, ContainerRecord]
     pod: NotRequired[PodRecord]
-    version: Literal[1]
+    version: Literal[1, 2]
     created: list[str]
     replaced: NotRequired[dict[str, Any]]
 
@@ -119,15 +123,18 @@ def parse(text: object) -> Marker:
     obj = _object(data, "the marker", required=("containers", "version", "created"),
                   optional=("pod", "replaced"))
     version = obj["version"]
-    if type(version) is not int or version != VERSION:
-        raise MarkerError(f"version {version!r} is not supported (this podmedic reads version {VERSION})")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise MarkerError(f"version {version!r} is not supported (this podmedic reads versions 1 and {VERSION})")
     containers = _object(obj["containers"], "containers")
     for name, record in containers.items():
         _container(record, f"containers[{name!r}]")
     if "pod" in obj:
-        pod = _object(obj["pod"], "pod", ("volumes", "initContainers"), ())
+        pod = _object(obj["pod"], "pod", ("volumes", "initContainers"), ("annotations",) if version > 1 else ())
         _strings(pod["volumes"], "pod.volumes")
         _strings(pod["initContainers"], "pod.initContainers")
+        for key, original in _object(pod.get("annotations", {}), "pod.annotations").items():
+            if original is not None and not isinstance(original, str):
+                raise MarkerError(f"pod.annotations[{key!r}] must be a string or null, not {_kind(original)}")
     for ptr in _strings(obj["created"], "created"):
         _pointer(ptr, "created")
     if "replaced" in obj:

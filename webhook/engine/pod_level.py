@@ -26,6 +26,11 @@ STATE_MOUNT = "/podmedic-state"
 LOGS_ROOT_MOUNT = "/podmedic-logs"
 POD_NAME_ENV = "PODMEDIC_POD_NAME"
 POD_UID_ENV = "PODMEDIC_POD_UID"
+# The cluster-autoscaler does not scale a node down while a pod on it has local storage (emptyDir,
+# hostPath) that this annotation does not list (comma-separated volume names). podmedic's own
+# local volumes hold nothing worth keeping on that node: the toolbox is copied in again, the state
+# is per incarnation, and a hostPath log root is the shared CephFS mount of every node.
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes"
 
 TOOLBOX_FEATURES = (FeatureName.SUPERVISOR, FeatureName.FORENSICS)
 OUR_VOLUMES = (TOOLBOX_VOLUME, STATE_VOLUME, LOGS_VOLUME)
@@ -126,4 +131,29 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
         added["volumes"].append(LOGS_VOLUME)
         added["initContainers"].append(LOGDIR_INIT)
     if added["volumes"]:
-        ctx.status["pod"] = added
+        record: dict[str, Any] = dict(added)
+        original = _list_local_volumes(ctx.pod, added["volumes"], patch)
+        if original is not _UNCHANGED:
+            record["annotations"] = {SAFE_TO_EVICT: original}
+        ctx.status["pod"] = record
+
+
+_UNCHANGED = object()
+
+
+def _list_local_volumes(pod: dict[str, Any], names: list[str], patch: PatchBuilder) -> Any:
+    """Add `names` to the pod's safe-to-evict-local-volumes list (the pod's own entries kept
+    first, as written, none twice); returns the value it had (None: absent) for uninject, or
+    _UNCHANGED when every name was listed already or the value is not a string."""
+    metadata = pod.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    current = annotations.get(SAFE_TO_EVICT) if isinstance(annotations, dict) else None
+    if current is not None and not isinstance(current, str):
+        return _UNCHANGED
+    listed = current.split(",") if current else []
+    missing = [n for n in names if n not in listed]
+    if not missing:
+        return _UNCHANGED
+    kept = current.rstrip(", ") if current else ""
+    patch.set(("metadata", "annotations", SAFE_TO_EVICT), ",".join([kept, *missing] if kept else missing))
+    return current

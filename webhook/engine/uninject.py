@@ -108,11 +108,13 @@ def template(t: dict[str, Any], config: GlobalConfig) -> bool:
         c = _container(t, name)
         if c is not None:
             _undo_container(c, added)
+    pod = status.get("pod")
     spec = t.get("spec")
     if isinstance(spec, dict):
-        pod = status.get("pod")
         _drop(spec.get("volumes"), pod["volumes"] if pod else [])
         _drop(spec.get("initContainers"), pod["initContainers"] if pod else [])
+    for key, original in (pod.get("annotations", {}) if pod else {}).items():
+        _restore(annotations, key, original)
     del annotations[config.status_key]
     replaced = status.get("replaced", {})
     _prune_created(t, status["created"], replaced)
