@@ -60,7 +60,12 @@ class Ignored:
 
 
 class Resolved:
-    """All settings for one pod, resolved once; per-container lookups are dictionary hits."""
+    """All settings for one pod, resolved once into plain values.
+
+    Most containers have no `<key>.<container>` annotation of their own, so what they get is
+    the same for all of them: that shared Setting and its parsed value are computed once per
+    key and pod (a 20-container pod asks for about 500 settings per review), and only a
+    container named by a container-level annotation gets its own entries."""
 
     def __init__(self, config: GlobalConfig, ns_annotations: Mapping[str, str],
                  pod_annotations: Mapping[str, str]):
@@ -72,10 +77,13 @@ class Resolved:
         self.pod: dict[str, str] = {}
         self.containers: dict[tuple[str, str], str] = {}
         self.ignored: list[Ignored] = []
-        self._values: dict[tuple[str, str | None], Any] = {}  # parsed once per (key, container)
+        self._shared: dict[str, Setting] = {}  # by key: what a container without its own annotation gets
+        self._shared_values: dict[str, Any] = {}  # parsed once per key
+        self._values: dict[tuple[str, str], Any] = {}  # parsed once per (key, container with annotations)
         for annotation, raw in pod_annotations.items():
             if annotation.startswith(prefix):
                 self._take_pod_annotation(annotation, annotation[len(prefix):], raw)
+        self._own = frozenset(container for _, container in self.containers)  # containers with annotations
 
     def _take_pod_annotation(self, annotation: str, name: str, raw: Any) -> None:
         key, _, container = name.partition(".")
@@ -91,9 +99,16 @@ class Resolved:
             self.pod[key] = str(raw)
 
     def get(self, key: str, container: str | None = None) -> Setting:
+        if container is not None and container in self._own and (key, container) in self.containers:
+            return Setting(key, self.containers[(key, container)], Level.CONTAINER,
+                           f"{self._config.prefix}{key}.{container}")
+        setting = self._shared.get(key)
+        if setting is None:
+            setting = self._shared[key] = self._resolve_shared(key)
+        return setting
+
+    def _resolve_shared(self, key: str) -> Setting:
         prefix = self._config.prefix
-        if container is not None and (key, container) in self.containers:
-            return Setting(key, self.containers[(key, container)], Level.CONTAINER, f"{prefix}{key}.{container}")
         if key in self.pod:
             return Setting(key, self.pod[key], Level.POD, prefix + key)
         if key in self.namespace:
@@ -102,7 +117,13 @@ class Resolved:
 
     def value(self, key: str, container: str | None = None) -> Any:
         """The parsed value (None when unset); raises InvalidSetting for a bad tenant value."""
-        cache_key = (key, container)
-        if cache_key not in self._values:
-            self._values[cache_key] = self.get(key, container).value()
-        return self._values[cache_key]
+        if container is not None and container in self._own:
+            cache_key = (key, container)
+            if cache_key not in self._values:
+                self._values[cache_key] = self.get(key, container).value()
+            return self._values[cache_key]
+        try:
+            return self._shared_values[key]
+        except KeyError:
+            value = self._shared_values[key] = self.get(key).value()
+            return value
