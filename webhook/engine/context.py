@@ -18,19 +18,18 @@ from webhook.engine.settings import Resolved
 
 @dataclass(frozen=True)
 class Target:
-    """A container a feature may change, addressed by its position in the original pod."""
+    """A container a feature may change, addressed by its position in the original pod. Its
+    name and path are worked out once: every mutator asks for them several times."""
 
     kind: str            # "containers" or "initContainers"
     index: int
     spec: dict[str, Any]
+    name: str = field(init=False, compare=False)
+    path: tuple[str, str, int] = field(init=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        return str(self.spec.get("name", ""))
-
-    @property
-    def path(self) -> tuple[str, str, int]:
-        return ("spec", self.kind, self.index)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", str(self.spec.get("name", "")))
+        object.__setattr__(self, "path", ("spec", self.kind, self.index))
 
 
 @dataclass
