@@ -146,12 +146,86 @@ def test_namespace_enforces_restricted_pod_security(rendered):
 
 def test_server_may_only_read_namespaces(rendered):
     objs = rendered["self-managed"]
-    account = one(objs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+    account = one(objs, "Deployment", "podmedic")["spec"]["template"]["spec"]["serviceAccountName"]
     bindings = [b for b in find(objs, "ClusterRoleBinding") + find(objs, "RoleBinding")
                 if {"kind": "ServiceAccount", "name": account, "namespace": "podmedic-system"} in b["subjects"]]
     assert [b["roleRef"]["kind"] for b in bindings] == ["ClusterRole"]
     role = one(objs, "ClusterRole", bindings[0]["roleRef"]["name"])
     assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]
+
+
+# -- the quarantine controller ------------------------------------------------------------------
+
+QUARANTINE_RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["namespaces", "services", "resourcequotas"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
+]
+
+
+def quarantine_container(objs: list[Obj]) -> Obj:
+    (controller,) = one(objs, "Deployment", "podmedic-quarantine")["spec"]["template"]["spec"]["containers"]
+    return controller
+
+
+def test_quarantine_controller_may_do_exactly_what_it_uses(rendered):
+    """pods: read, patch, delete, never exec; read-only on what the pre-flight reads; its Lease."""
+    objs = rendered["self-managed"]
+    account = one(objs, "Deployment", "podmedic-quarantine")["spec"]["template"]["spec"]["serviceAccountName"]
+    subject = {"kind": "ServiceAccount", "name": account, "namespace": "podmedic-system"}
+    bound = {(b["kind"], b["roleRef"]["name"]) for b in find(objs, "ClusterRoleBinding") + find(objs, "RoleBinding")
+             if subject in b["subjects"]}
+    assert bound == {("ClusterRoleBinding", "podmedic-quarantine"), ("RoleBinding", "podmedic-quarantine-lease")}
+    assert one(objs, "ClusterRole", "podmedic-quarantine")["rules"] == QUARANTINE_RULES
+    lease = one(objs, "Role", "podmedic-quarantine-lease")
+    assert lease["metadata"]["namespace"] == "podmedic-system"
+    assert lease["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["podmedic-quarantine"],
+         "verbs": ["get", "update"]}]
+
+
+def test_quarantine_controller_runs_two_replicas_configured_through_the_real_flags(rendered, monkeypatch):
+    objs = rendered["self-managed"]
+    spec = one(objs, "Deployment", "podmedic-quarantine")["spec"]
+    assert spec["replicas"] == 2
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    service = one(objs, "Service", "podmedic")["spec"]["selector"]
+    assert not service.items() <= spec["template"]["metadata"]["labels"].items(), "not an admission endpoint"
+    controller = quarantine_container(objs)
+    documented = set(re.findall(r"\[([A-Z_]+)\]", podmedic("quarantine", "--help").stdout))
+    env = {e["name"]: e.get("value") for e in controller["env"]}
+    assert set(env) <= documented, "env vars `podmedic quarantine` does not read"
+    assert {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in controller["env"] if "valueFrom" in e} == {
+        "POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value or "x")
+    args = cli.build_parser().parse_args(controller["args"])
+    assert args.func.__name__ == "run" and args.action is None and not args.dry_run
+    mounts = {m["name"]: m["mountPath"] for m in controller["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+    assert args.config.startswith(mounts["config"] + "/")
+    assert volumes["config"]["configMap"]["name"] == mount_of(objs, "configMap")[0]["configMap"]["name"]
+    assert volumes["tls"]["secret"]["secretName"] == "podmedic-tls"
+    assert (args.tls_cert_file, args.tls_private_key_file) == (f"{mounts['tls']}/tls.crt", f"{mounts['tls']}/tls.key")
+    port = int(args.metrics_bind.rsplit(":", 1)[1])
+    assert [p["containerPort"] for p in controller["ports"]] == [port]
+    assert controller["image"] == container(objs)["image"]
+    assert controller["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_shipped_quarantine_network_policy_isolates_the_quarantined_label():
+    policy = yaml.safe_load((DEPLOY / "quarantine" / "networkpolicy.yaml").read_text())
+    kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
+    assert policy["metadata"]["name"] == "podmedic-quarantine" and "namespace" not in policy["metadata"]
+    assert policy["spec"] == {"podSelector": {"matchLabels": {PREFIX + "quarantined": "true"}},
+                              "policyTypes": ["Ingress", "Egress"]}  # no rules: nothing in, nothing out
 
 
 # -- the configuration ------------------------------------------------------------------------
@@ -176,7 +250,7 @@ def test_config_map_name_carries_a_content_hash(rendered):
 
 def test_deployment_runs_two_replicas_spread_across_nodes(rendered):
     objs = rendered["self-managed"]
-    spec = one(objs, "Deployment")["spec"]
+    spec = one(objs, "Deployment", "podmedic")["spec"]
     labels = spec["template"]["metadata"]["labels"]
     assert spec["replicas"] == 2 and spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert spec["selector"]["matchLabels"].items() <= labels.items()
@@ -191,7 +265,7 @@ def test_deployment_runs_two_replicas_spread_across_nodes(rendered):
 
 def test_server_container_is_locked_down(rendered):
     objs = rendered["self-managed"]
-    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    pod = one(objs, "Deployment", "podmedic")["spec"]["template"]["spec"]
     server = container(objs)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
@@ -229,7 +303,7 @@ def test_probes_hit_the_server_endpoints_over_tls(rendered):
 
 def test_termination_grace_outlasts_endpoint_removal_and_gunicorn_drain(rendered, monkeypatch):
     objs = rendered["self-managed"]
-    grace = one(objs, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    grace = one(objs, "Deployment", "podmedic")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     pre_stop = container(objs)["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert grace > pre_stop + serve_args(objs, monkeypatch).graceful_timeout
 
@@ -239,7 +313,7 @@ def test_service_maps_443_to_the_server_port(rendered):
     service = one(objs, "Service", "podmedic")["spec"]
     (port,) = service["ports"]
     assert port["port"] == 443 and port["targetPort"] == "https"
-    labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    labels = one(objs, "Deployment", "podmedic")["spec"]["template"]["metadata"]["labels"]
     assert service["selector"].items() <= labels.items()
 
 
@@ -333,7 +407,7 @@ def test_dockerfile_final_stage_holds_only_the_built_tree_and_runs_non_root(rend
     (user,) = [r for i, r in final if i == "USER"]
     uid = int(user.split(":")[0])
     assert uid != 0
-    assert uid == TOOLBOX_SECURITY["runAsUser"] == one(rendered["self-managed"], "Deployment")[
+    assert uid == TOOLBOX_SECURITY["runAsUser"] == one(rendered["self-managed"], "Deployment", "podmedic")[
         "spec"]["template"]["spec"]["securityContext"]["runAsUser"]
     (entrypoint,) = [json.loads(r) for i, r in final if i == "ENTRYPOINT"]
     (cmd,) = [json.loads(r) for i, r in final if i == "CMD"]
@@ -421,7 +495,8 @@ def pod_from_template(template: Obj, name: str) -> Obj:
 @pytest.mark.integration
 def test_webhook_and_renewal_pods_pass_restricted_pod_security(installed):
     kube, objs = installed
-    templates = {"server": one(objs, "Deployment")["spec"]["template"],
+    templates = {"server": one(objs, "Deployment", "podmedic")["spec"]["template"],
+                 "quarantine": one(objs, "Deployment", "podmedic-quarantine")["spec"]["template"],
                  "renewal": one(objs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]}
     for name, template in templates.items():
         done = kube.create_pod("podmedic-system", pod_from_template(template, name), dry_run=True)
@@ -477,7 +552,7 @@ def test_webhook_never_calls_itself_for_its_own_pods(installed):
     try:
         live = outcome_when_down(kube, kube.namespace({}), plain_pod("probe"), expect_admitted=False)
         assert DIALED in live.stderr, live.stderr
-        template = one(objs, "Deployment")["spec"]["template"]
+        template = one(objs, "Deployment", "podmedic")["spec"]["template"]
         done = kube.create_pod("podmedic-system", pod_from_template(template, "replacement"), dry_run=True)
         assert done.returncode == 0, done.stderr
     finally:

@@ -34,8 +34,9 @@ class FeatureName(StrEnum):
 
 
 # What a key or a decision is about when it is not one feature: the whole pod (the `inject`
-# switch, the gates) or the pod's podmedic annotations as a whole.
-Scope = FeatureName | Literal["pod", "settings"]
+# switch, the gates), the pod's podmedic annotations as a whole, or the quarantine controller
+# (`podmedic quarantine`, which reads its keys after admission, never in it).
+Scope = FeatureName | Literal["pod", "settings", "quarantine"]
 
 
 # ------------------------------------------------------------------ parsers
@@ -184,7 +185,20 @@ KEYS: dict[str, Key] = _keys(
         "longest back-off before a restart after RUNNING, seconds (1 s doubling; 0: none)"),
     Key("log-path", _F.LOGS, parse_mount_path, "in-container mount path of the log directory"),
     Key("forensics-budget-seconds", _F.FORENSICS, _int_parser(1, 300), "time budget of the collector"),
+    # `podmedic quarantine` (docs/quarantine.md)
+    Key("quarantine", "quarantine", parse_switch, "keep a long-NotReady pod and let its owner replace it"),
+    Key("quarantine-after", "quarantine", parse_duration, "NotReady this long with containers running: quarantine"),
+    Key("quarantine-expiry", "quarantine", parse_duration, "delete a quarantined pod after this (default: max-hold)",
+        optional=True),
+    Key("quarantine-max-per-owner", "quarantine", _int_parser(1, 100), "quarantined pods per workload at most"),
+    Key("quarantine-max-per-namespace", "quarantine", _int_parser(1, 1000), "quarantined pods per namespace at most"),
+    Key("quarantine-daemonset", "quarantine", parse_switch, "also quarantine DaemonSet pods (replaced on the same node)"),
+    Key("quarantine-isolation", "quarantine", _choice_parser("required", "optional"),
+        "required: skip when removing labels loses NetworkPolicy isolation"),
 )
 
 # Annotations under the prefix that are podmedic's own output, not settings.
-OUTPUT_KEYS = frozenset({"status"})
+OUTPUT_KEYS = frozenset({"status",
+                         # written by `podmedic quarantine` on the pods it keeps (docs/quarantine.md)
+                         "quarantined-at", "quarantine-owner", "quarantine-reason", "quarantine-expires",
+                         "quarantine-saved", "quarantine-observed", "quarantine-released"})

@@ -1,0 +1,430 @@
+"""The quarantine decision core. PURE: a namespace's objects, the settings and a clock in,
+decisions out; no API call, no clock read, no I/O (tests/quarantine/ drive it with plain dicts).
+
+One pass over one namespace (`decide`):
+
+1. Cleanup. A quarantined pod (label `<prefix>quarantined=true`) whose `quarantine-expires`
+   has passed, or whose workload (`quarantine-owner` uid) no longer exists, is deleted. A bare
+   pod is only marked and never deleted: nothing would replace it.
+2. Candidates: pods injected by podmedic (`<prefix>status`), `quarantine` enabled (global <
+   namespace < pod), Running with every container running and started, Ready False for at
+   least `quarantine-after`, not quarantined, never released (`quarantine-released`). Oldest
+   NotReady first, so a burst is decided in a stable order.
+3. Per candidate, in this order, the first rule that says no is the reason it is skipped:
+   the kind of its controller (ReplicaSet of a Deployment, Job, DaemonSet when enabled:
+   quarantine; StatefulSet and other kinds: skip; no controller: mark only), the caps (a pod of
+   the same template as a quarantined one; `quarantine-max-per-owner`;
+   `quarantine-max-per-namespace`), then the pre-flight on the relabelled labels (no PDB, HPA
+   target or Service still selects it, no NetworkPolicy isolation lost, room in every
+   ResourceQuota for the replacement). Every pod quarantined in this pass counts against the
+   caps of the next, so a burst (a database outage) quarantines at most one per workload.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from fractions import Fraction
+from typing import Any
+
+from webhook.engine.config import GlobalConfig
+from webhook.engine.settings import InvalidSetting, Resolved
+from webhook.quarantine.labels import Labels, map_selects, quantity, selected_keys, selects
+from webhook.quarantine.reasons import Action, Reason
+
+Obj = Mapping[str, Any]
+
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+HOLD_MESSAGE = "podmedic: held since"  # what the supervisor's readiness check prints during a hold
+OBSERVED_MAX = 1024  # characters of the observed message kept in the annotation
+# Controllers that create a replacement for a released pod; StatefulSet never does.
+REPLACING_KINDS = ("ReplicaSet", "Job", "DaemonSet")
+WORKLOAD_KINDS = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job")
+
+
+class Marks:
+    """The label and annotations the controller writes, under the configured prefix. The
+    annotation names are OUTPUT_KEYS of engine/keys.py: never read as settings."""
+
+    def __init__(self, prefix: str):
+        self.label = prefix + "quarantined"  # `=true` on every kept pod (the log janitor reads it too)
+        self.at = prefix + "quarantined-at"
+        self.owner = prefix + "quarantine-owner"      # Kind/name/uid of the workload
+        self.reason = prefix + "quarantine-reason"    # the reason code
+        self.expires = prefix + "quarantine-expires"
+        self.saved = prefix + "quarantine-saved"      # JSON: the removed labels, the previous safe-to-evict
+        self.observed = prefix + "quarantine-observed"  # what the kubelet reported (the hold message)
+        self.released = prefix + "quarantine-released"  # set by `release`: never quarantined again
+        self.written = (self.at, self.owner, self.reason, self.expires, self.saved, self.observed)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The workload a pod is taken from: the Deployment above a ReplicaSet, else the controller."""
+
+    kind: str
+    name: str
+    uid: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}/{self.uid}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Owner | None":
+        parts = (text or "").split("/")
+        return cls(*parts) if len(parts) == 3 and all(parts) else None
+
+
+@dataclass(frozen=True)
+class NamespaceView:
+    """One namespace as the controller read it. `workloads` hold every Deployment, ReplicaSet,
+    StatefulSet, DaemonSet and Job, each with its `kind` (list items carry none); an incomplete
+    view would make owners look gone, so the I/O shell decides only on complete reads.
+    `observed`: pod uid -> the latest readiness-probe failure the kubelet reported (its
+    Unhealthy event), where the supervisor's hold message shows."""
+
+    name: str
+    annotations: Mapping[str, str]
+    pods: Sequence[Obj]
+    workloads: Sequence[Obj] = ()
+    pdbs: Sequence[Obj] = ()
+    hpas: Sequence[Obj] = ()
+    services: Sequence[Obj] = ()
+    netpols: Sequence[Obj] = ()
+    quotas: Sequence[Obj] = ()
+    observed: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: Reason
+    pod: Obj
+    detail: str = ""
+    owner: Owner | None = None
+    remove: Mapping[str, str] = field(default_factory=dict)  # the labels taken away (saved for release)
+    expires: float | None = None
+    observed: str = ""
+
+    @property
+    def namespace(self) -> str:
+        return str(self.pod["metadata"]["namespace"])
+
+    @property
+    def name(self) -> str:
+        return str(self.pod["metadata"]["name"])
+
+    @property
+    def uid(self) -> str:
+        return str(self.pod["metadata"]["uid"])
+
+    def describe(self) -> str:
+        """One line for logs and event messages."""
+        text = f"{self.reason.value}: {self.reason.text}"
+        return f"{text} ({self.detail})" if self.detail else text
+
+
+# ------------------------------------------------------------------ time
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------ reading pods
+
+def _meta(obj: Obj) -> Mapping[str, Any]:
+    return obj.get("metadata") or {}
+
+
+def _labels(obj: Obj) -> dict[str, str]:
+    return dict(_meta(obj).get("labels") or {})
+
+
+def _annotations(obj: Obj) -> Mapping[str, str]:
+    return _meta(obj).get("annotations") or {}
+
+
+def controller_of(obj: Obj) -> Mapping[str, Any] | None:
+    return next((r for r in _meta(obj).get("ownerReferences") or [] if r.get("controller")), None)
+
+
+def is_quarantined(pod: Obj, marks: Marks) -> bool:
+    return _labels(pod).get(marks.label) == "true"
+
+
+def ready_condition(pod: Obj) -> Mapping[str, Any]:
+    status = pod.get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+
+
+def not_ready_since(pod: Obj) -> float | None:
+    """When a Running pod whose containers all run (and have started) went NotReady; None when
+    it is ready, starting, crash-looping or terminating (then it is not held: no quarantine)."""
+    status = pod.get("status") or {}
+    condition = ready_condition(pod)
+    containers = status.get("containerStatuses") or []
+    if (status.get("phase") != "Running" or condition.get("status") != "False" or not containers
+            or _meta(pod).get("deletionTimestamp")):
+        return None
+    if not all("running" in (s.get("state") or {}) and s.get("started") is not False for s in containers):
+        return None
+    return parse_time(condition.get("lastTransitionTime"))
+
+
+def saved_state(pod: Obj, marks: Marks) -> dict[str, Any]:
+    """What a quarantine saved: {"labels": {...}, "safeToEvict": previous value or None}.
+    ValueError when the annotation is missing or not what the controller writes."""
+    raw = _annotations(pod).get(marks.saved)
+    try:
+        saved = json.loads(raw) if raw is not None else None
+    except ValueError:
+        saved = None
+    if not (isinstance(saved, dict) and isinstance(saved.get("labels"), dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in saved["labels"].items())):
+        raise ValueError(f"{marks.saved} is missing or malformed")
+    return saved
+
+
+def template_key(owner_uid: str, labels: Labels) -> str:
+    """Pods of one template: same workload, same pod-template-hash (Deployment) or
+    controller-revision-hash (DaemonSet); a Job has one template."""
+    return f"{owner_uid}/{labels.get('pod-template-hash') or labels.get('controller-revision-hash') or ''}"
+
+
+# ------------------------------------------------------------------ the pass
+
+@dataclass
+class _Tally:
+    """What is quarantined so far in this namespace (before and during the pass)."""
+
+    namespace: int = 0
+    per_owner: Counter[str] = field(default_factory=Counter)
+    templates: set[str] = field(default_factory=set)
+
+    def add(self, owner: Owner | None, labels: Labels) -> None:
+        self.namespace += 1
+        if owner is not None:
+            self.per_owner[owner.uid] += 1
+            self.templates.add(template_key(owner.uid, labels))
+
+
+class _Workloads:
+    def __init__(self, workloads: Sequence[Obj]):
+        self.by_uid = {str(_meta(w).get("uid")): w for w in workloads}
+        self.by_name = {(str(w.get("kind")), str(_meta(w).get("name"))): w for w in workloads}
+
+
+def decide(view: NamespaceView, config: GlobalConfig, now: float) -> list[Decision]:
+    marks = Marks(config.prefix)
+    workloads = _Workloads(view.workloads)
+    tally = _Tally()
+    out: list[Decision] = []
+    for pod in view.pods:
+        if is_quarantined(pod, marks):
+            owner = Owner.parse(_annotations(pod).get(marks.owner))
+            try:
+                saved = saved_state(pod, marks)["labels"]
+            except ValueError:
+                saved = {}
+            tally.add(owner, saved)
+            cleanup = _cleanup(pod, owner, marks, workloads, now)
+            if cleanup:
+                out.append(cleanup)
+    for pod, settings, since in sorted(_candidates(view, config, marks, now, out), key=lambda c: (c[2], _meta(c[0])["name"])):
+        decision = _consider(pod, settings, since, view, workloads, tally, marks, now)
+        if decision.action in (Action.QUARANTINE, Action.MARK):
+            tally.add(decision.owner, _labels(pod))
+        out.append(decision)
+    return out
+
+
+def _cleanup(pod: Obj, owner: Owner | None, marks: Marks, workloads: _Workloads, now: float) -> Decision | None:
+    if owner is None or _meta(pod).get("deletionTimestamp"):
+        return None  # a bare pod is only marked; a pod being deleted is on its way out
+    expires = parse_time(_annotations(pod).get(marks.expires))
+    if expires is not None and now >= expires:
+        return Decision(Action.DELETE, Reason.EXPIRED, pod, f"expired at {iso(expires)}", owner)
+    if owner.uid not in workloads.by_uid:
+        return Decision(Action.DELETE, Reason.OWNER_GONE, pod, f"{owner.kind} {owner.name} is gone", owner)
+    return None
+
+
+def _candidates(view: NamespaceView, config: GlobalConfig, marks: Marks, now: float,
+                out: list[Decision]) -> Iterator[tuple[Obj, Resolved, float]]:
+    """Pods NotReady for long enough; a pod whose quarantine settings do not parse is reported
+    (appended to `out`) instead."""
+    for pod in view.pods:
+        annotations = _annotations(pod)
+        if config.status_key not in annotations or marks.released in annotations or is_quarantined(pod, marks):
+            continue
+        since = not_ready_since(pod)
+        if since is None:
+            continue
+        settings = Resolved(config, view.annotations, annotations)
+        try:
+            if settings.value("quarantine") and now - since >= settings.value("quarantine-after"):
+                yield pod, settings, since
+        except InvalidSetting as exc:
+            out.append(Decision(Action.SKIP, Reason.INVALID_SETTING, pod, str(exc)))
+
+
+def _consider(pod: Obj, settings: Resolved, since: float, view: NamespaceView, workloads: _Workloads,
+              tally: _Tally, marks: Marks, now: float) -> Decision:
+    def skip(reason: Reason, detail: str = "", owner: Owner | None = None) -> Decision:
+        return Decision(Action.SKIP, reason, pod, detail, owner)
+
+    ref = controller_of(pod)
+    observed = (view.observed.get(str(_meta(pod).get("uid"))) or ready_condition(pod).get("message") or "")[:OBSERVED_MAX]
+    try:
+        if ref is None:
+            if tally.namespace >= settings.value("quarantine-max-per-namespace"):
+                return skip(Reason.NAMESPACE_CAP, f"{tally.namespace} quarantined")
+            return Decision(Action.MARK, Reason.BARE_POD, pod, f"NotReady since {iso(since)}", observed=observed)
+        found = _owner(ref, settings, workloads)
+        if isinstance(found, Reason):
+            return skip(found, f"{ref.get('kind')} {ref.get('name')}")
+        direct, owner = found
+        labels = _labels(pod)
+        selector = (direct.get("spec") or {}).get("selector")
+        remove = {k: labels[k] for k in sorted(selected_keys(selector)) if k in labels}
+        relabelled = {k: v for k, v in labels.items() if k not in remove} | {marks.label: "true"}
+        if selects(selector, relabelled):
+            return skip(Reason.SELECTOR_UNREMOVABLE, f"{direct['kind']} {_meta(direct).get('name')}", owner)
+        capped = _capped(owner, labels, settings, tally)
+        if capped:
+            return skip(*capped, owner=owner)
+        refused = _preflight(pod, labels, relabelled, view, workloads, settings)
+        if refused:
+            return skip(*refused, owner=owner)
+        expires = now + _expiry(pod, settings)
+    except InvalidSetting as exc:
+        return skip(Reason.INVALID_SETTING, str(exc))
+    reason = Reason.HELD if HOLD_MESSAGE in observed else Reason.NOT_READY
+    return Decision(Action.QUARANTINE, reason, pod, f"NotReady since {iso(since)}", owner, remove, expires, observed)
+
+
+def _owner(ref: Mapping[str, Any], settings: Resolved, workloads: _Workloads) -> Reason | tuple[Obj, Owner]:
+    """(the controller, the workload above it) or the reason to skip."""
+    kind = ref.get("kind")
+    if kind == "StatefulSet":
+        return Reason.STATEFULSET
+    if kind == "DaemonSet" and not settings.value("quarantine-daemonset"):
+        return Reason.DAEMONSET_DISABLED
+    if kind not in REPLACING_KINDS:
+        return Reason.OWNER_KIND_UNSUPPORTED
+    direct = workloads.by_uid.get(str(ref.get("uid")))
+    if direct is None:
+        return Reason.OWNER_NOT_FOUND
+    top = direct
+    above = controller_of(direct)
+    if kind == "ReplicaSet" and above is not None and above.get("kind") == "Deployment":
+        deployment = workloads.by_uid.get(str(above.get("uid")))
+        if deployment is None:
+            return Reason.OWNER_NOT_FOUND
+        top = deployment
+    meta = _meta(top)
+    return direct, Owner(str(top["kind"]), str(meta.get("name")), str(meta.get("uid")))
+
+
+def _capped(owner: Owner, labels: Labels, settings: Resolved, tally: _Tally) -> tuple[Reason, str] | None:
+    if template_key(owner.uid, labels) in tally.templates:
+        return Reason.SAME_TEMPLATE, f"{owner.kind} {owner.name}"
+    per_owner = settings.value("quarantine-max-per-owner")
+    if tally.per_owner[owner.uid] >= per_owner:
+        return Reason.OWNER_CAP, f"{owner.kind} {owner.name}: {tally.per_owner[owner.uid]} of {per_owner}"
+    per_namespace = settings.value("quarantine-max-per-namespace")
+    if tally.namespace >= per_namespace:
+        return Reason.NAMESPACE_CAP, f"{tally.namespace} of {per_namespace}"
+    return None
+
+
+def _expiry(pod: Obj, settings: Resolved) -> int:
+    """quarantine-expiry, else the longest max-hold of the pod's containers (the supervisor
+    gives up holding then), at least quarantine-after."""
+    expiry = settings.value("quarantine-expiry")
+    if expiry is None:
+        containers = (pod.get("spec") or {}).get("containers") or []
+        expiry = max((settings.value("max-hold", c.get("name")) for c in containers), default=0)
+    return max(int(expiry), int(settings.value("quarantine-after")))
+
+
+# ------------------------------------------------------------------ the pre-flight
+
+def _preflight(pod: Obj, labels: Labels, relabelled: Labels, view: NamespaceView, workloads: _Workloads,
+               settings: Resolved) -> tuple[Reason, str] | None:
+    """Selection is by labels, not ownership: after the relabel nothing may still count the pod."""
+    for pdb in view.pdbs:
+        if selects((pdb.get("spec") or {}).get("selector"), relabelled):
+            return Reason.PDB_SELECTS, f"PodDisruptionBudget {_meta(pdb).get('name')}"
+    for hpa in view.hpas:
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        target = workloads.by_name.get((str(ref.get("kind")), str(ref.get("name"))))
+        name = f"HorizontalPodAutoscaler {_meta(hpa).get('name')}"
+        if target is None and ref.get("kind") not in WORKLOAD_KINDS:
+            return Reason.HPA_TARGET_UNKNOWN, f"{name} targets {ref.get('kind')} {ref.get('name')}"
+        if target is not None and selects((target.get("spec") or {}).get("selector"), relabelled):
+            return Reason.HPA_SELECTS, name
+    for service in view.services:
+        if map_selects((service.get("spec") or {}).get("selector"), relabelled):
+            return Reason.SERVICE_SELECTS, f"Service {_meta(service).get('name')}"
+    lost = _isolation(view.netpols, labels) - _isolation(view.netpols, relabelled)
+    if lost and settings.value("quarantine-isolation") == "required":
+        return Reason.ISOLATION_LOST, f"{'/'.join(sorted(lost))} isolation; install the podmedic-quarantine NetworkPolicy"
+    short = _quota_short(pod, view.quotas)
+    if short:
+        return Reason.QUOTA_EXHAUSTED, short
+    return None
+
+
+def _isolation(policies: Sequence[Obj], labels: Labels) -> set[str]:
+    """The directions (Ingress, Egress) in which some NetworkPolicy isolates pods with these labels."""
+    out: set[str] = set()
+    for policy in policies:
+        spec = policy.get("spec") or {}
+        if selects(spec.get("podSelector") or {}, labels):
+            out |= set(spec.get("policyTypes") or ["Ingress", *(["Egress"] if spec.get("egress") else [])])
+    return out
+
+
+_QUOTA_ALIASES = {"cpu": "requests.cpu", "memory": "requests.memory", "ephemeral-storage": "requests.ephemeral-storage",
+                  "count/pods": "pods"}
+
+
+def _pod_usage(pod: Obj) -> dict[str, Fraction]:
+    """What the replacement (the same template) will charge to a quota."""
+    usage: dict[str, Fraction] = {"pods": Fraction(1)}
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        for kind in ("requests", "limits"):
+            for name, value in (resources.get(kind) or {}).items():
+                key = f"{kind}.{name}"
+                usage[key] = usage.get(key, Fraction(0)) + quantity(value)
+    return usage
+
+
+def _quota_short(pod: Obj, quotas: Sequence[Obj]) -> str | None:
+    try:
+        need = _pod_usage(pod)
+        for quota in quotas:
+            status = quota.get("status") or {}
+            hard = status.get("hard") or (quota.get("spec") or {}).get("hard") or {}
+            used = status.get("used") or {}
+            for name, limit in hard.items():
+                wanted = need.get(_QUOTA_ALIASES.get(name, name))
+                if wanted is not None and quantity(used.get(name, 0)) + wanted > quantity(limit):
+                    return f"ResourceQuota {_meta(quota).get('name')}: {name} used {used.get(name, 0)} of {limit}"
+    except ValueError as exc:
+        return f"cannot read a quantity: {exc}"
+    return None
