@@ -49,6 +49,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "ConfigMap": ("api/v1", "configmaps", True),
     "Pod": ("api/v1", "pods", True),
     "ServiceAccount": ("api/v1", "serviceaccounts", True),
+    "PersistentVolumeClaim": ("api/v1", "persistentvolumeclaims", True),
     "MutatingWebhookConfiguration": ("apis/admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", False),
     "ValidatingWebhookConfiguration": ("apis/admissionregistration.k8s.io/v1", "validatingwebhookconfigurations", False),
 }

@@ -105,6 +105,14 @@ def policy_roots(objs: list[Obj]) -> dict[str, str]:
     return ast.literal_eval(variables["roots"])
 
 
+def policy_claim(objs: list[Obj]) -> str:
+    """The log claim name literal of the ValidatingAdmissionPolicy (a CEL string = a Python one)."""
+    variables = {v["name"]: v["expression"] for v in one(objs, "ValidatingAdmissionPolicy")["spec"]["variables"]}
+    claim = ast.literal_eval(variables["claim"])
+    assert isinstance(claim, str)
+    return claim
+
+
 def server_config(objs: list[Obj], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GlobalConfig:
     """The ConfigMap's file, loaded by the real loader from the path the server is given."""
     args = serve_args(objs, monkeypatch)
@@ -144,14 +152,15 @@ def test_namespace_enforces_restricted_pod_security(rendered):
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_server_may_only_read_namespaces(rendered):
+def test_server_may_only_read_namespaces_and_claims(rendered):
     objs = rendered["self-managed"]
     account = one(objs, "Deployment", "podmedic")["spec"]["template"]["spec"]["serviceAccountName"]
     bindings = [b for b in find(objs, "ClusterRoleBinding") + find(objs, "RoleBinding")
                 if {"kind": "ServiceAccount", "name": account, "namespace": "podmedic-system"} in b["subjects"]]
     assert [b["roleRef"]["kind"] for b in bindings] == ["ClusterRole"]
     role = one(objs, "ClusterRole", bindings[0]["roleRef"]["name"])
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+                             {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", "watch"]}]
 
 
 # -- the quarantine controller ------------------------------------------------------------------
@@ -235,6 +244,7 @@ def test_config_map_is_a_valid_override_and_agrees_with_the_manifests(rendered, 
     loaded = server_config(objs, tmp_path, monkeypatch)
     assert loaded.toolbox.image == container(objs)["image"], "init containers must run the server's release"
     assert policy_roots(objs) == {"*": loaded.logs.host_root, **loaded.logs.namespace_roots}
+    assert policy_claim(objs) == loaded.logs.claim_name
     (condition,) = webhook_of(objs)["matchConditions"]
     assert condition["expression"].count(f"'{loaded.prefix}inject'") == 2
     assert loaded.review_deadline_seconds < webhook_of(objs)["timeoutSeconds"]

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.test_deploy import DEPLOY, find, one, policy_roots, render
+from tests.test_deploy import DEPLOY, find, one, policy_claim, policy_roots, render
 from tests.test_integration import Cluster, cluster  # noqa: F401  (session fixture: the real API server)
 from webhook.engine.pod_level import (
     LOGDIR_INIT,
+    LOGDIR_PVC_SECURITY,
     LOGDIR_SECURITY,
     LOGS_VOLUME,
     TOOLBOX_INIT,
@@ -150,6 +151,33 @@ def test_what_podmedic_itself_injects_is_admitted(enforced, ns, root):
     obj = logs_pod(root)
     obj["spec"]["initContainers"] = [
         {"name": LOGDIR_INIT, "image": "registry.example/podmedic:1", "securityContext": LOGDIR_SECURITY},
+        {"name": TOOLBOX_INIT, "image": "registry.example/podmedic:1", "securityContext": TOOLBOX_SECURITY},
+    ]
+    done = create(enforced, ns, obj)
+    assert done.returncode == 0, done.stderr
+
+
+def claim_pod(claim: str, name: str = LOGS_VOLUME) -> Obj:
+    return pod(volumes=[{"name": name, "persistentVolumeClaim": {"claimName": claim}}])
+
+
+def test_log_claim_volume_must_name_the_configured_claim(enforced, ns, policy_objects):
+    claim = policy_claim(policy_objects)
+    assert claim == "podmedic-logs"
+    admitted = create(enforced, ns, claim_pod(claim))
+    assert admitted.returncode == 0, admitted.stderr
+    for other in ("other-team-logs", claim + "-x", "data"):
+        done = create(enforced, ns, claim_pod(other))
+        assert done.returncode != 0 and DENIED in done.stderr, done.stderr
+        assert f"volume podmedic-logs must use the claim {claim} (got {other})" in done.stderr
+    elsewhere = create(enforced, ns, claim_pod("data", name="app-data"))  # not podmedic's name: not ours to judge
+    assert elsewhere.returncode == 0, elsewhere.stderr
+
+
+def test_what_podmedic_injects_on_a_claim_is_admitted(enforced, ns, policy_objects):
+    obj = claim_pod(policy_claim(policy_objects))
+    obj["spec"]["initContainers"] = [
+        {"name": LOGDIR_INIT, "image": "registry.example/podmedic:1", "securityContext": LOGDIR_PVC_SECURITY},
         {"name": TOOLBOX_INIT, "image": "registry.example/podmedic:1", "securityContext": TOOLBOX_SECURITY},
     ]
     done = create(enforced, ns, obj)

@@ -17,7 +17,7 @@ from tests import kubeapi, pods
 from tests.conftest import start_server, stop_server
 from tests.pods import patch_of, review
 from tests.test_integration import Cluster, running_cluster
-from webhook.kube.namespaces import CONVERGENCE_BOUND_SECONDS
+from webhook.kube.reflector import CONVERGENCE_BOUND_SECONDS
 
 pytestmark = pytest.mark.integration
 PREFIX = "podmedic.io/"

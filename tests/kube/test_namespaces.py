@@ -20,7 +20,8 @@ from tests.fakekube import FakeKube
 from webhook.cli.config import load
 from webhook.engine.decisions import Reason
 from webhook.engine.namespace import Lookup, Namespace
-from webhook.kube.namespaces import FileSource, KubeSource, StaticSource, backoff_delay, source_from_args
+from webhook.kube.namespaces import FileSource, KubeSource, StaticSource, source_from_args
+from webhook.kube.reflector import backoff_delay
 
 EXAMPLE = ROOT / "examples" / "namespaces.yaml"
 ON = {"podmedic.io/inject": "enabled"}
@@ -92,7 +93,7 @@ def test_file_formats(tmp_path: Path, text: str) -> None:
     (None, "cannot read namespaces file"),
     ("items: [\n", "is not valid YAML"),
     ("", "holds no Namespace objects"),
-    ("kind: Pod\nmetadata: {name: p}\n", "expected kind Namespace, List or NamespaceList, got 'Pod'"),
+    ("kind: Pod\nmetadata: {name: p}\n", "expected kind Namespace, PersistentVolumeClaim or a List, got 'Pod'"),
     ("kind: List\nitems: {a: b}\n", "items must be a list"),
     ("kind: List\nitems:\n- kind: Secret\n  metadata: {name: s}\n", "item 1: expected a Namespace object"),
     ("kind: Namespace\nmetadata: {labels: {}}\n", "a Namespace without metadata.name"),

@@ -280,9 +280,9 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 def namespace_lookup(args: argparse.Namespace, config: GlobalConfig) -> Any:
     """Offline by default: with no namespace flags, every namespace counts as opted in."""
     if args.namespaces_file:
-        return FileSource(args.namespaces_file).get
+        return FileSource(args.namespaces_file, config.logs.watched_claim).get
     if args.kubeconfig:
-        return live_lookup(args.kubeconfig)
+        return live_lookup(args.kubeconfig, config.logs.watched_claim)
     annotations = _pairs(args.namespace_annotations, "--namespace-annotations")
     if not args.namespace_annotations:
         annotations = {config.prefix + "inject": "enabled"}

@@ -66,7 +66,7 @@ def serve(args: argparse.Namespace) -> int:
         return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
     try:
-        source_from_args(args.namespaces_file, args.kubeconfig)  # a bad file or kubeconfig stops start-up
+        source_from_args(args.namespaces_file, args.kubeconfig, config.logs.watched_claim)  # a bad file or kubeconfig stops start-up
     except (OSError, ValueError) as exc:
         print(f"podmedic serve: {exc}")
         return 1

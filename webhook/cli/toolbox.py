@@ -51,6 +51,12 @@ def _logdir(args: argparse.Namespace) -> int:
         if "/" in name or name in ("", ".", ".."):
             print(f"podmedic logdir: invalid directory name {name!r}")
             return 1
-    for path in prepare(args.root, args.pod_dir, args.containers):
+    try:
+        made = prepare(args.root, args.pod_dir, args.containers)
+    except OSError as exc:  # never break the pod: it starts, its logs may not be writable by a non-root app
+        print(f"podmedic logdir: cannot prepare {args.root}/{args.pod_dir}: {exc.strerror or exc}; the kubelet "
+              "creates the directories instead, root-owned (the log root's mode: 1777 lets any UID write)")
+        return 0
+    for path in made:
         print(f"podmedic logdir: {path} ready")
     return 0

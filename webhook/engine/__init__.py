@@ -136,7 +136,7 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
         return Outcome([], report)
     assert settings is not None and lookup.namespace is not None  # what _gate lets through
     ctx = PodContext(pod, lookup.namespace.name, dict(lookup.namespace.labels), config, settings, report,
-                     toolbox_blocked=pod_level.names_taken(pod))
+                     toolbox_blocked=pod_level.names_taken(pod), log_claim=lookup.namespace.log_claim)
     _note_ignored(ctx)
     patch = PatchBuilder(pod)
     for feature in FEATURES:

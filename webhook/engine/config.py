@@ -8,6 +8,7 @@ while bad *annotations* (tenant input) only ever skip a feature.
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
@@ -25,10 +26,23 @@ class ToolboxConfig:
     resources: Mapping[str, Any]
 
 
+LogBackend = Literal["hostPath", "pvc", "auto"]
+LOG_BACKENDS: tuple[LogBackend, ...] = ("hostPath", "pvc", "auto")
+# A PersistentVolumeClaim's name: a DNS-1123 subdomain.
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
 @dataclass(frozen=True)
 class LogsConfig:
     host_root: str
     namespace_roots: Mapping[str, str]
+    backend: LogBackend = "hostPath"   # auto: pvc where Pod Security forbids hostPath
+    claim_name: str = "podmedic-logs"  # each namespace's log claim in the pvc backend
+
+    @property
+    def watched_claim(self) -> str | None:
+        """The claim whose phase the namespace source must know (None: hostPath only)."""
+        return None if self.backend == "hostPath" else self.claim_name
 
     def root_for(self, namespace: str) -> str:
         """The host directory under which this namespace's pod log directories live."""
@@ -59,6 +73,19 @@ def _absolute_root(where: str, value: Any) -> str:
         raise ConfigError(f"{where}: must be an absolute, normalised path (got {value!r})")
     if value == "/":
         raise ConfigError(f"{where}: must not be the host's root directory")
+    return value
+
+
+def _backend(value: Any) -> LogBackend:
+    for backend in LOG_BACKENDS:
+        if value == backend:
+            return backend
+    raise ConfigError(f"logs.backend must be one of {', '.join(LOG_BACKENDS)} (got {value!r})")
+
+
+def _claim_name(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 253 or not _SUBDOMAIN.fullmatch(value):
+        raise ConfigError(f"logs.claimName must be a PersistentVolumeClaim name (DNS-1123 subdomain), got {value!r}")
     return value
 
 
@@ -107,7 +134,9 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
                 image_pull_policy=str(toolbox.get("imagePullPolicy", "IfNotPresent")),
                 resources=toolbox.get("resources") or {},
             ),
-            logs=LogsConfig(host_root=_absolute_root("logs.hostRoot", logs["hostRoot"]), namespace_roots=roots),
+            logs=LogsConfig(host_root=_absolute_root("logs.hostRoot", logs["hostRoot"]), namespace_roots=roots,
+                            backend=_backend(logs.get("backend", "hostPath")),
+                            claim_name=_claim_name(logs.get("claimName", "podmedic-logs"))),
             source=source,
         )
     except KeyError as exc:

@@ -45,6 +45,7 @@ class PodContext:
     status: dict[str, Any] = field(default_factory=dict)  # the injection marker's content
     users: dict[FeatureName, list[Target]] = field(default_factory=dict)  # containers each feature changed
     toolbox_blocked: bool = False  # the pod already uses one of podmedic's volume/container names
+    log_claim: str | None = None  # the phase of the namespace's log claim (engine.namespace.Namespace)
 
     def applied(self, feature: FeatureName, container: str) -> bool:
         return feature in self.status.get("containers", {}).get(container, {})

@@ -55,6 +55,8 @@ class Reason(str, Enum):
     MOUNT_CONFLICT = ("mount-conflict", "the container already mounts something at that path", True)
     ENV_CONFLICT = ("env-conflict", "the container already defines an env var podmedic needs", True)
     PSA_FORBIDS_HOSTPATH = ("psa-forbids-hostpath", "the namespace's enforced Pod Security level forbids hostPath volumes", True)
+    LOGS_PVC_MISSING = ("logs-pvc-missing", "the namespace has no log PersistentVolumeClaim (logs.claimName)", True)
+    LOGS_PVC_UNBOUND = ("logs-pvc-unbound", "the namespace's log PersistentVolumeClaim is not Bound", True)
     PRESTOP_NOT_EXEC = ("prestop-not-exec", "container has a non-exec preStop hook; kept, forensics hook not added", True)
     GRACE_TOO_SHORT = ("grace-too-short", "terminationGracePeriodSeconds leaves too little time for the collector", True)
     MUTATOR_ERROR = ("mutator-error", "internal error while injecting this feature; feature skipped", True)

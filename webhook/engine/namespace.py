@@ -1,5 +1,5 @@
 """What the engine knows of a namespace (annotations: the opt-in and switches; labels: the
-enforced Pod Security level), and a lookup's answer. Types only: the sources that fill them
+enforced Pod Security level; the phase of its log claim), and a lookup's answer. Types only: the sources that fill them
 (a file, a watch of the API) live in webhook.kube.namespaces.
 """
 
@@ -19,6 +19,10 @@ class Namespace:
     name: str
     annotations: Mapping[str, str]
     labels: Mapping[str, str]
+    # The phase of the namespace's PersistentVolumeClaim named logs.claimName (Bound, Pending,
+    # Lost, Terminating), None when it has none -- or when the source was not asked to watch
+    # claims (the hostPath log backend needs none). The pvc log backend injects only on Bound.
+    log_claim: str | None = None
 
 
 class Lookup(NamedTuple):

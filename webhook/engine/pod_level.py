@@ -1,5 +1,5 @@
 """Pod-level additions that features share: the toolbox init container and volumes, and the
-log directory's hostPath volume and its preparing init container.
+log directory's volume (hostPath or the namespace's claim) and its preparing init container.
 
 Features only touch their own container; after all of them ran, `finish()` adds what the pod
 needs exactly once (never per container, never twice), placed first among init containers so
@@ -8,7 +8,7 @@ that native sidecars and the app find the toolbox installed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import Decision, Reason
@@ -32,6 +32,9 @@ POD_UID_ENV = "PODMEDIC_POD_UID"
 # is per incarnation, and a hostPath log root is the shared CephFS mount of every node.
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes"
 
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+HOSTPATH_FORBIDDEN = ("baseline", "restricted")
+
 TOOLBOX_FEATURES = (FeatureName.SUPERVISOR, FeatureName.FORENSICS)
 OUR_VOLUMES = (TOOLBOX_VOLUME, STATE_VOLUME, LOGS_VOLUME)
 OUR_CONTAINERS = (TOOLBOX_INIT, LOGDIR_INIT)
@@ -43,16 +46,22 @@ TOOLBOX_SECURITY = {
     "readOnlyRootFilesystem": True, "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
-# The log directory's per-container subdirectories are created by the kubelet root-owned 0755
-# (subPathExpr copies the volume root's mode), so a non-root app could not write them. This init
-# container creates them first and opens them up. It runs as root -- the directories' owner, so
-# chmod needs no capability -- with every capability dropped. It is only ever added where
-# hostPath is allowed, i.e. in namespaces that do not enforce baseline or restricted.
+# The log directory's per-container subdirectories are created by the kubelet root-owned with the
+# volume root's mode (subPathExpr), 0755 on a hostPath root, so a non-root app could not write
+# them. This init container creates them first and opens them up (mode 1777, like /tmp).
+# hostPath backend: it runs as root -- the directories' owner, so chmod needs no capability --
+# with every capability dropped; it is only ever added where hostPath is allowed, i.e. in
+# namespaces that do not enforce baseline or restricted.
 LOGDIR_SECURITY = {
     "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "privileged": False,
     "readOnlyRootFilesystem": True, "runAsNonRoot": False, "runAsUser": 0,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+# pvc backend: restricted-compliant like the toolbox's (any namespace may use the claim). It needs
+# no root: the admin provisions each namespace's root directory with mode 1777 (`podmedic logs
+# provision`), so this UID creates the pod's directory and owns it and the 1777 per-container
+# directories below it (docs/operations.md, "Log claims").
+LOGDIR_PVC_SECURITY = TOOLBOX_SECURITY
 
 
 def names_taken(pod: dict[str, Any]) -> bool:
@@ -100,12 +109,32 @@ def _toolbox_init(ctx: PodContext) -> dict[str, Any]:
             "volumeMounts": [{"name": TOOLBOX_VOLUME, "mountPath": toolbox.TOOLBOX_MOUNT}]}
 
 
-def _logdir_init(ctx: PodContext, containers: list[str]) -> dict[str, Any]:
+def log_backend(ctx: PodContext) -> Literal["hostPath", "pvc"]:
+    """The configured backend; `auto` is the claim where the namespace's enforced Pod Security
+    level forbids hostPath (the pod would be refused), hostPath elsewhere."""
+    backend = ctx.config.logs.backend
+    if backend == "auto":
+        return "pvc" if enforced_level(ctx) in HOSTPATH_FORBIDDEN else "hostPath"
+    return backend
+
+
+def enforced_level(ctx: PodContext) -> str:
+    return ctx.namespace_labels.get(PSA_ENFORCE, "privileged")
+
+
+def _logs_volume(ctx: PodContext, backend: str) -> dict[str, Any]:
+    if backend == "pvc":
+        return {"name": LOGS_VOLUME, "persistentVolumeClaim": {"claimName": ctx.config.logs.claim_name}}
+    return {"name": LOGS_VOLUME, "hostPath": {"path": ctx.config.logs.root_for(ctx.namespace), "type": "DirectoryOrCreate"}}
+
+
+def _logdir_init(ctx: PodContext, containers: list[str], backend: str) -> dict[str, Any]:
     cfg = ctx.config.toolbox
     return {"name": LOGDIR_INIT, "image": cfg.image, "imagePullPolicy": cfg.image_pull_policy,
             "command": ["podmedic", "logdir", "--root", LOGS_ROOT_MOUNT, "--pod-dir", pod_dir(ctx.namespace),
                         *containers],
-            "env": pod_env(), "resources": dict(cfg.resources), "securityContext": LOGDIR_SECURITY,
+            "env": pod_env(), "resources": dict(cfg.resources),
+            "securityContext": LOGDIR_PVC_SECURITY if backend == "pvc" else LOGDIR_SECURITY,
             "volumeMounts": [{"name": LOGS_VOLUME, "mountPath": LOGS_ROOT_MOUNT}]}
 
 
@@ -124,15 +153,17 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
         added["volumes"] += [TOOLBOX_VOLUME, STATE_VOLUME]
         added["initContainers"].append(TOOLBOX_INIT)
     log_users = [t.name for t in ctx.users.get(FeatureName.LOGS, [])]
+    local = list(added["volumes"])
     if log_users:
-        root = ctx.config.logs.root_for(ctx.namespace)
-        patch.append(("spec", "volumes"), {"name": LOGS_VOLUME, "hostPath": {"path": root, "type": "DirectoryOrCreate"}})
-        patch.prepend(("spec", "initContainers"), _logdir_init(ctx, log_users))
+        backend = log_backend(ctx)
+        patch.append(("spec", "volumes"), _logs_volume(ctx, backend))
+        patch.prepend(("spec", "initContainers"), _logdir_init(ctx, log_users, backend))
         added["volumes"].append(LOGS_VOLUME)
         added["initContainers"].append(LOGDIR_INIT)
+        local += [LOGS_VOLUME] if backend == "hostPath" else []
     if added["volumes"]:
         record: dict[str, Any] = dict(added)
-        original = _list_local_volumes(ctx.pod, added["volumes"], patch)
+        original = _list_local_volumes(ctx.pod, local, patch)
         if original is not _UNCHANGED:
             record["annotations"] = {SAFE_TO_EVICT: original}
         ctx.status["pod"] = record

@@ -14,12 +14,10 @@ an audit line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import logging
 import os
-import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,36 +26,11 @@ import yaml
 
 from webhook.engine.decisions import Reason
 from webhook.engine.namespace import Lookup, Namespace
-from webhook.kube.client import CONNECT_RETRIES, kube_api_client
+from webhook.kube.client import kube_api_client
+from webhook.kube.reflector import Reflector
 
 if TYPE_CHECKING:  # the client is slow to import; file mode must not pay for it
     import kubernetes
-
-log = logging.getLogger("podmedic.namespaces")
-
-# Watch timing. Each watch asks the API server to end it after WATCH_TIMEOUT_SECONDS and is
-# re-opened from the last resourceVersion (cheap: served from the API server's watch cache), so a
-# connection that died without a FIN (network partition) is noticed within READ_TIMEOUT_SECONDS.
-# After a failure the cache is kept (stale while unreachable) and a relist is retried with
-# capped exponential backoff and jitter. While connected, a change is applied as soon as its
-# event arrives (milliseconds).
-WATCH_TIMEOUT_SECONDS = 10
-READ_MARGIN_SECONDS = 5
-READ_TIMEOUT_SECONDS = WATCH_TIMEOUT_SECONDS + READ_MARGIN_SECONDS
-CONNECT_TIMEOUT_SECONDS = 2.0
-BACKOFF_INITIAL_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 5.0
-# Once the API server answers again, the cache has converged (relisted: changed namespaces
-# updated, deleted ones gone) within this bound, plus the list request's own duration: the
-# attempt in flight fails within its connect timeout, the next one starts within the capped
-# backoff. An outage is noticed at once when the connection is closed or refused (API server
-# restart), and within READ_TIMEOUT_SECONDS when it silently dies.
-def convergence_bound(backoff_max: float, connect_timeout: float) -> float:
-    return backoff_max + (1 + CONNECT_RETRIES) * connect_timeout
-
-
-CONVERGENCE_BOUND_SECONDS = convergence_bound(BACKOFF_MAX_SECONDS, CONNECT_TIMEOUT_SECONDS)  # 7 s
-
 
 class NamespaceSource(Protocol):
     def get(self, name: str) -> Lookup:
@@ -129,10 +102,12 @@ class StaticSource:
 
 class FileSource(StaticSource):
     """Standalone mode (`make run`): the Namespace objects of a file, as `kubectl get ns -o yaml`
-    prints them (a `List`), or single Namespace documents, one or several (`---`). Read once: a
-    bad file fails at start with a ValueError naming the file, not later per review."""
+    prints them (a `List`), or single Namespace documents, one or several (`---`). With a log
+    claim, the file's PersistentVolumeClaims of that name give each namespace its claim's phase
+    (`kubectl get ns,pvc -A -o yaml`); others are ignored. Read once: a bad file fails at start
+    with a ValueError naming the file, not later per review."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], claim: str | None = None):
         try:
             with open(path, encoding="utf-8") as f:
                 documents = list(yaml.safe_load_all(f))
@@ -140,168 +115,209 @@ class FileSource(StaticSource):
             raise ValueError(f"cannot read namespaces file {path}: {exc.strerror}") from exc
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ValueError(f"namespaces file {path} is not valid YAML: {exc}") from exc
-        namespaces = list(_from_documents(documents, str(path)))
+        namespaces, phases = [], {}
+        for where, obj in _objects(documents, str(path)):
+            if not isinstance(obj, Mapping) or obj.get("kind") != "PersistentVolumeClaim":
+                namespaces.append(namespace_from(obj, where))
+            elif claim is not None and (obj.get("metadata") or {}).get("name") == claim:
+                namespace, phases[namespace] = _file_phase(obj, where)
         if not namespaces:
             raise ValueError(f"namespaces file {path} holds no Namespace objects")
         try:
-            super().__init__(namespaces)
+            super().__init__(dataclasses.replace(ns, log_claim=phases.get(ns.name)) for ns in namespaces)
         except ValueError as exc:
             raise ValueError(f"namespaces file {path}: {exc}") from exc
 
 
-def _from_documents(documents: Iterable[Any], path: str) -> Iterable[Namespace]:
+def _file_phase(obj: Any, where: str) -> tuple[str, str]:
+    try:
+        return claim_phase(obj)
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _objects(documents: Iterable[Any], path: str) -> Iterable[tuple[str, Any]]:
+    """(where, object) for each Namespace or PersistentVolumeClaim, Lists unpacked."""
     for number, doc in enumerate(documents, 1):
         where = f"{path}: document {number}"
         if doc is None:  # an empty document, e.g. a trailing `---`
             continue
         kind = doc.get("kind") if isinstance(doc, Mapping) else None
-        if kind in ("List", "NamespaceList"):
+        if kind in ("List", "NamespaceList", "PersistentVolumeClaimList"):
             items = doc.get("items") or []
             if not isinstance(items, list):
                 raise ValueError(f"{where}: items must be a list")
-            yield from (namespace_from(item, f"{where}: item {i}") for i, item in enumerate(items, 1))
-        elif kind == "Namespace":
-            yield namespace_from(doc, where)
+            yield from ((f"{where}: item {i}", item) for i, item in enumerate(items, 1))
+        elif kind in ("Namespace", "PersistentVolumeClaim"):
+            yield where, doc
         else:
-            raise ValueError(f"{where}: expected kind Namespace, List or NamespaceList, got {kind!r}")
+            raise ValueError(f"{where}: expected kind Namespace, PersistentVolumeClaim or a List, got {kind!r}")
 
 
 class KubeSource:
-    """One list+watch cache of all Namespaces, kept by a daemon thread (see the timing constants).
+    """One list+watch cache of all Namespaces and, when a log claim is watched, one of the
+    PersistentVolumeClaims named like it in every namespace (webhook.kube.reflector: timing,
+    backoff, relists).
 
-    - get() reads the in-memory dict: no API call per review.
-    - ready() once the first list has completed; it stays true during an API outage, because
+    - get() reads the in-memory dict: no API call per review. Each Namespace carries its claim's
+      phase (`log_claim`), so the engine learns it from the lookup it already gets, and the plan
+      memo (which keys on the Namespace object) misses once the claim changes.
+    - ready() once every first list has completed; it stays true during an API outage, because
       reviews are still answered from the (stale) cache; an unready webhook would instead fail
       every pod creation of the cluster.
-    - A relist replaces the dict in one assignment, so namespaces deleted meanwhile disappear and
-      readers never see a half-built cache; watch events change single entries (atomic dict
-      operations; this thread is the only writer).
-    - Every failure, 410 Gone included, ends in a relist: the API server's watch cache may not
-      hold our resourceVersion any more after a reconnect, and a list is the one way to learn
-      about deletions missed meanwhile.
+    - A relist replaces the served dict in one assignment, so namespaces deleted meanwhile
+      disappear and readers never see a half-built cache; watch events change single entries
+      (atomic dict operations). The two watch threads write under one lock, so a namespace
+      event and a claim event never overwrite each other's news.
 
-    State for metrics and health: `last_sync` (time.time() when the cache was last known
-    current: a list, an event, a watch ended normally; None before the first list) and
-    `relists` (lists after the first: expiries and reconnects).
+    `last_sync` (the staler of the two watches; None before the first lists) and `relists`
+    (both watches together) feed metrics and health.
     """
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, *, watch_timeout: int = WATCH_TIMEOUT_SECONDS,
-                 connect_timeout: float = CONNECT_TIMEOUT_SECONDS, backoff_initial: float = BACKOFF_INITIAL_SECONDS,
-                 backoff_max: float = BACKOFF_MAX_SECONDS):
+    def __init__(self, api_client: kubernetes.client.ApiClient, *, claim: str | None = None,
+                 **timing: Any):
         from kubernetes.client import CoreV1Api
 
-        self._api = CoreV1Api(api_client)
-        self._watch_timeout = watch_timeout
-        self._request_timeout = (connect_timeout, watch_timeout + READ_MARGIN_SECONDS)
-        self._backoff = (backoff_initial, backoff_max)
+        api = CoreV1Api(api_client)
         self._cache: dict[str, Namespace] = {}
-        self._synced = False
-        self._failures = 0
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._watch: Any = None  # the open kubernetes.watch.Watch, so stop() can cut it
-        self.last_sync: float | None = None
-        self.relists = 0
+        self._namespaces: dict[str, Namespace] = {}  # as listed, without the claim's phase
+        self._phases: dict[str, str] = {}  # namespace -> its log claim's phase
+        self._claim = claim
+        self._write = threading.Lock()
+        self._reflectors = [Reflector("namespaces", api.list_namespace, _Namespaces(self), **timing)]
+        if claim is not None:
+            self._reflectors.append(Reflector("claims", api.list_persistent_volume_claim_for_all_namespaces,
+                                              _Claims(self), selector=f"metadata.name={claim}", **timing))
 
     @property
     def convergence_bound(self) -> float:
         """Seconds after the API answers again within which the cache has relisted (this
         instance's CONVERGENCE_BOUND_SECONDS)."""
-        return convergence_bound(self._backoff[1], self._request_timeout[0])
+        return self._reflectors[0].convergence_bound
+
+    @property
+    def last_sync(self) -> float | None:
+        syncs = [r.last_sync for r in self._reflectors]
+        return None if None in syncs else min(s for s in syncs if s is not None)
+
+    @property
+    def relists(self) -> int:
+        return sum(r.relists for r in self._reflectors)
 
     def get(self, name: str) -> Lookup:
-        if not self._synced:
+        if not self.ready():
             return Lookup(None, Reason.NAMESPACE_SOURCE_NOT_SYNCED)
         return _lookup(self._cache, name)
 
     def ready(self) -> bool:
-        return self._synced
+        return all(r.synced for r in self._reflectors)
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="podmedic-namespaces", daemon=True)
-            self._thread.start()
+        for reflector in self._reflectors:
+            reflector.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        watch = self._watch
-        if watch is not None:
-            watch.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=self._request_timeout[0] + 1)
+        for reflector in self._reflectors:
+            reflector.stop()
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                rv = self._relist()
-                while not self._stopping.is_set():
-                    rv = self._watch_from(rv)
-            except Exception as exc:  # anything: keep the cache, back off, relist
-                if self._stopping.is_set():
-                    return
-                self._failures += 1
-                delay = backoff_delay(self._failures, *self._backoff)
-                level = logging.WARNING if self._failures == 1 else logging.DEBUG
-                log.log(level, "namespace watch failed (%s), serving the cached namespaces; relisting in %.1f s",
-                        _describe(exc), delay)
-                self._stopping.wait(delay)
+    def _phase(self, namespace: str) -> str | None:
+        return self._phases.get(namespace) if self._claim is not None else None
 
-    def _relist(self) -> str:
-        response = self._api.list_namespace(_preload_content=False, _request_timeout=self._request_timeout)
-        # _preload_content=False returns the urllib3 response, not the model the client's annotations name
-        body = json.loads(response.data)  # type: ignore[attr-defined]
-        self._cache = {ns.name: ns for ns in (namespace_from(item, "namespace list") for item in body["items"])}
-        if self._synced:
-            self.relists += 1
-        if self._failures:
-            log.info("namespace cache relisted after %d failed attempt(s): %d namespaces", self._failures, len(self._cache))
-        self._synced, self._failures, self.last_sync = True, 0, time.time()
-        return str(body["metadata"]["resourceVersion"])
+    def _with_phase(self, ns: Namespace) -> Namespace:
+        phase = self._phase(ns.name)
+        return ns if ns.log_claim == phase else dataclasses.replace(ns, log_claim=phase)
 
-    def _watch_from(self, rv: str) -> str:
-        """One watch, until the API server ends it after watch_timeout; returns the new position.
-        An ERROR event (410 Gone) or a broken connection raises."""
-        from kubernetes import watch
+    def _kept(self, name: str, ns: Namespace) -> Namespace:
+        """The served object itself while its claim's phase is unchanged (a plan memo hit)."""
+        cached = self._cache.get(name)
+        return cached if cached is not None and cached.log_claim == self._phase(name) else self._with_phase(ns)
 
-        self._watch = watch.Watch()
-        for event in self._watch.stream(self._api.list_namespace, resource_version=rv, allow_watch_bookmarks=True,
-                                        timeout_seconds=self._watch_timeout, _request_timeout=self._request_timeout):
-            obj = event["raw_object"]
-            rv = str(obj["metadata"]["resourceVersion"])
-            if event["type"] == "DELETED":
-                self._cache.pop(obj["metadata"]["name"], None)
-            elif event["type"] in ("ADDED", "MODIFIED"):
-                ns = namespace_from(obj, "namespace watch")
-                self._cache[ns.name] = ns
-            self.last_sync = time.time()
-            if self._stopping.is_set():
-                break
-        self.last_sync = time.time()
-        return rv
+    def set_namespaces(self, namespaces: dict[str, Namespace]) -> None:
+        with self._write:
+            self._namespaces = namespaces
+            self._cache = {name: self._with_phase(ns) for name, ns in namespaces.items()}
+
+    def set_namespace(self, name: str, ns: Namespace | None) -> None:
+        with self._write:
+            if ns is None:
+                self._namespaces.pop(name, None)
+                self._cache.pop(name, None)
+            else:
+                self._namespaces[name] = ns
+                self._cache[name] = self._with_phase(ns)
+
+    def set_phases(self, phases: dict[str, str]) -> None:
+        with self._write:
+            self._phases = phases
+            self._cache = {name: self._kept(name, ns) for name, ns in self._namespaces.items()}
+
+    def set_phase(self, namespace: str, phase: str | None) -> None:
+        with self._write:
+            if phase is None:
+                self._phases.pop(namespace, None)
+            else:
+                self._phases[namespace] = phase
+            ns = self._namespaces.get(namespace)
+            if ns is not None:
+                self._cache[namespace] = self._kept(namespace, ns)
 
 
-def backoff_delay(failures: int, initial: float, cap: float) -> float:
-    """Capped exponential backoff with jitter (0.5-1x, so replicas do not relist in step); never
-    above the cap, which CONVERGENCE_BOUND_SECONDS relies on."""
-    return min(cap, initial * 2.0 ** (failures - 1)) * random.uniform(0.5, 1.0)
+class _Namespaces:
+    """The Namespace watch's handler."""
+
+    def __init__(self, source: KubeSource):
+        self._source = source
+
+    def replace(self, items: list[dict[str, Any]]) -> None:
+        self._source.set_namespaces({ns.name: ns for ns in (namespace_from(item, "namespace list") for item in items)})
+
+    def apply(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            self._source.set_namespace(obj["metadata"]["name"], None)
+        else:
+            ns = namespace_from(obj, "namespace watch")
+            self._source.set_namespace(ns.name, ns)
 
 
-def _describe(exc: Exception) -> str:
-    status = getattr(exc, "status", None)
-    if status == 410:
-        return "410 Gone: resourceVersion expired"
-    return f"HTTP {status}" if status else type(exc).__name__
+class _Claims:
+    """The log claims' watch handler: namespace -> the claim's phase."""
+
+    def __init__(self, source: KubeSource):
+        self._source = source
+
+    def replace(self, items: list[dict[str, Any]]) -> None:
+        self._source.set_phases(dict(claim_phase(item) for item in items))
+
+    def apply(self, kind: str, obj: dict[str, Any]) -> None:
+        namespace, phase = claim_phase(obj)
+        self._source.set_phase(namespace, None if kind == "DELETED" else phase)
 
 
-def source_from_args(namespaces_file: str | None, kubeconfig: str | None) -> NamespaceSource:
-    """--namespaces-file wins (standalone mode); otherwise watch the API."""
+def claim_phase(obj: Any) -> tuple[str, str]:
+    """A PersistentVolumeClaim -> (its namespace, its phase: Pending, Bound or Lost, and
+    `Terminating` once it is being deleted: the kubelet starts no new pod on such a claim)."""
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    meta: Mapping[str, Any] = metadata if isinstance(metadata, Mapping) else {}
+    namespace = meta.get("namespace")
+    if not isinstance(namespace, str) or not namespace:
+        raise ValueError("a PersistentVolumeClaim without metadata.namespace")
+    if meta.get("deletionTimestamp"):
+        return namespace, "Terminating"
+    status = obj.get("status")
+    phase = status.get("phase") if isinstance(status, Mapping) else None
+    return namespace, phase if isinstance(phase, str) and phase else "Pending"
+
+
+def source_from_args(namespaces_file: str | None, kubeconfig: str | None, claim: str | None = None) -> NamespaceSource:
+    """--namespaces-file wins (standalone mode); otherwise watch the API. `claim`: the log
+    claim's name, whose phase each Namespace carries (None: the log backend needs no claim)."""
     if namespaces_file:
-        return FileSource(namespaces_file)
-    return KubeSource(kube_api_client(kubeconfig))
+        return FileSource(namespaces_file, claim)
+    return KubeSource(kube_api_client(kubeconfig), claim=claim)
 
 
-def live_lookup(kubeconfig: str) -> Callable[[str], Lookup]:
-    """Read each namespace once from a live cluster (a CLI run, not a watch)."""
+def live_lookup(kubeconfig: str, claim: str | None = None) -> Callable[[str], Lookup]:
+    """Read each namespace (and its log claim) once from a live cluster (a CLI run, not a watch)."""
     from kubernetes.client import CoreV1Api
     from kubernetes.client.exceptions import ApiException
 
@@ -312,7 +328,8 @@ def live_lookup(kubeconfig: str) -> Callable[[str], Lookup]:
         if name not in cache:
             try:
                 meta = api.read_namespace(name).metadata  # never None from an API server: never inject with defaults
-                cache[name] = (Lookup(Namespace(name, meta.annotations or {}, meta.labels or {}), None) if meta
+                phase = _read_phase(api, name, claim) if claim else None
+                cache[name] = (Lookup(Namespace(name, meta.annotations or {}, meta.labels or {}, phase), None) if meta
                                else Lookup(None, Reason.NAMESPACE_LOOKUP_FAILED))
             except ApiException as exc:
                 cache[name] = Lookup(None, Reason.NAMESPACE_UNKNOWN if exc.status == 404 else Reason.NAMESPACE_LOOKUP_FAILED)
@@ -321,3 +338,16 @@ def live_lookup(kubeconfig: str) -> Callable[[str], Lookup]:
         return cache[name]
 
     return lookup
+
+
+def _read_phase(api: Any, namespace: str, claim: str) -> str | None:
+    """The claim's phase, None when it does not exist; other API errors raise."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        obj = api.read_namespaced_persistent_volume_claim(claim, namespace, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return claim_phase(json.loads(obj.data))[1]

@@ -206,6 +206,6 @@ class Server(BaseApplication):
         a = self.args
         _reloader = CertificateReloader(a.tls_cert_file, a.tls_private_key_file,
                                         check_interval=a.cert_reload_interval, on_reload=expiry_gauge)
-        namespaces = source_from_args(a.namespaces_file, a.kubeconfig)
+        namespaces = source_from_args(a.namespaces_file, a.kubeconfig, self.podmedic_config.logs.watched_claim)
         namespaces.start()
         return create_app(self.podmedic_config, namespaces, _reloader, draining=lambda: _draining)

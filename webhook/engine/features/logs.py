@@ -1,5 +1,6 @@
 """The per-pod log directory: `<root>/<namespace>_<pod name>_<pod uid>/<container>` on the
-admin's CephFS mount, mounted at the container's log path.
+admin's CephFS -- a hostPath root mounted on every node, or the namespace's claim (logs.backend)
+-- mounted at the container's log path.
 
 Tenants never choose the host path: the root comes only from the global configuration; an
 annotation can only switch the feature and pick the in-container mount path. The directory
@@ -18,16 +19,28 @@ from webhook.engine.patch import PatchBuilder
 
 
 FEATURE = FeatureName.LOGS
-PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
-HOSTPATH_FORBIDDEN = ("baseline", "restricted")
+BOUND = "Bound"
+
+
+def _unavailable(ctx: PodContext) -> tuple[Reason, str] | None:
+    """Why the pod's log volume cannot be used, or None: hostPath where Pod Security forbids it
+    (the pod would be refused); a claim that does not exist or is not Bound (the pod would wait
+    in ContainerCreating for ever)."""
+    if pod_level.log_backend(ctx) == "hostPath":
+        enforced = pod_level.enforced_level(ctx)
+        return (Reason.PSA_FORBIDS_HOSTPATH, f"enforce={enforced}") if enforced in pod_level.HOSTPATH_FORBIDDEN else None
+    claim = ctx.config.logs.claim_name
+    if ctx.log_claim is None:
+        return Reason.LOGS_PVC_MISSING, claim
+    return (Reason.LOGS_PVC_UNBOUND, f"{claim}: {ctx.log_claim}") if ctx.log_claim != BOUND else None
 
 
 def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     name = target.name
     level = ctx.settings.get(FEATURE, name).level
-    enforced = ctx.namespace_labels.get(PSA_ENFORCE, "privileged")
-    if enforced in HOSTPATH_FORBIDDEN:
-        return Decision(FEATURE, name, Reason.PSA_FORBIDS_HOSTPATH, f"enforce={enforced}", level)
+    unavailable = _unavailable(ctx)
+    if unavailable:
+        return Decision(FEATURE, name, *unavailable, level=level)
     if ctx.toolbox_blocked:
         return Decision(FEATURE, name, Reason.NAME_CONFLICT, level=level)
     path = ctx.settings.value("log-path", name)

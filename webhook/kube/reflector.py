@@ -1,0 +1,160 @@
+"""One list+watch loop (client-go's reflector): keeps a handler's in-memory view of one kind of
+object current, with a daemon thread, so that admission never calls the API.
+
+Watch timing. Each watch asks the API server to end it after WATCH_TIMEOUT_SECONDS and is
+re-opened from the last resourceVersion (cheap: served from the API server's watch cache), so a
+connection that died without a FIN (network partition) is noticed within READ_TIMEOUT_SECONDS.
+After a failure the view is kept (stale while unreachable) and a relist is retried with capped
+exponential backoff and jitter. While connected, a change is applied as soon as its event
+arrives (milliseconds). Every failure, 410 Gone included, ends in a relist: the API server's
+watch cache may not hold our resourceVersion any more after a reconnect, and a list is the one
+way to learn about deletions missed meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from webhook.kube.client import CONNECT_RETRIES
+
+log = logging.getLogger("podmedic.namespaces")
+
+WATCH_TIMEOUT_SECONDS = 10
+READ_MARGIN_SECONDS = 5
+READ_TIMEOUT_SECONDS = WATCH_TIMEOUT_SECONDS + READ_MARGIN_SECONDS
+CONNECT_TIMEOUT_SECONDS = 2.0
+BACKOFF_INITIAL_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 5.0
+
+
+# Once the API server answers again, the view has converged (relisted: changed objects updated,
+# deleted ones gone) within this bound, plus the list request's own duration: the attempt in
+# flight fails within its connect timeout, the next one starts within the capped backoff. An
+# outage is noticed at once when the connection is closed or refused (API server restart), and
+# within READ_TIMEOUT_SECONDS when it silently dies.
+def convergence_bound(backoff_max: float, connect_timeout: float) -> float:
+    return backoff_max + (1 + CONNECT_RETRIES) * connect_timeout
+
+
+CONVERGENCE_BOUND_SECONDS = convergence_bound(BACKOFF_MAX_SECONDS, CONNECT_TIMEOUT_SECONDS)  # 7 s
+
+
+class Handler(Protocol):
+    """What a reflector feeds: a whole list (replace the view in one step), then single events."""
+
+    def replace(self, items: list[dict[str, Any]]) -> None: ...
+
+    def apply(self, kind: str, obj: dict[str, Any]) -> None:
+        """kind: ADDED, MODIFIED or DELETED (bookmarks only move the position)."""
+
+
+class Reflector:
+    """List, then watch from the list's resourceVersion, for ever; `list_call` is a CoreV1Api
+    list method (the same one serves the watch), `selector` its fieldSelector.
+
+    State for metrics and health: `synced` (the first list is done), `last_sync` (time.time()
+    when the view was last known current: a list, an event, a watch ended normally; None before
+    the first list) and `relists` (lists after the first: expiries and reconnects).
+    """
+
+    def __init__(self, what: str, list_call: Callable[..., Any], handler: Handler, *, selector: str | None = None,
+                 watch_timeout: int = WATCH_TIMEOUT_SECONDS, connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+                 backoff_initial: float = BACKOFF_INITIAL_SECONDS, backoff_max: float = BACKOFF_MAX_SECONDS):
+        self._what = what
+        self._list = list_call
+        self._handler = handler
+        self._selector = {"field_selector": selector} if selector else {}
+        self._watch_timeout = watch_timeout
+        self._request_timeout = (connect_timeout, watch_timeout + READ_MARGIN_SECONDS)
+        self._backoff = (backoff_initial, backoff_max)
+        self._failures = 0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watch: Any = None  # the open kubernetes.watch.Watch, so stop() can cut it
+        self.synced = False
+        self.last_sync: float | None = None
+        self.relists = 0
+
+    @property
+    def convergence_bound(self) -> float:
+        """Seconds after the API answers again within which the view has relisted."""
+        return convergence_bound(self._backoff[1], self._request_timeout[0])
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"podmedic-{self._what}", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        watch = self._watch
+        if watch is not None:
+            watch.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=self._request_timeout[0] + 1)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                rv = self._relist()
+                while not self._stopping.is_set():
+                    rv = self._watch_from(rv)
+            except Exception as exc:  # anything: keep the view, back off, relist
+                if self._stopping.is_set():
+                    return
+                self._failures += 1
+                delay = backoff_delay(self._failures, *self._backoff)
+                level = logging.WARNING if self._failures == 1 else logging.DEBUG
+                log.log(level, "%s watch failed (%s), serving the cached %s; relisting in %.1f s",
+                        self._what, _describe(exc), self._what, delay)
+                self._stopping.wait(delay)
+
+    def _relist(self) -> str:
+        response = self._list(_preload_content=False, _request_timeout=self._request_timeout, **self._selector)
+        body = json.loads(response.data)
+        self._handler.replace(body["items"])
+        if self.synced:
+            self.relists += 1
+        if self._failures:
+            log.info("%s cache relisted after %d failed attempt(s): %d objects", self._what, self._failures,
+                     len(body["items"]))
+        self.synced, self._failures, self.last_sync = True, 0, time.time()
+        return str(body["metadata"]["resourceVersion"])
+
+    def _watch_from(self, rv: str) -> str:
+        """One watch, until the API server ends it after watch_timeout; returns the new position.
+        An ERROR event (410 Gone) or a broken connection raises."""
+        from kubernetes import watch
+
+        self._watch = watch.Watch()
+        for event in self._watch.stream(self._list, resource_version=rv, allow_watch_bookmarks=True,
+                                        timeout_seconds=self._watch_timeout, _request_timeout=self._request_timeout,
+                                        **self._selector):
+            obj = event["raw_object"]
+            rv = str(obj["metadata"]["resourceVersion"])
+            if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                self._handler.apply(event["type"], obj)
+            self.last_sync = time.time()
+            if self._stopping.is_set():
+                break
+        self.last_sync = time.time()
+        return rv
+
+
+def backoff_delay(failures: int, initial: float, cap: float) -> float:
+    """Capped exponential backoff with jitter (0.5-1x, so replicas do not relist in step); never
+    above the cap, which CONVERGENCE_BOUND_SECONDS relies on."""
+    return min(cap, initial * 2.0 ** (failures - 1)) * random.uniform(0.5, 1.0)
+
+
+def _describe(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    if status == 410:
+        return "410 Gone: resourceVersion expired"
+    return f"HTTP {status}" if status else type(exc).__name__
