@@ -11,18 +11,21 @@ What is measured, and why this way (docs/benchmark.md has the results):
   p50, p99. At saturation p99 mostly measures queueing, so latency is also measured at a fixed
   offered load (a busy cluster's pod creation rate) by an open-loop client that times each
   request from its scheduled send time (no coordinated omission).
-- four bodies: a small pod, a typical controller-made pod (~6 KB with managedFields), the same
-  pod made a new template on every request ("distinct": a label value changes, so podmedic's
-  per-template memo never hits; a controller's burst repeats one template, which is what the
-  "typical" cells measure) and a large one (~85 KB, 20 containers); each must get a non-empty
-  patch from the real server before anything is measured: a benchmark of a no-op is worthless.
-- total RSS (gunicorn master + workers) and how the keep-alive connections landed on the
-  workers (gthread keeps a connection on the worker that accepted it; an uneven split halves
-  the throughput of a run).
+- five bodies: a small pod, a typical controller-made pod (~6 KB with managedFields) and a
+  large one (~85 KB, 20 containers), the last two also "varied": a label value changes on every
+  request, so every review is a new pod template and podmedic's per-template memo never hits
+  (StatefulSet pods, Jobs, many workloads interleaved; a controller's burst repeats one
+  template, which is what the plain cells measure). Each must get a non-empty patch from the
+  real server before anything is measured: a benchmark of a no-op is worthless.
+- total RSS (gunicorn master + workers), the largest worker's RSS, and how the keep-alive
+  connections landed on the workers (gthread keeps a connection on the worker that accepted
+  it; an uneven split halves the throughput of a run).
 
-Results: a table on stdout, a PASS/FAIL line for the target (typical pod, 16 connections:
->= 70 % of the floor's requests/s and p99 <= 10 ms) and build/bench.json. Exit status 0 whether
-or not the target is met (it is a report); non-zero only when the benchmark could not run.
+Results: a table on stdout, one PASS/FAIL line per target (TARGETS: throughput ratios, p99 at
+the fixed rate, RSS per worker), and build/bench.json. Throughput is the best of the runs of a
+cell (default 2 per server; other processes on the cores only ever slow a run down), latency
+and CPU their median. Exit status 0 whether or not the targets are met (it is a report);
+non-zero only when the benchmark could not run.
 """
 
 from __future__ import annotations
@@ -55,9 +58,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
 NAMESPACES = ROOT / "tests" / "data" / "namespaces.yaml"
 
-TARGET_POD, TARGET_CONNS, TARGET_RATIO, TARGET_P99_MS = "typical", 16, 0.70, 10.0
 # Replaced on every request by both load generators (this module's fixed-rate client, wrk.lua):
-SEQ_MARK = b"SEQ0000000000"  # in the "distinct" body: a label value, a new template each time
+SEQ_MARK = b"SEQ0000000000"  # in the varied bodies: a label value, a new template each time
 TOKEN_MARK = b"kube-api-access-abcde"  # the ServiceAccount token volume: random per pod, as for real
 WORKERS, THREADS = 2, 2  # podmedic serve's defaults, given explicitly to both servers
 FIXED_RATE_CONNS = 8  # connections of the fixed-rate client: far more than ever in flight
@@ -138,18 +140,22 @@ def large_pod() -> dict[str, Any]:
                                      volumes=[{"name": "config", "configMap": {"name": "svc-config"}}]))
 
 
-def distinct_pod() -> dict[str, Any]:
-    """The typical pod with a label whose value (SEQ_MARK) the load generators replace on every
-    request: each review is a new template, so podmedic's memo never hits (its worst case).
-    (In the typical pod only the token volume's name changes, as between a ReplicaSet's pods.)"""
-    pod = typical_pod()
+def varied(pod: dict[str, Any]) -> dict[str, Any]:
+    """`pod` with a label whose value (SEQ_MARK) the load generators replace on every request:
+    each review is a new template, so podmedic's plan memo never hits (its worst case, and what
+    StatefulSets, Jobs, CronJobs and many interleaved workloads send). (In the plain bodies only
+    the token volume's name changes, as between a ReplicaSet's pods.)"""
     pod["metadata"]["labels"]["podmedic-bench/seq"] = SEQ_MARK.decode()
     return pod
 
 
+BODY_NAMES = ("small", "typical", "typical-varied", "large", "large-varied")
+
+
 def bodies() -> dict[str, bytes]:
     """The reviews to measure, by name, as the API server sends them (compact JSON)."""
-    made = {"small": pods.pod(), "typical": typical_pod(), "distinct": distinct_pod(), "large": large_pod()}
+    made = {"small": pods.pod(), "typical": typical_pod(), "typical-varied": varied(typical_pod()),
+            "large": large_pod(), "large-varied": varied(large_pod())}
     return {name: json.dumps(pods.review(pod), separators=(",", ":")).encode() for name, pod in made.items()}
 
 
@@ -159,16 +165,22 @@ def token_volume(n: int) -> bytes:
     return b"kube-api-access-" + "".join(digits[n // 36 ** k % 36] for k in range(5)).encode()
 
 
+RUNS = itertools.count()  # numbers every load generator's run: SEQ_MARK values never repeat across runs
+
+
 def sequenced(body: bytes) -> Iterator[bytes]:
-    """`body` as sent each time: a fresh token volume name and a fresh SEQ_MARK value in each."""
+    """`body` as sent each time: a fresh token volume name and a fresh SEQ_MARK value in each
+    (unique to this run too: a value sent in an earlier run could be answered from the memo)."""
+    run = next(RUNS)
     for i in itertools.count():
-        yield body.replace(TOKEN_MARK, token_volume(i)).replace(SEQ_MARK, f"f{i}".encode())
+        yield body.replace(TOKEN_MARK, token_volume(i)).replace(SEQ_MARK, f"r{run}-f{i}".encode())
 
 
 def wrk_env(body: bytes) -> dict[str, str]:
-    """What wrk.lua replaces per request in this body."""
+    """What wrk.lua replaces per request in this body, and the run's number (BENCH_RUN)."""
     marks = {"BENCH_SEQ_MARK": SEQ_MARK, "BENCH_TOKEN_MARK": TOKEN_MARK}
-    return {**os.environ, **{name: mark.decode() for name, mark in marks.items() if mark in body}}
+    return {**os.environ, "BENCH_RUN": str(next(RUNS)),
+            **{name: mark.decode() for name, mark in marks.items() if mark in body}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,6 +306,7 @@ class Run:
     requests: int
     errors: int
     rss_bytes: int = 0
+    worker_rss_bytes: int = 0  # the largest worker's
     conns_per_worker: list[int] = field(default_factory=list)
 
 
@@ -314,7 +327,7 @@ def wrk(server: Server, body_file: Path, conns: int, seconds: int) -> Run:
                                env=wrk_env(body_file.read_bytes()))
     try:
         time.sleep(seconds / 2)
-        rss, split = procs.rss_bytes(pids), connections_per_worker(server)
+        rss, split, worker_rss = procs.rss_bytes(pids), connections_per_worker(server), largest_worker_rss(server)
         out, err = process.communicate(timeout=seconds + 30)
     finally:
         if process.poll() is None:
@@ -328,7 +341,13 @@ def wrk(server: Server, body_file: Path, conns: int, seconds: int) -> Run:
     return Run(rps=figures["requests"] / (figures["duration_us"] / 1e6), p50_ms=figures["p50_us"] / 1000,
                p99_ms=figures["p99_us"] / 1000, cpu_ms=cpu * 1000 / max(1, figures["requests"]),
                requests=figures["requests"],
-               errors=sum(figures["errors"].values()), rss_bytes=rss, conns_per_worker=split)
+               errors=sum(figures["errors"].values()), rss_bytes=rss, worker_rss_bytes=worker_rss,
+               conns_per_worker=split)
+
+
+def largest_worker_rss(server: Server) -> int:
+    """RSS of the largest worker (the gunicorn master is left out: it serves nothing)."""
+    return max((procs.rss_bytes([pid]) for pid in procs.children(server.process.pid)), default=0)
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
@@ -389,7 +408,7 @@ def fixed_rate(server: Server, body: bytes, rate: float, seconds: float) -> Run:
         raise SystemExit(f"bench: no answer from {server.name} at a fixed rate: {failures[:3]}")
     return Run(rps=len(ordered) / elapsed, p50_ms=percentile(ordered, 50) * 1000, p99_ms=percentile(ordered, 99) * 1000,
                cpu_ms=cpu * 1000 / len(ordered), requests=len(ordered), errors=len(failures) + total - len(ordered),
-               rss_bytes=procs.rss_bytes(pids))
+               rss_bytes=procs.rss_bytes(pids), worker_rss_bytes=largest_worker_rss(server))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,8 +427,15 @@ class Cell:
     def median(self, server: str, figure: str) -> float:
         return statistics.median(getattr(run, figure) for run in self.runs[server])
 
+    def best_rps(self, server: str) -> float:
+        """The best run: other processes on the shared cores only ever slow a run down."""
+        return max(run.rps for run in self.runs[server])
+
     def ratio(self) -> float:
-        return self.median("podmedic", "rps") / self.median("floor", "rps")
+        return self.best_rps("podmedic") / self.best_rps("floor")
+
+    def worker_rss(self) -> int:
+        return max(run.worker_rss_bytes for run in self.runs["podmedic"])
 
     def cpu_ratio(self) -> float:
         """The floor's CPU per review over podmedic's: the throughput ratio both would reach if
@@ -419,7 +445,9 @@ class Cell:
 
     def summary(self) -> dict[str, Any]:
         figures = {server: {**{figure: self.median(server, figure) for figure in ("rps", "p50_ms", "p99_ms", "cpu_ms")},
-                            "rss_bytes": max(r.rss_bytes for r in runs), "errors": sum(r.errors for r in runs),
+                            "best_rps": self.best_rps(server), "rss_bytes": max(r.rss_bytes for r in runs),
+                            "worker_rss_bytes": max(r.worker_rss_bytes for r in runs),
+                            "errors": sum(r.errors for r in runs),
                             "runs": [asdict(r) for r in runs]}
                    for server, runs in self.runs.items()}
         ratio = self.ratio() if self.conns is not None else None  # at a fixed rate both serve the same rate
@@ -436,8 +464,8 @@ def _split(runs: list[Run]) -> str:
 
 
 SERVER_COLUMNS = [("p50", 8), ("p99", 8), ("CPU/review", 10), ("RSS", 6), ("conns/worker", 17)]
-COLUMNS = [("pod", 7), ("load", 9), ("podmedic req/s", 14), *SERVER_COLUMNS, ("floor req/s", 11), *SERVER_COLUMNS,
-           ("ratio", 5)]
+COLUMNS = [("pod", 14), ("load", 9), ("podmedic req/s", 14), *SERVER_COLUMNS[:3], ("RSS", 6), ("worker RSS", 10),
+           SERVER_COLUMNS[4], ("floor req/s", 11), *SERVER_COLUMNS, ("ratio", 5)]
 
 
 def _line(values: Sequence[str]) -> str:
@@ -453,9 +481,12 @@ def row(cell: Cell) -> str:
     values = [cell.pod, cell.load]
     for server, runs in cell.runs.items():
         errors = sum(r.errors for r in runs)
-        values += [f"{cell.median(server, 'rps'):.0f}" + (f" ({errors} errors)" if errors else ""),
+        values += [f"{cell.best_rps(server):.0f}" + (f" ({errors} errors)" if errors else ""),
                    f"{cell.median(server, 'p50_ms'):.1f} ms", f"{cell.median(server, 'p99_ms'):.1f} ms",
-                   f"{cell.median(server, 'cpu_ms'):.2f} ms", _mb(max(r.rss_bytes for r in runs)), _split(runs)]
+                   f"{cell.median(server, 'cpu_ms'):.2f} ms", _mb(max(r.rss_bytes for r in runs))]
+        if server == "podmedic":
+            values.append(_mb(cell.worker_rss()))
+        values.append(_split(runs))
     values.append(f"{cell.ratio():.0%}" if cell.conns is not None else "-")
     return _line(values)
 
@@ -465,26 +496,64 @@ def busiest_share(runs: list[Run]) -> float:
     return statistics.mean(max(r.conns_per_worker) / max(1, sum(r.conns_per_worker)) for r in runs)
 
 
-def verdict(cells: list[Cell]) -> tuple[bool, str]:
-    cell = next(c for c in cells if c.pod == TARGET_POD and c.conns == TARGET_CONNS)
-    ratio, p99 = cell.ratio(), cell.median("podmedic", "p99_ms")
-    passed = ratio >= TARGET_RATIO and p99 <= TARGET_P99_MS
-    text = (f"target ({TARGET_POD} pod, {TARGET_CONNS} connections): {'PASS' if passed else 'FAIL'} -- "
-            f"throughput {ratio:.0%} of the floor (need >= {TARGET_RATIO:.0%}), "
-            f"p99 {p99:.1f} ms (need <= {TARGET_P99_MS:.0f} ms; the floor's: {cell.median('floor', 'p99_ms'):.1f} ms); "
-            f"CPU per review {cell.median('podmedic', 'cpu_ms'):.2f} ms, the floor's "
-            f"{cell.median('floor', 'cpu_ms'):.2f} ms ({cell.cpu_ratio():.0%})")
-    distinct = next((c for c in cells if c.pod == "distinct" and c.conns == TARGET_CONNS), None)
-    if distinct is not None:
-        text += (f"\n  every review a new template (no memo hit): throughput {distinct.ratio():.0%} of the floor, "
-                 f"p99 {distinct.median('podmedic', 'p99_ms'):.1f} ms, CPU per review "
-                 f"{distinct.median('podmedic', 'cpu_ms'):.2f} ms")
-    shares = {server: busiest_share(runs) for server, runs in cell.runs.items()}
-    if abs(shares["podmedic"] - shares["floor"]) > 0.2:
-        text += (f"\n  caution: the connections split differently over the workers (busiest worker held "
-                 f"{shares['podmedic']:.0%} of podmedic's, {shares['floor']:.0%} of the floor's): the throughput ratio "
-                 "is partly luck (CPU per review depends on it less)")
-    return passed, text
+@dataclass(frozen=True)
+class Target:
+    """One figure podmedic must reach, judged against the floor measured in the same run."""
+
+    what: str
+    pod: str | None    # None: the largest value over every cell
+    conns: int | None  # None: the fixed-rate cell
+    figure: str        # "ratio" (at least), "p99_ms" or "worker_rss_mb" (at most)
+    limit: float
+
+    def figure_of(self, cells: list[Cell]) -> float | None:
+        """The measured figure, or None when its cell was not measured (--pods, --concurrencies)."""
+        if self.figure == "worker_rss_mb":
+            return max((c.worker_rss() / 2**20 for c in cells), default=None)
+        cell = next((c for c in cells if c.pod == self.pod and c.conns == self.conns), None)
+        if cell is None:
+            return None
+        return cell.ratio() if self.figure == "ratio" else cell.median("podmedic", self.figure)
+
+    def met(self, value: float) -> bool:
+        return value >= self.limit if self.figure == "ratio" else value <= self.limit
+
+    def show(self, value: float) -> str:
+        return {"ratio": f"{value:.2f}x", "p99_ms": f"{value:.1f} ms", "worker_rss_mb": f"{value:.0f} MB"}[self.figure]
+
+
+TARGET_CONNS = 16
+TARGETS = (
+    Target("throughput, typical pod, one template", "typical", TARGET_CONNS, "ratio", 0.70),
+    Target("p99, typical pod, one template", "typical", TARGET_CONNS, "p99_ms", 10.0),
+    Target("throughput, typical pod, every pod new", "typical-varied", TARGET_CONNS, "ratio", 0.70),
+    Target("throughput, large pod, every pod new", "large-varied", TARGET_CONNS, "ratio", 0.70),
+    Target("p99 at the fixed rate, typical pod, every pod new", "typical-varied", None, "p99_ms", 5.0),
+    Target("p99 at the fixed rate, large pod, every pod new", "large-varied", None, "p99_ms", 15.0),
+    Target("RSS per worker (the largest, any cell)", None, None, "worker_rss_mb", 60.0),
+)
+
+
+def verdict(cells: list[Cell]) -> tuple[list[dict[str, Any]], str]:
+    """Each target met or not (None: not measured), and the lines that say so."""
+    results, lines = [], []
+    for target in TARGETS:
+        value = target.figure_of(cells)
+        passed = None if value is None else target.met(value)
+        bound = f"{'>=' if target.figure == 'ratio' else '<='} {target.show(target.limit)}"
+        shown = "not measured" if value is None else target.show(value)
+        lines.append(f"{'-' if passed is None else 'PASS' if passed else 'FAIL':>4}  {target.what}: {shown} (need {bound})")
+        results.append({**asdict(target), "value": value, "passed": passed})
+    for cell in cells:
+        if cell.conns == TARGET_CONNS and cell.pod in {t.pod for t in TARGETS if t.figure == "ratio"}:
+            shares = {server: busiest_share(runs) for server, runs in cell.runs.items()}
+            lines.append(f"      {cell.pod}, {cell.load}: CPU per review {cell.median('podmedic', 'cpu_ms'):.2f} ms, "
+                         f"the floor's {cell.median('floor', 'cpu_ms'):.2f} ms ({cell.cpu_ratio():.2f}x)")
+            if abs(shares["podmedic"] - shares["floor"]) > 0.2:
+                lines.append(f"      caution: the connections split differently over the workers (busiest worker held "
+                             f"{shares['podmedic']:.0%} of podmedic's, {shares['floor']:.0%} of the floor's): the "
+                             "throughput ratio is partly luck (CPU per review depends on it less)")
+    return results, "targets (ratios: podmedic's best run over the floor's, same run):\n" + "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -495,19 +564,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="about a minute: shorter cells, one run each")
     p.add_argument("--certs", type=Path, default=ROOT / "certs", help="ca.crt, tls.crt, tls.key (make certs)")
-    p.add_argument("--concurrencies", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
-    p.add_argument("--pods", type=lambda s: s.split(","), default=["small", "typical", "distinct", "large"])
+    p.add_argument("--concurrencies", type=lambda s: [int(x) for x in s.split(",")],
+                   help="connections of the closed-loop cells (default 1,16,64; quick 16)")
+    p.add_argument("--pods", type=lambda s: s.split(","),
+                   default=["small", "typical", "typical-varied", "large", "large-varied"])
     p.add_argument("--seconds", type=int, help="per wrk run (default 3, quick 2)")
-    p.add_argument("--repeat", type=int, help="runs per server and cell, alternated (default 3, quick 1)")
+    p.add_argument("--repeat", type=int, help="runs per server and cell, alternated (default 2, quick 1)")
     p.add_argument("--rate", type=float, default=200.0, help="offered load of the fixed-rate cells, req/s")
     p.add_argument("--rate-seconds", type=float, help="per fixed-rate run (default 5, quick 3)")
     p.add_argument("--json", type=Path, default=ROOT / "build" / "bench.json")
     args = p.parse_args(argv)
+    args.concurrencies = args.concurrencies or ([TARGET_CONNS] if args.quick else [1, TARGET_CONNS, 64])
     args.seconds = args.seconds or (2 if args.quick else 3)
-    args.repeat = args.repeat or (1 if args.quick else 3)
+    args.repeat = args.repeat or (1 if args.quick else 2)
     args.rate_seconds = args.rate_seconds or (3.0 if args.quick else 5.0)
-    if TARGET_CONNS not in args.concurrencies or TARGET_POD not in args.pods:
-        p.error(f"the target cell ({TARGET_POD} pod, {TARGET_CONNS} connections) must be measured")
+    unknown = set(args.pods) - set(BODY_NAMES)
+    if unknown:
+        p.error(f"unknown pods: {', '.join(sorted(unknown))} (known: {', '.join(BODY_NAMES)})")
     return args
 
 
@@ -587,11 +660,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{WORKERS} workers x {THREADS} threads (gthread), TLS keep-alive, {os.cpu_count()} CPUs shared with the "
               f"load generator; {args.seconds:g} s per run, {args.repeat} run(s) per server and cell, medians\n")
         for server in servers:  # first requests pay imports and caches
-            wrk(server, reviews[TARGET_POD], TARGET_CONNS, 1)
+            wrk(server, reviews[args.pods[0]], TARGET_CONNS, 1)
         print(header(), flush=True)
         cells = measure(servers, reviews, args)
         audited, cached = audit_lines(work / "podmedic.stdout")
-    passed, line = verdict(cells)
+    targets, line = verdict(cells)
     print(f"\naudit lines written by podmedic (to a file): {audited}, of which {cached} answered from the plan memo")
     print(line)
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -599,8 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "environment": environment(), "seconds": args.seconds, "repeat": args.repeat, "rate": args.rate,
         "bodies": {pod: {"bytes": len(made[pod]), "patch_ops": ops[pod]} for pod in args.pods},
         "audit_lines": audited, "memo_hits": cached, "cells": [cell.summary() for cell in cells],
-        "target": {"pod": TARGET_POD, "conns": TARGET_CONNS, "min_ratio": TARGET_RATIO, "max_p99_ms": TARGET_P99_MS,
-                   "passed": passed},
+        "targets": targets,
     }, indent=2) + "\n")
     print(f"results: {args.json}")
     return 0

@@ -4,7 +4,9 @@
 
 -- Per request, as tests/bench/__main__.py's fixed-rate client does: BENCH_TOKEN_MARK (the ServiceAccount token
 -- volume's name) becomes a fresh kube-api-access-xxxxx name, as the API server makes one per pod;
--- BENCH_SEQ_MARK becomes a value unique to the run, so that every review is a new pod template.
+-- BENCH_SEQ_MARK becomes a value unique to the request and the run (BENCH_RUN numbers the runs:
+-- a value sent in an earlier run could be answered from podmedic's memo), so that every review is
+-- a new pod template.
 
 local threads = 0
 
@@ -27,6 +29,7 @@ local function literal(text)  -- a Lua pattern matching `text` itself
 end
 
 local token_mark, seq_mark = literal(os.getenv("BENCH_TOKEN_MARK")), literal(os.getenv("BENCH_SEQ_MARK"))
+local run = os.getenv("BENCH_RUN") or "0"
 local digits = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 local function token_volume(n)
@@ -47,7 +50,7 @@ if token_mark or seq_mark then
       body = body:gsub(token_mark, token_volume(seq * 2 + thread_id))
     end
     if seq_mark then
-      body = body:gsub(seq_mark, string.format("t%d-%d", thread_id, seq), 1)
+      body = body:gsub(seq_mark, string.format("r%s-t%d-%d", run, thread_id, seq), 1)
     end
     return wrk.format(nil, nil, nil, body)
   end
