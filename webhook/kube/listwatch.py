@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from webhook.kube.namespaces import (
+from webhook.kube.reflector import (
     BACKOFF_INITIAL_SECONDS, BACKOFF_MAX_SECONDS, CONNECT_TIMEOUT_SECONDS, READ_MARGIN_SECONDS,
     WATCH_TIMEOUT_SECONDS, _describe, backoff_delay,
 )
