@@ -57,6 +57,9 @@ def register(sub: Any) -> None:
     p.add_argument("--lease-namespace", default=_env("POD_NAMESPACE", "podmedic-system"),
                    help="namespace of the Lease [POD_NAMESPACE]")
     p.add_argument("--lease-name", default="podmedic-quarantine", help="name of the Lease")
+    p.add_argument("--lease-duration", type=int, default=15,
+                   help="seconds a Lease holds without renewal; a stopped leader is replaced after this")
+    p.add_argument("--renew-period", type=float, default=2.0, help="seconds between renewals (and lease attempts)")
     p.add_argument("--metrics-bind", default=_env("PODMEDIC_METRICS_BIND", ""),
                    help="HOST:PORT of /metrics over TLS; empty: no metrics server [PODMEDIC_METRICS_BIND]")
     p.add_argument("--tls-cert-file", default=_env("PODMEDIC_TLS_CERT_FILE"),
@@ -111,7 +114,10 @@ def run(args: argparse.Namespace) -> int:
         host, _, port = args.metrics_bind.rpartition(":")
         start_http_server(int(port), host or "0.0.0.0", certfile=args.tls_cert_file, keyfile=args.tls_private_key_file)
     options = Options(interval=args.interval, dry_run=args.dry_run, identity=args.identity,
-                      lease_namespace=args.lease_namespace, lease_name=args.lease_name)
+                      lease_namespace=args.lease_namespace, lease_name=args.lease_name,
+                      lease_seconds=args.lease_duration, renew_seconds=args.renew_period)
+    if not 0 < options.renew_seconds < options.lease_seconds / 2:
+        return _fail("--renew-period must be positive and under half of --lease-duration")
     controller = Controller(config, cluster, pod_cache(cluster), KubeSource(cluster.core.api_client), options)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: controller.stop())

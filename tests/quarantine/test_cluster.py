@@ -1,0 +1,323 @@
+"""`podmedic quarantine` against the real kube-apiserver (tests/kubeapi.py): the controller runs
+as a real process with a ServiceAccount token bound only to the shipped ClusterRole and Role
+(deploy/base/quarantine.yaml), and what it wrote is read back from the API server. There is no
+controller-manager here, so the ReplicaSet and its pods are created by the test and nobody
+releases or replaces them: what is proven is that the API server accepts the patches, the
+resourceVersion guard, the RBAC (and that it cannot exec), events, expiry, release and leader
+election. The node test (tests/node/test_quarantine.py) shows the ReplicaSet's replacement."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import ROOT, free_port
+from tests.quarantine.objects import PREFIX, iso
+from tests.test_integration import Cluster, cluster  # noqa: F401  (session fixture: the real API server)
+from webhook.cli.config import load
+from webhook.kube.client import kube_api_client
+from webhook.quarantine.cluster import Cluster as Api
+from webhook.quarantine.decide import Marks, NamespaceView, decide
+from webhook.quarantine.patches import quarantine_ops
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = "podmedic-system"
+ACCOUNT = "podmedic-quarantine"
+LEASE = "podmedic-quarantine"
+Obj = dict[str, Any]
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def account(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    """The shipped ServiceAccount and RBAC applied; a kubeconfig with that account's token only."""
+    cluster.apply(yaml.safe_load((ROOT / "deploy" / "base" / "namespace.yaml").read_text()))
+    rbac = [o for o in yaml.safe_load_all((ROOT / "deploy" / "base" / "quarantine.yaml").read_text())
+            if o["kind"] != "Deployment"]
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac}))
+    token = cluster.kubectl("-n", SYSTEM, "create", "token", ACCOUNT, "--duration=1h").stdout.strip()
+    path = tmp_path_factory.mktemp("sa") / "kubeconfig"
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "it", "cluster": {"server": cluster.api.url, "certificate-authority": str(cluster.api.ca)}}],
+        "users": [{"name": ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "it", "user": ACCOUNT}}]}))
+    return path
+
+
+class Controller:
+    """One `podmedic quarantine` process; stop() sends SIGTERM (it hands the Lease over)."""
+
+    def __init__(self, kubeconfig: Path, log: Path, identity: str, *extra: str):
+        self.log, self.identity = log, identity
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "webhook.cli", "quarantine", "--kubeconfig", str(kubeconfig), "--identity", identity,
+             "--lease-namespace", SYSTEM, "--interval", "0.5", "--renew-period", "0.5", "--lease-duration", "3", *extra],
+            cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def controllers(account: Path, tmp_path: Path) -> Iterator[Callable[..., Controller]]:
+    started: list[Controller] = []
+
+    def start(identity: str, *extra: str) -> Controller:
+        started.append(Controller(account, tmp_path / f"{identity}.log", identity, *extra))
+        return started[-1]
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+class Namespace:
+    """A fresh namespace with quarantine enabled and a Deployment `web` whose ReplicaSet the test
+    plays (no controller-manager here)."""
+
+    def __init__(self, cluster: Cluster, **annotations: str):  # noqa: F811
+        self.cluster = cluster
+        self.name = cluster.namespace({PREFIX + "quarantine": "enabled", PREFIX + "quarantine-after": "1s",
+                                       **{PREFIX + k: v for k, v in annotations.items()}})
+        self.deployment = self.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                                       "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                                                "template": {"metadata": {"labels": {"app": "web"}},
+                                                             "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}})
+        self.rs = self.create({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
+            "name": "web-h1", "ownerReferences": [self.ref(self.deployment)]},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web", "pod-template-hash": "h1"}},
+                     "template": {"metadata": {"labels": {"app": "web", "pod-template-hash": "h1"}},
+                                  "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}})
+
+    @staticmethod
+    def ref(owner: Obj) -> Obj:
+        return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+    def create(self, obj: Obj) -> Obj:
+        out = self.cluster.kubectl("-n", self.name, "create", "-f", "-", "-o", "json", input=json.dumps(obj)).stdout
+        return dict(json.loads(out))
+
+    def pod(self, name: str, owner: Obj | None = None, labels: dict[str, str] | None = None, ready: bool = False,
+            **annotations: str) -> Obj:
+        """An injected pod (podmedic's marker) of `owner` (default: the ReplicaSet), Running,
+        NotReady for an hour unless `ready`, its container running (written through /status)."""
+        owner = owner or self.rs
+        labels = labels if labels is not None else {"app": "web", "pod-template-hash": "h1"}
+        self.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": name, "labels": labels, "ownerReferences": [self.ref(owner)],
+            "annotations": {PREFIX + "status": '{"version":2}', **{PREFIX + k: v for k, v in annotations.items()}}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}})
+        since = iso(time.time() - 3600)
+        status = {"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": since,
+             **({} if ready else {"reason": "ContainersNotReady", "message": "containers with unready status: [app]"})}],
+            "containerStatuses": [{"name": "app", "image": "app:1", "imageID": "", "ready": ready, "restartCount": 0,
+                                   "started": True, "state": {"running": {"startedAt": since}}}]}}
+        self.cluster.kubectl("-n", self.name, "patch", "pod", name, "--subresource=status", "--type=merge",
+                             "-p", json.dumps(status))
+        return self.get("pod", name)
+
+    def get(self, kind: str, name: str) -> Obj:
+        done = self.cluster.kubectl("-n", self.name, "get", kind, name, "-o", "json", check=False)
+        return dict(json.loads(done.stdout)) if done.returncode == 0 else {}
+
+    def events(self, name: str, reason: str) -> list[Obj]:
+        out = self.cluster.kubectl("-n", self.name, "get", "events", "-o", "json").stdout
+        return [e for e in json.loads(out)["items"]
+                if e["involvedObject"]["name"] == name and e["reason"] == reason]
+
+    def quarantined(self, name: str) -> Obj:
+        pod = self.get("pod", name)
+        return pod if (pod.get("metadata", {}).get("labels") or {}).get(PREFIX + "quarantined") == "true" else {}
+
+
+def test_the_controller_quarantines_skips_expires_and_release_restores(cluster, controllers, certs_dir):  # noqa: F811
+    ns = Namespace(cluster)
+    ns.pod("web-ready", ready=True)
+    ns.pod("web-a", **{"quarantine-expiry": "1h"})
+    port = free_port()
+    controller = controllers("solo", "--metrics-bind", f"127.0.0.1:{port}", "--tls-cert-file",
+                             str(certs_dir / "tls.crt"), "--tls-private-key-file", str(certs_dir / "tls.key"))
+    pod = wait_for("web-a quarantined", lambda: ns.quarantined("web-a"))
+    meta = pod["metadata"]
+    assert meta["labels"] == {PREFIX + "quarantined": "true"}
+    annotations = meta["annotations"]
+    assert annotations[PREFIX + "quarantine-owner"] == f"Deployment/web/{ns.deployment['metadata']['uid']}"
+    assert annotations[PREFIX + "quarantine-reason"] == "not-ready"
+    assert annotations[PREFIX + "quarantine-observed"] == "containers with unready status: [app]"
+    assert json.loads(annotations[PREFIX + "quarantine-saved"])["labels"] == {"app": "web", "pod-template-hash": "h1"}
+    assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "true"
+    assert ns.get("pod", "web-ready")["metadata"]["labels"] == {"app": "web", "pod-template-hash": "h1"}
+    assert len(wait_for("Quarantined on the pod", lambda: ns.events("web-a", "Quarantined"))) == 1
+    (on_owner,) = wait_for("Quarantined on the Deployment", lambda: ns.events("web", "Quarantined"))
+    assert on_owner["involvedObject"]["kind"] == "Deployment" and "pod web-a" in on_owner["message"]
+
+    # the replacement of the same template, NotReady too: skipped with its reason, once
+    ns.pod("web-b")
+    (skip,) = wait_for("QuarantineSkipped on web-b", lambda: ns.events("web-b", "QuarantineSkipped"))
+    assert skip["type"] == "Warning" and skip["message"].startswith("same-template:")
+    # a StatefulSet's pod: skipped, never relabelled
+    sts = ns.create({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+                     "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                              "template": {"metadata": {"labels": {"app": "db"}},
+                                           "spec": {"containers": [{"name": "db", "image": "db:1"}]}}}})
+    ns.pod("db-0", sts, labels={"app": "db"})
+    (skip,) = wait_for("QuarantineSkipped on db-0", lambda: ns.events("db-0", "QuarantineSkipped"))
+    assert skip["message"].startswith("statefulset:")
+    time.sleep(2)  # several passes: reported once, nothing changed
+    assert len(ns.events("web-b", "QuarantineSkipped")) == 1 and not ns.quarantined("web-b")
+    assert ns.get("pod", "db-0")["metadata"]["labels"] == {"app": "db"}
+
+    metrics = requests.get(f"https://127.0.0.1:{port}/metrics", verify=str(certs_dir / "ca.crt"), timeout=5).text
+    assert 'podmedic_quarantine_decisions_total{action="quarantine",reason="not-ready"} 1.0' in metrics
+    assert 'podmedic_quarantine_decisions_total{action="skip",reason="same-template"} 1.0' in metrics
+    assert "podmedic_quarantine_leader 1.0" in metrics
+
+    # release (the real CLI, as a person with their own credentials): labels back, left alone
+    done = subprocess.run([sys.executable, "-m", "webhook.cli", "quarantine", "release", "web-a", "-n", ns.name,
+                           "--kubeconfig", str(cluster.kubeconfig)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "scales the surplus down" in done.stdout
+    released = ns.get("pod", "web-a")["metadata"]
+    assert released["labels"] == {"app": "web", "pod-template-hash": "h1"}
+    assert {k for k in released["annotations"] if "quarantine" in k} == {
+        PREFIX + "quarantine-released", PREFIX + "quarantine-expiry"}  # the pod's own setting stays
+    assert "cluster-autoscaler.kubernetes.io/safe-to-evict" not in released["annotations"]
+    assert ns.events("web-a", "Released") and ns.events("web", "Released")
+    time.sleep(2)
+    assert not ns.quarantined("web-a"), "a released pod is never quarantined again"
+
+    # the template is free again: the waiting replacement is quarantined now
+    wait_for("web-b quarantined", lambda: ns.quarantined("web-b"))
+
+    # expiry: a pod of another workload with a 2 s expiry is quarantined, then deleted
+    api = ns.create({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "api-h2"},
+                     "spec": {"selector": {"matchLabels": {"app": "api"}},
+                              "template": {"metadata": {"labels": {"app": "api"}},
+                                           "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}})
+    ns.pod("api-a", api, labels={"app": "api"}, **{"quarantine-expiry": "2s"})
+    wait_for("api-a quarantined", lambda: ns.quarantined("api-a"))
+    wait_for("api-a deleted at its expiry", lambda: not ns.get("pod", "api-a"), timeout=30)
+    (expired,) = wait_for("Expired on api-a", lambda: ns.events("api-a", "Expired"))
+    assert expired["message"].startswith("expired:")
+
+    # the workload is gone (no garbage collector here: the Deployment alone is deleted)
+    cluster.kubectl("-n", ns.name, "delete", "deployment", "web", "--wait=false")
+    wait_for("web-b deleted: its owner is gone", lambda: not ns.get("pod", "web-b"), timeout=30)
+    (gone,) = wait_for("Expired on web-b", lambda: ns.events("web-b", "Expired"))
+    assert gone["message"].startswith("owner-gone:")
+    assert "Traceback" not in controller.text()
+
+
+def test_the_controller_account_cannot_exec_or_read_secrets(cluster, account):  # noqa: F811
+    ns = Namespace(cluster)
+    ns.pod("web-a")
+    env = {"KUBECONFIG": str(account)}
+    done = cluster.kubectl("--kubeconfig", str(account), "-n", ns.name, "exec", "web-a", "--", "true", check=False)
+    assert done.returncode != 0 and "forbidden" in done.stderr.lower(), done.stderr
+    assert 'cannot create resource "pods/exec"' in done.stderr
+    for verb, resource in (("get", "secrets"), ("create", "pods"), ("update", "deployments.apps"),
+                           ("delete", "replicasets.apps"), ("create", "pods/eviction")):
+        can = cluster.kubectl("--kubeconfig", str(account), "-n", ns.name, "auth", "can-i", verb, resource, check=False)
+        assert can.stdout.strip() == "no", (verb, resource, can.stdout, env)
+    can = cluster.kubectl("--kubeconfig", str(account), "-n", ns.name, "auth", "can-i", "patch", "pods", check=False)
+    assert can.stdout.strip() == "yes"
+
+
+def test_a_patch_on_a_changed_pod_conflicts_and_loses_nothing(cluster):  # noqa: F811
+    """The resourceVersion guard, through the API server: the decision was made on an old pod."""
+    ns = Namespace(cluster)
+    stale = ns.pod("web-a")
+    config = load()
+    (decision,) = decide(NamespaceView(ns.name, {PREFIX + "quarantine": "enabled"}, [stale],
+                                       [{**ns.deployment}, {**ns.rs}]), config, time.time())
+    ops = quarantine_ops(decision, Marks(config.prefix), time.time())
+    cluster.kubectl("-n", ns.name, "label", "pod", "web-a", "team=a")  # someone changes the pod meanwhile
+    api = Api(kube_api_client(str(cluster.kubeconfig)))
+    with pytest.raises(Exception) as conflict:
+        api.patch_pod(stale, ops)
+    assert getattr(conflict.value, "status", None) == 409
+    assert ns.get("pod", "web-a")["metadata"]["labels"] == {"app": "web", "pod-template-hash": "h1", "team": "a"}
+    fresh = ns.get("pod", "web-a")
+    (decision,) = decide(NamespaceView(ns.name, {PREFIX + "quarantine": "enabled"}, [fresh],
+                                       [ns.deployment, ns.rs]), config, time.time())
+    ops = quarantine_ops(decision, Marks(config.prefix), time.time())
+    patched = api.patch_pod(fresh, ops)
+    assert patched["metadata"]["labels"] == {"team": "a", PREFIX + "quarantined": "true"}
+    with pytest.raises(Exception) as twice:  # the same decision again: never twice
+        api.patch_pod(fresh, ops)
+    # 422: its `remove` of a label already gone fails before the resourceVersion is compared
+    assert getattr(twice.value, "status", None) in (409, 422)
+    assert ns.get("pod", "web-a")["metadata"]["labels"] == {"team": "a", PREFIX + "quarantined": "true"}
+
+
+def test_two_instances_one_leader_and_a_takeover_does_nothing_twice(cluster, controllers):  # noqa: F811
+    ns = Namespace(cluster)
+
+    def holder() -> str:
+        done = cluster.kubectl("-n", SYSTEM, "get", "lease", LEASE, "-o", "json", check=False)
+        return str(json.loads(done.stdout)["spec"].get("holderIdentity") or "") if done.returncode == 0 else ""
+
+    first = controllers("replica-1")
+    second = controllers("replica-2")
+    leader_name = wait_for("a leader", lambda: holder() in ("replica-1", "replica-2") and holder())
+    leader, follower = (first, second) if leader_name == "replica-1" else (second, first)
+    ns.pod("web-a")
+    wait_for("web-a quarantined", lambda: ns.quarantined("web-a"))
+    time.sleep(2)
+    assert len(ns.events("web-a", "Quarantined")) == 1
+    assert "now leads" in leader.text() and "now leads" not in follower.text()
+
+    leader.stop(signal.SIGKILL)  # no hand-over: the follower waits out the lease (3 s) on its own clock
+    killed_at = time.monotonic()
+    wait_for("the follower to lead", lambda: holder() == follower.identity, timeout=20)
+    assert time.monotonic() - killed_at >= 2.0, "took the lease over before it expired"
+    other = ns.create({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "api-h2"},
+                       "spec": {"selector": {"matchLabels": {"app": "api"}},
+                                "template": {"metadata": {"labels": {"app": "api"}},
+                                             "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}})
+    ns.pod("api-a", other, labels={"app": "api"})
+    wait_for("api-a quarantined by the new leader", lambda: ns.quarantined("api-a"))
+    time.sleep(2)
+    assert len(ns.events("web-a", "Quarantined")) == 1, "the new leader redid the old leader's work"
+    assert len(ns.events("api-a", "Quarantined")) == 1
+
+
+def test_dry_run_logs_the_patch_and_writes_nothing(cluster, controllers):  # noqa: F811
+    ns = Namespace(cluster)
+    ns.pod("web-a")
+    controller = controllers("dry", "--dry-run")
+    line = wait_for("the dry-run line", lambda: next(
+        (ln for ln in controller.text().splitlines() if f"dry-run: would quarantine pod {ns.name}/web-a" in ln), None))
+    assert '"op": "remove", "path": "/metadata/labels/app"' in line
+    time.sleep(1.5)
+    assert ns.get("pod", "web-a")["metadata"]["labels"] == {"app": "web", "pod-template-hash": "h1"}
+    assert not ns.events("web-a", "Quarantined") and not ns.events("web", "Quarantined")
