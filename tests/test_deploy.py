@@ -42,6 +42,7 @@ DEPLOY = ROOT / "deploy"
 OVERLAYS = ("self-managed", "cert-manager")
 K8S_VERSION = "1.36.0"
 PREFIX = "podmedic.io/"
+JANITOR_NS = "podmedic-janitor"
 Obj = dict[str, Any]
 
 
@@ -117,7 +118,8 @@ def server_config(objs: list[Obj], tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """The ConfigMap's file, loaded by the real loader from the path the server is given."""
     args = serve_args(objs, monkeypatch)
     volume, mount = mount_of(objs, "configMap")
-    (cm,) = [c for c in find(objs, "ConfigMap") if c["metadata"]["name"] == volume["configMap"]["name"]]
+    (cm,) = [c for c in find(objs, "ConfigMap") if c["metadata"]["name"] == volume["configMap"]["name"]
+             and c["metadata"]["namespace"] == "podmedic-system"]
     key = os.path.relpath(args.config, mount["mountPath"])
     path = tmp_path / key
     path.write_text(cm["data"][key])
@@ -139,12 +141,17 @@ def test_builtin_objects_validate_strictly_for_kubernetes_1_36(rendered, overlay
 
 
 def test_objects_are_namespaced_in_podmedic_system_or_cluster_scoped(rendered):
+    """Except the janitor's, in its own namespace (hostPath and root: docs/logs.md)."""
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",
                       "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    janitors = {("ServiceAccount", "podmedic-janitor"), ("CronJob", "podmedic-janitor")}
     for objs in rendered.values():
         for obj in objs:
-            wanted = None if obj["kind"] in cluster_scoped else "podmedic-system"
-            assert obj["metadata"].get("namespace") == wanted, obj
+            janitor = (obj["kind"], obj["metadata"]["name"]) in janitors
+            wanted = None if obj["kind"] in cluster_scoped else JANITOR_NS if janitor else "podmedic-system"
+            if obj["kind"] != "ConfigMap":  # the configuration: one copy in each namespace
+                assert obj["metadata"].get("namespace") == wanted, obj
+        assert sorted(c["metadata"]["namespace"] for c in find(objs, "ConfigMap")) == [JANITOR_NS, "podmedic-system"]
 
 
 def test_namespace_enforces_restricted_pod_security(rendered):
@@ -341,7 +348,7 @@ def test_webhook_registration_is_safe(rendered, overlay):
                                                "path": "/mutate", "port": 443}
     assert hook["namespaceSelector"] == {"matchExpressions": [{
         "key": "kubernetes.io/metadata.name", "operator": "NotIn",
-        "values": ["kube-system", "kube-public", "kube-node-lease", "podmedic-system"]}]}
+        "values": ["kube-system", "kube-public", "kube-node-lease", "podmedic-system", JANITOR_NS]}]}
     (condition,) = hook["matchConditions"]
     assert f"['{PREFIX}inject'] != 'disabled'" in condition["expression"]
 
@@ -387,7 +394,60 @@ def test_self_managed_renewal_runs_certs_install_on_what_the_deployment_uses(ren
     (rule,) = one(objs, "ClusterRole", "podmedic-certs")["rules"]
     assert rule["resourceNames"] == [args.webhook] and set(rule["verbs"]) == {"get", "patch"}
     assert job["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"] is True
-    assert not find(rendered["cert-manager"], "CronJob")
+    assert not find(rendered["cert-manager"], "CronJob", "podmedic-certs")
+
+
+# -- the log janitor --------------------------------------------------------------------------
+
+def janitor_pod(objs: list[Obj]) -> Obj:
+    cron = one(objs, "CronJob", "podmedic-janitor")
+    assert cron["metadata"]["namespace"] == JANITOR_NS
+    return cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def test_janitor_runs_every_15_minutes_one_at_a_time_with_the_servers_image_and_config(rendered, tmp_path,
+                                                                                        monkeypatch):
+    objs = rendered["self-managed"]
+    cron = one(objs, "CronJob", "podmedic-janitor")["spec"]
+    assert cron["schedule"] == "*/15 * * * *" and cron["concurrencyPolicy"] == "Forbid"
+    pod = janitor_pod(objs)
+    (job,) = pod["containers"]
+    assert job["image"] == container(objs)["image"] and pod["restartPolicy"] == "Never"
+    env = {e["name"]: e["value"] for e in job["env"]}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = cli.build_parser().parse_args(job["args"])
+    assert args.func.__name__ == "janitor" and args.dry_run is None  # the file decides: dry-run first
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in job["volumeMounts"]}
+    config_volume = volumes[mounts[os.path.dirname(args.config)]]["configMap"]["name"]
+    server_volume, _ = mount_of(objs, "configMap")
+    assert config_volume == server_volume["configMap"]["name"]  # the same file, the same content hash
+    loaded = server_config(objs, tmp_path, monkeypatch)
+    assert loaded.logs.janitor.dry_run is True
+    for root in loaded.logs.roots:  # each root at its own path, from the host, never created empty
+        assert volumes[mounts[root]]["hostPath"] == {"path": root, "type": "Directory"}, root
+    assert cron["jobTemplate"]["spec"]["activeDeadlineSeconds"] > loaded.logs.janitor.run_seconds
+
+
+def test_janitor_has_only_the_privilege_it_needs(rendered):
+    objs = rendered["self-managed"]
+    pod = janitor_pod(objs)
+    (job,) = pod["containers"]
+    sc = job["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False and sc["readOnlyRootFilesystem"]
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert set(sc["capabilities"]["add"]) <= {"DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"}
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    bindings = [b for b in find(objs, "ClusterRoleBinding") + find(objs, "RoleBinding")
+                if {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": JANITOR_NS}
+                in b["subjects"]]
+    assert [b["roleRef"]["kind"] for b in bindings] == ["ClusterRole"]
+    assert one(objs, "ClusterRole", bindings[0]["roleRef"]["name"])["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]}]
+    labels = one(objs, "Namespace", JANITOR_NS)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"  # hostPath + root: stated, not inherited
 
 
 # -- the image --------------------------------------------------------------------------------
@@ -507,7 +567,7 @@ def test_webhook_and_renewal_pods_pass_restricted_pod_security(installed):
     kube, objs = installed
     templates = {"server": one(objs, "Deployment", "podmedic")["spec"]["template"],
                  "quarantine": one(objs, "Deployment", "podmedic-quarantine")["spec"]["template"],
-                 "renewal": one(objs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]}
+                 "renewal": one(objs, "CronJob", "podmedic-certs")["spec"]["jobTemplate"]["spec"]["template"]}
     for name, template in templates.items():
         done = kube.create_pod("podmedic-system", pod_from_template(template, name), dry_run=True)
         assert done.returncode == 0, done.stderr

@@ -38,6 +38,11 @@ def test_file_is_merged_key_by_key(tmp_path):
     ("planMemoBytes: -1\n", "planMemoBytes: must be a whole number >= 0"),
     ("planMemoBytes: lots\n", "planMemoBytes: must be a whole number >= 0"),
     ("- a list\n", "top level must be a mapping"),
+    ("logs: {janitor: {dryRun: 'no'}}\n", "logs.janitor.dryRun: must be true or false"),
+    ("logs: {janitor: {minRetention: 7}}\n", "logs.janitor.minRetention: expected a duration"),
+    ("logs: {janitor: {minRetention: 30d, maxRetention: 7d}}\n", "minRetention must not exceed maxRetention"),
+    ("logs: {janitor: {runSeconds: 0}}\n", "logs.janitor.runSeconds: must be a whole number >= 1"),
+    ("defaults: {log-retention: forever}\n", "defaults.log-retention: expected a duration"),
     ("key: [unclosed\n", "cannot read config"),
 ])
 def test_bad_configuration_is_rejected_with_the_key(tmp_path, text, message):

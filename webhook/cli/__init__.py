@@ -22,9 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"podmedic {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from webhook.cli import certs, manifests, quarantine, serve, toolbox
+    from webhook.cli import certs, logs, manifests, quarantine, serve, toolbox
 
-    for module in (serve, certs, toolbox, manifests, quarantine):
+    for module in (serve, certs, toolbox, manifests, quarantine, logs):
         module.register(sub)
     return parser
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
-from webhook.engine.keys import KEYS
+from webhook.engine.keys import KEYS, parse_retention
 
 
 class ConfigError(ValueError):
@@ -33,11 +33,23 @@ _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-
 
 
 @dataclass(frozen=True)
+class JanitorConfig:
+    """`podmedic logs janitor`: deletion switch, retention bounds (seconds), run budget."""
+
+    dry_run: bool = True
+    min_retention: int = 3600
+    max_retention: int = 90 * 86400
+    max_pin: int = 90 * 86400
+    run_seconds: int = 600
+
+
+@dataclass(frozen=True)
 class LogsConfig:
     host_root: str
     namespace_roots: Mapping[str, str]
     backend: LogBackend = "hostPath"   # auto: pvc where Pod Security forbids hostPath
     claim_name: str = "podmedic-logs"  # each namespace's log claim in the pvc backend
+    janitor: JanitorConfig = field(default_factory=JanitorConfig)
 
     @property
     def watched_claim(self) -> str | None:
@@ -47,6 +59,11 @@ class LogsConfig:
     def root_for(self, namespace: str) -> str:
         """The host directory under which this namespace's pod log directories live."""
         return self.namespace_roots.get(namespace, self.host_root)
+
+    @property
+    def roots(self) -> list[str]:
+        """Every configured root, once each (what the janitor sweeps)."""
+        return sorted({self.host_root, *self.namespace_roots.values()})
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,25 @@ def _non_negative(where: str, value: Any) -> int:
     return value
 
 
+def _janitor(raw: Mapping[str, Any]) -> JanitorConfig:
+    def duration(key: str) -> int:
+        try:
+            return parse_retention(str(raw[key]))
+        except ValueError as exc:
+            raise ConfigError(f"logs.janitor.{key}: {exc}") from None
+
+    if not isinstance(raw.get("dryRun"), bool):
+        raise ConfigError(f"logs.janitor.dryRun: must be true or false (got {raw.get('dryRun')!r})")
+    low, high = duration("minRetention"), duration("maxRetention")
+    if low > high:
+        raise ConfigError("logs.janitor: minRetention must not exceed maxRetention")
+    run = raw["runSeconds"]
+    if not isinstance(run, int) or isinstance(run, bool) or run < 1:
+        raise ConfigError(f"logs.janitor.runSeconds: must be a whole number >= 1 (got {run!r})")
+    return JanitorConfig(dry_run=raw["dryRun"], min_retention=low, max_retention=high,
+                         max_pin=duration("maxPin"), run_seconds=run)
+
+
 def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConfig:
     """Validate a merged configuration mapping; every problem names its key."""
     try:
@@ -136,7 +172,8 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
             ),
             logs=LogsConfig(host_root=_absolute_root("logs.hostRoot", logs["hostRoot"]), namespace_roots=roots,
                             backend=_backend(logs.get("backend", "hostPath")),
-                            claim_name=_claim_name(logs.get("claimName", "podmedic-logs"))),
+                            claim_name=_claim_name(logs.get("claimName", "podmedic-logs")),
+                            janitor=_janitor(logs["janitor"]) if "janitor" in logs else JanitorConfig()),
             source=source,
         )
     except KeyError as exc:

@@ -9,6 +9,7 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any, Callable, Literal
 
@@ -130,6 +131,29 @@ def parse_mount_path(raw: str) -> str:
     raise ValueError("expected an absolute, normalised path without '..' (e.g. /var/log/app)")
 
 
+_RETENTION = re.compile(r"^(\d{1,6})(s|m|h|d)$")
+_RETENTION_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_retention(raw: str) -> int:
+    """Seconds, written as 90s, 30m, 12h or 7d (a unit is required: a bare number is ambiguous)."""
+    match = _RETENTION.match(raw)
+    if match and int(match.group(1)) > 0:
+        return int(match.group(1)) * _RETENTION_UNIT[match.group(2)]
+    raise ValueError("expected a duration with a unit, such as 12h or 7d")
+
+
+def parse_rfc3339(raw: str) -> datetime:
+    """An RFC 3339 time with its offset (2026-01-31T18:00:00Z); a time without one is ambiguous."""
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None or "T" not in raw.upper():
+        raise ValueError("expected an RFC 3339 time with an offset, such as 2026-01-31T18:00:00Z")
+    return value
+
+
 # ------------------------------------------------------------------ the key table
 
 @dataclass(frozen=True)
@@ -195,6 +219,10 @@ KEYS: dict[str, Key] = _keys(
     Key("quarantine-daemonset", "quarantine", parse_switch, "also quarantine DaemonSet pods (replaced on the same node)"),
     Key("quarantine-isolation", "quarantine", _choice_parser("required", "optional"),
         "required: skip when removing labels loses NetworkPolicy isolation"),
+    # Read by the log janitor (webhook/janitor), not by the injector.
+    Key("log-retention", _F.LOGS, parse_retention, "how long a dead pod's log directory is kept"),
+    Key("quarantine-log-retention", _F.LOGS, parse_retention, "extra retention for a quarantined pod's directory"),
+    Key("log-keep-until", _F.LOGS, parse_rfc3339, "pin: keep this pod's log directory until then", optional=True),
 )
 
 # Annotations under the prefix that are podmedic's own output, not settings.

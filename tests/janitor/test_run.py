@@ -1,0 +1,159 @@
+"""Whole janitor runs on real directory trees, with the pod LIST faked: what a failed list, the
+dry-run, retention, pins and quarantine do to the directories, and what the audit says."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import podmedic
+from tests.janitor.hostile import DEAD, NEIGHBOUR, OTHER_UID, UID, pod_dir
+from webhook.cli.config import load
+from webhook.engine.config import GlobalConfig
+from webhook.janitor import tree
+from webhook.janitor.metrics import render
+from webhook.janitor.plan import DELETING, Record
+from webhook.janitor.run import Sources, Tally, run
+
+DAY = 86400.0
+LATER = 30 * DAY  # the clock of a run a month after the directories were written
+
+
+def config_for(root: Path, tmp_path: Path, extra: str = "") -> tuple[GlobalConfig, Path]:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"logs: {{hostRoot: {root}, janitor: {{dryRun: true}}}}\n{extra}")
+    return load(path), path
+
+
+def pod(uid: str, namespace: str = "other", name: str = "db-0", annotations: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"uid": uid, "namespace": namespace, "name": name, "annotations": annotations or {}, "labels": labels or {}}
+
+
+def sweep(cfg: GlobalConfig, pods: list[dict[str, Any]] | Exception, *, dry_run: bool = False,
+          after: float = LATER, namespaces: dict[str, dict[str, str]] | None = None) -> tuple[Tally, list[dict[str, Any]]]:
+    lines: list[dict[str, Any]] = []
+
+    def listing() -> list[dict[str, Any]]:
+        if isinstance(pods, Exception):
+            raise pods
+        return pods
+
+    sources = Sources(listing, lambda: [{"name": n, "annotations": a} for n, a in (namespaces or {}).items()])
+    tally = run(cfg, sources, lines.append, dry_run=dry_run, clock=lambda: time.time() + after)
+    return tally, lines
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "logs"
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("failure", [ConnectionError("refused"), RuntimeError("LIST pods: pages from different snapshots")])
+def test_a_failed_or_partial_list_deletes_nothing_and_records_nothing(root, tmp_path, failure):
+    cfg, _ = config_for(root, tmp_path)
+    pod_dir(root)
+    tally, lines = sweep(cfg, failure)
+    assert (root / DEAD / "app" / "app.0.log").exists() and not (root / DEAD / tree.RECORD).exists()
+    assert [line["event"] for line in lines] == ["janitor-list-failed"]
+    assert tally.errors == {"list-failed": 1} and not tally.directories
+
+
+def test_dry_run_reports_and_deletes_nothing(root, tmp_path):
+    cfg, _ = config_for(root, tmp_path)
+    pod_dir(root)
+    tally, lines = sweep(cfg, [], dry_run=True)
+    assert (root / DEAD).is_dir()
+    (line,) = lines
+    assert (line["action"], line["reason"], line["dryRun"], line["directory"]) == ("delete", "expired", True, DEAD)
+    assert tally.directories == {("team", "would-delete"): 1} and tally.bytes[("team", "would-delete")] == 21
+
+
+def test_a_dead_pods_expired_directory_goes_and_a_live_ones_stays(root, tmp_path):
+    cfg, _ = config_for(root, tmp_path)
+    pod_dir(root)
+    pod_dir(root, NEIGHBOUR)
+    (root / "lost+found").mkdir()
+    tally, lines = sweep(cfg, [pod(OTHER_UID)])
+    assert sorted(os.listdir(root)) == ["lost+found", NEIGHBOUR]
+    by_dir = {(line["event"], line["directory"]): line for line in lines}
+    assert by_dir[("janitor", NEIGHBOUR)]["reason"] == "pod-exists"
+    assert by_dir[("janitor-deletion", DEAD)]["outcome"] == "deleted"
+    assert tally.directories == {("team", "deleted"): 1, ("other", "kept"): 1}
+    text = render(tally, 1.5, 1e9).decode()
+    assert 'podmedic_janitor_directories{namespace="team",outcome="deleted"} 1.0' in text
+    assert 'podmedic_janitor_bytes{namespace="team",outcome="deleted"} 21.0' in text
+
+
+def test_a_directory_within_its_namespaces_retention_stays(root, tmp_path):
+    cfg, _ = config_for(root, tmp_path)
+    pod_dir(root)
+    tally, _ = sweep(cfg, [], after=6 * DAY)
+    assert (root / DEAD).is_dir() and tally.directories == {("team", "kept"): 1}
+    tally, lines = sweep(cfg, [], after=3 * DAY, namespaces={"team": {"podmedic.io/log-retention": "2d"}})
+    assert not (root / DEAD).exists(), lines
+
+
+def test_a_pin_recorded_while_the_pod_lived_is_honoured_after_it_is_gone(root, tmp_path):
+    cfg, _ = config_for(root, tmp_path)
+    pod_dir(root)
+    pin = time.time() + 60 * DAY
+    annotations = {"podmedic.io/log-keep-until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(pin))}
+    _, lines = sweep(cfg, [pod(UID, "team", "web-1", annotations)])
+    assert lines[0]["action"] == "record"
+    r = tree.open_root(str(root))
+    try:
+        assert tree.read_record(r, DEAD) == Record(float(int(pin)), False)
+    finally:
+        r.close()
+    _, lines = sweep(cfg, [])  # a month later, the pod gone: kept by its pin
+    assert (root / DEAD).is_dir() and lines[0]["reason"] == "pinned"
+    sweep(cfg, [], after=61 * DAY)
+    assert not (root / DEAD).exists()
+
+
+def test_a_quarantined_pods_directory_is_kept_the_extra_retention(root, tmp_path):
+    cfg, _ = config_for(root, tmp_path)
+    pod_dir(root)
+    sweep(cfg, [pod(UID, "team", "web-1", labels={"podmedic.io/quarantined": "true"})])
+    _, lines = sweep(cfg, [], after=10 * DAY)  # past 7d retention, within 7d + 7d
+    assert (root / DEAD).is_dir() and lines[0]["reason"] == "quarantine-retention"
+    sweep(cfg, [], after=15 * DAY)
+    assert not (root / DEAD).exists()
+
+
+def test_a_deletion_cut_short_is_resumed_by_the_next_run(root, tmp_path):
+    cfg, _ = config_for(root, tmp_path)
+    base = pod_dir(root)
+    os.rename(base, root / (DELETING + DEAD))  # as a run out of time leaves it
+    _, lines = sweep(cfg, [], after=0)
+    assert os.listdir(root) == [] and lines[0]["reason"] == "deletion-resumed"
+
+
+def test_a_root_that_is_a_symlink_is_skipped_and_said(root, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    cfg, _ = config_for(link, tmp_path)
+    pod_dir(root)
+    tally, lines = sweep(cfg, [])
+    assert (root / DEAD).is_dir() and tally.errors["root-unusable"] == 1
+    assert lines[0]["event"] == "janitor-root-skipped"
+
+
+def test_the_cli_without_a_reachable_api_deletes_nothing_and_fails(root, tmp_path):
+    _, path = config_for(root, tmp_path)
+    pod_dir(root)
+    done = podmedic("logs", "janitor", "--config", str(path), "--delete", "--metrics-file", str(tmp_path / "m.prom"),
+                    env={**os.environ, "KUBECONFIG": str(tmp_path / "missing")})
+    assert done.returncode == 1, done.stdout + done.stderr
+    events = [json.loads(line)["event"] for line in done.stdout.splitlines()]
+    assert events == ["janitor-list-failed", "janitor-summary"]
+    assert (root / DEAD / "app" / "app.0.log").exists()
+    assert 'podmedic_janitor_errors{kind="list-failed"} 1.0' in (tmp_path / "m.prom").read_text()
