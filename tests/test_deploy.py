@@ -574,6 +574,19 @@ def test_webhook_and_renewal_pods_pass_restricted_pod_security(installed):
         assert "violate" not in done.stderr, done.stderr  # the `warn: restricted` label speaks up
 
 
+@pytest.mark.integration
+def test_janitor_pod_is_admitted_in_its_namespace_and_would_not_be_in_podmedic_system(installed):
+    """Why it has a namespace of its own: restricted (podmedic-system) rejects hostPath and root."""
+    kube, objs = installed
+    template = one(objs, "CronJob", "podmedic-janitor")["spec"]["jobTemplate"]["spec"]["template"]
+    done = kube.create_pod(JANITOR_NS, pod_from_template(template, "janitor"), dry_run=True)
+    assert done.returncode == 0, done.stderr
+    elsewhere = pod_from_template(template, "janitor")
+    elsewhere["spec"] = {**elsewhere["spec"], "serviceAccountName": "podmedic"}
+    refused = kube.create_pod("podmedic-system", elsewhere, dry_run=True)
+    assert refused.returncode != 0 and "hostPath" in refused.stderr, refused.stderr
+
+
 def plain_pod(name: str, annotations: dict[str, str] | None = None) -> Obj:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "annotations": annotations or {}},
             "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}
