@@ -19,7 +19,8 @@ from webhook.engine.config import ConfigError, GlobalConfig
 from webhook.kube.client import kube_api_client
 from webhook.kube.namespaces import KubeSource
 from webhook.quarantine.cluster import Cluster
-from webhook.quarantine.controller import Controller, Options, pod_cache
+from webhook.quarantine.controller import Controller, Options
+from webhook.quarantine.pods import PodCache
 from webhook.quarantine.decide import Marks, Owner, saved_state
 from webhook.quarantine.patches import release_ops
 from webhook.quarantine.reasons import RELEASED_EVENT
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
                       lease_seconds=args.lease_duration, renew_seconds=args.renew_period)
     if not 0 < options.renew_seconds < options.lease_seconds / 2:
         return _fail("--renew-period must be positive and under half of --lease-duration")
-    controller = Controller(config, cluster, pod_cache(cluster), KubeSource(cluster.core.api_client), options)
+    controller = Controller(config, cluster, PodCache(cluster.core), KubeSource(cluster.core.api_client), options)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: controller.stop())
     logging.getLogger("podmedic.quarantine").info("%s starting as %s%s", NAME, options.identity,

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.engine.config import GlobalConfig
-from webhook.kube.listwatch import ListWatch
 from webhook.kube.namespaces import NamespaceSource
 from webhook.quarantine import metrics
 from webhook.quarantine.cluster import Cluster
 from webhook.quarantine.decide import Decision, Marks, Obj, decide, is_quarantined, not_ready_since
 from webhook.quarantine.lease import LeaderElector
 from webhook.quarantine.patches import quarantine_ops
+from webhook.quarantine.pods import PodCache
 from webhook.quarantine.reasons import EVENT_REASON, Action
 
 log = logging.getLogger("podmedic.quarantine")
@@ -43,7 +43,7 @@ class Options:
 
 
 class Controller:
-    def __init__(self, config: GlobalConfig, cluster: Cluster, pods: ListWatch, namespaces: NamespaceSource,
+    def __init__(self, config: GlobalConfig, cluster: Cluster, pods: PodCache, namespaces: NamespaceSource,
                  options: Options, clock: Callable[[], float] = time.time):
         self.config, self.cluster, self.pods, self.namespaces = config, cluster, pods, namespaces
         self.options, self.clock = options, clock
@@ -167,6 +167,3 @@ def _status(exc: Exception) -> str:
     status = getattr(exc, "status", None)
     return f"HTTP {status}" if status else f"{type(exc).__name__}: {exc}"
 
-
-def pod_cache(cluster: Cluster, **timing: Any) -> ListWatch:
-    return ListWatch(cluster.core.list_pod_for_all_namespaces, "pods", **timing)
