@@ -8,6 +8,7 @@ Only the fields podmedic reads are checked.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any
 
 # field -> expected JSON type of its value; "[map]" is a list of maps, "[str]" a list of strings.
@@ -24,18 +25,27 @@ def _well_typed(value: Any, expected: Any) -> bool:
     if value is None:
         return True  # null is how an absent optional field may arrive
     if expected == "[map]":
-        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+        return isinstance(value, list) and all(map(isinstance, value, repeat(dict)))
     if expected == "[str]":
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return isinstance(value, list) and all(map(isinstance, value, repeat(str)))
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, expected)
 
 
-def _fields(where: str, obj: dict[str, Any], fields: dict[str, Any]) -> str | None:
+def _bad_field(obj: dict[str, Any], fields: dict[str, Any]) -> str | None:
+    """The first of `fields` (in their order) that `obj` has with the wrong type, or None.
+    Most objects are fine: the fields it has are checked first, and only a failure looks for
+    the first bad field in the table's order, so the answer is the same as an ordered scan's."""
+    for key, value in obj.items():
+        expected = fields.get(key)
+        if expected is not None and not _well_typed(value, expected):
+            break
+    else:
+        return None
     for key, expected in fields.items():
         if not _well_typed(obj.get(key), expected):
-            return f"{where}.{key} has the wrong type"
+            return key
     return None
 
 
@@ -48,16 +58,16 @@ def problem(pod: Any) -> str | None:
             continue
         if not isinstance(value, dict):
             return f"request.object.{where} must be an object"
-        found = _fields(f"request.object.{where}", value, fields)
-        if found:
-            return found
+        bad = _bad_field(value, fields)
+        if bad:
+            return f"request.object.{where}.{bad} has the wrong type"
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     if not all(isinstance(v, str) for v in annotations.values()):
         return "request.object.metadata.annotations values must be strings"
     spec = pod.get("spec") or {}
     for kind in ("containers", "initContainers", "ephemeralContainers"):
         for i, c in enumerate(spec.get(kind) or []):
-            found = _fields(f"request.object.spec.{kind}[{i}]", c, CONTAINER)
-            if found:
-                return found
+            bad = _bad_field(c, CONTAINER)
+            if bad:
+                return f"request.object.spec.{kind}[{i}].{bad} has the wrong type"
     return None

@@ -87,13 +87,15 @@ def _check_container(kind: str, c: dict[str, Any], volumes: set[Any]) -> Iterato
             yield f"container {name}: volumeMount {m.get('name')!r} names no volume"
         if m.get("subPath") and m.get("subPathExpr"):
             yield f"container {name}: volumeMount {m.get('name')!r} has both subPath and subPathExpr"
-        for var in _VAR_REF.findall(m.get("subPathExpr") or ""):
-            if var not in env_names:
-                yield f"container {name}: subPathExpr references undefined env var {var!r}"
+        expr = m.get("subPathExpr") or ""
+        if not isinstance(expr, str) or "$(" in expr:  # a str without "$(" references nothing
+            for var in _VAR_REF.findall(expr):
+                if var not in env_names:
+                    yield f"container {name}: subPathExpr references undefined env var {var!r}"
     for env in env_names:
         if not env or "=" in str(env):
             yield f"container {name}: invalid env var name {env!r}"
-    ports = {p.get("name") for p in c.get("ports") or [] if p.get("name")}
+    ports = _PortNames(c)
     plain_init = kind == "initContainers" and c.get("restartPolicy") != "Always"
     for probe_kind in ("readinessProbe", "livenessProbe", "startupProbe"):
         probe = c.get(probe_kind)
@@ -111,16 +113,30 @@ def _check_container(kind: str, c: dict[str, Any], volumes: set[Any]) -> Iterato
         yield from _check_handler(name, f"lifecycle.{hook_name}", hook, HOOK_HANDLERS, ports)
 
 
+class _PortNames:
+    """The names of a container's ports, collected when a handler first names a port."""
+
+    __slots__ = ("_container", "_names")
+
+    def __init__(self, container: dict[str, Any]):
+        self._container = container
+        self._names: set[Any] | None = None
+
+    def __contains__(self, name: object) -> bool:
+        if self._names is None:
+            self._names = {p.get("name") for p in self._container.get("ports") or [] if p.get("name")}
+        return name in self._names
+
+
 def _check_handler(container: Any, field: str, obj: dict[str, Any], allowed: tuple[str, ...],
-                   ports: set[Any]) -> Iterator[str]:
+                   ports: _PortNames) -> Iterator[str]:
     present = [h for h in allowed if obj.get(h) is not None]
-    where = f"container {container}: {field}"
     if len(present) != 1:
-        yield f"{where} must have exactly one handler (has {present or 'none'})"
+        yield f"container {container}: {field} must have exactly one handler (has {present or 'none'})"
         return
     body = obj[present[0]]
     port = body.get("port") if isinstance(body, dict) else None
     if isinstance(port, str) and port not in ports:
-        yield f"{where} names port {port!r} that the container does not declare"
+        yield f"container {container}: {field} names port {port!r} that the container does not declare"
     if present[0] == "exec" and not (isinstance(body, dict) and body.get("command")):
-        yield f"{where}: exec needs a command"
+        yield f"container {container}: {field}: exec needs a command"
