@@ -92,6 +92,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def webhook(cluster: Cluster, certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The real server, watching namespaces through the real API, registered as a webhook."""
     server = start_server(tmp_path_factory.mktemp("it-server"), certs_dir, "--kubeconfig", str(cluster.kubeconfig))
+    register(cluster, server, certs_dir)
+    yield server
+    stop_server(server)
+
+
+def register(cluster: Cluster, server: Any, certs_dir: Path) -> None:
+    """Register `server` as the cluster's podmedic webhook; returns once it takes effect."""
     ca = base64.b64encode((certs_dir / "ca.crt").read_bytes()).decode()
     cluster.apply({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
@@ -116,8 +123,6 @@ def webhook(cluster: Cluster, certs_dir: Path, tmp_path_factory: pytest.TempPath
         if time.monotonic() > deadline:
             pytest.fail("webhook never took effect: " + done.stderr + server.log.read_text()[-2000:])
         time.sleep(0.3)
-    yield server
-    stop_server(server)
 
 
 def _pod(name: str | None, **spec: Any) -> dict[str, Any]:

@@ -62,3 +62,62 @@ def test_rejects_names_that_leave_the_root(tmp_path, bad):
                            "--pod-dir", bad, "app"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "invalid directory name" in done.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+LOGDIR_UID = 65532  # the pvc backend's preparer (engine/pod_level.py LOGDIR_PVC_SECURITY)
+
+
+def logdir_as(uid: int, root: Path, pod_dir: str, *containers: str) -> tuple[int, str]:
+    """`podmedic logdir` in a forked child that has become `uid` (the interpreter under /root is
+    not executable by other UIDs, so no exec): (exit code, what it printed)."""
+    from webhook import cli
+
+    cli.build_parser()  # imports every command module now: after setuid the child could not read them
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to uid, run the command, never return into pytest
+        code = 70
+        try:
+            os.close(read)
+            sys.stdout = os.fdopen(write, "w")  # pytest's capture replaced sys.stdout
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            code = cli.main(["logdir", "--root", str(root), "--pod-dir", pod_dir, *containers])
+            sys.stdout.flush()
+        except BaseException as exc:
+            os.write(write, repr(exc).encode())
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as out:
+        printed = out.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), printed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch UID")
+def test_on_a_claim_the_non_root_preparer_opens_the_directories_of_a_1777_root(host_root):
+    """The pvc backend: the namespace's root is provisioned 1777 (`podmedic logs provision`); the
+    preparer runs as 65532, creates the pod's directory and 1777 container directories, and an
+    app of any other UID writes its logs there."""
+    root = host_root / "claim"
+    root.mkdir()
+    os.chmod(root, 0o1777)
+    code, printed = logdir_as(LOGDIR_UID, root, "demo_web-1_uid-1", "app")
+    assert code == 0, printed
+    path = root / "demo_web-1_uid-1" / "app"
+    assert path.stat().st_uid == LOGDIR_UID and stat.S_IMODE(path.stat().st_mode) == 0o1777
+    assert write_as(NOBODY, str(path / "x.log")).returncode == 0
+    assert logdir_as(LOGDIR_UID, root, "demo_web-1_uid-1", "app")[0] == 0  # a restarted init container
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch UID")
+def test_a_root_the_preparer_cannot_write_never_breaks_the_pod(host_root):
+    """A claim whose root was not provisioned 1777: the preparer says why and exits 0, so the pod
+    starts (the kubelet then creates the directories itself, root-owned)."""
+    root = host_root / "claim"
+    root.mkdir(mode=0o755)
+    code, printed = logdir_as(LOGDIR_UID, root, "demo_web-1_uid-1", "app")
+    assert code == 0 and "cannot prepare" in printed and "Permission denied" in printed, printed
+    assert list(root.iterdir()) == []

@@ -1,5 +1,6 @@
 """`podmedic logs ...`: the lifecycle of the per-pod log directories. `logs janitor` deletes dead
-pods' directories after their retention (webhook.janitor does the work; docs/logs.md).
+pods' directories after their retention (webhook.janitor does the work; docs/logs.md);
+`logs provision` prints a namespace's log claim for the pvc backend (webhook/cli/provision.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from webhook.cli import provision
 from webhook.cli.config import load
 from webhook.engine.config import ConfigError
 from webhook.janitor import tree
@@ -22,9 +24,10 @@ FATAL_ERRORS = frozenset({"list-failed", "root-unusable", "error", "record-faile
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("logs", help="the per-pod log directories' lifecycle (janitor)")
+    p = sub.add_parser("logs", help="the per-pod log directories' lifecycle (janitor) and claims (provision)")
     commands = p.add_subparsers(dest="logs_command", metavar="COMMAND", required=True)
     _register_janitor(commands)
+    provision.register(commands)
 
 
 def _register_janitor(commands: Any) -> None:
