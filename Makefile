@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 IMAGE   ?= ghcr.io/podmedic/podmedic:0.1.0
 OVERLAY ?= self-managed
 
-.PHONY: venv run lint test soak bench toolbox certs golden image image-archive deploy undeploy clean
+.PHONY: venv run lint test soak bench bench-janitor toolbox certs golden image image-archive deploy undeploy clean
 
 # The stamp is the console script: re-installed when pyproject.toml changes.
 $(BIN)/podmedic: pyproject.toml
@@ -54,6 +54,10 @@ soak: venv
 
 bench: venv certs
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+# One `podmedic logs janitor` run over 100 000 pod log directories on tmpfs: time and peak RSS.
+bench-janitor: venv
+	$(BIN)/python -m tests.bench.janitor
 
 # The container image (Dockerfile). Needs a running engine (docker daemon or podman); without one
 # it says so and exits 1 -- a docker client with no daemon does not count. Where the base images

@@ -7,15 +7,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.janitor.hostile import DEAD, NEIGHBOUR, UID, as_tenant, pod_dir, snapshot
+from tests.janitor.hostile import DEAD, NEIGHBOUR, TENANT, UID, as_tenant, pod_dir, snapshot
 from webhook.janitor import tree
 from webhook.janitor.plan import DELETING, Record, parse_entry
 
@@ -164,35 +164,50 @@ def test_a_directory_swapped_for_a_symlink_between_stat_and_open_is_left(root, d
     assert (root / DEAD).is_dir() and not (root / (DELETING + DEAD)).exists()  # its name back, for the next run
 
 
+RACER = """
+import os, sys
+app, decoy = int(sys.argv[1]), sys.argv[2]  # its directory as an inherited descriptor
+while True:
+    for i in range(5):
+        d = f"d{i}"
+        try:
+            os.mkdir(d, dir_fd=app)  # deleted by the janitor? there again, for its next open
+        except OSError:
+            pass
+        try:
+            os.rename(d, "tmp", src_dir_fd=app, dst_dir_fd=app)
+            os.symlink(decoy, d, dir_fd=app)
+            os.unlink(d, dir_fd=app)
+            os.rename("tmp", d, src_dir_fd=app, dst_dir_fd=app)
+        except OSError:
+            pass
+"""
+
+
 def test_a_tenant_swapping_symlinks_in_a_loop_during_deletion_reaches_nothing(root, decoy):
-    """The same race with a real concurrent process of the tenant: it keeps replacing a directory
-    of its tree with a symlink to /etc (the decoy) and back while the janitor deletes."""
+    """The same race with a real concurrent process of the tenant (its own UID when the tests
+    run as root): it keeps replacing directories of its tree with a symlink to /etc (the decoy)
+    and back, and re-creating them, while the janitor deletes again and again. The exact
+    lstat-to-open window is rarely hit by chance (the deterministic test above is the one that
+    fails without O_NOFOLLOW); this one fails if the walk follows a symlink at any other step."""
     base = pod_dir(root, files=0)
     app = base / "app"
-    for i in range(100):
+    for i in range(5):
         d = app / f"d{i}"
         d.mkdir()
-        for j in range(10):
+        for j in range(200):
             (d / f"f{j}").write_text("x")
+    as_tenant(base)
     before = snapshot(decoy)
-    stop = threading.Event()
-
-    def tenant() -> None:
-        while not stop.is_set():
-            for i in range(100):
-                d = app / f"d{i}"
-                try:
-                    os.rename(d, app / "tmp")
-                    os.symlink(decoy, d)
-                    os.unlink(d)
-                    os.rename(app / "tmp", d)
-                except OSError:
-                    pass
-
-    racer = threading.Thread(target=tenant, daemon=True)
-    racer.start()
+    fd = os.open(app, os.O_RDONLY | os.O_DIRECTORY)
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable  # not under /root
+    racer = subprocess.Popen([python, "-c", RACER, str(fd), str(decoy)], pass_fds=(fd,),
+                             user=TENANT if os.geteuid() == 0 else None)
+    os.close(fd)
     try:
-        for _ in range(20):
+        time.sleep(0.2)
+        assert racer.poll() is None, "the tenant's process must be racing"
+        for _ in range(200):
             name = DEAD if (root / DEAD).exists() else DELETING + DEAD
             if not (root / name).exists():
                 break
@@ -201,8 +216,8 @@ def test_a_tenant_swapping_symlinks_in_a_loop_during_deletion_reaches_nothing(ro
             except tree.Leave:
                 pass
     finally:
-        stop.set()
-        racer.join()
+        racer.kill()
+        racer.wait()
     assert snapshot(decoy) == before
 
 
