@@ -4,10 +4,14 @@ as a real process with a ServiceAccount token bound only to the shipped ClusterR
 controller-manager here, so the ReplicaSet and its pods are created by the test and nobody
 releases or replaces them: what is proven is that the API server accepts the patches, the
 resourceVersion guard, the RBAC (and that it cannot exec), events, expiry, release and leader
-election. The node test (tests/node/test_quarantine.py) shows the ReplicaSet's replacement."""
+election. One test adds the real kube-controller-manager (its deployment and replicaset
+controllers, from ../shared/kube-node) so that the ReplicaSet itself releases the pod and
+creates the replacement; the node test (tests/node/test_quarantine.py) does it with a held
+container on a real kubelet."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -32,6 +36,7 @@ from webhook.quarantine.patches import quarantine_ops
 
 pytestmark = pytest.mark.integration
 
+KUBE_NODE = ROOT.parent / "shared" / "kube-node"
 SYSTEM = "podmedic-system"
 ACCOUNT = "podmedic-quarantine"
 LEASE = "podmedic-quarantine"
@@ -99,13 +104,14 @@ def controllers(account: Path, tmp_path: Path) -> Iterator[Callable[..., Control
 
 
 class Namespace:
-    """A fresh namespace with quarantine enabled and a Deployment `web` whose ReplicaSet the test
-    plays (no controller-manager here)."""
+    """A fresh namespace with quarantine enabled and (unless `workload` is False) a Deployment
+    `web` whose ReplicaSet the test plays (no controller-manager)."""
 
-    def __init__(self, cluster: Cluster, **annotations: str):  # noqa: F811
+    def __init__(self, cluster: Cluster, *, workload: bool = True):  # noqa: F811
         self.cluster = cluster
-        self.name = cluster.namespace({PREFIX + "quarantine": "enabled", PREFIX + "quarantine-after": "1s",
-                                       **{PREFIX + k: v for k, v in annotations.items()}})
+        self.name = cluster.namespace({PREFIX + "quarantine": "enabled", PREFIX + "quarantine-after": "1s"})
+        if not workload:
+            return
         self.deployment = self.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
                                        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
                                                 "template": {"metadata": {"labels": {"app": "web"}},
@@ -135,6 +141,11 @@ class Namespace:
             "name": name, "labels": labels, "ownerReferences": [self.ref(owner)],
             "annotations": {PREFIX + "status": '{"version":2}', **{PREFIX + k: v for k, v in annotations.items()}}},
             "spec": {"containers": [{"name": "app", "image": "app:1"}]}})
+        self.status(name, ready)
+        return self.get("pod", name)
+
+    def status(self, name: str, ready: bool) -> None:
+        """What a kubelet would report: Running, the container running, Ready or NotReady for an hour."""
         since = iso(time.time() - 3600)
         status = {"status": {"phase": "Running", "conditions": [
             {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": since,
@@ -143,7 +154,6 @@ class Namespace:
                                    "started": True, "state": {"running": {"startedAt": since}}}]}}
         self.cluster.kubectl("-n", self.name, "patch", "pod", name, "--subresource=status", "--type=merge",
                              "-p", json.dumps(status))
-        return self.get("pod", name)
 
     def get(self, kind: str, name: str) -> Obj:
         done = self.cluster.kubectl("-n", self.name, "get", kind, name, "-o", "json", check=False)
@@ -321,3 +331,86 @@ def test_dry_run_logs_the_patch_and_writes_nothing(cluster, controllers):  # noq
     time.sleep(1.5)
     assert ns.get("pod", "web-a")["metadata"]["labels"] == {"app": "web", "pod-template-hash": "h1"}
     assert not ns.events("web-a", "Quarantined") and not ns.events("web", "Quarantined")
+
+
+# -- with the real ReplicaSet controller ------------------------------------------------------------
+
+def controller_manager_binary() -> Path:
+    """kube-controller-manager v1.36.2 from ../shared/kube-node (xz), unpacked once into build/
+    and checked against its SHA256SUMS."""
+    packed = KUBE_NODE / "bin" / "kube-controller-manager.xz"
+    if not packed.exists():
+        pytest.skip(f"no kube-controller-manager: {packed} is missing (../shared/kube-node)")
+    sums = dict(line.split()[::-1] for line in (KUBE_NODE / "SHA256SUMS").read_text().splitlines() if line.strip())
+    target = ROOT / "build" / "kube-node-bin" / sums["kube-controller-manager"][:12] / "kube-controller-manager"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        with partial.open("wb") as out:
+            subprocess.run(["xz", "-dc", str(packed)], stdout=out, check=True, timeout=120)
+        assert hashlib.sha256(partial.read_bytes()).hexdigest() == sums["kube-controller-manager"]
+        partial.chmod(0o755)
+        partial.rename(target)
+    return target
+
+
+@pytest.fixture
+def controller_manager(cluster: Cluster, tmp_path: Path) -> Iterator[None]:  # noqa: F811
+    """The deployment and replicaset controllers, for this test only (other tests play the
+    ReplicaSet themselves)."""
+    binary = controller_manager_binary()
+    log = tmp_path / "kcm.log"
+    process = subprocess.Popen([str(binary), "--kubeconfig", str(cluster.kubeconfig), "--controllers",
+                                "deployment,replicaset", "--leader-elect=false", "--secure-port=0",
+                                "--use-service-account-credentials=false"],
+                               stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def owned_by(pod: Obj, uid: str) -> bool:
+    return any(r["uid"] == uid for r in pod["metadata"].get("ownerReferences") or [])
+
+
+def test_the_replicaset_releases_the_kept_pod_and_replaces_it(cluster, controllers, controller_manager):  # noqa: F811
+    """The issue's scenario: a Deployment of 2, one pod NotReady (through /status) longer than
+    quarantine-after -> exactly one pod quarantined, the ReplicaSet back at 2 owned pods, the
+    quarantined pod kept with its labels saved; the replacement NotReady too -> not quarantined."""
+    ns = Namespace(cluster, workload=False)
+    template = {"metadata": {"labels": {"app": "web"}, "annotations": {PREFIX + "status": '{"version":2}'}},
+                "spec": {"containers": [{"name": "app", "image": "app:1"}]}}
+    ns.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template}})
+
+    def replica_set() -> Obj:
+        out = json.loads(cluster.kubectl("-n", ns.name, "get", "rs", "-o", "json").stdout)["items"]
+        return dict(out[0]) if out else {}
+
+    rs = wait_for("the Deployment's ReplicaSet", replica_set)
+
+    def owned() -> list[Obj]:
+        out = json.loads(cluster.kubectl("-n", ns.name, "get", "pods", "-o", "json").stdout)["items"]
+        return [p for p in out if owned_by(p, rs["metadata"]["uid"])]
+
+    first, second = wait_for("the ReplicaSet's 2 pods", lambda: len(owned()) == 2 and owned())
+    ns.status(first["metadata"]["name"], ready=False)
+    ns.status(second["metadata"]["name"], ready=True)
+    controllers("with-kcm")
+    broken = first["metadata"]["name"]
+    kept = wait_for("the NotReady pod quarantined", lambda: ns.quarantined(broken))
+    assert json.loads(kept["metadata"]["annotations"][PREFIX + "quarantine-saved"])["labels"] == {
+        "app": "web", "pod-template-hash": rs["metadata"]["labels"]["pod-template-hash"]}
+    wait_for("the ReplicaSet to release it", lambda: not ns.get("pod", broken)["metadata"].get("ownerReferences"))
+    pods = wait_for("the ReplicaSet back at 2 owned pods", lambda: len(owned()) == 2 and owned())
+    (replacement,) = [p for p in pods if p["metadata"]["name"] != second["metadata"]["name"]]
+    assert ns.quarantined(broken), "the kept pod stays"
+    ns.status(replacement["metadata"]["name"], ready=False)
+    (skip,) = wait_for("the replacement skipped", lambda: ns.events(replacement["metadata"]["name"], "QuarantineSkipped"))
+    assert skip["message"].startswith("same-template:")
+    assert len(owned()) == 2 and not ns.quarantined(replacement["metadata"]["name"])
+    quarantined = json.loads(cluster.kubectl("-n", ns.name, "get", "pods", "-l", f"{PREFIX}quarantined=true",
+                                             "-o", "json").stdout)["items"]
+    assert [p["metadata"]["name"] for p in quarantined] == [broken]
