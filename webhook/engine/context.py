@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from webhook.engine.config import GlobalConfig
 from webhook.engine.decisions import Decision, Report
 from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
 from webhook.engine.settings import Resolved
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,21 @@ class PodContext:
     users: dict[FeatureName, list[Target]] = field(default_factory=dict)  # containers each feature changed
     toolbox_blocked: bool = False  # the pod already uses one of podmedic's volume/container names
     log_claim: str | None = None  # the phase of the namespace's log claim (engine.namespace.Namespace)
+    _per_pod: dict[str, Any] = field(default_factory=dict, init=False, repr=False)  # per_pod()'s results
+
+    def per_pod(self, what: str, container: str, make: Callable[[], T]) -> T:
+        """make() once per pod, not per container: for what a mutator works out from settings
+        alone (the supervisor's options, a probe's timings, the forensics budget), which is the
+        same for every container without a `<key>.<container>` annotation of its own. `what`
+        names the result; make() must not read the container. A container with annotations of
+        its own gets its own make(); an exception (InvalidSetting) is never kept."""
+        if self.settings.has_own(container):
+            return make()
+        try:
+            return cast(T, self._per_pod[what])
+        except KeyError:
+            value = self._per_pod[what] = make()
+            return value
 
     def applied(self, feature: FeatureName, container: str) -> bool:
         return feature in self.status.get("containers", {}).get(container, {})

@@ -77,16 +77,26 @@ def handler(ctx: PodContext, target: Target, kind: str) -> dict[str, Any]:
 
 
 def build(ctx: PodContext, target: Target, kind: str) -> dict[str, Any]:
-    """A complete probe that satisfies API validation (liveness/startup successThreshold = 1)."""
-    name, value = target.name, ctx.settings.value
+    """A complete probe that satisfies API validation (liveness/startup successThreshold = 1):
+    the container's handler, then the timings (the same for every container: once per pod)."""
+    name = target.name
+    if kind == "startup":
+        timings = ctx.per_pod("startup-probe-timings", name, lambda: _timings(ctx, name, kind))
+        return {**handler(ctx, target, "liveness"), **timings}
+    ctx.settings.value("probe-timeout-seconds", name)  # an invalid timeout is reported before a missing port
+    probe = handler(ctx, target, kind)
+    return {**probe, **ctx.per_pod(f"{kind}-probe-timings", name, lambda: _timings(ctx, name, kind))}
+
+
+def _timings(ctx: PodContext, name: str, kind: str) -> dict[str, Any]:
+    value = ctx.settings.value
     timeout = value("probe-timeout-seconds", name)
     if kind == "startup":
         period = value("startup-period-seconds", name)
         budget = value("startup-timeout", name)
-        return {**handler(ctx, target, "liveness"), "periodSeconds": period, "timeoutSeconds": timeout,
+        return {"periodSeconds": period, "timeoutSeconds": timeout,
                 "failureThreshold": max(1, math.ceil(budget / period)), "successThreshold": 1}
     return {
-        **handler(ctx, target, kind),
         "initialDelaySeconds": value(f"{kind}-initial-delay-seconds", name),
         "periodSeconds": value("probe-period-seconds", name),
         "timeoutSeconds": timeout,

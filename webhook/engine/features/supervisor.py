@@ -41,14 +41,20 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     entrypoint = original or ctx.settings.value("entrypoint", name)
     if not entrypoint:
         return Decision(FEATURE, name, Reason.ENTRYPOINT_UNKNOWN, level=level)
-    options = {key: ctx.settings.get(key, name).raw for key in toolbox.SUPERVISOR_OPTIONS}
-    for key in toolbox.SUPERVISOR_OPTIONS:
-        ctx.settings.value(key, name)  # raises InvalidSetting with the precise warning
+    options = ctx.per_pod("supervisor-options", name, lambda: _options(ctx, name))
     argv = toolbox.supervise_argv(name=name, options=options, exit_bundles=exit_bundles(ctx, name))
     patch.set(target.path + ("command",), argv + list(entrypoint))
     ctx.record(target, FEATURE, {"command": original})
     source = "command" if original else f"{ctx.config.prefix}entrypoint"
     return Decision(FEATURE, name, Reason.INJECTED, f"wrapping {source}", level)
+
+
+def _options(ctx: PodContext, name: str) -> dict[str, str]:
+    """The wrapper's options as written; InvalidSetting with the precise warning for a bad one."""
+    options = {key: ctx.settings.get(key, name).raw for key in toolbox.SUPERVISOR_OPTIONS}
+    for key in toolbox.SUPERVISOR_OPTIONS:
+        ctx.settings.value(key, name)
+    return options
 
 
 def exit_bundles(ctx: PodContext, name: str) -> tuple[str, int] | None:
