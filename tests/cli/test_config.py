@@ -42,6 +42,7 @@ def test_file_is_merged_key_by_key(tmp_path):
     ("logs: {janitor: {minRetention: 7}}\n", "logs.janitor.minRetention: expected a duration"),
     ("logs: {janitor: {minRetention: 30d, maxRetention: 7d}}\n", "minRetention must not exceed maxRetention"),
     ("logs: {janitor: {runSeconds: 0}}\n", "logs.janitor.runSeconds: must be a whole number >= 1"),
+    ("logs: {janitor: {roots: [relative]}}\n", "logs.janitor.roots.0: must be an absolute"),
     ("defaults: {log-retention: forever}\n", "defaults.log-retention: expected a duration"),
     ("key: [unclosed\n", "cannot read config"),
 ])

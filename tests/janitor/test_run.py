@@ -24,9 +24,9 @@ DAY = 86400.0
 LATER = 30 * DAY  # the clock of a run a month after the directories were written
 
 
-def config_for(root: Path, tmp_path: Path, extra: str = "") -> tuple[GlobalConfig, Path]:
+def config_for(root: Path, tmp_path: Path) -> tuple[GlobalConfig, Path]:
     path = tmp_path / "config.yaml"
-    path.write_text(f"logs: {{hostRoot: {root}, janitor: {{dryRun: true}}}}\n{extra}")
+    path.write_text(f"logs: {{hostRoot: {root}, janitor: {{dryRun: true}}}}\n")
     return load(path), path
 
 
@@ -127,6 +127,17 @@ def test_a_quarantined_pods_directory_is_kept_the_extra_retention(root, tmp_path
     assert (root / DEAD).is_dir() and lines[0]["reason"] == "quarantine-retention"
     sweep(cfg, [], after=15 * DAY)
     assert not (root / DEAD).exists()
+
+
+def test_the_pvc_backends_claim_directories_are_swept_as_extra_roots(root, tmp_path):
+    claim = tmp_path / "podmedic-logs" / "team"
+    claim.mkdir(parents=True)
+    path = tmp_path / "config.yaml"
+    path.write_text(f"logs: {{hostRoot: {root}, janitor: {{dryRun: true, roots: [{claim}]}}}}\n")
+    pod_dir(claim)
+    pod_dir(root, NEIGHBOUR)
+    sweep(load(path), [pod(OTHER_UID)])
+    assert os.listdir(claim) == [] and os.listdir(root) == [NEIGHBOUR]
 
 
 def test_a_deletion_cut_short_is_resumed_by_the_next_run(root, tmp_path):

@@ -41,6 +41,7 @@ class JanitorConfig:
     max_retention: int = 90 * 86400
     max_pin: int = 90 * 86400
     run_seconds: int = 600
+    extra_roots: tuple[str, ...] = ()  # swept too: the pvc backend's claim directories on the nodes
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class LogsConfig:
     @property
     def roots(self) -> list[str]:
         """Every configured root, once each (what the janitor sweeps)."""
-        return sorted({self.host_root, *self.namespace_roots.values()})
+        return sorted({self.host_root, *self.namespace_roots.values(), *self.janitor.extra_roots})
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,12 @@ def _janitor(raw: Mapping[str, Any]) -> JanitorConfig:
     run = raw["runSeconds"]
     if not isinstance(run, int) or isinstance(run, bool) or run < 1:
         raise ConfigError(f"logs.janitor.runSeconds: must be a whole number >= 1 (got {run!r})")
+    extra = raw.get("roots") or []
+    if not isinstance(extra, list):
+        raise ConfigError(f"logs.janitor.roots: must be a list of absolute paths (got {extra!r})")
     return JanitorConfig(dry_run=raw["dryRun"], min_retention=low, max_retention=high,
-                         max_pin=duration("maxPin"), run_seconds=run)
+                         max_pin=duration("maxPin"), run_seconds=run,
+                         extra_roots=tuple(_absolute_root(f"logs.janitor.roots.{i}", r) for i, r in enumerate(extra)))
 
 
 def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConfig:
