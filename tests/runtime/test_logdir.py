@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
+from tests.runtime.test_install import cli_as
 
 NOBODY = 65534
 
@@ -68,32 +69,8 @@ LOGDIR_UID = 65532  # the pvc backend's preparer (engine/pod_level.py LOGDIR_PVC
 
 
 def logdir_as(uid: int, root: Path, pod_dir: str, *containers: str) -> tuple[int, str]:
-    """`podmedic logdir` in a forked child that has become `uid` (the interpreter under /root is
-    not executable by other UIDs, so no exec): (exit code, what it printed)."""
-    from webhook import cli
-
-    cli.build_parser()  # imports every command module now: after setuid the child could not read them
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop to uid, run the command, never return into pytest
-        code = 70
-        try:
-            os.close(read)
-            sys.stdout = os.fdopen(write, "w")  # pytest's capture replaced sys.stdout
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            code = cli.main(["logdir", "--root", str(root), "--pod-dir", pod_dir, *containers])
-            sys.stdout.flush()
-        except BaseException as exc:
-            os.write(write, repr(exc).encode())
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read) as out:
-        printed = out.read()
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), printed
+    """`podmedic logdir` as uid, without capabilities: (exit code, what it printed)."""
+    return cli_as(uid, "logdir", "--root", str(root), "--pod-dir", pod_dir, *containers)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch UID")
