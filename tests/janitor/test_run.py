@@ -158,6 +158,19 @@ def test_a_root_that_is_a_symlink_is_skipped_and_said(root, tmp_path):
     assert lines[0]["event"] == "janitor-root-skipped"
 
 
+def test_a_root_that_cannot_be_listed_is_skipped_and_said(root, tmp_path, monkeypatch):
+    cfg, _ = config_for(root, tmp_path)
+    pod_dir(root)
+
+    def unreadable(_: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tree, "candidates", unreadable)
+    tally, lines = sweep(cfg, [])
+    assert (root / DEAD).is_dir() and tally.errors == {"root-unusable": 1}
+    assert lines == [{"event": "janitor-root-skipped", "root": str(root), "error": "Permission denied"}]
+
+
 def test_the_cli_without_a_reachable_api_deletes_nothing_and_fails(root, tmp_path):
     _, path = config_for(root, tmp_path)
     pod_dir(root)

@@ -84,7 +84,11 @@ def _open_roots(paths: list[str], audit: Audit,
             audit({"event": "janitor-root-skipped", "root": path, "error": str(exc)})
             continue
         roots[path] = root
-        found.extend(tree.candidates(root))
+        try:
+            found.extend(tree.candidates(root))
+        except OSError as exc:  # the root's listing failed: none of its entries is considered
+            tally.errors["root-unusable"] += 1
+            audit({"event": "janitor-root-skipped", "root": path, "error": exc.strerror or str(exc)})
     return roots, found
 
 
