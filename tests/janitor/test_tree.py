@@ -200,9 +200,9 @@ def test_a_tenant_swapping_symlinks_in_a_loop_during_deletion_reaches_nothing(ro
     as_tenant(base)
     before = snapshot(decoy)
     fd = os.open(app, os.O_RDONLY | os.O_DIRECTORY)
-    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable  # not under /root
-    racer = subprocess.Popen([python, "-c", RACER, str(fd), str(decoy)], pass_fds=(fd,),
-                             user=TENANT if os.geteuid() == 0 else None)
+    system = os.path.exists("/usr/bin/python3")  # the tenant's UID may not read a virtualenv under /root
+    racer = subprocess.Popen(["/usr/bin/python3" if system else sys.executable, "-c", RACER, str(fd), str(decoy)],
+                             pass_fds=(fd,), user=TENANT if os.geteuid() == 0 and system else None)
     os.close(fd)
     try:
         time.sleep(0.2)
