@@ -5,17 +5,21 @@ standalone mode and the offline CLI say the same with PersistentVolumeClaim obje
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.fakekube import FakeKube
-from tests.kube.test_namespaces import FAST, ON, wait_for
+from tests.kube.test_namespaces import FAST, ON, local_kubeconfig, wait_for  # noqa: F401  (fixture)
 from webhook.engine.decisions import Reason
 from webhook.engine.namespace import Lookup
-from webhook.kube.namespaces import FileSource, KubeSource, claim_phase
+from webhook.kube.namespaces import FileSource, KubeSource, claim_phase, live_lookup
 
 CLAIM = "podmedic-logs"
 
@@ -48,8 +52,8 @@ def source(kube: FakeKube) -> Iterator[KubeSource]:
     watched.stop()
 
 
-def phase(source: KubeSource | FileSource, namespace: str) -> str | None:
-    ns = source.get(namespace).namespace
+def phase(source: KubeSource | FileSource | Callable[[str], Lookup], namespace: str) -> str | None:
+    ns = (source(namespace) if callable(source) else source.get(namespace)).namespace
     assert ns is not None
     return ns.log_claim
 
@@ -162,3 +166,41 @@ def test_a_claim_without_namespace_in_a_file_is_an_error_naming_it(tmp_path: Pat
 ])
 def test_claim_phase(obj: dict[str, Any], expected: tuple[str, str]) -> None:
     assert claim_phase(obj) == expected
+
+
+def test_the_cli_reads_each_claim_once_from_a_live_cluster(kube: FakeKube, tmp_path: Path,
+                                                         local_kubeconfig: None) -> None:
+    """`podmedic inject|explain --kubeconfig` (live_lookup): the namespace and its claim, read
+    once per namespace; no claim read for the hostPath backend."""
+    kube.apply(pvc("demo", "Pending"))
+    kubeconfig = str(kube.kubeconfig(tmp_path / "kubeconfig"))
+    lookup = live_lookup(kubeconfig, CLAIM)
+    assert [phase(lookup, n) for n in ("other", "demo")] == ["Bound", "Pending"]
+    kube.delete("PersistentVolumeClaim", CLAIM, "demo")
+    assert phase(lookup, "demo") == "Pending"  # cached: one read per namespace and run
+    assert phase(live_lookup(kubeconfig, CLAIM), "demo") is None
+    before = len(kube.requests)
+    assert phase(live_lookup(kubeconfig), "other") is None
+    assert not any("persistentvolumeclaims" in r.path for r in kube.requests[before:])
+
+
+def test_explain_offline_with_a_namespaces_file_holding_the_claim(tmp_path: Path) -> None:
+    """The offline CLI as the webhook: `auto` in a restricted namespace injects the claim when the
+    file says it is Bound, and skips with logs-pvc-missing when the file has none."""
+    config = tmp_path / "config.yaml"
+    config.write_text("logs: {backend: auto}\n")
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: a}\n"
+                        "spec: {containers: [{name: app, image: x:1, command: [/app]}]}\n")
+    namespaces = ("kind: Namespace\nmetadata: {name: a, annotations: {podmedic.io/inject: enabled},"
+                  " labels: {pod-security.kubernetes.io/enforce: restricted}}\n")
+    for claim, reason in (("", "logs-pvc-missing"),
+                          (f"---\nkind: PersistentVolumeClaim\nmetadata: {{name: {CLAIM}, namespace: a}}\n"
+                           "status: {phase: Bound}\n", "injected")):
+        (tmp_path / "ns.yaml").write_text(namespaces + claim)
+        done = subprocess.run([sys.executable, "-m", "webhook.cli", "explain", "-f", str(manifest), "-o", "json",
+                               "--namespaces-file", str(tmp_path / "ns.yaml"), "--config", str(config)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        rows = json.loads(done.stdout)
+        assert [r["reason"] for r in rows if r.get("feature") == "logs"] == [reason], rows
