@@ -414,3 +414,47 @@ def test_the_replicaset_releases_the_kept_pod_and_replaces_it(cluster, controlle
     quarantined = json.loads(cluster.kubectl("-n", ns.name, "get", "pods", "-l", f"{PREFIX}quarantined=true",
                                              "-o", "json").stdout)["items"]
     assert [p["metadata"]["name"] for p in quarantined] == [broken]
+
+
+# -- the CLI --------------------------------------------------------------------------------------
+
+def cli(cluster: Cluster, *args: str, plugin: bool = False) -> subprocess.CompletedProcess[str]:  # noqa: F811
+    """`podmedic quarantine ...`, or the same through kubectl's plugin mechanism (`kubectl
+    podmedic ...` finds the package's `kubectl-podmedic` console script on PATH)."""
+    env = {**cluster.env, "PATH": f"{Path(sys.executable).parent}:{cluster.env.get('PATH', '')}"}
+    argv = ([cluster.api.kubectl, "podmedic"] if plugin else [sys.executable, "-m", "webhook.cli"]) + ["quarantine", *args]
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_list_release_and_delete_from_the_command_line_and_as_kubectl_plugin(cluster):  # noqa: F811
+    ns = Namespace(cluster)
+    config = load()
+    for name in ("web-a", "web-b"):
+        ns.pod(name)
+    (first, _) = decide(NamespaceView(ns.name, {PREFIX + "quarantine": "enabled"}, [ns.get("pod", "web-a"),
+                        ns.get("pod", "web-b")], [ns.deployment, ns.rs]), config, time.time())
+    Api(kube_api_client(str(cluster.kubeconfig))).patch_pod(first.pod, quarantine_ops(first, Marks(config.prefix), time.time()))
+
+    table = cli(cluster, "list", "-n", ns.name, plugin=True)
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["NAMESPACE", "POD", "OWNER", "SINCE", "EXPIRES", "REASON"]
+    assert row.split()[:3] == [ns.name, "web-a", "Deployment/web"] and row.split()[-1] == "not-ready"
+    everywhere = json.loads(cli(cluster, "list", "-o", "json").stdout)
+    assert [r["pod"] for r in everywhere if r["namespace"] == ns.name] == ["web-a"]
+    (listed,) = json.loads(cli(cluster, "list", "-n", ns.name, "-o", "json").stdout)
+    assert listed["pod"] == "web-a" and listed["observed"] == "containers with unready status: [app]"
+
+    for action in ("release", "delete"):
+        refused = cli(cluster, action, "web-b", "-n", ns.name)
+        assert refused.returncode == 1 and "is not quarantined" in refused.stderr, refused.stderr
+        missing = cli(cluster, action, "nosuch", "-n", ns.name)
+        assert missing.returncode == 1 and "nosuch: not found" in missing.stderr, missing.stderr
+        assert "Traceback" not in refused.stderr + missing.stderr
+    assert ns.get("pod", "web-b")
+    deleted = cli(cluster, "delete", "web-a", "-n", ns.name, plugin=True)
+    assert deleted.returncode == 0 and f"deleted {ns.name}/web-a" in deleted.stdout, deleted.stderr
+    assert not ns.get("pod", "web-a")
+    unusable = cli(cluster, "list", "--kubeconfig", str(ns.cluster.state / "no-such-kubeconfig"))
+    assert unusable.returncode == 1 and "cannot use the kubeconfig" in unusable.stderr
+    assert "Traceback" not in unusable.stderr
