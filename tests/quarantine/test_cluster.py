@@ -247,6 +247,29 @@ def test_the_controller_quarantines_skips_expires_and_release_restores(cluster, 
     assert "Traceback" not in controller.text()
 
 
+def test_the_preflight_reads_pdbs_and_network_policies_and_the_shipped_policy_unblocks(cluster, controllers):  # noqa: F811
+    """With the controller's own RBAC: a PDB that would still select the relabelled pod, then a
+    NetworkPolicy whose isolation would be lost, each skip the pod with its reason; the shipped
+    podmedic-quarantine NetworkPolicy (accepted by the API server) lets the quarantine go ahead."""
+    ns = Namespace(cluster)
+    labels = {"app": "web", "pod-template-hash": "h1", "tier": "frontend"}  # `tier` is in no owner's selector
+    ns.create({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "frontend"},
+               "spec": {"minAvailable": 1, "selector": {"matchLabels": {"tier": "frontend"}}}})
+    ns.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "web-ingress"},
+               "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]}})
+    ns.pod("web-a", labels=labels)
+    controllers("preflight")
+    (skip,) = wait_for("the PDB skip", lambda: ns.events("web-a", "QuarantineSkipped"))
+    assert skip["message"].startswith("pdb-selects:") and "PodDisruptionBudget frontend" in skip["message"]
+    cluster.kubectl("-n", ns.name, "delete", "pdb", "frontend")
+    isolation = wait_for("the NetworkPolicy skip", lambda: [
+        e for e in ns.events("web-a", "QuarantineSkipped") if e["message"].startswith("isolation-lost:")])
+    assert "Ingress isolation" in isolation[0]["message"] and not ns.quarantined("web-a")
+    cluster.kubectl("-n", ns.name, "apply", "-f", str(ROOT / "deploy" / "quarantine" / "networkpolicy.yaml"))
+    pod = wait_for("web-a quarantined once isolated", lambda: ns.quarantined("web-a"))
+    assert pod["metadata"]["labels"] == {"tier": "frontend", PREFIX + "quarantined": "true"}
+
+
 def test_the_controller_account_cannot_exec_or_read_secrets(cluster, account):  # noqa: F811
     ns = Namespace(cluster)
     ns.pod("web-a")
@@ -319,6 +342,8 @@ def test_two_instances_one_leader_and_a_takeover_does_nothing_twice(cluster, con
     time.sleep(2)
     assert len(ns.events("web-a", "Quarantined")) == 1, "the new leader redid the old leader's work"
     assert len(ns.events("api-a", "Quarantined")) == 1
+    follower.stop()  # SIGTERM: the Lease is handed over at once, not left to expire
+    assert holder() == ""
 
 
 def test_dry_run_logs_the_patch_and_writes_nothing(cluster, controllers):  # noqa: F811
