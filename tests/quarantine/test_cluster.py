@@ -27,7 +27,8 @@ import yaml
 
 from tests.conftest import ROOT, free_port
 from tests.quarantine.objects import PREFIX, iso
-from tests.test_integration import Cluster, cluster  # noqa: F401  (session fixture: the real API server)
+from tests import kubeapi
+from tests.test_integration import Cluster, cluster, running_cluster  # noqa: F401  (session fixture: the real API server)
 from webhook.cli.config import load
 from webhook.kube.client import kube_api_client
 from webhook.quarantine.cluster import Cluster as Api
@@ -356,6 +357,37 @@ def test_dry_run_logs_the_patch_and_writes_nothing(cluster, controllers):  # noq
     time.sleep(1.5)
     assert ns.get("pod", "web-a")["metadata"]["labels"] == {"app": "web", "pod-template-hash": "h1"}
     assert not ns.events("web-a", "Quarantined") and not ns.events("web", "Quarantined")
+
+
+def test_an_api_server_outage_never_quarantines_twice_and_the_controller_recovers(tmp_path):
+    """An API server of this test's own is stopped and started again under a running controller
+    (admin credentials here: the RBAC is proven above)."""
+    with running_cluster(tmp_path / "kube") as own:
+        own.apply(yaml.safe_load((ROOT / "deploy" / "base" / "namespace.yaml").read_text()))
+        ns = Namespace(own)
+        ns.pod("web-a")
+        controller = Controller(own.kubeconfig, tmp_path / "controller.log", "survivor")
+        try:
+            wait_for("web-a quarantined", lambda: ns.quarantined("web-a"))
+            before = ns.get("pod", "web-a")["metadata"]
+            port = own.api.port
+            kubeapi.stop(own.api, wipe=False)
+            time.sleep(5)  # passes fail, the lease cannot be renewed and runs out
+            assert controller.process.poll() is None, controller.text()[-2000:]
+            own.api = kubeapi.start(own.state, port)
+            other = ns.create({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "api-h2"},
+                               "spec": {"selector": {"matchLabels": {"app": "api"}},
+                                        "template": {"metadata": {"labels": {"app": "api"}},
+                                                     "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}})
+            ns.pod("api-a", other, labels={"app": "api"})
+            wait_for("api-a quarantined after the outage", lambda: ns.quarantined("api-a"), timeout=60)
+            time.sleep(2)
+            after = ns.get("pod", "web-a")["metadata"]
+            assert (after["labels"], after["annotations"]) == (before["labels"], before["annotations"])
+            assert len(ns.events("web-a", "Quarantined")) == 1
+            assert "Traceback" not in controller.text()
+        finally:
+            controller.stop()
 
 
 # -- with the real ReplicaSet controller ------------------------------------------------------------
