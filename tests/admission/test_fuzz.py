@@ -44,7 +44,7 @@ annotation_keys = st.sampled_from(
     ["inject", "probes", "supervisor", "logs", "forensics", "probe-port", "readiness-path", "liveness-path",
      "readiness-command", "liveness-command", "startup-timeout", "probe-period-seconds", "entrypoint",
      "autorestart", "startsecs", "exitcodes", "stopsignal", "on-fatal", "max-hold", "restart-limit",
-     "restart-window", "restart-backoff-max", "log-path",
+     "restart-window", "restart-backoff-max", "memwatch-interval", "memwatch-threshold", "log-path",
      "forensics-budget-seconds", "status", "host-path", "probe-port.app", "log-path.app", "entrypoint.app"])
 good_values = st.sampled_from(["enabled", "disabled", "8080", "http", "/health", "3m", "5", "true", "unexpected",
                                "0,2", "TERM", "exit", "hold", "/var/log/app", "[\"/bin/app\"]", "sleep 1"])

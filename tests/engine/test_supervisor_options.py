@@ -1,4 +1,5 @@
-"""The crash-loop settings of the supervisor (restart-limit, restart-window, restart-backoff-max):
+"""The crash-loop and memory-watch settings of the supervisor (restart-limit, restart-window,
+restart-backoff-max, memwatch-interval, memwatch-threshold):
 annotations like every other supervisor option -- global defaults, namespace, pod and container
 precedence, flags on the wrapper's argv -- and an invalid value skips the supervisor with a
 warning naming the key and the value."""
@@ -13,6 +14,7 @@ from tests.pods import container
 from webhook.toolbox import argv as toolbox
 
 CRASH_LOOP_KEYS = ("restart-limit", "restart-window", "restart-backoff-max")
+MEMWATCH_KEYS = ("memwatch-interval", "memwatch-threshold")
 
 
 def flags(command: list[str]) -> dict[str, str]:
@@ -25,7 +27,20 @@ def test_defaults_are_on_the_wrappers_argv():
     got = flags(c0(mutated)["command"])
     assert {k: got[k] for k in CRASH_LOOP_KEYS} == {"restart-limit": "5", "restart-window": "300",
                                                      "restart-backoff-max": "30"}
-    assert set(CRASH_LOOP_KEYS) <= set(toolbox.SUPERVISOR_OPTIONS)
+    assert {k: got[k] for k in MEMWATCH_KEYS} == {"memwatch-interval": "2", "memwatch-threshold": "90"}
+    assert set(CRASH_LOOP_KEYS + MEMWATCH_KEYS) <= set(toolbox.SUPERVISOR_OPTIONS)
+
+
+def test_memwatch_values_follow_precedence():
+    original = pods.pod(container("a", command=["/a"], ports=[{"containerPort": 1}]),
+                        container("b", command=["/b"], ports=[{"containerPort": 2}]),
+                        annotations={PREFIX + "memwatch-threshold": "80", PREFIX + "memwatch-threshold.b": "0",
+                                     PREFIX + "memwatch-interval.a": "5"})
+    mutated, _ = run(original, {PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled",
+                                PREFIX + "memwatch-interval": "3"})
+    a, b = (flags(c["command"]) for c in mutated["spec"]["containers"])
+    assert (a["memwatch-interval"], a["memwatch-threshold"]) == ("5", "80")
+    assert (b["memwatch-interval"], b["memwatch-threshold"]) == ("3", "0")
 
 
 def test_namespace_pod_and_container_values():
@@ -48,6 +63,10 @@ def test_namespace_pod_and_container_values():
     ("restart-window", "5m", "expected a whole number from 1 to 86400"),
     ("restart-backoff-max", "3601", "expected a whole number from 0 to 3600"),
     ("restart-backoff-max", "1.5", "expected a whole number from 0 to 3600"),
+    ("memwatch-interval", "0", "expected a whole number from 1 to 3600"),
+    ("memwatch-interval", "2s", "expected a whole number from 1 to 3600"),
+    ("memwatch-threshold", "101", "expected a whole number from 0 to 100"),
+    ("memwatch-threshold", "90%", "expected a whole number from 0 to 100"),
 ])
 def test_an_invalid_value_skips_the_supervisor_with_a_warning_naming_key_and_value(key, value, expected):
     original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
@@ -71,3 +90,17 @@ def test_exit_bundles_go_to_the_log_directory_when_logs_and_forensics_are_on():
     a, b, c = (flags(x["command"]) for x in mutated["spec"]["containers"])
     assert (a["forensics-out"], a["forensics-budget"]) == ("/var/log/a", "7")
     assert "forensics-out" not in b and "forensics-out" not in c  # no log directory; forensics off
+
+
+def test_the_decision_says_what_an_oom_kill_leaves():
+    original = pods.pod(container("a", command=["/a"], ports=[{"containerPort": 1}]),
+                        container("b", command=["/b"], ports=[{"containerPort": 2}]),
+                        container("c", command=["/c"], ports=[{"containerPort": 3}]),
+                        annotations={PREFIX + "memwatch-threshold.b": "0", PREFIX + "logs.c": "disabled"})
+    _, outcome = run(original)
+    detail = {d.container: d.detail for d in outcome.report.decisions if d.feature == "supervisor"}
+    assert detail["a"] == ("wrapping command; OOM: pre-mortem snapshot at 90% of the memory limit; after the kill "
+                           "an -exit-oomkilled bundle on cgroup v1 or with singleProcessOOMKill, only the snapshot "
+                           "and the summary on cgroup v2 (group kill)")
+    assert detail["b"].startswith("wrapping command; OOM: no memory watch; after the kill an -exit-oomkilled")
+    assert detail["c"].endswith("; no exit bundles (no log directory or forensics off)")

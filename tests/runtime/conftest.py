@@ -52,20 +52,23 @@ class Toolbox:
 
     def supervise(self, program: str, options: dict[str, str] | None = None, user: int | None = None,
                   ignored: tuple[signal.Signals, ...] = (), exit_bundles: tuple[str, int] | None = None,
-                  **env: str) -> subprocess.Popen[str]:
+                  cgroup: Path | None = None, **env: str) -> subprocess.Popen[str]:
         """Start the wrapper exactly as the webhook's command prefix does (tini as PID 1's stand-in),
         in a session of its own, with the `ignored` signals ignored as a parent shell may leave them
-        (nohup, a background job). The fixture's teardown kills whatever the session started."""
+        (nohup, a background job), in the cgroup directory `cgroup` (its cgroup.procs) when given,
+        as a container's processes are. The fixture's teardown kills whatever the session started."""
         argv = toolbox_argv.supervise_argv(str(self.root), name="app", options=options or {},
                                            exit_bundles=exit_bundles) + [program]
         ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
 
-        def ignore() -> None:
+        def prepare() -> None:
+            if cgroup is not None:
+                (cgroup / "cgroup.procs").write_text(str(os.getpid()))
             for sig in ignored:
                 signal.signal(sig, signal.SIG_IGN)
 
-        proc = subprocess.Popen(argv, env=self.env(**env), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                                text=True, start_new_session=True, preexec_fn=ignore if ignored else None, **ids)
+        proc = subprocess.Popen(argv, env=self.env(**env), stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                start_new_session=True, preexec_fn=prepare if ignored or cgroup else None, **ids)
         self.sessions.append(proc)
         return proc
 

@@ -54,8 +54,8 @@ def test_exit_code_bundle(tb):
     assert f"bundle {bundle}" in done.stderr  # one line in the container's log
     summary = json.loads((bundle / "summary.json").read_text())
     assert summary["kind"] == "exit" and summary["container"] == "app"
-    assert summary["exit"] == {"code": 3, "signal": None, "signal_number": None, "core_dumped": False,
-                               "ran_seconds": 42}
+    assert summary["exit"] == {"code": 3, "signal": None, "signal_number": None, "oom_killed": False,
+                               "core_dumped": False, "ran_seconds": 42}
     assert summary["rate_limit"] == {"burst": 3, "window_seconds": 300, "skipped_before": 0}
     assert summary["supervisor"]["state"] == "RUNNING" and summary["supervisor"]["history"]
     assert set(summary["ran"]) == {"supervisor", "memory", "cgroup", "left_behind", "processes", "recent_logs",
@@ -78,8 +78,8 @@ def test_signal_bundles(tb):
     assert segv.returncode == kill.returncode == 0
     found = {b.name.split("-exit-")[1]: json.loads((b / "summary.json").read_text())["exit"] for b in bundles(logs)}
     assert found == {
-        "SIGSEGV": {"code": None, "signal": "SIGSEGV", "signal_number": 11, "core_dumped": True, "ran_seconds": 7},
-        "SIGKILL": {"code": None, "signal": "SIGKILL", "signal_number": 9, "core_dumped": False, "ran_seconds": 0},
+        "SIGSEGV": {"code": None, "signal": "SIGSEGV", "signal_number": 11, "oom_killed": False, "core_dumped": True, "ran_seconds": 7},
+        "SIGKILL": {"code": None, "signal": "SIGKILL", "signal_number": 9, "oom_killed": False, "core_dumped": False, "ran_seconds": 0},
     }
     segv_text = next(b for b in bundles(logs) if b.name.endswith("SIGSEGV")).joinpath("exit.txt").read_text()
     assert segv_text.startswith("killed by signal SIGSEGV (11), core dumped\nran 7 s\n")

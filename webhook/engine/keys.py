@@ -207,6 +207,10 @@ KEYS: dict[str, Key] = _keys(
         "seconds of the restart-limit window; up that long resets the back-off"),
     Key("restart-backoff-max", _F.SUPERVISOR, _int_parser(0, 3600),
         "longest back-off before a restart after RUNNING, seconds (1 s doubling; 0: none)"),
+    Key("memwatch-interval", _F.SUPERVISOR, _int_parser(1, 3600),
+        "seconds between two looks at the memory cgroup's usage (only with a memory limit)"),
+    Key("memwatch-threshold", _F.SUPERVISOR, _int_parser(0, 100),
+        "percent of the memory limit that triggers the pre-mortem snapshot (0: no memory watch)"),
     Key("log-path", _F.LOGS, parse_mount_path, "in-container mount path of the log directory"),
     Key("forensics-budget-seconds", _F.FORENSICS, _int_parser(1, 300), "time budget of the collector"),
     # `podmedic quarantine` (docs/quarantine.md)

@@ -11,7 +11,8 @@ TOOLBOX_MOUNT = "/podmedic"
 
 
 SUPERVISOR_OPTIONS = ("autorestart", "startsecs", "startretries", "exitcodes", "stopsignal", "stopwaitsecs",
-                      "on-fatal", "max-hold", "restart-limit", "restart-window", "restart-backoff-max")
+                      "on-fatal", "max-hold", "restart-limit", "restart-window", "restart-backoff-max",
+                      "memwatch-interval", "memwatch-threshold")
 
 
 def supervise_argv(mount: str = TOOLBOX_MOUNT, *, name: str, options: Mapping[str, str],

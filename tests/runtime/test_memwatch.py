@@ -1,0 +1,192 @@
+"""The wrapper's memory watch and its view of an OOM kill, with the memory cgroup's files written
+by the test (cgroup v2 and v1 layouts, $PODMEDIC_MEMORY_CGROUP): the working set crossing
+memwatch-threshold writes one pre-mortem snapshot to STATE_DIR/premortem/ that the summary names,
+file cache does not count, no limit means no watch, and an app killed by SIGKILL while oom_kill
+went up is OOMKilled (state file, pmctl, summary, an `-exit-oomkilled` bundle holding the
+snapshot). The kernel's own OOM killer is in test_oom.py. Real processes under the installed toolbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.conftest import wait_for
+
+MiB = 1 << 20
+LIMIT = 100 * MiB
+WATCH = {"startsecs": "0", "memwatch-interval": "1", "memwatch-threshold": "90"}
+SERVER = "while :; do sleep 0.1; done"
+# name: (usage, limit, stat inactive key, oom counter file)
+LAYOUTS = {
+    "v2": ("memory.current", "memory.max", "inactive_file", "memory.events"),
+    "v1": ("memory.usage_in_bytes", "memory.limit_in_bytes", "total_inactive_file", "memory.oom_control"),
+}
+
+
+def put(path: Path, text: str) -> None:
+    """Replace a counter file at once, as the kernel's files never read half-written."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.rename(path)
+
+
+class FakeCgroup:
+    def __init__(self, root: Path, layout: str, limit: str = str(LIMIT)):
+        self.dir = root / f"cg-{layout}"
+        self.dir.mkdir()
+        self.usage_name, limit_name, self.inactive_key, self.events_name = LAYOUTS[layout]
+        put(self.dir / limit_name, limit + "\n")
+        self.set(10 * MiB)
+        self.oom_kill(0)
+
+    def set(self, usage: int, inactive: int = 0) -> None:
+        put(self.dir / "memory.stat", f"anon {usage - inactive}\n{self.inactive_key} {inactive}\nactive_file 0\n")
+        put(self.dir / self.usage_name, f"{usage}\n")
+
+    def oom_kill(self, n: int) -> None:
+        put(self.dir / self.events_name, f"low 0\nhigh 0\nmax 3\noom 0\noom_kill {n}\n")
+
+
+def premortem(tb) -> Path:
+    return tb.work / "state" / "premortem"
+
+
+def summary(tb) -> dict:
+    return json.loads((tb.work / "state" / "app.summary").read_text())
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    return err
+
+
+def log_directory(tb) -> Path:
+    logs = tb.work / "logs"
+    logs.mkdir()
+    logs.chmod(0o1777)
+    return logs
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_crossing_the_threshold_writes_one_snapshot_that_the_summary_names(tb, layout):
+    cg = FakeCgroup(tb.work, layout)
+    proc = tb.supervise(tb.program("srv.sh", SERVER), WATCH, PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    # 95 % of the limit, but a third of it inactive file cache: the working set is 62 %
+    cg.set(95 * MiB, inactive=33 * MiB)
+    time.sleep(2.5)  # more than two ticks
+    assert not premortem(tb).exists()
+    cg.set(95 * MiB, inactive=1 * MiB)  # 94 %
+    wait_for(lambda: (premortem(tb) / "supervisor.txt").exists(), timeout=10)
+    assert summary(tb)["premortem"] == str(premortem(tb))
+    app = tb.state()["pid"]
+    text = (premortem(tb) / "summary.txt").read_text()
+    assert f"working set {94 * MiB} bytes (94% of the limit), limit {LIMIT} bytes, threshold 90%" in text
+    rows = (premortem(tb) / "processes.txt").read_text().splitlines()[1:]
+    rss = {int(r.split()[1]): int(r.split()[0]) for r in rows}
+    assert rss[app] > 0 and list(rss.values()) == sorted(rss.values(), reverse=True)  # largest first
+    assert "Rss:" in (premortem(tb) / "smaps_rollup.txt").read_text()
+    assert f"=== cgroup {layout} memory.stat" in (premortem(tb) / "memory.txt").read_text()
+    first = (premortem(tb) / "summary.txt").stat().st_mtime_ns
+    # down and up again within restart-window: no second snapshot
+    cg.set(50 * MiB)
+    time.sleep(1.5)
+    cg.set(99 * MiB)
+    time.sleep(2.5)
+    err = stop(proc)
+    assert err.count("pre-mortem snapshot in") == 1, err
+    assert "memory at 99% of the limit: no new pre-mortem snapshot (one per 300s)" in err
+    assert (premortem(tb) / "summary.txt").stat().st_mtime_ns == first
+
+
+@pytest.mark.parametrize("layout,limit", [("v2", "max"), ("v1", "9223372036854771712")])
+def test_no_memory_limit_no_watch(tb, layout, limit):
+    cg = FakeCgroup(tb.work, layout, limit=limit)
+    cg.set(10 ** 15)
+    proc = tb.supervise(tb.program("srv.sh", SERVER), WATCH, PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    time.sleep(2.5)
+    err = stop(proc)
+    assert "memory watch" not in err and not premortem(tb).exists()
+    assert not (tb.work / "state" / ".app.tick").exists()
+
+
+def test_threshold_zero_turns_the_watch_off(tb):
+    cg = FakeCgroup(tb.work, "v2")
+    cg.set(99 * MiB)
+    proc = tb.supervise(tb.program("srv.sh", SERVER), {**WATCH, "memwatch-threshold": "0"},
+                        PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    time.sleep(2.5)
+    assert "memory watch" not in stop(proc) and not premortem(tb).exists()
+
+
+def test_the_watch_does_not_delay_noticing_the_exit(tb):
+    """The wrapper sleeps in `read -t 60`; the app's SIGCHLD must end it at once."""
+    cg = FakeCgroup(tb.work, "v2")
+    proc = tb.supervise(tb.program("quit.sh", "sleep 1; exit 3"),
+                        {**WATCH, "memwatch-interval": "60", "autorestart": "false"},
+                        PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 3 and "memory watch: limit" in err
+    assert tb.state()["last_exit_time"] - tb.state()["history"][0]["time"] < 10
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_a_sigkill_with_oom_kill_counted_is_oomkilled_and_its_bundle_holds_the_snapshot(tb, layout):
+    cg = FakeCgroup(tb.work, layout)
+    logs = log_directory(tb)
+    usage = cg.dir / cg.usage_name
+    events = cg.dir / cg.events_name
+    # the app fills its memory, then the "kernel" counts an OOM kill and kills it
+    body = (f"echo {95 * MiB} > {usage}; sleep 2.5; "
+            f"printf 'oom 1\\noom_kill 1\\n' > {events}; kill -s KILL $$")
+    proc = tb.supervise(tb.program("hog.sh", body), {**WATCH, "autorestart": "false"},
+                        exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 137, err
+    assert "the kernel's OOM killer killed the app (oom_kill 0 -> 1)" in err
+    assert "app exited with code 137 (unexpected, OOMKilled)" in err
+    assert tb.state()["last_exit_reason"] == "OOMKilled" and summary(tb)["last_exit_reason"] == "OOMKilled"
+    assert "last exit 137 OOMKilled" in tb.pmctl("status").stdout
+    [bundle] = [p for p in (logs / "forensics").iterdir() if "-exit-" in p.name]
+    assert bundle.name.endswith("-app-exit-oomkilled"), bundle.name
+    info = json.loads((bundle / "summary.json").read_text())
+    assert info["exit"]["oom_killed"] is True and info["exit"]["signal"] == "SIGKILL" and info["premortem"] is True
+    assert (bundle / "exit.txt").read_text().startswith("killed by the kernel's OOM killer")
+    assert "95% of the limit" in (bundle / "premortem" / "summary.txt").read_text()
+    assert not premortem(tb).exists() and summary(tb)["premortem"] is None  # moved, not copied
+
+
+def test_a_sigkill_without_an_oom_kill_is_a_plain_signal(tb):
+    cg = FakeCgroup(tb.work, "v2")
+    logs = log_directory(tb)
+    proc = tb.supervise(tb.program("die.sh", "sleep 1; kill -s KILL $$"), {**WATCH, "autorestart": "false"},
+                        exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 137 and "OOM" not in err
+    assert tb.state()["last_exit_reason"] is None
+    [bundle] = [p for p in (logs / "forensics").iterdir() if "-exit-" in p.name]
+    assert bundle.name.endswith("-app-exit-SIGKILL")
+    info = json.loads((bundle / "summary.json").read_text())
+    assert info["exit"]["oom_killed"] is False and info["exit"]["core_dumped"] is False  # KILL never dumps core
+
+
+def test_a_signal_that_may_dump_core_says_unknown_with_the_core_pattern(tb):
+    logs = log_directory(tb)
+    proc = tb.supervise(tb.program("segv.sh", "sleep 1; kill -s SEGV $$"), {"startsecs": "0", "autorestart": "false"},
+                        exit_bundles=(str(logs), 5))
+    proc.communicate(timeout=30)
+    [bundle] = [p for p in (logs / "forensics").iterdir() if "-exit-" in p.name]
+    info = json.loads((bundle / "summary.json").read_text())
+    pattern = Path("/proc/sys/kernel/core_pattern").read_text().strip()
+    assert info["exit"]["core_dumped"] is None and info["core_pattern"] == pattern.replace('"', "").replace("\\", "")
+    assert f"core dump: unknown (the wrapper's wait cannot report it); core_pattern: {pattern}" in \
+        (bundle / "exit.txt").read_text()
