@@ -55,8 +55,9 @@ WORKLOADS = {
     "static": deployment("static", app(STATIC), {PREFIX + "entrypoint": json.dumps(
         ["/app", "serve", str(PORT), f"{LOGS}/app.log"])}, **AS_1000),
     # Exits at once: after one retry the supervisor holds it; liveness every 2 s would kill a
-    # held container within 6 s if the hold were not visible to it.
-    "crash": bare("crash", app(BUSYBOX, ["sh", "-c", "echo crashing; exit 3"]),
+    # held container within 6 s if the hold were not visible to it. No port: readiness is the
+    # wrapper's own check (pmctl ready), whose failure says that it is a hold.
+    "crash": bare("crash", app(BUSYBOX, ["sh", "-c", "echo crashing; exit 3"], ports=[]),
                   {PREFIX + "startretries": "1", PREFIX + "probe-period-seconds": "2"}),
     # The user's own exec preStop lists the forensics bundles: ours must already be there.
     "stop": bare("stop", app(BUSYBOX, serve("stop-app-up"), lifecycle={"preStop": {"exec": {"command": [
@@ -136,6 +137,14 @@ def test_an_app_that_exits_at_once_is_held_not_ready_for_exec(workloads: Workloa
     assert "running" in state["state"] and state["restartCount"] == 0, state
     assert state["ready"] is False
     assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "False"
+    # the kubelet's Unhealthy event carries the wrapper's word: a hold, since when, the last exit
+    assert pod["spec"]["containers"][0]["readinessProbe"]["exec"]["command"][-2:] == ["ready", "app"]
+    unhealthy = wait_for("an Unhealthy event saying the container is held", lambda: [
+        e["message"] for e in json.loads(cluster.kubectl("-n", ns, "get", "events", "-o", "json").stdout)["items"]
+        if e["involvedObject"]["name"] == "crash" and e["reason"] == "Unhealthy"
+        and "podmedic: held since" in e["message"]], timeout=60)
+    assert any(m.startswith("Readiness probe failed: podmedic: held since ") and m.rstrip().endswith(
+        "(FATAL, last exit 3)") for m in unhealthy), unhealthy
     # no preStop runs after a crash: the wrapper had the collector write a bundle of each exit
     bundles = cluster.node_ls(pod["spec"]["nodeName"], f"{pod_dir(pod)}/app/forensics")
     assert any(b.endswith("-app-exit-3") for b in bundles), bundles
