@@ -1,10 +1,10 @@
-"""Where podmedic learns a namespace's annotations (the opt-in and feature switches) and labels
-(the enforced Pod Security level).
+"""Where podmedic learns a namespace's annotations (the opt-in and feature switches), labels
+(the enforced Pod Security level) and, for the pvc log backend, its log claim's phase.
 
 Why the webhook looks namespaces up itself: a MutatingWebhookConfiguration's namespaceSelector
 sees labels only, and podmedic's opt-in is an annotation. Admission sits on the path of every
 pod creation, so a lookup never does I/O: it is served from memory, filled either from a file
-(standalone mode, `--namespaces-file`) or by one list+watch cache per process (`KubeSource`).
+(standalone mode, `--namespaces-file`) or by list+watch caches per process (`KubeSource`).
 
 Fail closed: a lookup that cannot say what the namespace holds returns no namespace and a
 reason, never an empty namespace. Treating "lookup failed" as "no annotations, use the
