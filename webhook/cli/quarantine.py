@@ -17,10 +17,7 @@ from typing import Any
 from webhook.cli.config import load
 from webhook.engine.config import ConfigError, GlobalConfig
 from webhook.kube.client import kube_api_client
-from webhook.kube.namespaces import KubeSource
 from webhook.quarantine.cluster import Cluster
-from webhook.quarantine.controller import Controller, Options
-from webhook.quarantine.pods import PodCache
 from webhook.quarantine.decide import Marks, Owner, saved_state
 from webhook.quarantine.patches import release_ops
 from webhook.quarantine.reasons import RELEASED_EVENT
@@ -101,7 +98,12 @@ def _api_error(exc: Exception, what: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The controller: until SIGTERM or SIGINT (then the Lease is handed over)."""
+    """The controller: until SIGTERM or SIGINT (then the Lease is handed over). Imported here:
+    building the parser must not import prometheus_client (`serve` configures it first)."""
+    from webhook.kube.namespaces import KubeSource
+    from webhook.quarantine.controller import Controller, Options
+    from webhook.quarantine.pods import PodCache
+
     try:
         config, cluster = _setup(args)
     except (ConfigError, ValueError) as exc:
