@@ -65,7 +65,9 @@ class Resolved:
     Most containers have no `<key>.<container>` annotation of their own, so what they get is
     the same for all of them: that shared Setting and its parsed value are computed once per
     key and pod (a 20-container pod asks for about 500 settings per review), and only a
-    container named by a container-level annotation gets its own entries."""
+    container named by a container-level annotation gets its own entries. What is shared
+    depends only on the configuration and the namespace's and the pod's pod-level values, so it
+    is kept across reviews too (_SHARED): the pods of a namespace mostly have the same ones."""
 
     def __init__(self, config: GlobalConfig, ns_annotations: Mapping[str, str],
                  pod_annotations: Mapping[str, str]):
@@ -77,13 +79,14 @@ class Resolved:
         self.pod: dict[str, str] = {}
         self.containers: dict[tuple[str, str], str] = {}
         self.ignored: list[Ignored] = []
-        self._shared: dict[str, Setting] = {}  # by key: what a container without its own annotation gets
-        self._shared_values: dict[str, Any] = {}  # parsed once per key
         self._values: dict[tuple[str, str], Any] = {}  # parsed once per (key, container with annotations)
         for annotation, raw in pod_annotations.items():
             if annotation.startswith(prefix):
                 self._take_pod_annotation(annotation, annotation[len(prefix):], raw)
         self._own = frozenset(container for _, container in self.containers)  # containers with annotations
+        # By key, what a container without its own annotation gets: its Setting, and its parsed
+        # value (never a list, which a caller could change: those are parsed on every call).
+        self._shared, self._shared_values = _shared(config, self.namespace, self.pod)
 
     def _take_pod_annotation(self, annotation: str, name: str, raw: Any) -> None:
         key, _, container = name.partition(".")
@@ -129,5 +132,26 @@ class Resolved:
         try:
             return self._shared_values[key]
         except KeyError:
-            value = self._shared_values[key] = self.get(key).value()
+            value = self.get(key).value()
+            if not isinstance(value, list):
+                self._shared_values[key] = value
             return value
+
+
+# (configuration, namespace values, pod values) -> what Resolved shares. The dicts are filled as
+# keys are asked for, by several threads at once: each key's entries are the same whoever
+# writes them first. Bounded: emptied when full (tenants choose the pod values).
+_SHARED: dict[tuple[int, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]],
+              tuple[GlobalConfig, dict[str, Setting], dict[str, Any]]] = {}
+_SHARED_MAX = 256
+
+
+def _shared(config: GlobalConfig, namespace: dict[str, str],
+            pod: dict[str, str]) -> tuple[dict[str, Setting], dict[str, Any]]:
+    key = (id(config), tuple(namespace.items()), tuple(pod.items()))
+    entry = _SHARED.get(key)
+    if entry is None or entry[0] is not config:  # a new configuration may reuse a freed one's id
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        entry = _SHARED[key] = (config, {}, {})
+    return entry[1], entry[2]
