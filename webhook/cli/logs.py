@@ -15,7 +15,6 @@ from webhook.cli import provision
 from webhook.cli.config import load
 from webhook.engine.config import ConfigError
 from webhook.janitor import tree
-from webhook.janitor.metrics import render
 from webhook.janitor.run import Sources, Tally, run
 from webhook.server.audit import emit
 
@@ -66,6 +65,10 @@ def janitor(args: argparse.Namespace) -> int:
         return 1
     _summary(tally, dry_run)
     if args.metrics_file:
+        # Imported here: building the parser must not import prometheus_client (`serve` sets its
+        # multiprocess directory first, and the library picks its value class at import).
+        from webhook.janitor.metrics import render
+
         _write_metrics(Path(args.metrics_file), render(tally, time.monotonic() - started, time.time()))
     return 1 if FATAL_ERRORS & set(tally.errors) else 0
 

@@ -11,16 +11,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE_LATEST  # re-exported for the app
 
 from webhook.engine.decisions import Report
-
-# prometheus_client picks its value class (per process, or multiprocess files) when it is first
-# imported, and the CLI's parser imports modules that use it (the janitor's, the quarantine
-# controller's) before `podmedic serve` sets PROMETHEUS_MULTIPROC_DIR: pick again here, where the
-# variable is known, before the first metric of this module is made.
-values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
 
 REVIEWS = Counter("podmedic_reviews_total", "AdmissionReviews answered, by outcome.", ["outcome"])
 LATENCY = Histogram(
