@@ -1,0 +1,76 @@
+"""What the engine works out once per pod, or keeps across reviews, is only what is the same:
+settings and what mutators derive from them (PodContext.per_pod: the supervisor's options, the
+probes' timings) are shared by the containers without annotations of their own, whatever order
+the containers come in, and the settings kept across reviews never pass from one namespace, pod
+or configuration to another, nor hand out a list another review could change."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from tests import pods
+from tests.engine.test_mutations import ALL_ON, CONFIG, PREFIX, run
+from tests.engine.test_supervisor_options import flags
+from tests.pods import container
+from webhook.engine.settings import Resolved
+
+
+def three(annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return pods.pod(*(container(name, command=[f"/{name}"], ports=[{"containerPort": 80 + i}])
+                      for i, name in enumerate("abc")), annotations=annotations)
+
+
+def by_name(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in p["spec"]["containers"]}
+
+
+@pytest.mark.parametrize("own", ["a", "b", "c"])
+def test_a_container_with_its_own_annotation_gets_its_own_probe_timings(own):
+    mutated, _ = run(three({PREFIX + f"probe-period-seconds.{own}": "7"}))
+    periods = {name: c["readinessProbe"]["periodSeconds"] for name, c in by_name(mutated).items()}
+    assert periods == {name: 7 if name == own else 10 for name in "abc"}
+    timeouts = {c["livenessProbe"]["timeoutSeconds"] for c in by_name(mutated).values()}
+    assert timeouts == {1}
+
+
+@pytest.mark.parametrize("own", ["a", "b", "c"])
+def test_a_container_with_its_own_annotation_gets_its_own_supervisor_options(own):
+    mutated, _ = run(three({PREFIX + f"startretries.{own}": "9", PREFIX + "stopsignal": "INT"}))
+    got = {name: flags(c["command"]) for name, c in by_name(mutated).items()}
+    assert {name: f["startretries"] for name, f in got.items()} == {n: "9" if n == own else "3" for n in "abc"}
+    assert {f["stopsignal"] for f in got.values()} == {"INT"}
+
+
+def test_an_invalid_value_of_one_container_skips_only_that_container():
+    _, outcome = run(three({PREFIX + "startretries.b": "many"}))
+    supervisor = {d.container: d.reason.value for d in outcome.report.decisions if d.feature == "supervisor"}
+    assert supervisor == {"a": "injected", "b": "invalid-value", "c": "injected"}
+
+
+def test_settings_kept_across_reviews_follow_the_namespace_and_the_pod():
+    in_ns = {**ALL_ON, PREFIX + "probe-period-seconds": "20"}
+    for annotations, pod_annotations, expected in [
+        (in_ns, None, 20),
+        (dict(ALL_ON), None, 10),
+        (in_ns, {PREFIX + "probe-period-seconds": "30"}, 30),
+        (in_ns, None, 20),
+    ]:
+        mutated, _ = run(three(pod_annotations), annotations)
+        assert {c["readinessProbe"]["periodSeconds"] for c in by_name(mutated).values()} == {expected}
+
+
+def test_settings_kept_across_reviews_follow_the_configuration():
+    other = dataclasses.replace(CONFIG, defaults={**CONFIG.defaults, "probe-period-seconds": "12"})
+    assert Resolved(CONFIG, {}, {}).value("probe-period-seconds") == 10
+    assert Resolved(other, {}, {}).value("probe-period-seconds") == 12
+    assert Resolved(CONFIG, {}, {}).value("probe-period-seconds") == 10
+
+
+def test_a_list_value_is_never_shared_between_reviews():
+    ns = {PREFIX + "liveness-command": '["/bin/check", "--live"]'}
+    first = Resolved(CONFIG, ns, {}).value("liveness-command", "app")
+    first.append("--changed")
+    assert Resolved(CONFIG, ns, {}).value("liveness-command", "app") == ["/bin/check", "--live"]
