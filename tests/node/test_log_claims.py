@@ -39,6 +39,12 @@ def _roll_to(node: Cluster, index: int, config_map: str) -> None:
     node.kubectl("-n", SYSTEM, "patch", "deployment", "podmedic", "--type=json", "-p", json.dumps([
         {"op": "replace", "path": f"/spec/template/spec/volumes/{index}/configMap/name", "value": config_map}]))
     node.kubectl("-n", SYSTEM, "rollout", "status", "deployment/podmedic", "--timeout=180s", timeout=200)
+    # A terminating old pod still serves the API server's kept-alive connections, and its audit
+    # lines leave with it: later tests that read the audit need the old pods gone, not just down.
+    replicas = node.get("deployment", "podmedic", SYSTEM)["spec"]["replicas"]
+    wait_for("only the new webhook pods to be left", lambda: len(json.loads(node.kubectl(
+        "-n", SYSTEM, "get", "pods", "-l", "app.kubernetes.io/component=webhook", "-o", "json",
+    ).stdout)["items"]) == replicas, timeout=120)
 
 
 @pytest.fixture(scope="module")
