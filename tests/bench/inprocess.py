@@ -8,11 +8,20 @@ over many distinct bodies, in microseconds per review: on shared cores the minim
 repeatable figure (other processes only ever add time). `--callgrind` only runs handle() over
 the bodies of one pod, for `valgrind --tool=callgrind` instruction counts (repeatable under load;
 tests/bench/callgrind.sh takes the difference of two sizes, so imports do not count).
+
+`--wsgi` times the whole server app instead (Flask, the review, metrics in multiprocess mode,
+the audit line to a file), and the floor's app, over WSGI with the same bodies: what podmedic
+adds to its stack outside gunicorn and TLS (`--callgrind --wsgi app|floor` for instructions).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import os
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -82,6 +91,57 @@ def handled(reviews: list[bytes]) -> None:
         assert handle(body, "application/json", namespaces.get, config, plans=plans).status == 200
 
 
+def wsgi_app(which: str) -> Callable[..., Any]:
+    """The server's Flask app as `podmedic serve` builds it (metrics in multiprocess mode), or
+    the floor's."""
+    if which == "floor":
+        from tests.bench.floor import app as floor
+        return floor.wsgi_app
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="podmedic-bench-metrics-"))
+    from webhook.server.app import create_app
+    from webhook.server.gunicorn import settle_heap
+
+    class Certificate:
+        loaded = True
+
+        def refresh(self) -> None:
+            pass
+
+    app = create_app(load(), FileSource(NAMESPACES), Certificate())
+    settle_heap()
+    return app.wsgi_app
+
+
+def served(app: Callable[..., Any], reviews: list[bytes]) -> None:
+    """Each review through the WSGI app, its audit lines to a file."""
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
+        assert status.startswith("200"), status
+
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        for body in reviews:
+            environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/mutate", "SERVER_NAME": "bench",
+                       "SERVER_PORT": "443", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "https",
+                       "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+                       "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr}
+            b"".join(app(environ, start_response))
+
+
+def best_served(pod: str, count: int, passes: int) -> dict[str, float]:
+    """Microseconds per review of the server app and of the floor's, best of `passes`, each
+    pass over new bodies (a body seen before would be answered from the plan memo)."""
+    figures = {}
+    for which in ("app", "floor"):
+        app = wsgi_app(which)
+        runs = []
+        for _ in range(passes):
+            reviews = distinct_bodies(pod, count)
+            started = time.perf_counter()
+            served(app, reviews)
+            runs.append(time.perf_counter() - started)
+        figures[which] = min(runs) / count * 1e6
+    return figures
+
+
 def best(reviews: list[bytes], passes: int) -> dict[str, float]:
     """Microseconds per review and stage: the best pass of `passes`."""
     runs = [stage_times(reviews) for _ in range(passes)]
@@ -104,10 +164,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reviews", type=int, default=200, help="distinct bodies per pass (large: a tenth)")
     p.add_argument("--passes", type=int, default=7)
     p.add_argument("--callgrind", action="store_true", help="handle() over the first pod's bodies only, no table")
+    p.add_argument("--wsgi", nargs="?", const="both", choices=("both", "app", "floor"),
+                   help="the whole server app and the floor's over WSGI (with --callgrind: app or floor)")
     args = p.parse_args(argv)
     sized: Callable[[str], int] = lambda pod: max(10, args.reviews // 10) if pod == "large" else args.reviews
     if args.callgrind:
-        handled(distinct_bodies(args.pods[0], args.reviews))
+        reviews = distinct_bodies(args.pods[0], args.reviews)
+        if args.wsgi:
+            served(wsgi_app("floor" if args.wsgi == "floor" else "app"), reviews)
+        else:
+            handled(reviews)
+        return 0
+    if args.wsgi:
+        for pod in args.pods:
+            figures = best_served(pod, sized(pod), args.passes)
+            print(f"{pod}: server app {figures['app']:.0f} us, floor app {figures['floor']:.0f} us per review (WSGI)")
         return 0
     results = {pod: best(distinct_bodies(pod, sized(pod)), args.passes) for pod in args.pods}
     print(table(results))
