@@ -17,9 +17,11 @@ adds to its stack outside gunicorn and TLS (`--callgrind --wsgi app|floor` for i
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import io
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -97,7 +99,10 @@ def wsgi_app(which: str) -> Callable[..., Any]:
     if which == "floor":
         from tests.bench.floor import app as floor
         return floor.wsgi_app
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="podmedic-bench-metrics-"))
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # as `podmedic serve` sets it; removed at exit
+        metrics_dir = tempfile.mkdtemp(prefix="podmedic-bench-metrics-")
+        atexit.register(shutil.rmtree, metrics_dir, True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from webhook.server.app import create_app
     from webhook.server.gunicorn import settle_heap
 
