@@ -87,7 +87,7 @@ def parse_command(raw: str) -> list[str]:
 
 
 _DURATION = re.compile(r"^(\d+)(s|m|h)?$")
-_UNIT = {None: 1, "s": 1, "m": 60, "h": 3600}
+_UNIT = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}  # parse_duration takes no "d"
 
 
 def parse_duration(raw: str) -> int:
@@ -132,14 +132,13 @@ def parse_mount_path(raw: str) -> str:
 
 
 _RETENTION = re.compile(r"^(\d{1,6})(s|m|h|d)$")
-_RETENTION_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_retention(raw: str) -> int:
     """Seconds, written as 90s, 30m, 12h or 7d (a unit is required: a bare number is ambiguous)."""
     match = _RETENTION.match(raw)
     if match and int(match.group(1)) > 0:
-        return int(match.group(1)) * _RETENTION_UNIT[match.group(2)]
+        return int(match.group(1)) * _UNIT[match.group(2)]
     raise ValueError("expected a duration with a unit, such as 12h or 7d")
 
 
