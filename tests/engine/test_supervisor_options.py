@@ -92,15 +92,13 @@ def test_exit_bundles_go_to_the_log_directory_when_logs_and_forensics_are_on():
     assert "forensics-out" not in b and "forensics-out" not in c  # no log directory; forensics off
 
 
-def test_the_decision_says_what_an_oom_kill_leaves():
+def test_the_decision_says_what_the_wrapper_keeps_of_a_memory_kill():
     original = pods.pod(container("a", command=["/a"], ports=[{"containerPort": 1}]),
                         container("b", command=["/b"], ports=[{"containerPort": 2}]),
                         container("c", command=["/c"], ports=[{"containerPort": 3}]),
                         annotations={PREFIX + "memwatch-threshold.b": "0", PREFIX + "logs.c": "disabled"})
     _, outcome = run(original)
     detail = {d.container: d.detail for d in outcome.report.decisions if d.feature == "supervisor"}
-    assert detail["a"] == ("wrapping command; OOM: pre-mortem snapshot at 90% of the memory limit; after the kill "
-                           "an -exit-oomkilled bundle on cgroup v1 or with singleProcessOOMKill, only the snapshot "
-                           "and the summary on cgroup v2 (group kill)")
-    assert detail["b"].startswith("wrapping command; OOM: no memory watch; after the kill an -exit-oomkilled")
-    assert detail["c"].endswith("; no exit bundles (no log directory or forensics off)")
+    assert detail["a"] == "wrapping command; memwatch 90%; exit bundles"
+    assert detail["b"] == "wrapping command; no memwatch; exit bundles"
+    assert detail["c"] == "wrapping command; memwatch 90%; no exit bundles"

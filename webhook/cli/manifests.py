@@ -254,6 +254,13 @@ def process(run: Run, sources: list[tuple[str, str]], mode: str, out: TextIO) ->
 
 # ------------------------------------------------------------------ explain output
 
+# What an OOM kill leaves depends on the node, not on the pod: said once under the table.
+OOM_NOTE = ("\nOOM kills: on cgroup v2 (kubelet >= 1.28) the kill takes the whole container, wrapper included:\n"
+            "only the pre-mortem snapshot (memwatch) and the next start's summary remain. On cgroup v1, or with\n"
+            "the kubelet's singleProcessOOMKill: true, the wrapper survives and writes an -exit-oomkilled bundle\n"
+            "(with exit bundles on). See docs/toolbox.md, \"Memory watch\".\n")
+
+
 def explain_table(rows: list[dict[str, Any]]) -> str:
     header = ("WORKLOAD", "CONTAINER", "FEATURE", "RESULT", "REASON", "LEVEL", "WHY")
     lines = [header] + [(r["workload"], r.get("container", "-"), r["feature"],
@@ -343,3 +350,5 @@ def _write_explain(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
         _yaml().dump(rows, out)
     else:
         out.write(explain_table(rows))
+        if any(r["feature"] == "supervisor" and r["applied"] for r in rows):
+            out.write(OOM_NOTE)

@@ -47,19 +47,16 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     patch.set(target.path + ("command",), argv + list(entrypoint))
     ctx.record(target, FEATURE, {"command": original})
     source = "command" if original else f"{ctx.config.prefix}entrypoint"
-    return Decision(FEATURE, name, Reason.INJECTED, f"wrapping {source}; {oom_note(ctx, name, bundles)}", level)
+    return Decision(FEATURE, name, Reason.INJECTED, f"wrapping {source}; {watch_note(ctx, name, bundles)}", level)
 
 
-def oom_note(ctx: PodContext, name: str, bundles: tuple[str, int] | None) -> str:
-    """What an OOM kill will leave, which depends on the node, not on the pod: a cgroup v2 node
-    (kubelet >= 1.28) kills the whole container, wrapper included; cgroup v1, or v2 with the
-    kubelet's singleProcessOOMKill, kills the app alone and the wrapper writes the OOM bundle."""
+def watch_note(ctx: PodContext, name: str, bundles: tuple[str, int] | None) -> str:
+    """What the wrapper will keep of a memory kill: the pre-mortem watch and the exit bundles.
+    Short: it is in every review's audit line, once per wrapped container. What an OOM kill leaves
+    on each node configuration is the same for every pod, so `podmedic explain` says it once."""
     threshold = ctx.settings.value("memwatch-threshold", name)
-    before = f"pre-mortem snapshot at {threshold}% of the memory limit" if threshold else "no memory watch"
-    after = ("after the kill an -exit-oomkilled bundle on cgroup v1 or with singleProcessOOMKill, only the "
-             "snapshot and the summary on cgroup v2 (group kill)" if bundles
-             else "no exit bundles (no log directory or forensics off)")
-    return f"OOM: {before}; {after}"
+    watch = f"memwatch {threshold}%" if threshold else "no memwatch"
+    return f"{watch}; {'exit bundles' if bundles else 'no exit bundles'}"
 
 
 def _options(ctx: PodContext, name: str) -> dict[str, str]:
