@@ -74,8 +74,18 @@ def log_directory(tb) -> Path:
     return logs
 
 
+@pytest.fixture
+def multiline_argv():
+    """A process whose arguments hold a newline, as a CI runner's `sh -c SCRIPT` does: it must
+    stay one row of processes.txt (this failed in CI, where the runner shares our cgroup)."""
+    proc = subprocess.Popen(["sh", "-c", "sleep 60; :", "first line\nsecond line"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_crossing_the_threshold_writes_one_snapshot_that_the_summary_names(tb, layout):
+def test_crossing_the_threshold_writes_one_snapshot_that_the_summary_names(tb, layout, multiline_argv):
     cg = FakeCgroup(tb.work, layout)
     proc = tb.supervise(tb.program("srv.sh", SERVER), WATCH, PODMEDIC_MEMORY_CGROUP=str(cg.dir))
     wait_for(lambda: tb.pmctl("ready").returncode == 0)
@@ -91,6 +101,7 @@ def test_crossing_the_threshold_writes_one_snapshot_that_the_summary_names(tb, l
     assert f"working set {94 * MiB} bytes (94% of the limit), limit {LIMIT} bytes, threshold 90%" in text
     rows = (premortem(tb) / "processes.txt").read_text().splitlines()[1:]
     rss = {int(r.split()[1]): int(r.split()[0]) for r in rows}
+    assert multiline_argv.pid in rss
     assert rss[app] > 0 and list(rss.values()) == sorted(rss.values(), reverse=True)  # largest first
     assert "Rss:" in (premortem(tb) / "smaps_rollup.txt").read_text()
     assert f"=== cgroup {layout} memory.stat" in (premortem(tb) / "memory.txt").read_text()
