@@ -74,3 +74,15 @@ def test_a_list_value_is_never_shared_between_reviews():
     first = Resolved(CONFIG, ns, {}).value("liveness-command", "app")
     first.append("--changed")
     assert Resolved(CONFIG, ns, {}).value("liveness-command", "app") == ["/bin/check", "--live"]
+
+
+def test_what_mutators_derive_is_kept_across_reviews_and_read_only():
+    first, _ = run(three({PREFIX + "stopsignal": "INT"}))
+    derived = Resolved(CONFIG, dict(ALL_ON), {PREFIX + "stopsignal": "INT"}).derived
+    assert {"supervisor-options", "readiness-probe-timings", "liveness-probe-timings"} <= set(derived)
+    for what, value in derived.items():
+        with pytest.raises(TypeError):
+            value["periodSeconds" if "timings" in what else "stopsignal"] = "changed"
+    second, _ = run(three({PREFIX + "stopsignal": "INT"}))
+    assert second == first
+    assert Resolved(CONFIG, dict(ALL_ON), {}).derived is not derived  # other pod values: kept apart

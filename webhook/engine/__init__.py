@@ -21,7 +21,7 @@ from typing import Any
 
 from webhook.engine import marker, pod_level
 from webhook.engine.config import GlobalConfig
-from webhook.engine.context import Feature, PodContext, probed_containers, regular_containers
+from webhook.engine.context import Feature, PodContext, Target, probed_containers, regular_containers
 from webhook.engine.decisions import Decision, Reason, Report
 from webhook.engine.features import forensics, logs, probes, supervisor
 from webhook.engine.keys import FeatureName, Level, parse_switch
@@ -96,27 +96,23 @@ def _annotations(pod: dict[str, Any]) -> dict[str, Any]:
     return annotations if isinstance(annotations, dict) else {}
 
 
-def _switch(ctx: PodContext, feature: FeatureName, container: str) -> tuple[bool, Level]:
-    return bool(ctx.settings.value(feature, container)), ctx.settings.get(feature, container).level
-
-
-def _run_feature(ctx: PodContext, feature: Feature, patch: PatchBuilder) -> str | None:
+def _run_feature(ctx: PodContext, feature: Feature, targets: list[Target], patch: PatchBuilder) -> str | None:
     """Run one feature over its targets; returns a deny message when onError=deny trips."""
-    for target in feature.targets(ctx.pod):
+    name, mutate, settings, add = feature.name, feature.mutate, ctx.settings, ctx.report.add
+    for target in targets:
         try:
-            enabled, level = _switch(ctx, feature.name, target.name)
-            if not enabled:
-                ctx.report.add(Decision(feature.name, target.name, Reason.FEATURE_DISABLED, level=level))
+            if not settings.value(name, target.name):
+                add(Decision(name, target.name, Reason.FEATURE_DISABLED, level=settings.get(name, target.name).level))
                 continue
             with patch.transaction():
-                ctx.report.add(feature.mutate(ctx, target, patch))
+                add(mutate(ctx, target, patch))
         except InvalidSetting as exc:
-            ctx.report.add(Decision(feature.name, target.name, Reason.INVALID_VALUE, str(exc), exc.level))
+            add(Decision(name, target.name, Reason.INVALID_VALUE, str(exc), exc.level))
         except Exception as exc:  # a bug in one feature must not break the pod (onError)
-            log.exception("mutator %s failed for container %s", feature.name, target.name)
-            ctx.report.add(Decision(feature.name, target.name, Reason.MUTATOR_ERROR, type(exc).__name__))
+            log.exception("mutator %s failed for container %s", name, target.name)
+            add(Decision(name, target.name, Reason.MUTATOR_ERROR, type(exc).__name__))
             if ctx.config.on_error == "deny":
-                return f"podmedic: internal error injecting {feature.name} into {target.name}"
+                return f"podmedic: internal error injecting {name} into {target.name}"
     return None
 
 
@@ -139,8 +135,12 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
                      toolbox_blocked=pod_level.names_taken(pod), log_claim=lookup.namespace.log_claim)
     _note_ignored(ctx)
     patch = PatchBuilder(pod)
+    targets: dict[object, list[Target]] = {}  # by Feature.targets: each list made once per review
     for feature in FEATURES:
-        denied = _run_feature(ctx, feature, patch)
+        found = targets.get(feature.targets)
+        if found is None:
+            found = targets[feature.targets] = list(feature.targets(pod))
+        denied = _run_feature(ctx, feature, found, patch)
         if denied:
             return Outcome([], report, denied=denied)
     pod_level.finish(ctx, patch)

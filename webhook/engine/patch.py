@@ -32,22 +32,12 @@ def tokens(ptr: str) -> list[str]:
     return [p.replace("~1", "/").replace("~0", "~") for p in parts] if "~" in ptr else parts
 
 
-def lookup(doc: Any, path: Path) -> Any:
-    """The value at `path` in the original document, or _MISSING. (`add` over an existing
-    null member replaces it, so callers treat None like _MISSING.)"""
-    node = doc
-    for part in path:
-        if isinstance(part, int):
-            if not isinstance(node, list) or not 0 <= part < len(node):
-                return _MISSING
-            node = node[part]
-        elif isinstance(node, dict):
-            node = node.get(part, _MISSING)  # values are never _MISSING
-            if node is _MISSING:
-                return _MISSING
-        else:
-            return _MISSING
-    return node
+def _child(node: Any, part: str | int) -> Any:
+    """The member or element `part` of `node` in the original document, or _MISSING. (`add`
+    over an existing null member replaces it, so callers treat None like _MISSING.)"""
+    if isinstance(part, int):
+        return node[part] if isinstance(node, list) and 0 <= part < len(node) else _MISSING
+    return node.get(part, _MISSING) if isinstance(node, dict) else _MISSING  # values are never _MISSING
 
 
 class PatchBuilder:
@@ -55,22 +45,34 @@ class PatchBuilder:
 
     def __init__(self, original: dict[str, Any]):
         self._original = original
+        # original nodes by path, for lookups: every operation on a container looks its parent
+        # up, and a 20-container pod's patch has about 200 operations
+        self._nodes: dict[Path, Any] = {(): original}
         self.ops: list[dict[str, Any]] = []
         self.created: list[Path] = []  # maps/lists the patch created, in order (for uninject)
         self._created_set: set[Path] = set()
         # (path, original) where the patch overwrote a null or empty member: uninject puts it back
         self.replaced: list[tuple[Path, Any]] = []
 
+    def _lookup(self, path: Path) -> Any:
+        """The value at `path` in the original document, or _MISSING, from the remembered
+        parent node."""
+        node = self._nodes.get(path, _MISSING)
+        if node is _MISSING:
+            node = self._nodes[path] = _child(self._lookup(path[:-1]), path[-1])
+        return node
+
     def exists(self, path: Path) -> bool:
         """Present in the original (and not null) or created by this patch."""
-        return path in self._created_set or lookup(self._original, path) not in (_MISSING, None)
+        original = self._lookup(path)
+        return path in self._created_set or (original is not _MISSING and original is not None)
 
     def ensure_map(self, path: Path) -> None:
         """Make sure the map at `path` exists, creating missing ancestors as maps."""
         if not path or path in self._created_set:
             return
-        original = lookup(self._original, path)
-        if original not in (_MISSING, None):
+        original = self._lookup(path)
+        if original is not _MISSING and original is not None:
             return
         self.ensure_map(path[:-1])
         self._note_replaced(path, original)
@@ -81,7 +83,7 @@ class PatchBuilder:
         """Remember a null or empty original this path's operation overwrites (looked up once by
         the caller): the features' records cannot tell `annotations: null` or `command: []`
         from an absent field."""
-        if original is not _MISSING and original in (None, {}, [], ""):
+        if original is None or (not original and isinstance(original, (dict, list, str))):  # _MISSING is truthy
             self.replaced.append((path, original))
 
     def _mark_created(self, path: Path) -> None:
@@ -90,10 +92,10 @@ class PatchBuilder:
 
     def set(self, path: Path, value: Any) -> None:
         """Set a map field: `replace` when the original has it, else `add` (parents first)."""
-        original = lookup(self._original, path)
+        original = self._lookup(path)
         if path not in self._created_set:
             self._note_replaced(path, original)
-        if original not in (_MISSING, None):
+        if original is not _MISSING and original is not None:
             self.ops.append({"op": "replace", "path": pointer(path), "value": value})
             return
         self.ensure_map(path[:-1])
@@ -102,8 +104,8 @@ class PatchBuilder:
     def append(self, list_path: Path, value: Any) -> None:
         """Append to a list, creating it (as `[value]`) when neither original nor patch has it."""
         created = list_path in self._created_set
-        original = _MISSING if created else lookup(self._original, list_path)
-        if created or original not in (_MISSING, None):
+        original = _MISSING if created else self._lookup(list_path)
+        if created or (original is not _MISSING and original is not None):
             self.ops.append({"op": "add", "path": pointer(list_path) + "/-", "value": value})
             return
         self.ensure_map(list_path[:-1])

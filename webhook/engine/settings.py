@@ -86,7 +86,8 @@ class Resolved:
         self._own = frozenset(container for _, container in self.containers)  # containers with annotations
         # By key, what a container without its own annotation gets: its Setting, and its parsed
         # value (never a list, which a caller could change: those are parsed on every call).
-        self._shared, self._shared_values = _shared(config, self.namespace, self.pod)
+        # `derived`: what mutators work out from these alone (PodContext.per_pod), kept as long.
+        self._shared, self._shared_values, self.derived = _shared(config, self.namespace, self.pod)
 
     def _take_pod_annotation(self, annotation: str, name: str, raw: Any) -> None:
         key, _, container = name.partition(".")
@@ -141,17 +142,17 @@ class Resolved:
 # (configuration, namespace values, pod values) -> what Resolved shares. The dicts are filled as
 # keys are asked for, by several threads at once: each key's entries are the same whoever
 # writes them first. Bounded: emptied when full (tenants choose the pod values).
+_Shared = tuple[dict[str, Setting], dict[str, Any], dict[str, Any]]
 _SHARED: dict[tuple[int, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]],
-              tuple[GlobalConfig, dict[str, Setting], dict[str, Any]]] = {}
+              tuple[GlobalConfig, _Shared]] = {}
 _SHARED_MAX = 256
 
 
-def _shared(config: GlobalConfig, namespace: dict[str, str],
-            pod: dict[str, str]) -> tuple[dict[str, Setting], dict[str, Any]]:
+def _shared(config: GlobalConfig, namespace: dict[str, str], pod: dict[str, str]) -> _Shared:
     key = (id(config), tuple(namespace.items()), tuple(pod.items()))
     entry = _SHARED.get(key)
     if entry is None or entry[0] is not config:  # a new configuration may reuse a freed one's id
         if len(_SHARED) >= _SHARED_MAX:
             _SHARED.clear()
-        entry = _SHARED[key] = (config, {}, {})
-    return entry[1], entry[2]
+        entry = _SHARED[key] = (config, ({}, {}, {}))
+    return entry[1]

@@ -12,6 +12,8 @@ probes fall back to `pmctl ready` / `pmctl alive`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
 from webhook.engine.context import PodContext, Target
@@ -88,21 +90,22 @@ def build(ctx: PodContext, target: Target, kind: str) -> dict[str, Any]:
     return {**probe, **ctx.per_pod(f"{kind}-probe-timings", name, lambda: _timings(ctx, name, kind))}
 
 
-def _timings(ctx: PodContext, name: str, kind: str) -> dict[str, Any]:
+def _timings(ctx: PodContext, name: str, kind: str) -> Mapping[str, Any]:
+    """Read-only: per_pod() keeps them across reviews."""
     value = ctx.settings.value
     timeout = value("probe-timeout-seconds", name)
     if kind == "startup":
         period = value("startup-period-seconds", name)
         budget = value("startup-timeout", name)
-        return {"periodSeconds": period, "timeoutSeconds": timeout,
-                "failureThreshold": max(1, math.ceil(budget / period)), "successThreshold": 1}
-    return {
+        return MappingProxyType({"periodSeconds": period, "timeoutSeconds": timeout,
+                                 "failureThreshold": max(1, math.ceil(budget / period)), "successThreshold": 1})
+    return MappingProxyType({
         "initialDelaySeconds": value(f"{kind}-initial-delay-seconds", name),
         "periodSeconds": value("probe-period-seconds", name),
         "timeoutSeconds": timeout,
         "failureThreshold": value("probe-failure-threshold", name),
         "successThreshold": 1,
-    }
+    })
 
 
 def wanted(ctx: PodContext, target: Target) -> list[str]:

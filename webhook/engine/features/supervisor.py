@@ -13,6 +13,9 @@ crash): the logs feature runs before this one, so its result is known here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from webhook.engine import pod_level
 from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import Decision, Reason
@@ -59,12 +62,13 @@ def watch_note(ctx: PodContext, name: str, bundles: tuple[str, int] | None) -> s
     return f"{watch}; {'exit bundles' if bundles else 'no exit bundles'}"
 
 
-def _options(ctx: PodContext, name: str) -> dict[str, str]:
-    """The wrapper's options as written; InvalidSetting with the precise warning for a bad one."""
+def _options(ctx: PodContext, name: str) -> Mapping[str, str]:
+    """The wrapper's options as written; InvalidSetting with the precise warning for a bad one.
+    Read-only: per_pod() keeps it across reviews."""
     options = {key: ctx.settings.get(key, name).raw for key in toolbox.SUPERVISOR_OPTIONS}
     for key in toolbox.SUPERVISOR_OPTIONS:
         ctx.settings.value(key, name)
-    return options
+    return MappingProxyType(options)
 
 
 def exit_bundles(ctx: PodContext, name: str) -> tuple[str, int] | None:
