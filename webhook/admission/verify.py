@@ -10,7 +10,6 @@ Only the rules mutations can break are checked here; the full OpenAPI schema che
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -39,32 +38,30 @@ def apply(pod: dict[str, Any], patch: bytes | str) -> dict[str, Any]:
         patched = apply_in_place(pod, orjson.loads(patch))
     except (TypeError, KeyError, IndexError, ValueError) as exc:
         raise PatchRejected(f"patch does not apply: {exc}") from None
-    problems = list(check(patched))
+    problems = check(patched)
     if problems:
         raise PatchRejected("; ".join(problems))
     return patched
 
 
-def _containers(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for kind in ("initContainers", "containers", "ephemeralContainers"):
-        for c in spec.get(kind) or []:
-            yield kind, c
-
-
-def check(pod: dict[str, Any]) -> Iterator[str]:
-    """Yield one message per rule the pod breaks. (It runs on every patched review: messages
-    are formatted only for rules that fail.)"""
+def check(pod: dict[str, Any]) -> list[str]:
+    """One message per rule the pod breaks, in order. (It runs on every patched review: the
+    rules append to one list, and messages are formatted only for rules that fail.)"""
     spec = pod.get("spec") or {}
     volumes = [v.get("name") for v in spec.get("volumes") or []]
-    for volume in _duplicates(volumes):
-        yield f"duplicate volume name {volume!r}"
-    for container in _duplicates([c.get("name") for _, c in _containers(spec)]):
-        yield f"duplicate container name {container!r}"
-    for kind, c in _containers(spec):
-        yield from _check_container(kind, c, set(volumes))
+    out = [f"duplicate volume name {volume!r}" for volume in _duplicates(volumes)]
+    containers = [(kind, c) for kind in ("initContainers", "containers", "ephemeralContainers")
+                  for c in spec.get(kind) or []]
+    out += [f"duplicate container name {name!r}" for name in _duplicates([c.get("name") for _, c in containers])]
+    declared = set(volumes)
+    for kind, c in containers:
+        _check_container(out, kind, c, declared)
+    return out
 
 
 def _duplicates(names: list[Any]) -> list[Any]:
+    if len(set(names)) == len(names):  # the usual case, in C
+        return []
     seen: set[Any] = set()
     repeated = []
     for name in names:
@@ -74,43 +71,52 @@ def _duplicates(names: list[Any]) -> list[Any]:
     return repeated
 
 
-def _check_container(kind: str, c: dict[str, Any], volumes: set[Any]) -> Iterator[str]:
+def _check_container(out: list[str], kind: str, c: dict[str, Any], volumes: set[Any]) -> None:
     name = c.get("name")
     env_names = [e.get("name") for e in c.get("env") or []]
     mounts = c.get("volumeMounts") or []
-    for path in _duplicates([m.get("mountPath") for m in mounts]):
-        yield f"duplicate mountPath in container {name} {path!r}"
+    out += [f"duplicate mountPath in container {name} {path!r}" for path in _duplicates([m.get("mountPath") for m in mounts])]
     for m in mounts:
         # Only podmedic's own mounts: a StatefulSet template's mounts of volumeClaimTemplates
         # name volumes the controller adds later, and user mistakes are the API server's to report.
         if m.get("name") in OUR_VOLUMES and m.get("name") not in volumes:
-            yield f"container {name}: volumeMount {m.get('name')!r} names no volume"
-        if m.get("subPath") and m.get("subPathExpr"):
-            yield f"container {name}: volumeMount {m.get('name')!r} has both subPath and subPathExpr"
-        expr = m.get("subPathExpr") or ""
-        if not isinstance(expr, str) or "$(" in expr:  # a str without "$(" references nothing
-            for var in _VAR_REF.findall(expr):
-                if var not in env_names:
-                    yield f"container {name}: subPathExpr references undefined env var {var!r}"
-    for env in env_names:
-        if not env or "=" in str(env):
-            yield f"container {name}: invalid env var name {env!r}"
+            out.append(f"container {name}: volumeMount {m.get('name')!r} names no volume")
+        expr = m.get("subPathExpr")
+        if expr and m.get("subPath"):
+            out.append(f"container {name}: volumeMount {m.get('name')!r} has both subPath and subPathExpr")
+        if expr is None:
+            continue
+        if not isinstance(expr, str):
+            out.append(f"container {name}: volumeMount {m.get('name')!r} subPathExpr must be a string")
+        elif "$(" in expr:  # a str without "$(" references nothing
+            out += [f"container {name}: subPathExpr references undefined env var {var!r}"
+                    for var in _VAR_REF.findall(expr) if var not in env_names]
+    if not _plain_names(env_names):
+        out += [f"container {name}: invalid env var name {env!r}" for env in env_names if not env or "=" in str(env)]
     ports = _PortNames(c)
-    plain_init = kind == "initContainers" and c.get("restartPolicy") != "Always"
+    probes_allowed = not (kind == "ephemeralContainers" or kind == "initContainers" and c.get("restartPolicy") != "Always")
     for probe_kind in ("readinessProbe", "livenessProbe", "startupProbe"):
         probe = c.get(probe_kind)
         if probe is None:
             continue
-        if plain_init or kind == "ephemeralContainers":
-            yield f"container {name}: {probe_kind} is not allowed on {kind} without restartPolicy Always"
-        yield from _check_handler(name, probe_kind, probe, HANDLERS, ports)
+        if not probes_allowed:
+            out.append(f"container {name}: {probe_kind} is not allowed on {kind} without restartPolicy Always")
+        _check_handler(out, name, probe_kind, probe, HANDLERS, ports)
         if probe_kind != "readinessProbe" and probe.get("successThreshold", 1) != 1:
-            yield f"container {name}: {probe_kind}.successThreshold must be 1"
+            out.append(f"container {name}: {probe_kind}.successThreshold must be 1")
         for field in ("periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"):
             if field in probe and not (isinstance(probe[field], int) and probe[field] >= 1):
-                yield f"container {name}: {probe_kind}.{field} must be a positive integer"
+                out.append(f"container {name}: {probe_kind}.{field} must be a positive integer")
     for hook_name, hook in (c.get("lifecycle") or {}).items():
-        yield from _check_handler(name, f"lifecycle.{hook_name}", hook, HOOK_HANDLERS, ports)
+        _check_handler(out, name, f"lifecycle.{hook_name}", hook, HOOK_HANDLERS, ports)
+
+
+def _plain_names(env_names: list[Any]) -> bool:
+    """Are all env var names non-empty strings without '=' (the usual case, checked in C)?"""
+    try:
+        return all(env_names) and "=" not in "".join(env_names)
+    except TypeError:  # a name that is not a string
+        return False
 
 
 class _PortNames:
@@ -128,15 +134,15 @@ class _PortNames:
         return name in self._names
 
 
-def _check_handler(container: Any, field: str, obj: dict[str, Any], allowed: tuple[str, ...],
-                   ports: _PortNames) -> Iterator[str]:
+def _check_handler(out: list[str], container: Any, field: str, obj: dict[str, Any], allowed: tuple[str, ...],
+                   ports: _PortNames) -> None:
     present = [h for h in allowed if obj.get(h) is not None]
     if len(present) != 1:
-        yield f"container {container}: {field} must have exactly one handler (has {present or 'none'})"
+        out.append(f"container {container}: {field} must have exactly one handler (has {present or 'none'})")
         return
     body = obj[present[0]]
     port = body.get("port") if isinstance(body, dict) else None
     if isinstance(port, str) and port not in ports:
-        yield f"container {container}: {field} names port {port!r} that the container does not declare"
+        out.append(f"container {container}: {field} names port {port!r} that the container does not declare")
     if present[0] == "exec" and not (isinstance(body, dict) and body.get("command")):
-        yield f"container {container}: {field}: exec needs a command"
+        out.append(f"container {container}: {field}: exec needs a command")

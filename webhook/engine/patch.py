@@ -149,6 +149,13 @@ class Transaction:
         # returns None: the exception goes on
 
 
+@lru_cache(maxsize=4096)
+def _split(ptr: str) -> tuple[tuple[str, ...], str]:
+    """A pointer's parent tokens and last token (memoised: the same paths recur in every patch)."""
+    parts = tokens(ptr)
+    return tuple(parts[:-1]), parts[-1]
+
+
 def apply_in_place(doc: Doc, ops: list[dict[str, Any]]) -> Doc:
     """Apply this builder's kind of patch (add and replace, RFC 6902 semantics) to `doc` in
     place. The hot path's verification uses it instead of jsonpatch, which parses a pointer
@@ -159,11 +166,11 @@ def apply_in_place(doc: Doc, ops: list[dict[str, Any]]) -> Doc:
     later `/-` append into a list an earlier `add` created changes that earlier operation too.
     So pass operations made for this one use (verify.apply decodes them from the encoded patch)."""
     for op in ops:
-        parts = tokens(op["path"])
+        parents, last = _split(op["path"])
         parent: Any = doc
-        for part in parts[:-1]:
+        for part in parents:
             parent = parent[int(part)] if isinstance(parent, list) else parent[part]
-        last, kind, value = parts[-1], op["op"], op["value"]
+        kind, value = op["op"], op["value"]
         if isinstance(parent, list):
             if kind != "add":
                 raise ValueError(f"{kind} into a list is not emitted by podmedic: {op['path']}")

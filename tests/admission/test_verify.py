@@ -1,0 +1,105 @@
+"""verify.check(): every rule the API server enforces that a mutation can break, one pod per
+rule with the exact message, the order of messages for a pod that breaks several, and pods that
+break none (a field of an unexpected JSON type counts as the API server would see it). The
+fast paths in verify.py must give these answers unchanged."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from webhook.admission import verify
+
+
+def pod(*containers: dict[str, Any], volumes: list[Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "p"}, "spec": {"containers": list(containers), "volumes": volumes or [], **spec}}
+
+
+def c(name: str = "app", **fields: Any) -> dict[str, Any]:
+    return {"name": name, "image": "x", **fields}
+
+
+GOOD = c(env=[{"name": "A", "value": "1"}, {"name": "PODMEDIC_POD_NAME"}],
+         volumeMounts=[{"name": "podmedic-logs", "mountPath": "/logs", "subPathExpr": "ns_$(PODMEDIC_POD_NAME)/app"},
+                       {"name": "data", "mountPath": "/data", "subPath": "x"}],
+         ports=[{"name": "http", "containerPort": 80}],
+         readinessProbe={"httpGet": {"port": "http", "path": "/"}, "periodSeconds": 5, "successThreshold": 3},
+         livenessProbe={"tcpSocket": {"port": 80}, "successThreshold": 1},
+         startupProbe={"exec": {"command": ["true"]}},
+         lifecycle={"preStop": {"exec": {"command": ["x"]}}, "postStart": {"sleep": {"seconds": 1}}})
+
+CASES = {
+    "duplicate volume": (pod(c(), volumes=[{"name": "v"}, {"name": "v"}]), ["duplicate volume name 'v'"]),
+    "duplicate container": (pod(c(), c(), initContainers=[c()]),
+                            ["duplicate container name 'app'", "duplicate container name 'app'"]),
+    "duplicate mountPath": (pod(c(volumeMounts=[{"name": "a", "mountPath": "/m"}, {"name": "b", "mountPath": "/m"}])),
+                            ["duplicate mountPath in container app '/m'"]),
+    "our mount without volume": (pod(c(volumeMounts=[{"name": "podmedic-state", "mountPath": "/s"}])),
+                                 ["container app: volumeMount 'podmedic-state' names no volume"]),
+    "user mount without volume": (pod(c(volumeMounts=[{"name": "claim-from-template", "mountPath": "/s"}])), []),
+    "subPath and subPathExpr": (pod(c(volumeMounts=[{"name": "a", "mountPath": "/m", "subPath": "x",
+                                                     "subPathExpr": "y"}])),
+                                ["container app: volumeMount 'a' has both subPath and subPathExpr"]),
+    "undefined env in subPathExpr": (pod(c(volumeMounts=[{"name": "a", "mountPath": "/m",
+                                                          "subPathExpr": "$(A)/$(B)"}], env=[{"name": "A"}])),
+                                     ["container app: subPathExpr references undefined env var 'B'"]),
+    "subPathExpr not a string": (pod(c(volumeMounts=[{"name": "a", "mountPath": "/m", "subPathExpr": 5}])),
+                                 ["container app: volumeMount 'a' subPathExpr must be a string"]),
+    "empty env name": (pod(c(env=[{"name": ""}, {"value": "no name"}])),
+                       ["container app: invalid env var name ''", "container app: invalid env var name None"]),
+    "env name with =": (pod(c(env=[{"name": "A=B"}])), ["container app: invalid env var name 'A=B'"]),
+    "env name not a string": (pod(c(env=[{"name": 0}, {"name": 7}, {"name": ["="]}])),
+                              ["container app: invalid env var name 0", "container app: invalid env var name ['=']"]),
+    "probe on a plain init container": (pod(c(), initContainers=[c("init", readinessProbe={"exec": {"command": ["x"]}})]),
+                                        ["container init: readinessProbe is not allowed on initContainers without "
+                                         "restartPolicy Always"]),
+    "probe on a sidecar": (pod(c(), initContainers=[c("side", restartPolicy="Always",
+                                                      readinessProbe={"exec": {"command": ["x"]}})]), []),
+    "probe on an ephemeral container": (pod(c(), ephemeralContainers=[c("dbg", livenessProbe={"tcpSocket": {"port": 1}})]),
+                                        ["container dbg: livenessProbe is not allowed on ephemeralContainers without "
+                                         "restartPolicy Always"]),
+    "two handlers": (pod(c(readinessProbe={"exec": {"command": ["x"]}, "tcpSocket": {"port": 1}})),
+                     ["container app: readinessProbe must have exactly one handler (has ['exec', 'tcpSocket'])"]),
+    "no handler": (pod(c(livenessProbe={"periodSeconds": 3})),
+                   ["container app: livenessProbe must have exactly one handler (has none)"]),
+    "undeclared port name": (pod(c(readinessProbe={"httpGet": {"port": "web"}}, ports=[{"name": "http"}])),
+                             ["container app: readinessProbe names port 'web' that the container does not declare"]),
+    "exec without command": (pod(c(startupProbe={"exec": {"command": []}})),
+                             ["container app: startupProbe: exec needs a command"]),
+    "liveness successThreshold": (pod(c(livenessProbe={"tcpSocket": {"port": 1}, "successThreshold": 2})),
+                                  ["container app: livenessProbe.successThreshold must be 1"]),
+    "timings": (pod(c(readinessProbe={"tcpSocket": {"port": 1}, "periodSeconds": 0, "timeoutSeconds": "1",
+                                      "failureThreshold": True, "successThreshold": 1.5})),
+                ["container app: readinessProbe.periodSeconds must be a positive integer",
+                 "container app: readinessProbe.timeoutSeconds must be a positive integer",
+                 "container app: readinessProbe.successThreshold must be a positive integer"]),
+    "hooks": (pod(c(lifecycle={"preStop": {"grpc": {"port": 1}}, "postStart": {"httpGet": {"port": "nope"}}})),
+              ["container app: lifecycle.preStop must have exactly one handler (has none)",
+               "container app: lifecycle.postStart names port 'nope' that the container does not declare"]),
+    "a good pod": (pod(GOOD, c("side", restartPolicy="Always"), volumes=[{"name": "podmedic-logs"}]), []),
+    "everything at once": (pod(c(env=[{"name": "X="}], volumeMounts=[{"name": "podmedic-toolbox", "mountPath": "/t"},
+                                                                    {"name": "a", "mountPath": "/t"}],
+                                 livenessProbe={"exec": {}}), c(), volumes=[{"name": "v"}, {"name": "v"}]),
+                           ["duplicate volume name 'v'", "duplicate container name 'app'",
+                            "duplicate mountPath in container app '/t'",
+                            "container app: volumeMount 'podmedic-toolbox' names no volume",
+                            "container app: invalid env var name 'X='",
+                            "container app: livenessProbe: exec needs a command"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_rule_names_the_problem(case):
+    obj, expected = CASES[case]
+    before = copy.deepcopy(obj)
+    assert list(verify.check(obj)) == expected
+    assert obj == before  # checking never changes the pod
+
+
+def test_apply_raises_with_every_problem_joined():
+    obj, expected = CASES["everything at once"]
+    with pytest.raises(verify.PatchRejected) as raised:
+        verify.apply(obj, b'[{"op": "add", "path": "/metadata/labels", "value": {}}]')
+    assert str(raised.value) == "; ".join(expected)
