@@ -24,7 +24,7 @@ class Target:
     class: a 20-container pod makes 40 of them per review, several times faster than a frozen
     dataclass's.)"""
 
-    __slots__ = ("kind", "index", "spec", "name", "path")
+    __slots__ = ("kind", "index", "spec", "name", "path", "_mount_paths")
 
     def __init__(self, kind: str, index: int, spec: dict[str, Any]):
         self.kind = kind      # "containers" or "initContainers"
@@ -32,6 +32,15 @@ class Target:
         self.spec = spec
         self.name = str(spec.get("name", ""))
         self.path: tuple[str, str, int] = ("spec", kind, index)
+        self._mount_paths: frozenset[str] | None = None
+
+    def mount_paths(self) -> frozenset[str]:
+        """Where the container mounts volumes (three features ask: worked out once)."""
+        if self._mount_paths is None:
+            mounts = self.spec.get("volumeMounts") or []
+            self._mount_paths = frozenset(m["mountPath"] for m in mounts
+                                          if isinstance(m, dict) and isinstance(m.get("mountPath"), str))
+        return self._mount_paths
 
     def __repr__(self) -> str:
         return f"Target({self.kind}[{self.index}] {self.name!r})"
@@ -75,7 +84,7 @@ class PodContext:
         """Remember what a feature added to a container: the marker lists it (for uninject),
         and pod_level.finish() adds the pod-level pieces for it. Mutators call this last, so a
         mutator that raises leaves no record behind."""
-        self.status.setdefault("containers", {}).setdefault(target.name, {})[feature.value] = what  # JSON keys: str
+        self.status.setdefault("containers", {}).setdefault(target.name, {})[str(feature)] = what  # JSON keys: plain str
         self.users.setdefault(feature, []).append(target)
 
 

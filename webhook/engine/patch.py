@@ -17,6 +17,7 @@ Path = tuple[str | int, ...]
 Doc = TypeVar("Doc")
 
 _MISSING = object()
+_UNSEEN = object()  # PatchBuilder._nodes: not looked up yet (a missing path is kept as _MISSING)
 
 
 @lru_cache(maxsize=4096)
@@ -57,8 +58,8 @@ class PatchBuilder:
     def _lookup(self, path: Path) -> Any:
         """The value at `path` in the original document, or _MISSING, from the remembered
         parent node."""
-        node = self._nodes.get(path, _MISSING)
-        if node is _MISSING:
+        node = self._nodes.get(path, _UNSEEN)
+        if node is _UNSEEN:
             node = self._nodes[path] = _child(self._lookup(path[:-1]), path[-1])
         return node
 

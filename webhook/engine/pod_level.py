@@ -37,6 +37,8 @@ HOSTPATH_FORBIDDEN = ("baseline", "restricted")
 
 TOOLBOX_FEATURES = (FeatureName.SUPERVISOR, FeatureName.FORENSICS)
 OUR_VOLUMES = (TOOLBOX_VOLUME, STATE_VOLUME, LOGS_VOLUME)
+TOOLBOX_MOUNTS = frozenset((toolbox.TOOLBOX_MOUNT, STATE_MOUNT))
+POD_ENV_NAMES = frozenset((POD_NAME_ENV, POD_UID_ENV))
 OUR_CONTAINERS = (TOOLBOX_INIT, LOGDIR_INIT)
 
 # Restricted-profile compliant, so the toolbox works in every Pod Security level and when the
@@ -73,17 +75,12 @@ def names_taken(pod: dict[str, Any]) -> bool:
     return bool(volumes & set(OUR_VOLUMES) or containers & set(OUR_CONTAINERS))
 
 
-def mount_paths(target: Target) -> set[str]:
-    mounts = target.spec.get("volumeMounts") or []
-    return {m["mountPath"] for m in mounts if isinstance(m, dict) and isinstance(m.get("mountPath"), str)}
-
-
 def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -> Decision | None:
     """The skip decision when the toolbox cannot be delivered to this container, or None."""
     level = ctx.settings.get(feature, target.name).level
     if ctx.toolbox_blocked:
         return Decision(feature, target.name, Reason.NAME_CONFLICT, level=level)
-    taken = mount_paths(target) & {toolbox.TOOLBOX_MOUNT, STATE_MOUNT}
+    taken = target.mount_paths() & TOOLBOX_MOUNTS
     if taken:
         return Decision(feature, target.name, Reason.MOUNT_CONFLICT, ", ".join(sorted(taken)), level)
     return None

@@ -10,6 +10,7 @@ follows the kubelet's /var/log/pods naming per pod incarnation and is resolved b
 
 from __future__ import annotations
 
+from itertools import repeat
 
 from webhook.engine import pod_level
 from webhook.engine.context import PodContext, Target
@@ -44,10 +45,10 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if ctx.toolbox_blocked:
         return Decision(FEATURE, name, Reason.NAME_CONFLICT, level=level)
     path = ctx.settings.value("log-path", name)
-    if path in pod_level.mount_paths(target):
+    if path in target.mount_paths():
         return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, path, level)
-    env = {e.get("name") for e in target.spec.get("env") or [] if isinstance(e, dict)}
-    if env & {pod_level.POD_NAME_ENV, pod_level.POD_UID_ENV}:
+    # env is a list of maps (podshape): its names collected in C
+    if not pod_level.POD_ENV_NAMES.isdisjoint(map(dict.get, target.spec.get("env") or (), repeat("name"))):
         return Decision(FEATURE, name, Reason.ENV_CONFLICT, f"{pod_level.POD_NAME_ENV}/{pod_level.POD_UID_ENV}", level)
     for var in pod_level.pod_env():
         patch.append(target.path + ("env",), var)
