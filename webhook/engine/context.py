@@ -60,6 +60,7 @@ class PodContext:
     users: dict[FeatureName, list[Target]] = field(default_factory=dict)  # containers each feature changed
     toolbox_blocked: bool = False  # the pod already uses one of podmedic's volume/container names
     log_claim: str | None = None  # the phase of the namespace's log claim (engine.namespace.Namespace)
+
     def per_pod(self, what: str, container: str, make: Callable[[], T]) -> T:
         """make() once, not per container and review: for what a mutator works out from settings
         alone (the supervisor's options, a probe's timings), which is the same for every container
