@@ -78,9 +78,9 @@ def log_directory(tb) -> Path:
 def multiline_argv():
     """A process whose arguments hold a newline, as a CI runner's `sh -c SCRIPT` does: it must
     stay one row of processes.txt (this failed in CI, where the runner shares our cgroup)."""
-    proc = subprocess.Popen(["sh", "-c", "sleep 60; :", "first line\nsecond line"])
+    proc = subprocess.Popen(["sh", "-c", "sleep 60; :", "first line\nsecond line"], start_new_session=True)
     yield proc
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)  # the shell and its sleep
     proc.wait()
 
 
