@@ -21,7 +21,7 @@ from typing import Any
 
 from webhook.engine import marker, pod_level
 from webhook.engine.config import GlobalConfig
-from webhook.engine.context import Feature, PodContext, Target, probed_containers, regular_containers
+from webhook.engine.context import Feature, PodContext, Target, pod_annotations, probed_containers, regular_containers
 from webhook.engine.decisions import Decision, Reason, Report
 from webhook.engine.features import forensics, logs, probes, supervisor
 from webhook.engine.keys import FeatureName, Level, parse_switch
@@ -57,7 +57,7 @@ def _gate(lookup: Lookup, pod: dict[str, Any], config: GlobalConfig) -> tuple[De
     """
     if lookup.namespace is None:
         return Decision("pod", None, lookup.reason or Reason.NAMESPACE_LOOKUP_FAILED), None
-    annotations = _annotations(pod)
+    annotations = pod_annotations(pod)
     settings = Resolved(config, lookup.namespace.annotations, annotations)
     level = Level.NAMESPACE if "inject" in settings.namespace else Level.GLOBAL
     raw = inject_switch(lookup.namespace, config)
@@ -88,12 +88,6 @@ def inject_switch(namespace: Namespace, config: GlobalConfig) -> str:
     """The namespace's `inject` value as written (an empty value counts as unset), else the
     global default. `enabled` is the only value that opts a namespace in."""
     return namespace.annotations.get(config.prefix + "inject") or config.defaults["inject"]
-
-
-def _annotations(pod: dict[str, Any]) -> dict[str, Any]:
-    metadata = pod.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    return annotations if isinstance(annotations, dict) else {}
 
 
 def _run_feature(ctx: PodContext, feature: Feature, targets: list[Target], patch: PatchBuilder) -> str | None:

@@ -112,6 +112,13 @@ def probed_containers(pod: dict[str, Any]) -> Iterator[Target]:
             yield Target("initContainers", i, c)
 
 
+def pod_annotations(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod's annotations, or {} where it has none (or they are not a map)."""
+    metadata = pod.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
+
+
 def _list(parent: Any, key: str) -> list[dict[str, Any]]:
     value = parent.get(key) if isinstance(parent, dict) else None
     return [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from webhook.engine.context import PodContext, Target
+from webhook.engine.context import PodContext, Target, pod_annotations
 from webhook.engine.decisions import Decision, Reason
 from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
@@ -173,9 +173,7 @@ def _list_local_volumes(pod: dict[str, Any], names: list[str], patch: PatchBuild
     """Add `names` to the pod's safe-to-evict-local-volumes list (the pod's own entries kept
     first, as written, none twice); returns the value it had (None: absent) for uninject, or
     _UNCHANGED when every name was listed already or the value is not a string."""
-    metadata = pod.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    current = annotations.get(SAFE_TO_EVICT) if isinstance(annotations, dict) else None
+    current = pod_annotations(pod).get(SAFE_TO_EVICT)
     if current is not None and not isinstance(current, str):
         return _UNCHANGED
     listed = current.split(",") if current else []
