@@ -181,3 +181,18 @@ def test_the_cli_without_a_reachable_api_deletes_nothing_and_fails(root, tmp_pat
     assert events == ["janitor-list-failed", "janitor-summary"]
     assert (root / DEAD / "app" / "app.0.log").exists()
     assert 'podmedic_janitor_errors{kind="list-failed"} 1.0' in (tmp_path / "m.prom").read_text()
+
+
+def test_a_backdated_mtime_does_not_age_a_fresh_directory(root, tmp_path):
+    """A tenant can `touch -d` every entry of its tree into the past (mtime); the ctime that
+    setting bumps is what the janitor measures, so the directory stays within retention."""
+    cfg, _ = config_for(root, tmp_path)
+    base = pod_dir(root)
+    old = time.time() - 60 * DAY
+    for path in [*base.rglob("*"), base]:
+        os.utime(path, (old, old), follow_symlinks=False)
+    tally, lines = sweep(cfg, [], after=3 * DAY)
+    assert (root / DEAD / "app" / "app.0.log").exists()
+    assert [(line["action"], line["reason"]) for line in lines] == [("keep", "within-retention")]
+    assert tally.directories == {("team", "kept"): 1}
+
