@@ -196,3 +196,17 @@ def test_a_backdated_mtime_does_not_age_a_fresh_directory(root, tmp_path):
     assert [(line["action"], line["reason"]) for line in lines] == [("keep", "within-retention")]
     assert tally.directories == {("team", "kept"): 1}
 
+
+def test_a_failed_namespaces_list_deletes_nothing(root, tmp_path):
+    """The namespaces carry the retentions: without their complete list nothing is known expired."""
+    cfg, _ = config_for(root, tmp_path)
+    pod_dir(root)
+    lines: list[dict[str, Any]] = []
+
+    def namespaces() -> list[dict[str, Any]]:
+        raise ConnectionError("LIST namespaces: refused")
+
+    tally = run(cfg, Sources(lambda: [], namespaces), lines.append, dry_run=False, clock=lambda: time.time() + LATER)
+    assert (root / DEAD / "app" / "app.0.log").exists() and not (root / DEAD / tree.RECORD).exists()
+    assert lines == [{"event": "janitor-list-failed", "error": "LIST namespaces: refused", "deleted": 0}]
+    assert tally.errors == {"list-failed": 1} and not tally.directories
