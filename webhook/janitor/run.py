@@ -47,11 +47,11 @@ class Tally:
 
 
 def run(config: GlobalConfig, sources: Sources, audit: Audit, *, dry_run: bool,
-        clock: Callable[[], float] = time.time, budget: float | None = None) -> Tally:
+        clock: Callable[[], float] = time.time) -> Tally:
     """Sweep every configured root once. Nothing is deleted unless both lists succeed."""
     tree.check_platform()
     tally = Tally()
-    deadline = time.monotonic() + (budget if budget is not None else config.logs.janitor.run_seconds)
+    deadline = time.monotonic() + config.logs.janitor.run_seconds
     roots, found = _open_roots(config.logs.roots, audit, tally)
     try:
         try:
