@@ -184,6 +184,7 @@ class KubeSource:
         self._phases: dict[str, str] = {}  # namespace -> its log claim's phase
         self._claim = claim
         self._write = threading.Lock()
+        self._ready = False  # every reflector has synced (see ready())
         self._reflectors = [Reflector("namespaces", api.list_namespace, _Namespaces(self), **timing)]
         if claim is not None:
             self._reflectors.append(Reflector("claims", api.list_persistent_volume_claim_for_all_namespaces,
@@ -210,7 +211,11 @@ class KubeSource:
         return _lookup(self._cache, name)
 
     def ready(self) -> bool:
-        return all(r.synced for r in self._reflectors)
+        """Latched: get() asks on every admission review, and a reflector's `synced` never goes
+        back to False once its first list is done, so after that the answer is one attribute read."""
+        if not self._ready:
+            self._ready = all(r.synced for r in self._reflectors)
+        return self._ready
 
     def start(self) -> None:
         for reflector in self._reflectors:

@@ -58,7 +58,7 @@ class Reflector:
     """List, then watch from the list's resourceVersion, for ever; `list_call` is a CoreV1Api
     list method (the same one serves the watch), `selector` its fieldSelector.
 
-    State for metrics and health: `synced` (the first list is done), `last_sync` (time.time()
+    State for metrics and health: `synced` (the first list is done; never False again), `last_sync` (time.time()
     when the view was last known current: a list, an event, a watch ended normally; None before
     the first list) and `relists` (lists after the first: expiries and reconnects).
     """
