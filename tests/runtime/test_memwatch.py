@@ -3,7 +3,7 @@ by the test (cgroup v2 and v1 layouts, $PODMEDIC_MEMORY_CGROUP): the working set
 memwatch-threshold writes one pre-mortem snapshot to STATE_DIR/premortem/ that the summary names,
 file cache does not count, no limit means no watch, and an app killed by SIGKILL while oom_kill
 went up is OOMKilled (state file, pmctl, summary, an `-exit-oomkilled` bundle holding the
-snapshot). The kernel's own OOM killer is in test_oom.py. Real processes under the installed toolbox."""
+snapshot), and an exit bundle waits for a snapshot still being written (but a stop does not). The kernel's own OOM killer is in test_oom.py. Real processes under the installed toolbox."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -202,3 +203,74 @@ def test_a_signal_that_may_dump_core_says_unknown_with_the_core_pattern(tb):
     assert info["exit"]["core_dumped"] is None and info["core_pattern"] == pattern.replace('"', "").replace("\\", "")
     assert f"core dump: unknown (the wrapper's wait cannot report it); core_pattern: {pattern}" in \
         (bundle / "exit.txt").read_text()
+
+
+@pytest.fixture
+def stalled_snapshot(tb):
+    """A cgroup v2 whose memory.pressure is a FIFO held open by the test and never written: the
+    pre-mortem snapshot collector's `cat` of it blocks (the wrapper reads no such file), so the
+    snapshot stays half-written until the test closes its end (the returned function)."""
+    cg = FakeCgroup(tb.work, "v2")
+    fifo = cg.dir / "memory.pressure"
+    os.mkfifo(fifo)
+    held = [os.open(fifo, os.O_RDWR | os.O_NONBLOCK)]  # a writer that never writes; no blocking open
+
+    def release() -> None:
+        if held:
+            os.close(held.pop())
+            put(fifo, "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")  # later readers: a plain file
+
+    yield cg, release
+    release()
+
+
+def read_lines(stream, lines: list[str]) -> threading.Thread:
+    """Collect a stream's lines while the test goes on (the wrapper's log, as it happens)."""
+    thread = threading.Thread(target=lambda: lines.extend(stream), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_exit_bundle_waits_for_a_running_snapshot_collector(tb, stalled_snapshot):
+    cg, release = stalled_snapshot
+    logs = log_directory(tb)
+    snap = premortem(tb)
+    # the app crosses the threshold, then dies while the snapshot collector is still at memory.txt
+    body = (f"echo {95 * MiB} > {cg.dir / cg.usage_name}; "
+            f"while [ ! -e {snap / 'memory.txt'} ]; do sleep 0.05; done; exit 3")
+    proc = tb.supervise(tb.program("hog.sh", body), {**WATCH, "autorestart": "false"},
+                        exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    err: list[str] = []
+    reader = read_lines(proc.stderr, err)
+    # either the wrapper waits for the snapshot, or (the race) the exit collector has already
+    # moved the half-written snapshot into its bundle
+    wait_for(lambda: any("waiting for the pre-mortem snapshot" in line for line in err)
+             or any((b / "summary.json").exists() for b in (logs / "forensics").glob("*-exit-*")), timeout=20)
+    release()
+    assert proc.wait(timeout=30) == 3
+    reader.join(timeout=10)
+    [bundle] = [p for p in (logs / "forensics").iterdir() if "-exit-" in p.name]
+    assert (bundle / "premortem" / "supervisor.txt").exists(), "".join(err)  # the snapshot's last file
+    assert "=== cgroup v2 memory.pressure" in (bundle / "premortem" / "memory.txt").read_text()
+    assert json.loads((bundle / "summary.json").read_text())["premortem"] is True
+
+
+def test_a_stop_while_waiting_for_the_snapshot_does_not_wait(tb, stalled_snapshot):
+    cg, release = stalled_snapshot
+    logs = log_directory(tb)
+    body = (f"echo {95 * MiB} > {cg.dir / cg.usage_name}; "
+            f"while [ ! -e {premortem(tb) / 'memory.txt'} ]; do sleep 0.05; done; exit 3")
+    proc = tb.supervise(tb.program("hog.sh", body), {**WATCH, "autorestart": "false"},
+                        exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    err: list[str] = []
+    reader = read_lines(proc.stderr, err)
+    wait_for(lambda: any("waiting for the pre-mortem snapshot" in line for line in err), timeout=20)
+    os.kill(proc.pid, signal.SIGTERM)
+    # the snapshot collector is still stalled (its timeout is 20 s): the wrapper ends without
+    # waiting for it, as a stop never waited for the exit collector
+    assert proc.wait(timeout=10) == 3
+    # wherever the snapshot is now (the exit collector, not waited for either, may have moved it)
+    assert not [*logs.glob("forensics/*/premortem/supervisor.txt"), *premortem(tb).glob("supervisor.txt")]
+    release()
+    reader.join(timeout=10)
+    assert "app: EXITED: app exited with code 3 (unexpected)" in "".join(err)
