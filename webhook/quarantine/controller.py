@@ -2,7 +2,8 @@
 leading, and each decision carried out (patch, delete, Events, metrics, a log line).
 
 A pass: every namespace whose pods (from the pod watch cache) include a quarantined pod or a
-NotReady candidate is read afresh (cluster.view) and decided by the pure core (decide.py). The
+candidate (decide.candidate, the rule `decide` applies: a namespace where quarantine is off
+costs no read) is read afresh (cluster.view) and decided by the pure core (decide.py). The
 caches may lag; the writes cannot: every patch and delete is guarded by the pod's uid and
 resourceVersion, so an action on a stale pod fails with 409 and the next pass decides again.
 Skips are reported once per pod and reason (an Event and a metric), not every pass.
@@ -22,7 +23,7 @@ from webhook.engine.config import GlobalConfig
 from webhook.kube.namespaces import NamespaceSource
 from webhook.quarantine import metrics
 from webhook.quarantine.cluster import Cluster
-from webhook.quarantine.decide import Decision, Marks, Obj, decide, is_quarantined, not_ready_since
+from webhook.quarantine.decide import Decision, Marks, Obj, candidate, decide, is_quarantined
 from webhook.quarantine.lease import LeaderElector
 from webhook.quarantine.patches import quarantine_ops
 from webhook.quarantine.pods import PodCache
@@ -90,10 +91,11 @@ class Controller:
         for namespace, pods in sorted(by_namespace.items()):
             count = sum(1 for p in pods if is_quarantined(p, self.marks))
             quarantined += count
-            if not count and not any(self._candidate(p) for p in pods):
-                continue
             found = self.namespaces.get(namespace).namespace
             if found is None:
+                continue
+            if not count and not any(candidate(p, self.config, found.annotations, self.marks, now) is not None
+                                     for p in pods):
                 continue
             try:
                 view = self.cluster.view(namespace, found.annotations, pods)
@@ -111,10 +113,6 @@ class Controller:
         metrics.PASSES.labels("done").inc()
         self._forget_gone({p["metadata"]["uid"] for p in self.pods.snapshot()})
         return decided
-
-    def _candidate(self, pod: Obj) -> bool:
-        annotations = pod["metadata"].get("annotations") or {}
-        return self.config.status_key in annotations and not_ready_since(pod) is not None
 
     def _forget_gone(self, uids: set[str]) -> None:
         self._reported = {r for r in self._reported if r[0] in uids}

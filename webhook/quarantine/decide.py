@@ -261,23 +261,38 @@ def _cleanup(pod: Obj, owner: Owner | None, marks: Marks, workloads: _Workloads,
     return None
 
 
+def candidate(pod: Obj, config: GlobalConfig, ns_annotations: Mapping[str, str], marks: Marks,
+              now: float) -> tuple[Resolved, float] | InvalidSetting | None:
+    """Whether a pass decides about this pod: (its settings, NotReady since) when it was injected
+    by podmedic, never quarantined nor released, NotReady with its containers running and
+    `quarantine` enabled for at least `quarantine-after`; the InvalidSetting when its settings do
+    not parse (reported, so a typo is seen); else None. One rule for the controller, which reads
+    a namespace only when some pod there is a candidate, and for `decide`."""
+    annotations = _annotations(pod)
+    if config.status_key not in annotations or marks.released in annotations or is_quarantined(pod, marks):
+        return None
+    since = not_ready_since(pod)
+    if since is None:
+        return None
+    settings = Resolved(config, ns_annotations, annotations)
+    try:
+        if settings.value("quarantine") and now - since >= settings.value("quarantine-after"):
+            return settings, since
+    except InvalidSetting as exc:
+        return exc
+    return None
+
+
 def _candidates(view: NamespaceView, config: GlobalConfig, marks: Marks, now: float,
                 out: list[Decision]) -> Iterator[tuple[Obj, Resolved, float]]:
-    """Pods NotReady for long enough; a pod whose quarantine settings do not parse is reported
+    """The candidates of the namespace; a pod whose quarantine settings do not parse is reported
     (appended to `out`) instead."""
     for pod in view.pods:
-        annotations = _annotations(pod)
-        if config.status_key not in annotations or marks.released in annotations or is_quarantined(pod, marks):
-            continue
-        since = not_ready_since(pod)
-        if since is None:
-            continue
-        settings = Resolved(config, view.annotations, annotations)
-        try:
-            if settings.value("quarantine") and now - since >= settings.value("quarantine-after"):
-                yield pod, settings, since
-        except InvalidSetting as exc:
-            out.append(Decision(Action.SKIP, Reason.INVALID_SETTING, pod, str(exc)))
+        found = candidate(pod, config, view.annotations, marks, now)
+        if isinstance(found, InvalidSetting):
+            out.append(Decision(Action.SKIP, Reason.INVALID_SETTING, pod, str(found)))
+        elif found is not None:
+            yield pod, *found
 
 
 def _consider(pod: Obj, settings: Resolved, since: float, view: NamespaceView, workloads: _Workloads,
