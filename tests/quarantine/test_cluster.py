@@ -34,6 +34,7 @@ from webhook.kube.client import kube_api_client
 from webhook.quarantine.cluster import Cluster as Api
 from webhook.quarantine.decide import Marks, NamespaceView, decide
 from webhook.quarantine.patches import quarantine_ops
+from webhook.quarantine.reasons import Action, Reason
 
 pytestmark = pytest.mark.integration
 
@@ -311,6 +312,36 @@ def test_a_patch_on_a_changed_pod_conflicts_and_loses_nothing(cluster):  # noqa:
     # 422: its `remove` of a label already gone fails before the resourceVersion is compared
     assert getattr(twice.value, "status", None) in (409, 422)
     assert ns.get("pod", "web-a")["metadata"]["labels"] == {"team": "a", PREFIX + "quarantined": "true"}
+
+
+def test_the_kubelets_latest_readiness_failure_names_the_reason(cluster, account):  # noqa: F811
+    """The Unhealthy events the kubelet records, read with the controller's own RBAC: the latest
+    readiness-probe failure of each pod is what decide sees, and the supervisor's hold message in
+    it makes the reason `held`; a plain failure (or an older hold) gives `not-ready`."""
+    ns = Namespace(cluster)
+    held, plain = ns.pod("web-held"), ns.pod("web-plain")
+    hold = "Readiness probe failed: podmedic: held since 2026-12-05T04:00:00Z (FATAL, last exit 3)"
+    refused = 'Readiness probe failed: Get "http://10.0.0.7:8080/ready": dial tcp: connection refused'
+
+    def unhealthy(pod: Obj, message: str, age: float) -> None:
+        when = iso(time.time() - age)
+        meta = pod["metadata"]
+        ns.create({"apiVersion": "v1", "kind": "Event", "metadata": {"name": f"{meta['name']}.{int(age)}"},
+                   "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "namespace": ns.name,
+                                      "uid": meta["uid"], "fieldPath": "spec.containers{app}"},
+                   "reason": "Unhealthy", "message": message, "type": "Warning", "source": {"component": "kubelet"},
+                   "firstTimestamp": when, "lastTimestamp": when, "count": 1})
+
+    unhealthy(held, refused, 600)
+    unhealthy(held, hold, 60)
+    unhealthy(plain, hold, 600)
+    unhealthy(plain, refused, 60)
+    api = Api(kube_api_client(str(account)))
+    assert api.readiness_failures(ns.name) == {held["metadata"]["uid"]: hold, plain["metadata"]["uid"]: refused}
+    config = load()
+    for pod, reason in ((held, Reason.HELD), (plain, Reason.NOT_READY)):
+        (decision,) = decide(api.view(ns.name, {PREFIX + "quarantine": "enabled"}, [pod]), config, time.time())
+        assert (decision.action, decision.reason) == (Action.QUARANTINE, reason), decision.describe()
 
 
 def test_two_instances_one_leader_and_a_takeover_does_nothing_twice(cluster, controllers):  # noqa: F811
