@@ -188,13 +188,16 @@ def test_the_namespace_cap_counts_marked_bare_pods_too():
 
 # -- pre-flight --------------------------------------------------------------------------------------
 
-EXTRA = {"app": "web", "pod-template-hash": "5d8c9", "tier": "frontend"}  # `tier` is in no selector
+EXTRA = {"app": "web", "pod-template-hash": "5d8c9", "tier": "frontend"}  # `tier` is in no owner's selector
+FRONT = deployment("front", "dep-front", {"tier": "frontend"})  # a workload that selects by `tier`
 
 
 @pytest.mark.parametrize("objects, reason", [
     ({"pdbs": [pdb("web-pdb", {"tier": "frontend"})]}, Reason.PDB_SELECTS),
     ({"services": [service("web", {"tier": "frontend"})]}, Reason.SERVICE_SELECTS),
     ({"hpas": [hpa("web", "Rollout", "web")]}, Reason.HPA_TARGET_UNKNOWN),
+    # the target's selector is on a label the pod keeps (the ReplicaSet's is on removed ones)
+    ({"hpas": [hpa("front", "Deployment", "front")]}, Reason.HPA_SELECTS),
     ({"netpols": [netpol("only-frontend", {"matchLabels": {"app": "web"}}, ["Ingress"])]}, Reason.ISOLATION_LOST),
     ({"netpols": [netpol("default-egress", {"matchLabels": {"app": "web"}}, ["Egress"]),
                   netpol("ingress-all", {}, ["Ingress"])]}, Reason.ISOLATION_LOST),
@@ -204,7 +207,7 @@ EXTRA = {"app": "web", "pod-template-hash": "5d8c9", "tier": "frontend"}  # `tie
 ])
 def test_preflight_refuses(objects, reason):
     candidate = pod("web-1", RS, labels=EXTRA, resources={"requests": {"cpu": "200m", "memory": "128Mi"}})
-    d = one(run([candidate], **objects))
+    d = one(run([candidate], [DEP, RS, FRONT], **objects))
     assert (d.action, d.reason) == (Action.SKIP, reason), d.detail
 
 
