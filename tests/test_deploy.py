@@ -173,14 +173,14 @@ def test_server_may_only_read_namespaces_and_claims(rendered):
 # -- the quarantine controller ------------------------------------------------------------------
 
 QUARANTINE_RULES = [
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["namespaces", "services", "resourcequotas"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
-     "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["services", "resourcequotas"], "verbs": ["list"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"], "verbs": ["list"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["list"]},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list"]},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "list"]},
 ]
 
@@ -191,7 +191,8 @@ def quarantine_container(objs: list[Obj]) -> Obj:
 
 
 def test_quarantine_controller_may_do_exactly_what_it_uses(rendered):
-    """pods: read, patch, delete, never exec; read-only on what the pre-flight reads; its Lease."""
+    """pods: list, watch, patch, delete, never get or exec; list only on what the pre-flight reads;
+    Leases: create in its namespace, get and update only its own."""
     objs = rendered["self-managed"]
     account = one(objs, "Deployment", "podmedic-quarantine")["spec"]["template"]["spec"]["serviceAccountName"]
     subject = {"kind": "ServiceAccount", "name": account, "namespace": "podmedic-system"}
