@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import socket
 import sys
@@ -15,6 +14,7 @@ import time
 from typing import Any
 
 from webhook.cli.config import load
+from webhook.cli.env import env, env_flag
 from webhook.engine.config import ConfigError, GlobalConfig
 from webhook.kube.client import kube_api_client
 from webhook.quarantine.cluster import Cluster
@@ -23,10 +23,6 @@ from webhook.quarantine.patches import release_ops
 from webhook.quarantine.reasons import RELEASED_EVENT
 
 NAME = "podmedic quarantine"
-
-
-def _env(name: str, default: Any = None) -> Any:
-    return os.environ.get(name, default)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -45,24 +41,24 @@ def register(sub: Any) -> None:
                        description="Without a sub-command: run the quarantine controller (leader-elected; every "
                        "flag has an environment equivalent in brackets). With one: list, release or delete "
                        "quarantined pods.")
-    p.set_defaults(config=_env("PODMEDIC_CONFIG"), kubeconfig=_env("KUBECONFIG"), func=run)
-    p.add_argument("--interval", type=float, default=float(_env("PODMEDIC_QUARANTINE_INTERVAL", 10)),
+    p.set_defaults(config=env("PODMEDIC_CONFIG"), kubeconfig=env("KUBECONFIG"), func=run)
+    p.add_argument("--interval", type=float, default=float(env("PODMEDIC_QUARANTINE_INTERVAL", 10)),
                    help="seconds between passes while leading [PODMEDIC_QUARANTINE_INTERVAL]")
-    p.add_argument("--dry-run", action="store_true", default=bool(_env("PODMEDIC_QUARANTINE_DRY_RUN")),
-                   help="decide and log each patch, write nothing [PODMEDIC_QUARANTINE_DRY_RUN]")
-    p.add_argument("--identity", default=_env("POD_NAME", socket.gethostname()),
+    p.add_argument("--dry-run", action="store_true",
+                   help="decide and log each patch, write nothing [PODMEDIC_QUARANTINE_DRY_RUN: true/false/1/0]")
+    p.add_argument("--identity", default=env("POD_NAME", socket.gethostname()),
                    help="this replica's name in the Lease [POD_NAME]")
-    p.add_argument("--lease-namespace", default=_env("POD_NAMESPACE", "podmedic-system"),
+    p.add_argument("--lease-namespace", default=env("POD_NAMESPACE", "podmedic-system"),
                    help="namespace of the Lease [POD_NAMESPACE]")
     p.add_argument("--lease-name", default="podmedic-quarantine", help="name of the Lease")
     p.add_argument("--lease-duration", type=int, default=15,
                    help="seconds a Lease holds without renewal; a stopped leader is replaced after this")
     p.add_argument("--renew-period", type=float, default=2.0, help="seconds between renewals (and lease attempts)")
-    p.add_argument("--metrics-bind", default=_env("PODMEDIC_METRICS_BIND", ""),
+    p.add_argument("--metrics-bind", default=env("PODMEDIC_METRICS_BIND", ""),
                    help="HOST:PORT of /metrics over TLS; empty: no metrics server [PODMEDIC_METRICS_BIND]")
-    p.add_argument("--tls-cert-file", default=_env("PODMEDIC_TLS_CERT_FILE"),
+    p.add_argument("--tls-cert-file", default=env("PODMEDIC_TLS_CERT_FILE"),
                    help="certificate of the metrics server [PODMEDIC_TLS_CERT_FILE]")
-    p.add_argument("--tls-private-key-file", default=_env("PODMEDIC_TLS_PRIVATE_KEY_FILE"),
+    p.add_argument("--tls-private-key-file", default=env("PODMEDIC_TLS_PRIVATE_KEY_FILE"),
                    help="its private key [PODMEDIC_TLS_PRIVATE_KEY_FILE]")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     ls = actions.add_parser("list", parents=[common], help="the quarantined pods")
@@ -105,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from webhook.quarantine.pods import PodCache
 
     try:
+        dry_run = args.dry_run or env_flag("PODMEDIC_QUARANTINE_DRY_RUN")
         config, cluster = _setup(args)
     except (ConfigError, ValueError) as exc:
         return _fail(str(exc))
@@ -116,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
         host, _, port = args.metrics_bind.rpartition(":")
         start_http_server(int(port), host or "0.0.0.0", certfile=args.tls_cert_file, keyfile=args.tls_private_key_file)
-    options = Options(interval=args.interval, dry_run=args.dry_run, identity=args.identity,
+    options = Options(interval=args.interval, dry_run=dry_run, identity=args.identity,
                       lease_namespace=args.lease_namespace, lease_name=args.lease_name,
                       lease_seconds=args.lease_duration, renew_seconds=args.renew_period)
     if not 0 < options.renew_seconds < options.lease_seconds / 2:

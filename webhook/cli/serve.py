@@ -12,42 +12,39 @@ import tempfile
 from typing import Any
 
 from webhook.cli.config import load
+from webhook.cli.env import env, env_flag
 from webhook.engine.config import ConfigError
 from webhook.kube.namespaces import source_from_args
 from webhook.server.gunicorn import Server
 from webhook.server.tls import server_context
 
 
-def _env(name: str, default: Any = None) -> Any:
-    return os.environ.get(name, default)
-
-
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the admission webhook (gunicorn, TLS)",
                        description="Serve POST /mutate, /healthz, /readyz and /metrics over TLS. "
                        "Every flag has an environment equivalent (shown in brackets).")
-    p.add_argument("--bind", default=_env("PODMEDIC_BIND", "0.0.0.0:8443"), help="HOST:PORT [PODMEDIC_BIND]")
-    p.add_argument("--tls-cert-file", default=_env("PODMEDIC_TLS_CERT_FILE", "certs/tls.crt"),
+    p.add_argument("--bind", default=env("PODMEDIC_BIND", "0.0.0.0:8443"), help="HOST:PORT [PODMEDIC_BIND]")
+    p.add_argument("--tls-cert-file", default=env("PODMEDIC_TLS_CERT_FILE", "certs/tls.crt"),
                    help="serving certificate (PEM), re-read when its content changes [PODMEDIC_TLS_CERT_FILE]")
-    p.add_argument("--tls-private-key-file", default=_env("PODMEDIC_TLS_PRIVATE_KEY_FILE", "certs/tls.key"),
+    p.add_argument("--tls-private-key-file", default=env("PODMEDIC_TLS_PRIVATE_KEY_FILE", "certs/tls.key"),
                    help="its private key (PEM) [PODMEDIC_TLS_PRIVATE_KEY_FILE]")
-    p.add_argument("--config", default=_env("PODMEDIC_CONFIG"),
+    p.add_argument("--config", default=env("PODMEDIC_CONFIG"),
                    help="global configuration YAML merged over the embedded defaults [PODMEDIC_CONFIG]")
-    p.add_argument("--namespaces-file", default=_env("PODMEDIC_NAMESPACES_FILE"),
+    p.add_argument("--namespaces-file", default=env("PODMEDIC_NAMESPACES_FILE"),
                    help="standalone mode: Namespace objects as `kubectl get ns -o yaml` prints them, "
                    "instead of watching the API [PODMEDIC_NAMESPACES_FILE]")
-    p.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
+    p.add_argument("--kubeconfig", default=env("KUBECONFIG"),
                    help="kubeconfig for the namespace watch; default in-cluster [KUBECONFIG]")
-    p.add_argument("--workers", type=int, default=int(_env("PODMEDIC_WORKERS", 2)),
+    p.add_argument("--workers", type=int, default=int(env("PODMEDIC_WORKERS", 2)),
                    help="gunicorn worker processes [PODMEDIC_WORKERS]")
-    p.add_argument("--threads", type=int, default=int(_env("PODMEDIC_THREADS", 2)),
+    p.add_argument("--threads", type=int, default=int(env("PODMEDIC_THREADS", 2)),
                    help="threads per worker [PODMEDIC_THREADS]")
-    p.add_argument("--graceful-timeout", type=int, default=int(_env("PODMEDIC_GRACEFUL_TIMEOUT", 20)),
+    p.add_argument("--graceful-timeout", type=int, default=int(env("PODMEDIC_GRACEFUL_TIMEOUT", 20)),
                    help="seconds to finish in-flight reviews after SIGTERM [PODMEDIC_GRACEFUL_TIMEOUT]")
-    p.add_argument("--cert-reload-interval", type=float, default=float(_env("PODMEDIC_CERT_RELOAD_INTERVAL", 5)),
+    p.add_argument("--cert-reload-interval", type=float, default=float(env("PODMEDIC_CERT_RELOAD_INTERVAL", 5)),
                    help="seconds between checks of the certificate files' content [PODMEDIC_CERT_RELOAD_INTERVAL]")
-    p.add_argument("--reuse-port", action="store_true", default=bool(_env("PODMEDIC_REUSE_PORT")),
-                   help="SO_REUSEPORT: several servers on one address, for rolling restarts [PODMEDIC_REUSE_PORT]")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="SO_REUSEPORT: several servers on one address, for rolling restarts [PODMEDIC_REUSE_PORT: true/false/1/0]")
     p.set_defaults(func=serve)
 
 
@@ -55,7 +52,8 @@ def serve(args: argparse.Namespace) -> int:
     """Validate everything that can be validated before forking, then run gunicorn."""
     try:
         config = load(args.config)
-    except ConfigError as exc:
+        args.reuse_port = args.reuse_port or env_flag("PODMEDIC_REUSE_PORT")
+    except (ConfigError, ValueError) as exc:
         print(f"podmedic serve: {exc}")
         return 1
     try:
