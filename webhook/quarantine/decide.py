@@ -31,6 +31,7 @@ from fractions import Fraction
 from typing import Any
 
 from webhook.engine.config import GlobalConfig
+from webhook.engine.keys import parse_rfc3339
 from webhook.engine.settings import InvalidSetting, Resolved
 from webhook.quarantine.labels import Labels, map_selects, quantity, selected_keys, selects
 from webhook.quarantine.reasons import Action, Reason
@@ -134,10 +135,12 @@ def iso(ts: float) -> str:
 
 
 def parse_time(text: Any) -> float | None:
+    """An RFC 3339 time of the API server or of our annotations, None when absent or malformed
+    (a time without an offset too: it would be read in the controller's local zone)."""
     if not isinstance(text, str):
         return None
     try:
-        return datetime.fromisoformat(text).timestamp()
+        return parse_rfc3339(text).timestamp()
     except ValueError:
         return None
 
