@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,11 +27,10 @@ def _micro_now() -> str:
 
 class LeaderElector:
     def __init__(self, coordination: Any, namespace: str, name: str, identity: str, *, lease_seconds: int = 15,
-                 renew_seconds: float = 2.0, monotonic: Callable[[], float] = time.monotonic):
+                 renew_seconds: float = 2.0):
         self._api = coordination
         self.namespace, self.name, self.identity = namespace, name, identity
         self.lease_seconds, self.renew_seconds = lease_seconds, renew_seconds
-        self._monotonic = monotonic
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self._renewed_at: float | None = None
@@ -40,7 +38,7 @@ class LeaderElector:
     def leading(self) -> bool:
         """True while this instance may act (checked before every write)."""
         return (self._renewed_at is not None
-                and self._monotonic() - self._renewed_at < self.lease_seconds - self.renew_seconds)
+                and time.monotonic() - self._renewed_at < self.lease_seconds - self.renew_seconds)
 
     def try_acquire_or_renew(self) -> bool:
         """One round; never raises (an API error is a lost round)."""
@@ -60,7 +58,7 @@ class LeaderElector:
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
         record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
-        now = self._monotonic()
+        now = time.monotonic()
         if record != self._observed:
             self._observed, self._observed_at = record, now
         duration = int(spec.get("leaseDurationSeconds") or self.lease_seconds)
@@ -81,7 +79,7 @@ class LeaderElector:
                 "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": self.lease_seconds,
                          "acquireTime": spec.get("acquireTime") if mine else now, "renewTime": now,
                          "leaseTransitions": transitions}}
-        started = self._monotonic()
+        started = time.monotonic()
         try:
             if lease is None:
                 self._api.create_namespaced_lease(self.namespace, body, _request_timeout=(2.0, 5.0))

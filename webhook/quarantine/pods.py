@@ -18,9 +18,9 @@ Obj = dict[str, Any]
 class PodCache:
     """Pods by uid; `synced` once the first list is done."""
 
-    def __init__(self, core: Any, **timing: Any):
+    def __init__(self, core: Any):
         self._pods: dict[str, Obj] = {}
-        self._reflector = Reflector("pods", core.list_pod_for_all_namespaces, self, **timing)
+        self._reflector = Reflector("pods", core.list_pod_for_all_namespaces, self)
 
     @property
     def synced(self) -> bool:
