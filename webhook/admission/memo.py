@@ -21,10 +21,20 @@ The memo is exact, never approximate:
 - only plans worth keeping are kept: those with a patch, made without a mutator failure (a
   failure is planned, and logged, again every time). The pods of namespaces that are not opted
   in are not even looked up (admission.handle.review asks engine.inject_switch first).
+- only templates seen before are kept (a doorkeeper, as in TinyLFU): the first miss of a key
+  remembers a fingerprint of it, the second stores the plan, the third is a hit. When every pod
+  is new (StatefulSet pods, Jobs, many workloads interleaved) no plan is stored just to be
+  evicted unused: that churn cost allocator work and filled the byte budget (an 80 KB key and
+  its patch for a large pod). The fingerprint is Python's hash() of the key (the key's bytes
+  hash is computed by the entries' lookup anyway and cached on the bytes object; the process
+  owns the memo, so the per-process hash seed does not matter). A collision only stores a plan one
+  sighting early: a hit still compares the whole key and the Namespace object.
 
 Bounded in bytes (keys, patches and an allowance for the plan's objects; least recently used
-entry out first), so pods that never repeat cost a little encoding per review and a bounded
-amount of memory, nothing else. One memo per worker process, shared by its threads.
+entry out first), plus the doorkeeper's fixed number of fingerprints (4096, oldest out first;
+about 0.5 MB, not counted in the byte budget), so pods that never repeat cost a little encoding
+per review and a bounded amount of memory, nothing else. One memo per worker process, shared by
+its threads.
 """
 
 from __future__ import annotations
@@ -66,11 +76,14 @@ def _token_volume(pod: dict[str, Any]) -> str | None:
 
 
 class PlanMemo(Generic[T]):
-    """Least-recently-used map from (namespace, template) to a plan, bounded in bytes."""
+    """Least-recently-used map from (namespace, template) to a plan, bounded in bytes; a plan is
+    only kept for a key seen once before (`seen_capacity` fingerprints of keys seen once)."""
 
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, seen_capacity: int = 4096):
         self.max_bytes = max_bytes
+        self.seen_capacity = seen_capacity
         self._entries: OrderedDict[tuple[str, bytes], tuple[Namespace, T, int]] = OrderedDict()
+        self._seen: OrderedDict[int, None] = OrderedDict()  # fingerprints of keys seen once
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
@@ -88,10 +101,22 @@ class PlanMemo(Generic[T]):
                 self.hits += 1
                 return entry[1], True
             self.misses += 1
+            admit = entry is not None or self._seen_before(hash(key))  # an entry: seen, namespace changed
         plan, size = make()
-        if size is not None:
+        if admit and size is not None:
             self._keep(key, namespace, plan, len(key[1]) + size)
         return plan, False
+
+    def _seen_before(self, fingerprint: int) -> bool:
+        """The doorkeeper (under the lock): True on a key's second sighting, which then stores
+        its plan; on the first, remembers the key, forgetting the oldest one beyond capacity."""
+        if fingerprint in self._seen:
+            del self._seen[fingerprint]
+            return True
+        self._seen[fingerprint] = None
+        if len(self._seen) > self.seen_capacity:
+            self._seen.popitem(last=False)
+        return False
 
     def _keep(self, key: tuple[str, bytes], namespace: Namespace, plan: T, size: int) -> None:
         if size > self.max_bytes:
