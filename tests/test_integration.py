@@ -206,23 +206,24 @@ def test_dry_run_is_mutated_too(cluster, webhook):
     assert cluster.kubectl("-n", ns, "get", "pod", "dry", check=False).returncode != 0
 
 
-def test_a_controllers_burst_is_planned_once_per_worker(cluster, webhook):
-    """Four pods from one template, as a ReplicaSet sends them, more than a second apart (the API
+def test_a_controllers_burst_is_planned_twice_per_worker(cluster, webhook):
+    """Six pods from one template, as a ReplicaSet sends them, more than a second apart (the API
     server stamps managedFields with the second) and each with its own randomly named token
-    volume: at most one plan per worker, so with two workers at least two reviews are answered
-    from the memo, and every stored pod got the same injection."""
+    volume: at most two plans per worker (the memo keeps a template from its second sighting
+    on), so with two workers at least two reviews are answered from the memo, and every stored
+    pod got the same injection."""
     ns = cluster.namespace({PREFIX + "inject": "enabled"})
     stored = []
-    for i in range(4):
+    for i in range(6):
         if i:
             time.sleep(1.1)
         stored.append(_created(cluster.create_pod(ns, _pod(None))))
     uids = {line["uid"] for line in webhook.audit_lines() if line.get("namespace") == ns}
     lines = [line for line in webhook.audit_lines() if line.get("uid") in uids and line.get("outcome") == "patched"]
-    assert len(lines) == 4
+    assert len(lines) == 6
     assert sum(line["cached"] for line in lines) >= 2
     tokens = [next(v["name"] for v in p["spec"]["volumes"] if v["name"].startswith("kube-api-access-")) for p in stored]
-    assert len(set(tokens)) == 4  # one random name per pod: what the memo's key masks
+    assert len(set(tokens)) == 6  # one random name per pod: what the memo's key masks
     specs = {json.dumps(p["spec"], sort_keys=True).replace(token, "kube-api-access-*") for p, token in zip(stored, tokens)}
     assert len(specs) == 1
     assert len({p["metadata"]["annotations"][PREFIX + "status"] for p in stored}) == 1
