@@ -149,6 +149,13 @@ def test_a_begun_deletion_is_resumed_unless_the_pod_exists():
     assert verdict(found(None, entry=entry), live()).action is Action.KEEP
 
 
+def test_a_begun_deletion_with_a_mount_point_inside_is_kept():
+    """A run cut short, then a bind mount of the same filesystem put inside: resuming would
+    delete what is mounted there (the walk's device check cannot see it)."""
+    v = verdict(found(None, entry=f"{DELETING}team_web-1_{UID}", problem="a mount point inside"))
+    assert (v.action, v.why, v.detail) == (Action.KEEP, Why.UNSAFE, "a mount point inside")
+
+
 def test_the_janitors_annotations_are_not_flagged_as_typos_by_the_webhook():
     from webhook.engine.settings import Resolved
 

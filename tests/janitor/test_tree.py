@@ -378,6 +378,26 @@ def test_a_mount_inside_the_tree_is_neither_read_nor_deleted(root, tmp_path, mou
     assert (target / "precious").read_text() == "keep me"
 
 
+def test_a_bind_mount_put_into_a_begun_deletion_stops_its_removal(root, tmp_path, mounts):
+    """The mount appears after the root was opened (its mount list is stale) in a tree already
+    under its deleting name: remove itself must see it, the walk's device check cannot."""
+    entry = DELETING + DEAD
+    os.rename(pod_dir(root), root / entry)
+    r = opened(root)
+    try:
+        source, target = tmp_path / "elsewhere", root / entry / "app" / "mnt"
+        source.mkdir()
+        target.mkdir()
+        mount("--bind", str(source), str(target))
+        mounts.append(target)
+        (source / "precious").write_text("keep me")
+        with pytest.raises(tree.Leave, match="a mount point inside"):
+            tree.remove(r, entry, time.time_ns(), time.monotonic() + FAR)
+    finally:
+        r.close()
+    assert (source / "precious").read_text() == "keep me"
+
+
 def test_a_candidate_that_is_a_mount_point_is_left(root, mounts):
     target = root / DEAD
     target.mkdir()

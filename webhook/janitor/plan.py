@@ -5,8 +5,9 @@ table-driven unit test).
 Rules (docs/logs.md):
 
     pod UID in the complete LIST            -> keep (pod-exists); record its pin / quarantine state
+    a mount point at or inside, not a dir   -> keep (unsafe-tree), even for a begun deletion
     deletion begun by an earlier run        -> delete (deletion-resumed)
-    tree not measured safely                -> keep (unsafe-tree: a mount point, too deep, out of time)
+    tree not measured safely                -> keep (unsafe-tree: too deep, out of time)
     now < last change + retention           -> keep (within-retention)
     quarantined: + quarantine-log-retention -> keep (quarantine-retention)
     pinned: until min(pin, last change + maxPin) -> keep (pinned)
@@ -174,10 +175,12 @@ def _verdict(found: Found, pod: Pod | None, policy: Policy, max_pin: int, now: f
         if record != found.record and not found.dir.deleting:
             return Verdict(found, Action.RECORD, Why.POD_EXISTS, note, record=record)
         return Verdict(found, Action.KEEP, Why.POD_EXISTS, note)
+    if found.problem is not None:  # first: a begun deletion with a mount inside must stay too
+        return Verdict(found, Action.KEEP, Why.UNSAFE, found.problem)
     if found.dir.deleting:
         return Verdict(found, Action.DELETE, Why.RESUMED)
-    if found.problem is not None or found.last_change is None:
-        return Verdict(found, Action.KEEP, Why.UNSAFE, found.problem or "not measured")
+    if found.last_change is None:
+        return Verdict(found, Action.KEEP, Why.UNSAFE, "not measured")
     retention, note = policy.retention(found.dir.namespace)
     ends = {Why.RETAINED: found.last_change + retention}
     record = found.record or Record()

@@ -28,7 +28,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from enum import Enum
@@ -137,10 +137,15 @@ def _problem(root: Root, name: str, st: os.stat_result) -> str | None:
         return "not a directory (a symlink or a file)"
     if st.st_dev != root.dev:
         return "a mount point"
-    path = f"{root.path.rstrip('/')}/{name}"
-    if any(m == path or m.startswith(path + "/") for m in root.mounts):
+    if _mounted(root.path, name, root.mounts):
         return "a mount point inside"
     return None
+
+
+def _mounted(root_path: str, name: str, mounts: Iterable[str]) -> bool:
+    """Whether a mount point is at or below the root's entry `name`."""
+    path = f"{root_path.rstrip('/')}/{name}"
+    return any(m == path or m.startswith(path + "/") for m in mounts)
 
 
 # ------------------------------------------------------------------ the walk
@@ -252,6 +257,10 @@ def remove(root: Root, entry: str, since_ns: int, deadline: float) -> None:
     on safely; the root is never removed (only its entries are ever named)."""
     if parse_entry(root.path, entry) is None:
         raise Leave("not a pod log directory")
+    # Read afresh, under the name being deleted: the walk's device check cannot see a bind mount
+    # of the same filesystem, and one may have appeared since the root was opened.
+    if _mounted(root.path, entry, mount_points()):
+        raise Leave("a mount point inside")
     unlinked: set[tuple[int, int]] = set()  # hard links we removed bump their twins' ctime
     with closing(walk(root.fd, entry, root.dev, deadline)) as events:
         for kind, parent, name, st in events:
