@@ -319,6 +319,21 @@ def test_hard_links_inside_the_tree_do_not_count_as_changes(root):
     assert not (root / DEAD).exists()
 
 
+@pytest.mark.parametrize("forged", [
+    '{"keepUntil": 1' + "0" * 400 + "}",          # an int no float holds
+    "[" * 2040 + "]" * 2040,                       # deeper than the parser's recursion limit
+    '{"keepUntil": Infinity}', '{"keepUntil": NaN}', '{"keepUntil": -1e300}', '{"keepUntil": 1e300}',
+    '{"keepUntil": "2027-01-01"}', '{"keepUntil": true}', '"x"', "\xff",
+])
+def test_a_forged_record_reads_as_no_record(root, forged):
+    (pod_dir(root) / tree.RECORD).write_text(forged, encoding="latin-1")
+    r = opened(root)
+    try:
+        assert tree.read_record(r, DEAD) is None
+    finally:
+        r.close()
+
+
 def test_the_record_never_follows_a_link(root, decoy):
     base = pod_dir(root)
     before = snapshot(decoy)

@@ -40,6 +40,7 @@ MAX_DEPTH = 64             # levels below a pod directory the janitor descends (
 RECORD = ".podmedic-janitor.json"  # the janitor's record in a pod directory (root-owned 0755)
 RECORD_BYTES = 4096
 MOUNTINFO = "/proc/self/mountinfo"
+LATEST = 253402300799  # 9999-12-31T23:59:59Z: the latest keepUntil a record may hold
 
 
 class Unsafe(RuntimeError):
@@ -319,7 +320,7 @@ def restore_name(root: Root, pod_dir: PodDir, entry: str) -> None:
 
 def read_record(root: Root, entry: str) -> Record | None:
     """The janitor's record in a pod directory, or None (absent, not a small regular file, or
-    not what the janitor writes)."""
+    not what the janitor writes: one tenant's forged record must not stop the run for all)."""
     try:
         fd = _open_dir(root.fd, entry, root.dev, None)
     except Leave:
@@ -336,9 +337,14 @@ def read_record(root: Root, entry: str) -> Record | None:
             return None
         data = json.loads(os.read(file, RECORD_BYTES))
         keep = data.get("keepUntil")
-        return Record(float(keep) if isinstance(keep, (int, float)) else None, data.get("quarantined") is True)
-    except (OSError, ValueError, AttributeError):
-        return None
+        if keep is None:
+            return Record(None, data.get("quarantined") is True)
+        # A tenant can write this file: only a plain number a timestamp can hold is a pin.
+        if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 <= keep <= LATEST:
+            return None
+        return Record(float(keep), data.get("quarantined") is True)
+    except (OSError, ValueError, AttributeError, OverflowError, RecursionError, TypeError):
+        return None  # a 4 KiB forged record can nest past the parser's recursion limit
     finally:
         os.close(file)
 
