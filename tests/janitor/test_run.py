@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,26 @@ def test_a_deletion_cut_short_is_resumed_by_the_next_run(root, tmp_path):
     os.rename(base, root / (DELETING + DEAD))  # as a run out of time leaves it
     _, lines = sweep(cfg, [], after=0)
     assert os.listdir(root) == [] and lines[0]["reason"] == "deletion-resumed"
+
+
+def test_a_tree_that_vanishes_after_its_rename_is_a_change_not_a_crash(root, tmp_path, monkeypatch):
+    """Its owner removes the renamed tree between the rename and the walk: there is no name to
+    restore, and the other directories are still swept."""
+    cfg, _ = config_for(root, tmp_path)
+    pod_dir(root)
+    pod_dir(root, NEIGHBOUR)
+    begin = tree.begin_deletion
+
+    def racing(r: tree.Root, d: Any) -> str:
+        name = begin(r, d)
+        if d.uid == UID:
+            shutil.rmtree(root / name)
+        return name
+
+    monkeypatch.setattr(tree, "begin_deletion", racing)
+    tally, lines = sweep(cfg, [])
+    outcomes = {line["uid"]: line["outcome"] for line in lines if line["event"] == "janitor-deletion"}
+    assert outcomes == {UID: "changed", OTHER_UID: "deleted"} and os.listdir(root) == []
 
 
 def test_a_root_that_is_a_symlink_is_skipped_and_said(root, tmp_path):

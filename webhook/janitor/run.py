@@ -149,7 +149,10 @@ def _delete(root: tree.Root, verdict: Verdict, deadline: float) -> tuple[str, st
         entry = tree.begin_deletion(root, found.dir)
         tree.remove(root, entry, since, deadline)
     except tree.Changed as exc:
-        tree.restore_name(root, found.dir, entry)
+        try:
+            tree.restore_name(root, found.dir, entry)
+        except OSError as failed:  # this tree's trouble, not the run's: the others still go
+            return "error", f"{exc}; its name could not be restored: {failed.strerror or failed}"
         return "changed", str(exc)
     except tree.Leave as exc:
         return "left", str(exc)

@@ -307,13 +307,17 @@ def begin_deletion(root: Root, pod_dir: PodDir) -> str:
 
 
 def restore_name(root: Root, pod_dir: PodDir, entry: str) -> None:
-    """After a change: give the tree its own name back, so the next run measures it afresh."""
+    """After a change: give the tree its own name back, so the next run measures it afresh. A
+    tree that is gone meanwhile (its owner removed or moved it) has nothing to restore."""
     original = entry[len(DELETING):] if entry.startswith(DELETING) else entry
     if entry != original:
         try:
             os.stat(original, dir_fd=root.fd, follow_symlinks=False)
         except FileNotFoundError:
-            os.rename(entry, original, src_dir_fd=root.fd, dst_dir_fd=root.fd)
+            try:
+                os.rename(entry, original, src_dir_fd=root.fd, dst_dir_fd=root.fd)
+            except FileNotFoundError:
+                pass
 
 
 # ------------------------------------------------------------------ the record
