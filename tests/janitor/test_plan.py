@@ -60,6 +60,18 @@ def test_only_exact_pod_directory_names_are_candidates(entry, expected):
     assert (parsed and (parsed.namespace, parsed.pod, parsed.uid)) == expected
 
 
+def test_a_name_too_long_for_the_deleting_prefix_gets_a_short_deleting_name_that_parses_back():
+    pod = ".".join(["a" * 63, "b" * 63, "c" * 63]) + "-xyz"
+    long = parse_entry("/logs", f"team_{pod}_{UID}")
+    assert long is not None and len(DELETING + long.entry) > 255
+    short = parse_entry("/logs", long.deleting_name)
+    assert long.deleting_name == f"{DELETING}team_{UID}"
+    assert short is not None and (short.namespace, short.pod, short.uid, short.name) == ("team", "", UID, None)
+    plain = parse_entry("/logs", f"team_web-1_{UID}")
+    assert plain is not None and plain.deleting_name == f"{DELETING}team_web-1_{UID}"
+    assert parse_entry("/logs", f"team_{UID}") is None  # the short form only after the prefix
+
+
 def test_a_live_pods_directory_is_never_deleted_however_old():
     v = verdict(found(365, record=Record()), live())
     assert (v.action, v.why) == (Action.KEEP, Why.POD_EXISTS)

@@ -169,6 +169,23 @@ def test_a_tree_that_vanishes_after_its_rename_is_a_change_not_a_crash(root, tmp
     assert outcomes == {UID: "changed", OTHER_UID: "deleted"} and os.listdir(root) == []
 
 
+LONG = "team_" + ".".join(["a" * 63, "b" * 63, "c" * 63]) + f"-xyz_{UID}"  # 237 bytes
+
+
+def test_a_directory_whose_deleting_name_would_be_too_long_is_deleted(root, tmp_path):
+    cfg, _ = config_for(root, tmp_path)
+    pod_dir(root, LONG)
+    tally, lines = sweep(cfg, [])
+    assert os.listdir(root) == [] and not tally.errors and lines[-1]["outcome"] == "deleted"
+
+
+def test_a_deletion_cut_short_under_the_short_deleting_name_is_resumed(root, tmp_path):
+    cfg, _ = config_for(root, tmp_path)
+    os.rename(pod_dir(root, LONG), root / f"{DELETING}team_{UID}")
+    _, lines = sweep(cfg, [], after=0)
+    assert os.listdir(root) == [] and (lines[0]["reason"], lines[0]["namespace"]) == ("deletion-resumed", "team")
+
+
 def test_a_root_that_is_a_symlink_is_skipped_and_said(root, tmp_path):
     link = tmp_path / "link"
     link.symlink_to(root)

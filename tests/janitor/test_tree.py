@@ -311,6 +311,23 @@ def test_a_tree_that_changes_during_deletion_keeps_its_name_for_the_next_run(roo
     assert (root / DEAD).is_dir() and (base / "app" / "app.1.log").read_text() == "a late line\n"
 
 
+def test_a_long_named_tree_that_changes_during_deletion_gets_its_own_name_back(root):
+    long = "team_" + ".".join(["a" * 63, "b" * 63, "c" * 63]) + f"-xyz_{UID}"
+    base = pod_dir(root, long)
+    with pytest.raises(tree.Changed):
+        delete(root, long, since_ns=0)  # everything is newer than that
+    assert os.listdir(root) == [long] and (base / "app" / "app.1.log").exists()
+
+
+def test_a_taken_deleting_name_is_left_not_replaced(root):
+    long = "team_" + ".".join(["a" * 63, "b" * 63, "c" * 63]) + f"-xyz_{UID}"
+    pod_dir(root, long)
+    (root / f"{DELETING}team_{UID}").mkdir()  # empty: rename() would silently replace it
+    with pytest.raises(tree.Leave, match="taken"):
+        delete(root, long)
+    assert sorted(os.listdir(root)) == sorted([long, f"{DELETING}team_{UID}"])
+
+
 def test_hard_links_inside_the_tree_do_not_count_as_changes(root):
     base = pod_dir(root)
     os.link(base / "app" / "app.0.log", base / "app" / "zz-link")

@@ -32,9 +32,12 @@ from webhook.engine.settings import InvalidSetting, Resolved
 
 # `<namespace>_<pod>_<uid>`: a DNS-1123 label, a DNS-1123 subdomain (neither holds "_"), a UUID.
 # fullmatch with \Z-anchored classes: no newline, "/", "." or ".." can ever be a candidate.
-_NAME = re.compile(r"([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)_([a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?)_"
-                   r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
+_NS = r"([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)"
+_UID = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+_NAME = re.compile(_NS + r"_([a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?)_" + _UID)
+_SHORT = re.compile(_NS + "_" + _UID)  # a deleting name without the pod's name (below)
 DELETING = ".podmedic-deleting."  # prefix of a directory whose deletion an earlier run began
+NAME_MAX = 255  # bytes of a directory entry's name (the names matched here are ASCII)
 
 
 @dataclass(frozen=True)
@@ -42,23 +45,44 @@ class PodDir:
     """A candidate: an entry of the exact form `<ns>_<pod>_<uid>` directly under a root."""
 
     root: str
-    entry: str  # the name in the root (the candidate name, or DELETING + it)
+    entry: str  # the name in the root (the candidate name, or its deleting name)
     namespace: str
-    pod: str
+    pod: str    # "" in a short deleting name
     uid: str
 
     @property
     def deleting(self) -> bool:
         return self.entry.startswith(DELETING)
 
+    @property
+    def name(self) -> str | None:
+        """The candidate's own name, to give back to a tree whose deletion stopped; None when its
+        deleting name is the short one (the pod's name is not in it)."""
+        if not self.deleting:
+            return self.entry
+        return self.entry[len(DELETING):] if self.pod else None
+
+    @property
+    def deleting_name(self) -> str:
+        """`DELETING + name`, or `DELETING + <ns>_<uid>` when that would exceed NAME_MAX (a pod
+        name of up to 253 bytes makes names of up to 354): the rename must always succeed."""
+        if self.deleting:
+            return self.entry
+        full = DELETING + self.entry
+        return full if len(full.encode()) <= NAME_MAX else f"{DELETING}{self.namespace}_{self.uid}"
+
 
 def parse_entry(root: str, entry: str) -> PodDir | None:
     """The candidate an entry name denotes, or None: anything else under a root is not ours."""
-    name = entry[len(DELETING):] if entry.startswith(DELETING) else entry
+    if not entry.startswith(DELETING):
+        match = _NAME.fullmatch(entry)
+        return None if match is None else PodDir(root, entry, match.group(1), match.group(2), match.group(3))
+    name = entry[len(DELETING):]
     match = _NAME.fullmatch(name)
-    if match is None:
-        return None
-    return PodDir(root, entry, match.group(1), match.group(2), match.group(3))
+    if match is not None:
+        return PodDir(root, entry, match.group(1), match.group(2), match.group(3))
+    short = _SHORT.fullmatch(name)
+    return None if short is None else PodDir(root, entry, short.group(1), "", short.group(2))
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from enum import Enum
 
-from webhook.janitor.plan import DELETING, PodDir, Record, parse_entry
+from webhook.janitor.plan import PodDir, Record, parse_entry
 
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_DEPTH = 64             # levels below a pod directory the janitor descends (one fd each)
@@ -299,18 +299,23 @@ def _rmdir(parent: int, name: str) -> None:
 def begin_deletion(root: Root, pod_dir: PodDir) -> str:
     """Rename the candidate to its deleting name (atomic): a run cut short is resumed by the next
     one whatever the tree's times now say. Returns the name to delete."""
-    if pod_dir.deleting:
-        return pod_dir.entry
-    name = DELETING + pod_dir.entry
-    os.rename(pod_dir.entry, name, src_dir_fd=root.fd, dst_dir_fd=root.fd)
+    name = pod_dir.deleting_name
+    if name != pod_dir.entry:
+        try:  # rename() would replace an empty directory there: never clobber an entry
+            os.stat(name, dir_fd=root.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(pod_dir.entry, name, src_dir_fd=root.fd, dst_dir_fd=root.fd)
+        else:
+            raise Leave("its deleting name is taken (a begun deletion of the same pod)")
     return name
 
 
 def restore_name(root: Root, pod_dir: PodDir, entry: str) -> None:
     """After a change: give the tree its own name back, so the next run measures it afresh. A
-    tree that is gone meanwhile (its owner removed or moved it) has nothing to restore."""
-    original = entry[len(DELETING):] if entry.startswith(DELETING) else entry
-    if entry != original:
+    tree that is gone meanwhile (its owner removed or moved it) has nothing to restore; one
+    resumed under a short deleting name cannot get its name back and is resumed again."""
+    original = pod_dir.name
+    if original is not None and entry != original:
         try:
             os.stat(original, dir_fd=root.fd, follow_symlinks=False)
         except FileNotFoundError:
