@@ -168,6 +168,11 @@ def test_a_begun_deletion_with_a_mount_point_inside_is_kept():
     assert (v.action, v.why, v.detail) == (Action.KEEP, Why.UNSAFE, "a mount point inside")
 
 
+def test_a_live_pods_unsafe_entry_is_kept_without_a_record():
+    v = verdict(found(None, problem="not a directory (a symlink or a file)"), live(quarantined=True))
+    assert (v.action, v.why, v.record) == (Action.KEEP, Why.UNSAFE, None)
+
+
 def test_the_janitors_annotations_are_not_flagged_as_typos_by_the_webhook():
     from webhook.engine.settings import Resolved
 

@@ -186,6 +186,19 @@ def test_a_deletion_cut_short_under_the_short_deleting_name_is_resumed(root, tmp
     assert os.listdir(root) == [] and (lines[0]["reason"], lines[0]["namespace"]) == ("deletion-resumed", "team")
 
 
+def test_a_live_pods_entry_that_is_a_symlink_gets_no_record_and_no_error(root, tmp_path):
+    """A symlink named like a live pod's directory: writing the record into it fails (and must
+    not follow it); that failure made every run fail."""
+    cfg, _ = config_for(root, tmp_path)
+    decoy = tmp_path / "etc"
+    decoy.mkdir()
+    (root / DEAD).symlink_to(decoy)
+    for _ in range(2):
+        tally, lines = sweep(cfg, [pod(UID, "team", "web-1")])
+        assert not tally.errors and [(line["action"], line["reason"]) for line in lines] == [("keep", "unsafe-tree")]
+    assert os.listdir(decoy) == [] and (root / DEAD).is_symlink()
+
+
 def test_a_root_that_is_a_symlink_is_skipped_and_said(root, tmp_path):
     link = tmp_path / "link"
     link.symlink_to(root)

@@ -4,8 +4,8 @@ table-driven unit test).
 
 Rules (docs/logs.md):
 
+    a mount point at or inside, not a dir   -> keep (unsafe-tree), live pod or begun deletion alike
     pod UID in the complete LIST            -> keep (pod-exists); record its pin / quarantine state
-    a mount point at or inside, not a dir   -> keep (unsafe-tree), even for a begun deletion
     deletion begun by an earlier run        -> delete (deletion-resumed)
     tree not measured safely                -> keep (unsafe-tree: too deep, out of time)
     now < last change + retention           -> keep (within-retention)
@@ -194,13 +194,15 @@ def plan(found: Iterable[Found], pods: Mapping[str, Pod], policy: Policy, max_pi
 
 
 def _verdict(found: Found, pod: Pod | None, policy: Policy, max_pin: int, now: float) -> Verdict:
+    # First: a begun deletion with a mount inside must stay too, and a live pod's unsafe entry
+    # (a symlink, a mount point) gets no record written into it.
+    if found.problem is not None:
+        return Verdict(found, Action.KEEP, Why.UNSAFE, found.problem)
     if pod is not None:
         record, note = policy.record_of(pod)
         if record != found.record and not found.dir.deleting:
             return Verdict(found, Action.RECORD, Why.POD_EXISTS, note, record=record)
         return Verdict(found, Action.KEEP, Why.POD_EXISTS, note)
-    if found.problem is not None:  # first: a begun deletion with a mount inside must stay too
-        return Verdict(found, Action.KEEP, Why.UNSAFE, found.problem)
     if found.dir.deleting:
         return Verdict(found, Action.DELETE, Why.RESUMED)
     if found.last_change is None:
