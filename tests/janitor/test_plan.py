@@ -101,6 +101,8 @@ def test_the_namespace_sets_its_retention():
     ("1000d", 100, Action.DELETE, "clamped"),    # above maxRetention 90d
     ("soon", 6, Action.KEEP, "global default"),  # invalid: the 7-day default
     ("soon", 8, Action.DELETE, "global default"),
+    ("2d\n", 3, Action.KEEP, "global default"),  # a trailing newline is not 2d
+    ("\u0662d", 3, Action.KEEP, "global default"),  # nor is an Arabic-Indic 2
 ])
 def test_retention_is_bounded_by_the_admin_and_falls_back_on_bad_values(value, age, action, note):
     cfg = config(min_retention=int(DAY), max_retention=int(90 * DAY))

@@ -131,12 +131,12 @@ def parse_mount_path(raw: str) -> str:
     raise ValueError("expected an absolute, normalised path without '..' (e.g. /var/log/app)")
 
 
-_RETENTION = re.compile(r"^(\d{1,6})(s|m|h|d)$")
+_RETENTION = re.compile(r"([0-9]{1,6})(s|m|h|d)")  # fullmatch: "$" lets "7d\n" pass, \d other digits
 
 
 def parse_retention(raw: str) -> int:
     """Seconds, written as 90s, 30m, 12h or 7d (a unit is required: a bare number is ambiguous)."""
-    match = _RETENTION.match(raw)
+    match = _RETENTION.fullmatch(raw)
     if match and int(match.group(1)) > 0:
         return int(match.group(1)) * _UNIT[match.group(2)]
     raise ValueError("expected a duration with a unit, such as 12h or 7d")
