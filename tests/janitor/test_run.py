@@ -19,7 +19,7 @@ from webhook.engine.config import GlobalConfig
 from webhook.janitor import tree
 from webhook.janitor.metrics import render
 from webhook.janitor.plan import DELETING, Record
-from webhook.janitor.run import Sources, Tally, run
+from webhook.janitor.run import UNLISTED, Sources, Tally, run
 
 DAY = 86400.0
 LATER = 30 * DAY  # the clock of a run a month after the directories were written
@@ -45,7 +45,8 @@ def sweep(cfg: GlobalConfig, pods: list[dict[str, Any]] | Exception, *, dry_run:
             raise pods
         return pods
 
-    sources = Sources(listing, lambda: [{"name": n, "annotations": a} for n, a in (namespaces or {}).items()])
+    listed = {"team": {}, "other": {}} if namespaces is None else namespaces
+    sources = Sources(listing, lambda: [{"name": n, "annotations": a} for n, a in listed.items()])
     tally = run(cfg, sources, lines.append, dry_run=dry_run, clock=lambda: time.time() + after)
     return tally, lines
 
@@ -91,6 +92,16 @@ def test_a_dead_pods_expired_directory_goes_and_a_live_ones_stays(root, tmp_path
     text = render(tally, 1.5, 1e9).decode()
     assert 'podmedic_janitor_directories{namespace="team",outcome="deleted"} 1.0' in text
     assert 'podmedic_janitor_bytes{namespace="team",outcome="deleted"} 21.0' in text
+
+
+def test_a_namespace_not_in_the_list_is_one_metrics_label(root, tmp_path):
+    """Directory names are the tenants' to choose: they must not mint metric labels."""
+    cfg, _ = config_for(root, tmp_path)
+    for i in range(3):
+        pod_dir(root, f"made-up-{i}_web-1_{UID}")
+    pod_dir(root)
+    tally, _ = sweep(cfg, [], dry_run=True, namespaces={"team": {}})
+    assert tally.directories == {("team", "would-delete"): 1, (UNLISTED, "would-delete"): 3}
 
 
 def test_a_directory_within_its_namespaces_retention_stays(root, tmp_path):

@@ -21,6 +21,7 @@ from webhook.janitor import tree
 from webhook.janitor.plan import Action, Found, Pod, Policy, Verdict, plan
 
 Metadata = dict[str, Any]
+UNLISTED = "_other"  # the metrics' namespace label of a directory whose namespace is not in the LIST
 Audit = Callable[[dict[str, Any]], None]
 
 
@@ -35,7 +36,7 @@ class Sources:
 @dataclass
 class Tally:
     """Per (namespace, outcome): directories and bytes; errors by kind. Feeds the summary and the
-    metrics."""
+    metrics. The namespace is UNLISTED for a directory whose namespace is not in the LIST."""
 
     directories: Counter[tuple[str, str]] = field(default_factory=Counter)
     bytes: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -65,7 +66,9 @@ def run(config: GlobalConfig, sources: Sources, audit: Audit, *, dry_run: bool,
         measured = [_measure(roots[c.dir.root], c, pods, deadline) for c in found]
         policy = Policy(config, namespaces)
         for verdict in plan(measured, pods, policy, config.logs.janitor.max_pin, now):
-            _act(roots[verdict.found.dir.root], verdict, dry_run, deadline, audit, tally)
+            # a label per directory name would let tenants grow the metrics without bound
+            label = verdict.found.dir.namespace if verdict.found.dir.namespace in namespaces else UNLISTED
+            _act(roots[verdict.found.dir.root], verdict, label, dry_run, deadline, audit, tally)
     finally:
         for root in roots.values():
             root.close()
@@ -113,7 +116,8 @@ def _measure(root: tree.Root, candidate: tree.Candidate, pods: Mapping[str, Pod]
     return Found(candidate.dir, measured.last_change_ns, measured.size, measured.problem, record)
 
 
-def _act(root: tree.Root, verdict: Verdict, dry_run: bool, deadline: float, audit: Audit, tally: Tally) -> None:
+def _act(root: tree.Root, verdict: Verdict, label: str, dry_run: bool, deadline: float, audit: Audit,
+         tally: Tally) -> None:
     found, d = verdict.found, verdict.found.dir
     line = {"event": "janitor", "root": d.root, "directory": d.entry, "namespace": d.namespace, "pod": d.pod,
             "uid": d.uid, "action": str(verdict.action), "reason": str(verdict.why), "detail": verdict.detail,
@@ -127,15 +131,15 @@ def _act(root: tree.Root, verdict: Verdict, dry_run: bool, deadline: float, audi
             tally.errors["record-failed"] += 1
             audit({**line, "event": "janitor-record-failed", "error": str(exc)})
     if verdict.action is not Action.DELETE:
-        tally.count(d.namespace, "kept", found.size)
+        tally.count(label, "kept", found.size)
         return
     if dry_run:
-        tally.count(d.namespace, "would-delete", found.size)
+        tally.count(label, "would-delete", found.size)
         return
     outcome, error = _delete(root, verdict, deadline)
     if error:
         tally.errors[outcome] += 1
-    tally.count(d.namespace, "deleted" if outcome == "deleted" else "kept", found.size)
+    tally.count(label, "deleted" if outcome == "deleted" else "kept", found.size)
     audit({"event": "janitor-deletion", "root": d.root, "directory": d.entry, "namespace": d.namespace,
            "uid": d.uid, "outcome": outcome, "error": error, "bytes": found.size})
 
