@@ -102,3 +102,22 @@ def test_the_decision_says_what_the_wrapper_keeps_of_a_memory_kill():
     assert detail["a"] == "wrapping command; memwatch 90%; exit bundles"
     assert detail["b"] == "wrapping command; no memwatch; exit bundles"
     assert detail["c"] == "wrapping command; memwatch 90%; no exit bundles"
+
+
+@pytest.mark.parametrize("key,value,rendered", [
+    ("startsecs", "08", "8"),          # busybox arithmetic: "08" is bad octal and kills the wrapper
+    ("startsecs", "010", "10"),        # ... and "010" would be 8
+    ("stopwaitsecs", "08", "8"),
+    ("restart-window", "09", "9"),
+    ("restart-backoff-max", "08", "8"),
+    ("exitcodes", "0, 2", "0,2"),      # the wrapper matches exit codes as text
+    ("exitcodes", "00,002", "0,2"),
+    ("exitcodes", "0,2", "0,2"),       # canonical values go out as written
+    ("startsecs", "10", "10"),
+])
+def test_the_wrapper_gets_each_value_in_its_canonical_form(key, value, rendered):
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
+                        annotations={PREFIX + key: value})
+    mutated, outcome = run(original)
+    assert reasons(outcome, "app")["supervisor"] == "injected"
+    assert flags(c0(mutated)["command"])[key] == rendered

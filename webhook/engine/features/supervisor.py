@@ -63,12 +63,21 @@ def watch_note(ctx: PodContext, name: str, bundles: tuple[str, int] | None) -> s
 
 
 def _options(ctx: PodContext, name: str) -> Mapping[str, str]:
-    """The wrapper's options as written; InvalidSetting with the precise warning for a bad one.
-    Read-only: per_pod() keeps it across reviews."""
-    options = {key: ctx.settings.get(key, name).raw for key in toolbox.SUPERVISOR_OPTIONS}
-    for key in toolbox.SUPERVISOR_OPTIONS:
-        ctx.settings.value(key, name)
-    return MappingProxyType(options)
+    """The wrapper's options, rendered from the parsed values; InvalidSetting with the precise
+    warning for a bad one. Read-only: per_pod() keeps it across reviews.
+
+    Rendered, not passed as written: the parsers accept "08" and "0, 2", but busybox arithmetic
+    reads a leading 0 as octal ("08" is a syntax error that kills the wrapper, "010" is 8) and the
+    wrapper matches exit codes as text. So ints go out as plain decimal and exit codes joined by
+    "," (a value already written that way comes out byte for byte as written)."""
+    return MappingProxyType({key: _canonical(ctx.settings.value(key, name)) for key in toolbox.SUPERVISOR_OPTIONS})
+
+
+def _canonical(value: int | str | list[int]) -> str:
+    """A parsed supervisor option as the wrapper reads it: decimal ints, "0,2" lists, choices as is."""
+    if isinstance(value, list):
+        return ",".join(str(code) for code in value)
+    return str(value)
 
 
 def exit_bundles(ctx: PodContext, name: str) -> tuple[str, int] | None:
