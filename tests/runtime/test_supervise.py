@@ -266,3 +266,13 @@ def test_teardown_kills_every_process_a_failed_test_left(tb):
     for pid in started:
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
     assert held.returncode is not None and running.returncode is not None
+
+
+@pytest.mark.parametrize("option,value", [("startsecs", "08"), ("stopwaitsecs", "010"), ("restart-window", "9s"),
+                                          ("exitcodes", "0, 2"), ("exitcodes", "0,02")])
+def test_a_number_that_is_not_plain_decimal_is_refused_before_the_app_starts(tb, option, value):
+    # busybox arithmetic reads a leading 0 as octal: "08" would kill the wrapper after the start
+    marker = tb.work / "started"
+    code, err = finish(tb.supervise(tb.program("app.sh", f"echo > {marker}"), {option: value}), 10)
+    assert code == 2 and f"--{option}={value}: expected" in err
+    assert not marker.exists() and not (tb.work / "state" / "app.json").exists()
