@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from tests.runtime.conftest import NOBODY, wait_for
 from webhook.engine import keys
+from webhook.toolbox import argv as toolbox_argv
 
 FAST = {"startsecs": "1", "startretries": "2"}
 
@@ -276,3 +278,20 @@ def test_a_number_that_is_not_plain_decimal_is_refused_before_the_app_starts(tb,
     code, err = finish(tb.supervise(tb.program("app.sh", f"echo > {marker}"), {option: value}), 10)
     assert code == 2 and f"--{option}={value}: expected" in err
     assert not marker.exists() and not (tb.work / "state" / "app.json").exists()
+
+
+def test_the_first_second_of_uptime_is_not_bad_octal(tb):
+    # a time namespace or lxcfs can show the container an uptime below 1 s: "0.85" once became 085
+    uptime = tb.work / "uptime"
+    uptime.write_text("0.85 1.70\n")
+    argv = toolbox_argv.supervise_argv(str(tb.root), name="app", options={"startsecs": "0", "autorestart": "false"})
+    unshare, mount = shutil.which("unshare"), shutil.which("mount")
+    probe = subprocess.run([unshare, "-m", mount, "--bind", str(uptime), "/proc/uptime"] if unshare and mount
+                           else ["false"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot bind-mount over /proc/uptime here: {probe.stderr.strip()!r}")
+    done = subprocess.run([unshare, "-m", tb.busybox, "sh", "-c", f'{mount} --bind "$0" /proc/uptime && exec "$@"',
+                           str(uptime), *argv, tb.program("app.sh", "exit 3")],
+                          env=tb.env(), capture_output=True, text=True, timeout=20)
+    assert done.returncode == 3, done.stderr
+    assert states(tb)[-2:] == ["RUNNING", "EXITED"]
