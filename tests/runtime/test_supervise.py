@@ -295,3 +295,31 @@ def test_the_first_second_of_uptime_is_not_bad_octal(tb):
                           env=tb.env(), capture_output=True, text=True, timeout=20)
     assert done.returncode == 3, done.stderr
     assert states(tb)[-2:] == ["RUNNING", "EXITED"]
+
+
+def test_sigterm_during_the_start_sequence_means_no_start(tb):
+    # A SIGTERM after the loop's stop check, while the wrapper writes STARTING, found nothing to
+    # signal; the app then started anyway and got SIGKILL after stopwaitsecs. A busybox whose
+    # `date` takes 0.4 s holds the wrapper there long enough to send it deterministically.
+    slow = tb.work / "slow"
+    (slow / "bin").mkdir(parents=True)
+    shutil.copy(tb.root / "supervise", slow / "supervise")
+    shutil.copy(tb.root / "bin" / "sigreset", slow / "bin" / "sigreset")
+    shim = slow / "bin" / "busybox"
+    shim.write_text(f'#!{tb.busybox} sh\n[ "$1" = date ] && {tb.busybox} sleep 0.4\nexec {tb.busybox} "$@"\n')
+    shim.chmod(0o755)
+    marker = tb.work / "started"
+    app = tb.program("app.sh", f"echo > {marker}\nwhile :; do sleep 0.1; done")
+    proc = subprocess.Popen([tb.busybox, "sh", str(slow / "supervise"), "--name", "app", "--stopwaitsecs=5", "--",
+                             app], env=tb.env(), stderr=subprocess.PIPE, text=True, start_new_session=True)
+    tb.sessions.append(proc)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "STARTING" in line:  # logged before the slow date of the history entry
+            proc.send_signal(signal.SIGTERM)
+            break
+    started = time.monotonic()
+    code, err = finish(proc, 15)
+    assert code == 0 and time.monotonic() - started < 3, err
+    assert not marker.exists() and "SIGKILL" not in err
+    assert states(tb)[-2:] == ["STARTING", "STOPPED"] and tb.state()["start_count"] == 0
