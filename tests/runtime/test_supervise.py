@@ -323,3 +323,13 @@ def test_sigterm_during_the_start_sequence_means_no_start(tb):
     assert code == 0 and time.monotonic() - started < 3, err
     assert not marker.exists() and "SIGKILL" not in err
     assert states(tb)[-2:] == ["STARTING", "STOPPED"] and tb.state()["start_count"] == 0
+
+
+def test_a_state_dir_it_cannot_write_costs_no_error_lines(tb):
+    # `> file 2>/dev/null`: the shell opens file first, and its failure went to stderr
+    readonly = tb.work / "readonly"
+    readonly.mkdir(mode=0o755)
+    code, err = finish(tb.supervise(tb.program("ok.sh", "exit 0"), {"startsecs": "0"}, user=NOBODY,
+                                    PODMEDIC_STATE_DIR=str(readonly)), 10)
+    assert code == 0 and "EXITED" in err
+    assert "can't create" not in err and "Permission denied" not in err, err
