@@ -26,7 +26,7 @@ import requests
 import yaml
 
 from tests.conftest import ROOT, free_port
-from tests.quarantine.objects import PREFIX, iso
+from tests.quarantine.objects import NOW, PREFIX, iso
 from tests import kubeapi
 from tests.test_integration import Cluster, cluster, running_cluster  # noqa: F401  (session fixture: the real API server)
 from webhook.cli.config import load
@@ -545,3 +545,85 @@ def test_list_release_and_delete_from_the_command_line_and_as_kubectl_plugin(clu
     unusable = cli(cluster, "list", "--kubeconfig", str(ns.cluster.state / "no-such-kubeconfig"))
     assert unusable.returncode == 1 and "cannot use the kubeconfig" in unusable.stderr
     assert "Traceback" not in unusable.stderr
+
+
+class SlowReads(Api):
+    """The real Lease API (the controller's elector renews through it) with slow namespace reads
+    and recorded writes: ten namespaces, each with one pod to quarantine, `view` as slow as a
+    real read's eleven LISTs may be (`before_view` runs first, e.g. to have another replica take
+    the Lease)."""
+
+    NAMESPACES = [f"ns{i:02d}" for i in range(10)]
+
+    def __init__(self, cluster: Cluster, read_seconds: float, before_view: Callable[[str], None] = lambda ns: None):  # noqa: F811
+        from tests.quarantine.objects import deployment, pod, replicaset, with_
+
+        super().__init__(kube_api_client(str(cluster.kubeconfig)))
+        self.read_seconds, self.before_view = read_seconds, before_view
+        self.workloads = [deployment(), replicaset(deployment())]
+        self.pods = [with_(pod("web-a", self.workloads[1]), **{"metadata.namespace": ns, "metadata.uid": ns})
+                     for ns in self.NAMESPACES]
+        self.acted: list[str] = []
+
+    def view(self, namespace: str, annotations: Any, pods: Any) -> NamespaceView:
+        self.before_view(namespace)
+        time.sleep(self.read_seconds)
+        return NamespaceView(namespace, annotations, pods, self.workloads)
+
+    def patch_pod(self, pod: Any, ops: Any) -> Obj:
+        self.acted.append(pod["metadata"]["namespace"])
+        return {}
+
+    def event(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def slow_controller(cluster: Cluster, api: SlowReads, renew_seconds: float) -> Any:  # noqa: F811
+    from webhook.engine.namespace import Namespace as Ns
+    from webhook.kube.namespaces import StaticSource
+    from webhook.quarantine.controller import Controller as Ctl, Options
+    from webhook.quarantine.pods import PodCache
+
+    cache = PodCache(api.core)
+    cache.replace(api.pods)
+    source = StaticSource([Ns(ns, {PREFIX + "quarantine": "enabled"}, {}) for ns in api.NAMESPACES])
+    options = Options(lease_namespace=cluster.namespace({}), lease_name="slow", identity="me", lease_seconds=2,
+                      renew_seconds=renew_seconds)
+    controller = Ctl(load(), api, cache, source, options, clock=lambda: NOW)  # the pods' time
+    assert controller.elector.try_acquire_or_renew()
+    return controller
+
+
+def test_a_pass_longer_than_the_lease_renews_it_and_reaches_every_namespace(cluster):  # noqa: F811
+    """Ten reads of 0.3 s: three seconds, longer than the 2 s lease. The pass renews the Lease
+    between namespaces, so it never stops and the last namespaces are decided too."""
+    api = SlowReads(cluster, read_seconds=0.3)
+    controller = slow_controller(cluster, api, renew_seconds=0.5)
+    controller.run_pass()
+    assert api.acted == api.NAMESPACES
+
+
+def test_a_pass_stopped_by_a_lost_lease_resumes_where_it_stopped(cluster):  # noqa: F811
+    """Another replica takes the Lease while ns03 is read: the pass stops before acting there;
+    once the Lease is back, the next pass starts at ns03, not at ns00 again."""
+    admin = kube_api_client(str(cluster.kubeconfig))
+    from kubernetes.client import CoordinationV1Api
+
+    leases = CoordinationV1Api(admin)
+    controller: Any = None
+
+    def set_holder(holder: str | None) -> None:
+        lease = leases.read_namespaced_lease("slow", controller.options.lease_namespace)
+        lease.spec.holder_identity = holder
+        leases.replace_namespaced_lease("slow", controller.options.lease_namespace, lease)
+
+    api = SlowReads(cluster, read_seconds=0.3, before_view=lambda ns: set_holder("other") if ns == "ns03" else None)
+    controller = slow_controller(cluster, api, renew_seconds=0.2)
+    controller.run_pass()
+    assert api.acted == ["ns00", "ns01", "ns02"]
+    set_holder(None)  # the other replica hands the Lease over
+    api.acted.clear()
+    api.before_view = lambda ns: None
+    assert controller.elector.try_acquire_or_renew()
+    controller.run_pass()
+    assert api.acted == api.NAMESPACES[3:] + api.NAMESPACES[:3]

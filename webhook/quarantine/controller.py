@@ -7,10 +7,16 @@ costs no read) is read afresh (cluster.view) and decided by the pure core (decid
 caches may lag; the writes cannot: every patch and delete is guarded by the pod's uid and
 resourceVersion, so an action on a stale pod fails with 409 and the next pass decides again.
 Skips are reported once per pod and reason (an Event and a metric), not every pass.
+
+A pass renews the lease between namespaces and decisions when a renew period has passed (the
+loop cannot while a pass runs), and checks it before every write. A pass stopped because the
+lease was lost resumes, next pass, at the namespace where it stopped: were every pass to start
+at the first namespace, slow reads would keep the last ones from ever being decided.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import threading
@@ -54,6 +60,7 @@ class Controller:
                                      renew_seconds=options.renew_seconds)
         self._reported: set[tuple[str, str, str]] = set()  # (pod uid, action, reason) already told
         self._stopping = threading.Event()
+        self._resume: str | None = None  # the namespace the last pass stopped at, if it stopped
 
     # -- the loop
 
@@ -88,7 +95,14 @@ class Controller:
             by_namespace.setdefault(pod["metadata"]["namespace"], []).append(pod)
         decided: list[Decision] = []
         quarantined = 0
-        for namespace, pods in sorted(by_namespace.items()):
+        order = sorted(by_namespace)
+        if self._resume is not None:
+            start = bisect.bisect_left(order, self._resume)
+            order = order[start:] + order[:start]
+            self._resume = None
+        for namespace in order:
+            pods = by_namespace[namespace]
+            self.elector.renew_if_due()
             count = sum(1 for p in pods if is_quarantined(p, self.marks))
             quarantined += count
             found = self.namespaces.get(namespace).namespace
@@ -104,8 +118,9 @@ class Controller:
                 metrics.PASSES.labels("read-error").inc()
                 continue
             for decision in decide(view, self.config, now):
-                if not self.elector.leading():
-                    log.warning("lost the lease during a pass: stopping it")
+                if not self.elector.renew_if_due():
+                    log.warning("lost the lease during a pass: stopping it at namespace %s", namespace)
+                    self._resume = namespace
                     return decided
                 self.act(decision, now)
                 decided.append(decision)

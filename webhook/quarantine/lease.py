@@ -40,6 +40,14 @@ class LeaderElector:
         return (self._renewed_at is not None
                 and time.monotonic() - self._renewed_at < self.lease_seconds - self.renew_seconds)
 
+    def renew_if_due(self) -> bool:
+        """During a long pass: renew once a renew period has passed since the last renewal, so a
+        pass longer than the lease keeps it; returns leading(). Never acquires a lease this
+        instance did not hold (a pass runs only while leading)."""
+        if self._renewed_at is not None and time.monotonic() - self._renewed_at >= self.renew_seconds:
+            self.try_acquire_or_renew()
+        return self.leading()
+
     def try_acquire_or_renew(self) -> bool:
         """One round; never raises (an API error is a lost round)."""
         from kubernetes.client.exceptions import ApiException
