@@ -7,6 +7,7 @@ which decide reports)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import json
 from typing import Any
 
 from kubernetes.client import ApiClient
@@ -60,3 +61,58 @@ def test_a_pass_reads_only_the_namespaces_where_decide_has_something_to_do():
     controller = Controller(load(), cluster, cache, source, Options(), clock=lambda: NOW)
     assert controller.run_pass() == []
     assert cluster.viewed == ["kept", "on", "typo"]
+
+
+def realistic(obj: Obj) -> Obj:
+    """A pod as the API server sends it: managedFields, env, volumes, more conditions, node data."""
+    fields = {"f:metadata": {f"f:k{i}": {} for i in range(50)}}
+    spec = obj["spec"]
+    return with_(obj, **{
+        "metadata.managedFields": [{"manager": m, "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": fields}
+                                   for m in ("kube-controller-manager", "kubelet")],
+        "metadata.creationTimestamp": iso(NOW - 4000),
+        "spec.containers": [{**c, "env": [{"name": f"V{i}", "value": "x" * 30} for i in range(20)],
+                             "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]} for c in spec["containers"]],
+        "spec.volumes": [{"name": "cfg", "configMap": {"name": "cfg"}}],
+        "spec.nodeName": "node-1", "spec.tolerations": [{"operator": "Exists"}],
+        "status.conditions": [{"type": "PodScheduled", "status": "True"}, *obj["status"]["conditions"]],
+        "status.podIP": "10.0.0.7", "status.hostIP": "10.1.0.1",
+    })
+
+
+def test_the_pod_cache_keeps_only_what_decisions_read():
+    """Every pod of the cluster is cached: only the fields the controller reads are kept, and
+    the decisions and patches on the kept pods are the ones on the full pods."""
+    from tests.quarantine.objects import quota
+    from webhook.quarantine.decide import Marks, decide
+    from webhook.quarantine.patches import quarantine_ops
+
+    api_rs = replicaset(deployment("api", "dep-2"), uid="rs-2")
+    workloads = [deployment(), RS, deployment("api", "dep-2"), api_rs]
+    pods = [realistic(p) for p in (
+        pod("web-a", RS, resources={"requests": {"cpu": "100m"}},
+            annotations={PREFIX + "max-hold": "1200", "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
+        pod("web-b", RS, not_ready_for=None),
+        pod("api-a", api_rs, resources={"requests": {"cpu": "2"}}),  # refused by the quota
+        pod("bare", not_ready_for=600),
+        with_(pod("web-old", RS, labels={PREFIX + "quarantined": "true"}),
+              **{"metadata.annotations": {PREFIX + "quarantine-owner": "Deployment/gone/dep-9",
+                                          PREFIX + "quarantine-expires": iso(NOW - 1)}}),
+    )]
+    cache = PodCache(CountingCluster().core)
+    cache.replace(pods)
+    kept = sorted(cache.snapshot(), key=lambda p: p["metadata"]["name"])
+    pods.sort(key=lambda p: p["metadata"]["name"])
+    assert all("managedFields" not in p["metadata"] and "volumes" not in p["spec"] for p in kept)
+    assert len(json.dumps(kept)) * 5 < len(json.dumps(pods))
+    config = load()
+
+    def decided(these: list[Obj]) -> list[tuple[Any, ...]]:
+        view = NamespaceView("ns", ON, these, workloads, quotas=[quota("q", {"requests.cpu": "2"}, {"requests.cpu": "1"})])
+        return [(d.name, d.action, d.reason, d.detail, dict(d.remove), d.expires, d.observed,
+                 json.dumps(quarantine_ops(d, Marks(config.prefix), NOW)) if d.action.value in ("quarantine", "mark") else "")
+                for d in decide(view, config, NOW)]
+
+    assert decided(kept) == decided(pods)
+    assert {d[0]: d[2].value for d in decided(kept)} == {
+        "web-old": "expired", "web-a": "not-ready", "api-a": "quota-exhausted", "bare": "bare-pod"}

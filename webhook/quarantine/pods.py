@@ -4,6 +4,10 @@ A relist replaces the dict in one assignment and events arrive in resourceVersio
 pass's snapshot is always some consistent past state of the cluster, never a mix: a pod seen
 quarantined implies every earlier change is seen too. A stale snapshot is harmless, because
 every write is guarded by the pod's resourceVersion (patches.py).
+
+Each pod is kept as `project(pod)`: only the fields the controller reads (decide.py, patches.py,
+the controller and cluster.py), not the full object. A real pod is tens of KB of JSON, most of it
+managedFields, env and volumes, and the cache holds every pod of the cluster.
 """
 
 from __future__ import annotations
@@ -13,6 +17,29 @@ from typing import Any
 from webhook.kube.reflector import Reflector
 
 Obj = dict[str, Any]
+
+
+_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences",
+             "deletionTimestamp")
+_CONTAINER = ("name", "resources")
+_READY = ("type", "status", "lastTransitionTime", "reason", "message")
+
+
+def _pick(obj: Obj | None, keys: tuple[str, ...]) -> Obj:
+    return {k: (obj or {})[k] for k in keys if k in (obj or {})}
+
+
+def project(pod: Obj) -> Obj:
+    """The fields of a pod the controller reads: its identity, labels, annotations and owners;
+    per container its name and resources (max-hold is set per container name; the quota check
+    sums requests and limits); the Ready condition and each container's state."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    kept_spec: Obj = {"containers": [_pick(c, _CONTAINER) for c in spec.get("containers") or []]}
+    kept_status: Obj = _pick(status, ("phase",))
+    kept_status["conditions"] = [_pick(c, _READY) for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    kept_status["containerStatuses"] = [_pick(c, ("name", "started", "state"))
+                                        for c in status.get("containerStatuses") or []]
+    return {"metadata": _pick(pod.get("metadata"), _METADATA), "spec": kept_spec, "status": kept_status}
 
 
 class PodCache:
@@ -38,10 +65,10 @@ class PodCache:
     # -- the reflector's handler
 
     def replace(self, items: list[Obj]) -> None:
-        self._pods = {item["metadata"]["uid"]: item for item in items}
+        self._pods = {item["metadata"]["uid"]: project(item) for item in items}
 
     def apply(self, kind: str, obj: Obj) -> None:
         if kind == "DELETED":
             self._pods.pop(obj["metadata"]["uid"], None)
         else:
-            self._pods[obj["metadata"]["uid"]] = obj
+            self._pods[obj["metadata"]["uid"]] = project(obj)
