@@ -627,3 +627,33 @@ def test_a_pass_stopped_by_a_lost_lease_resumes_where_it_stopped(cluster):  # no
     assert controller.elector.try_acquire_or_renew()
     controller.run_pass()
     assert api.acted == api.NAMESPACES[3:] + api.NAMESPACES[:3]
+
+
+def test_quarantining_a_pod_already_relabelled_is_a_conflict_not_an_error(cluster):  # noqa: F811
+    """The watch cache lags: the pod it shows was quarantined meanwhile. The patch's `remove` of a
+    label already gone makes the API server answer 422 (before the resourceVersion is compared);
+    the controller counts and logs that as a conflict, as it does a 409, and writes nothing."""
+    from prometheus_client import REGISTRY
+
+    from webhook.engine.namespace import Namespace as Ns
+    from webhook.kube.namespaces import StaticSource
+    from webhook.quarantine.controller import Controller as Ctl, Options
+    from webhook.quarantine.pods import PodCache
+
+    ns = Namespace(cluster)
+    stale = ns.pod("web-a")
+    api = Api(kube_api_client(str(cluster.kubeconfig)))
+    config = load()
+    (decision,) = decide(NamespaceView(ns.name, {PREFIX + "quarantine": "enabled"}, [stale],
+                                       [ns.deployment, ns.rs]), config, time.time())
+    api.patch_pod(stale, quarantine_ops(decision, Marks(config.prefix), time.time()))  # another pass did it
+    controller = Ctl(config, api, PodCache(api.core), StaticSource([Ns(ns.name, {}, {})]), Options())
+
+    def failures(kind: str) -> float:
+        return REGISTRY.get_sample_value("podmedic_quarantine_failures_total",
+                                         {"action": "quarantine", "kind": kind}) or 0.0
+
+    before = failures("conflict"), failures("error")
+    controller.act(decision, time.time())
+    assert (failures("conflict"), failures("error")) == (before[0] + 1, before[1])
+    assert ns.get("pod", "web-a")["metadata"]["labels"] == {PREFIX + "quarantined": "true"}

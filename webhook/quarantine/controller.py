@@ -5,7 +5,8 @@ A pass: every namespace whose pods (from the pod watch cache) include a quaranti
 candidate (decide.candidate, the rule `decide` applies: a namespace where quarantine is off
 costs no read) is read afresh (cluster.view) and decided by the pure core (decide.py). The
 caches may lag; the writes cannot: every patch and delete is guarded by the pod's uid and
-resourceVersion, so an action on a stale pod fails with 409 and the next pass decides again.
+resourceVersion, so an action on a stale pod fails with 409 (or 422, when a label the patch
+removes is already gone), counted as a conflict, and the next pass decides again.
 Skips are reported once per pod and reason (an Event and a metric), not every pass.
 
 A pass renews the lease between namespaces and decisions when a renew period has passed (the
@@ -146,14 +147,18 @@ class Controller:
             log.info("dry-run: would %s pod %s: %s %s", d.action.value, where, d.describe(), detail)
             metrics.DECISIONS.labels(d.action.value, d.reason.value).inc()
             return
+        ops = quarantine_ops(d, self.marks, now) if d.action in (Action.QUARANTINE, Action.MARK) else []
         try:
-            if d.action in (Action.QUARANTINE, Action.MARK):
-                self.cluster.patch_pod(d.pod, quarantine_ops(d, self.marks, now))
+            if ops:
+                self.cluster.patch_pod(d.pod, ops)
             elif d.action is Action.DELETE:
                 self.cluster.delete_pod(d.pod)
         except Exception as exc:
             status = getattr(exc, "status", None)
-            kind = "conflict" if status in (404, 409) else "error"
+            # 422 when a `remove` meets a label already gone: the pod changed since the cache saw
+            # it (the patch fails before the resourceVersion is compared), a conflict like 409
+            stale = status == 422 and any(op["op"] == "remove" for op in ops)
+            kind = "conflict" if status in (404, 409) or stale else "error"
             metrics.FAILURES.labels(d.action.value, kind).inc()
             level = logging.INFO if kind == "conflict" else logging.WARNING
             log.log(level, "%s of pod %s not done (%s): deciding again next pass", d.action.value, where, _status(exc))
