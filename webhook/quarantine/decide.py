@@ -369,8 +369,9 @@ def _capped(owner: Owner, labels: Labels, settings: Resolved, tally: _Tally) -> 
 
 
 def _expiry(pod: Obj, settings: Resolved) -> int:
-    """quarantine-expiry, else the longest max-hold of the pod's containers (the supervisor
-    gives up holding then), at least quarantine-after."""
+    """Seconds from the quarantine to its deletion: quarantine-expiry, else the longest max-hold
+    of the pod's containers (the hold began before the quarantine, so it is over by then), at
+    least quarantine-after."""
     expiry = settings.value("quarantine-expiry")
     if expiry is None:
         containers = (pod.get("spec") or {}).get("containers") or []
