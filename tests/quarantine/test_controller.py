@@ -88,13 +88,17 @@ def test_the_pod_cache_keeps_only_what_decisions_read():
     from webhook.quarantine.patches import quarantine_ops
 
     api_rs = replicaset(deployment("api", "dep-2"), uid="rs-2")
-    workloads = [deployment(), RS, deployment("api", "dep-2"), api_rs]
+    init_rs = replicaset(deployment("init", "dep-3"), uid="rs-3")
+    workloads = [deployment(), RS, deployment("api", "dep-2"), api_rs, deployment("init", "dep-3"), init_rs]
     pods = [realistic(p) for p in (
         pod("web-a", RS, resources={"requests": {"cpu": "100m"}},
             annotations={PREFIX + "max-hold": "1200", "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
         pod("web-b", RS, not_ready_for=None),
         pod("api-a", api_rs, resources={"requests": {"cpu": "2"}}),  # refused by the quota
         pod("bare", not_ready_for=600),
+        with_(pod("init-a", init_rs, resources={"requests": {"cpu": "100m"}}),  # refused: its init container
+              **{"spec.initContainers": [{"name": "migrate", "image": "m", "resources": {"requests": {"cpu": "2"}}}],
+                 "spec.overhead": {"cpu": "10m"}}),
         with_(pod("web-old", RS, labels={PREFIX + "quarantined": "true"}),
               **{"metadata.annotations": {PREFIX + "quarantine-owner": "Deployment/gone/dep-9",
                                           PREFIX + "quarantine-expires": iso(NOW - 1)}}),
@@ -115,4 +119,5 @@ def test_the_pod_cache_keeps_only_what_decisions_read():
 
     assert decided(kept) == decided(pods)
     assert {d[0]: d[2].value for d in decided(kept)} == {
-        "web-old": "expired", "web-a": "not-ready", "api-a": "quota-exhausted", "bare": "bare-pod"}
+        "web-old": "expired", "web-a": "not-ready", "api-a": "quota-exhausted", "bare": "bare-pod",
+        "init-a": "quota-exhausted"}

@@ -229,6 +229,32 @@ def test_preflight_passes(objects):
     assert one(run([candidate], **objects)).action is Action.QUARANTINE
 
 
+def cpu(value: str) -> dict[str, Any]:
+    return {"requests": {"cpu": value}}
+
+
+@pytest.mark.parametrize("spec, charged_millis", [
+    ({"initContainers": [{"name": "migrate", "resources": cpu("1")}]}, 1000),  # the init phase is larger
+    ({"initContainers": [{"name": "proxy", "restartPolicy": "Always", "resources": cpu("200m")},
+                         {"name": "migrate", "resources": cpu("500m")}]}, 700),  # runs beside the sidecar
+    ({"initContainers": [{"name": "migrate", "resources": cpu("500m")},
+                         {"name": "proxy", "restartPolicy": "Always", "resources": cpu("200m")}]}, 500),
+    ({"initContainers": [{"name": "proxy", "restartPolicy": "Always", "resources": cpu("200m")},
+                         {"name": "small", "resources": cpu("50m")}]}, 300),  # the sidecar runs with the app
+    ({"overhead": {"cpu": "50m"}}, 150),
+])
+def test_the_quota_is_charged_what_kubernetes_charges_for_the_replacement(spec, charged_millis):
+    """Requests as the quota admission counts them: max(app containers + sidecars, the init
+    phase's peak) + the pod overhead. The app container asks for 100m; the quota has exactly the
+    charge left, then 1m less."""
+    candidate = pod("web-1", RS, resources=cpu("100m"))
+    candidate = with_(candidate, **{f"spec.{k}": v for k, v in spec.items()})
+    for room, action in ((charged_millis, Action.QUARANTINE), (charged_millis - 1, Action.SKIP)):
+        quotas = [quota("cpu", {"requests.cpu": "10"}, {"requests.cpu": f"{10000 - room}m"})]
+        d = one(run([candidate], quotas=quotas))
+        assert d.action is action, (room, d.describe())
+
+
 def test_the_shipped_deny_all_policy_keeps_quarantined_pods_isolated():
     shipped = yaml.safe_load(Path(SHIPPED_POLICY).read_text())
     lost = {"netpols": [netpol("only-frontend", {"matchLabels": {"app": "web"}}, ["Ingress", "Egress"])]}

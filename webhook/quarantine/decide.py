@@ -422,15 +422,44 @@ _QUOTA_ALIASES = {"cpu": "requests.cpu", "memory": "requests.memory", "ephemeral
 
 
 def _pod_usage(pod: Obj) -> dict[str, Fraction]:
-    """What the replacement (the same template) will charge to a quota."""
+    """What the replacement (the same template) will charge to a quota, computed as Kubernetes
+    does: per resource, the larger of the app containers plus the sidecars (init containers with
+    restartPolicy Always) and the peak of the init phase (each init container plus the sidecars
+    started before it), plus the pod's overhead (for limits: only where limits are set)."""
+    spec = pod.get("spec") or {}
     usage: dict[str, Fraction] = {"pods": Fraction(1)}
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        resources = container.get("resources") or {}
-        for kind in ("requests", "limits"):
-            for name, value in (resources.get(kind) or {}).items():
-                key = f"{kind}.{name}"
-                usage[key] = usage.get(key, Fraction(0)) + quantity(value)
+    for kind in ("requests", "limits"):
+        running: dict[str, Fraction] = {}  # app containers and sidecars
+        for container in spec.get("containers") or []:
+            running = _plus(running, _resources(container, kind))
+        sidecars: dict[str, Fraction] = {}
+        peak: dict[str, Fraction] = {}
+        for container in spec.get("initContainers") or []:
+            own = _resources(container, kind)
+            if container.get("restartPolicy") == "Always":
+                sidecars = _plus(sidecars, own)
+                running = _plus(running, own)
+                during = sidecars
+            else:
+                during = _plus(sidecars, own)
+            peak = _max(peak, during)
+        total = _max(running, peak)
+        overhead = {name: quantity(v) for name, v in (spec.get("overhead") or {}).items()
+                    if kind == "requests" or name in total}
+        usage.update({f"{kind}.{name}": value for name, value in _plus(total, overhead).items()})
     return usage
+
+
+def _resources(container: Obj, kind: str) -> dict[str, Fraction]:
+    return {name: quantity(v) for name, v in (((container.get("resources") or {}).get(kind)) or {}).items()}
+
+
+def _plus(a: Mapping[str, Fraction], b: Mapping[str, Fraction]) -> dict[str, Fraction]:
+    return {k: a.get(k, Fraction(0)) + b.get(k, Fraction(0)) for k in a.keys() | b.keys()}
+
+
+def _max(a: Mapping[str, Fraction], b: Mapping[str, Fraction]) -> dict[str, Fraction]:
+    return {k: max(a.get(k, Fraction(0)), b.get(k, Fraction(0))) for k in a.keys() | b.keys()}
 
 
 def _quota_short(pod: Obj, quotas: Sequence[Obj]) -> str | None:

@@ -21,7 +21,7 @@ Obj = dict[str, Any]
 
 _METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences",
              "deletionTimestamp")
-_CONTAINER = ("name", "resources")
+_CONTAINER = ("name", "resources", "restartPolicy")  # restartPolicy Always: an init container is a sidecar
 _READY = ("type", "status", "lastTransitionTime", "reason", "message")
 
 
@@ -31,10 +31,14 @@ def _pick(obj: Obj | None, keys: tuple[str, ...]) -> Obj:
 
 def project(pod: Obj) -> Obj:
     """The fields of a pod the controller reads: its identity, labels, annotations and owners;
-    per container its name and resources (max-hold is set per container name; the quota check
-    sums requests and limits); the Ready condition and each container's state."""
+    per container and init container its name, resources and restartPolicy, and the overhead
+    (max-hold is set per container name; the quota check counts what the replacement requests);
+    the Ready condition and each container's state."""
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
-    kept_spec: Obj = {"containers": [_pick(c, _CONTAINER) for c in spec.get("containers") or []]}
+    kept_spec: Obj = {key: [_pick(c, _CONTAINER) for c in spec[key]]
+                      for key in ("containers", "initContainers") if spec.get(key)}
+    if spec.get("overhead"):
+        kept_spec["overhead"] = spec["overhead"]
     kept_status: Obj = _pick(status, ("phase",))
     kept_status["conditions"] = [_pick(c, _READY) for c in status.get("conditions") or [] if c.get("type") == "Ready"]
     kept_status["containerStatuses"] = [_pick(c, ("name", "started", "state"))
