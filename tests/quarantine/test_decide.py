@@ -191,6 +191,14 @@ def test_the_namespace_cap_counts_marked_bare_pods_too():
     assert outcome(run([marked, pod("web-1", RS)], ns=ns)) == {"web-1": (Action.SKIP, Reason.NAMESPACE_CAP)}
 
 
+
+def test_a_marked_bare_pod_that_became_ready_no_longer_counts_against_the_namespace_cap():
+    recovered = pod("lonely", None, not_ready_for=None, labels={PREFIX + "quarantined": "true"},
+                    annotations={PREFIX + "quarantine-owner": "none"})
+    ns = {**ON, PREFIX + "quarantine-max-per-namespace": "1"}
+    assert outcome(run([recovered, pod("web-1", RS)], ns=ns)) == {"web-1": (Action.QUARANTINE, Reason.NOT_READY)}
+
+
 # -- pre-flight --------------------------------------------------------------------------------------
 
 EXTRA = {"app": "web", "pod-template-hash": "5d8c9", "tier": "frontend"}  # `tier` is in no owner's selector

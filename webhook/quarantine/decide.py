@@ -17,7 +17,9 @@ One pass over one namespace (`decide`):
    `quarantine-max-per-namespace`), then the pre-flight on the relabelled labels (no PDB, HPA
    target or Service still selects it, no NetworkPolicy isolation lost, room in every
    ResourceQuota for the replacement). Every pod quarantined in this pass counts against the
-   caps of the next, so a burst (a database outage) quarantines at most one per workload.
+   caps of the next, so a burst (a database outage) quarantines at most one per workload. A
+   marked bare pod counts against the namespace cap only while it is not Ready (it keeps its
+   mark: nothing replaced it, and the controller never deletes it).
 """
 
 from __future__ import annotations
@@ -241,7 +243,8 @@ def decide(view: NamespaceView, config: GlobalConfig, now: float) -> list[Decisi
                 saved = saved_state(pod, marks)["labels"]
             except ValueError:
                 saved = {}
-            tally.add(owner, saved)
+            if owner is not None or ready_condition(pod).get("status") != "True":
+                tally.add(owner, saved)  # a marked bare pod that recovered no longer counts
             cleanup = _cleanup(pod, owner, marks, workloads, now)
             if cleanup:
                 out.append(cleanup)
