@@ -59,11 +59,10 @@ def test_release_after_quarantine_restores_labels_and_annotations_exactly(prior_
                                                    PREFIX + "quarantine-released": iso(NOW + 60)}
 
 
-def test_every_label_removed_and_a_pod_without_annotations():
-    original = pod("web-1", RS, injected=False)
-    original["metadata"]["annotations"] = None
-    original["metadata"]["labels"] = {"app": "web", "pod-template-hash": "5d8c9"}
-    original["metadata"]["annotations"] = {PREFIX + "status": "{}"}
+def test_every_label_removed_and_a_bare_pod_without_labels():
+    """Removing every label leaves an empty map the label is added to; a pod with no labels map
+    gets a whole one. (A candidate always has annotations: podmedic's status annotation.)"""
+    original = pod("web-1", RS, labels={"app": "web", "pod-template-hash": "5d8c9"})
     _, _, after = quarantine(original)
     assert after["metadata"]["labels"] == {PREFIX + "quarantined": "true"}
     bare = pod("lonely", labels={})
