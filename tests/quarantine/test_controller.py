@@ -89,7 +89,9 @@ def test_the_pod_cache_keeps_only_what_decisions_read():
 
     api_rs = replicaset(deployment("api", "dep-2"), uid="rs-2")
     init_rs = replicaset(deployment("init", "dep-3"), uid="rs-3")
-    workloads = [deployment(), RS, deployment("api", "dep-2"), api_rs, deployment("init", "dep-3"), init_rs]
+    ds = {"kind": "DaemonSet", "metadata": {"name": "agent", "uid": "ds-1"},
+          "spec": {"selector": {"matchLabels": {"app": "agent"}}}}
+    workloads = [deployment(), RS, deployment("api", "dep-2"), api_rs, deployment("init", "dep-3"), init_rs, ds]
     pods = [realistic(p) for p in (
         pod("web-a", RS, resources={"requests": {"cpu": "100m"}},
             annotations={PREFIX + "max-hold": "1200", "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}),
@@ -99,6 +101,8 @@ def test_the_pod_cache_keeps_only_what_decisions_read():
         with_(pod("init-a", init_rs, resources={"requests": {"cpu": "100m"}}),  # refused: its init container
               **{"spec.initContainers": [{"name": "migrate", "image": "m", "resources": {"requests": {"cpu": "2"}}}],
                  "spec.overhead": {"cpu": "10m"}}),
+        with_(pod("agent-x", ds, labels={"app": "agent"}),
+              **{"spec.containers": [{"name": "app", "ports": [{"containerPort": 9100, "hostPort": 9100}]}]}),
         with_(pod("web-old", RS, labels={PREFIX + "quarantined": "true"}),
               **{"metadata.annotations": {PREFIX + "quarantine-owner": "Deployment/gone/dep-9",
                                           PREFIX + "quarantine-expires": iso(NOW - 1)}}),
@@ -112,7 +116,7 @@ def test_the_pod_cache_keeps_only_what_decisions_read():
     config = load()
 
     def decided(these: list[Obj]) -> list[tuple[Any, ...]]:
-        view = NamespaceView("ns", ON, these, workloads, quotas=[quota("q", {"requests.cpu": "2"}, {"requests.cpu": "1"})])
+        view = NamespaceView("ns", {**ON, PREFIX + "quarantine-daemonset": "enabled"}, these, workloads, quotas=[quota("q", {"requests.cpu": "2"}, {"requests.cpu": "1"})])
         return [(d.name, d.action, d.reason, d.detail, dict(d.remove), d.expires, d.observed,
                  json.dumps(quarantine_ops(d, Marks(config.prefix), NOW)) if d.action.value in ("quarantine", "mark") else "")
                 for d in decide(view, config, NOW)]
@@ -120,4 +124,4 @@ def test_the_pod_cache_keeps_only_what_decisions_read():
     assert decided(kept) == decided(pods)
     assert {d[0]: d[2].value for d in decided(kept)} == {
         "web-old": "expired", "web-a": "not-ready", "api-a": "quota-exhausted", "bare": "bare-pod",
-        "init-a": "quota-exhausted"}
+        "init-a": "quota-exhausted", "agent-x": "daemonset-host-port"}

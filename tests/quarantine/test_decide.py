@@ -122,6 +122,17 @@ def test_a_daemonset_pod_only_when_enabled():
     assert d.action is Action.QUARANTINE and dict(d.remove) == {"app": "agent"}
 
 
+def test_a_daemonset_pod_with_a_host_port_is_skipped():
+    """Its replacement lands on the same node, where the kept pod still holds the port."""
+    ds = workload("DaemonSet", "agent", "ds-1", {"app": "agent"})
+    agent = with_(pod("agent-x", ds, labels={"app": "agent", "controller-revision-hash": "abc"}),
+                  **{"spec.containers": [{"name": "app", "ports": [{"containerPort": 9100, "hostPort": 9100}]}]})
+    d = one(run([agent], [ds], ns={**ON, PREFIX + "quarantine-daemonset": "enabled"}))
+    assert (d.action, d.reason, d.detail) == (Action.SKIP, Reason.DAEMONSET_HOST_PORT, "hostPort 9100")
+    web = with_(pod("web-1", RS), **{"spec.containers": [{"name": "app", "ports": [{"hostPort": 8080}]}]})
+    assert one(run([web])).action is Action.QUARANTINE  # a ReplicaSet's replacement may land anywhere
+
+
 def test_a_bare_pod_is_only_marked():
     d = one(run([pod("lonely")]))
     assert (d.action, d.reason, d.owner, dict(d.remove)) == (Action.MARK, Reason.BARE_POD, None, {})

@@ -12,7 +12,8 @@ One pass over one namespace (`decide`):
    NotReady first, so a burst is decided in a stable order.
 3. Per candidate, in this order, the first rule that says no is the reason it is skipped:
    the kind of its controller (ReplicaSet of a Deployment, Job, DaemonSet when enabled:
-   quarantine; StatefulSet and other kinds: skip; no controller: mark only), the caps (a pod of
+   quarantine, but not a DaemonSet pod with a hostPort; StatefulSet and other kinds: skip; no
+   controller: mark only), the caps (a pod of
    the same template as a quarantined one; `quarantine-max-per-owner`;
    `quarantine-max-per-namespace`), then the pre-flight on the relabelled labels (no PDB, HPA
    target or Service still selects it, no NetworkPolicy isolation lost, room in every
@@ -317,6 +318,9 @@ def _consider(pod: Obj, settings: Resolved, since: float, view: NamespaceView, w
         if isinstance(found, Reason):
             return skip(found, f"{ref.get('kind')} {ref.get('name')}")
         direct, owner = found
+        ports = _host_ports(pod)
+        if ref.get("kind") == "DaemonSet" and ports:
+            return skip(Reason.DAEMONSET_HOST_PORT, f"hostPort {', '.join(map(str, ports))}", owner)
         labels = _labels(pod)
         selector = (direct.get("spec") or {}).get("selector")
         remove = {k: labels[k] for k in sorted(selected_keys(selector)) if k in labels}
@@ -357,6 +361,14 @@ def _owner(ref: Mapping[str, Any], settings: Resolved, workloads: _Workloads) ->
         top = deployment
     meta = _meta(top)
     return direct, Owner(str(top["kind"]), str(meta.get("name")), str(meta.get("uid")))
+
+
+def _host_ports(pod: Obj) -> list[int]:
+    """The host ports the pod binds (with hostNetwork the API server defaults hostPort to each
+    containerPort): a replacement on the same node is unschedulable while the kept pod runs."""
+    spec = pod.get("spec") or {}
+    return sorted({int(port["hostPort"]) for key in ("containers", "initContainers") for c in spec.get(key) or []
+                   for port in c.get("ports") or [] if port.get("hostPort")})
 
 
 def _capped(owner: Owner, labels: Labels, settings: Resolved, tally: _Tally) -> tuple[Reason, str] | None:

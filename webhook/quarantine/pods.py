@@ -21,7 +21,7 @@ Obj = dict[str, Any]
 
 _METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences",
              "deletionTimestamp")
-_CONTAINER = ("name", "resources", "restartPolicy")  # restartPolicy Always: an init container is a sidecar
+_CONTAINER = ("name", "resources", "restartPolicy", "ports")  # restartPolicy Always: a sidecar; ports: hostPort
 _READY = ("type", "status", "lastTransitionTime", "reason", "message")
 
 
@@ -31,8 +31,9 @@ def _pick(obj: Obj | None, keys: tuple[str, ...]) -> Obj:
 
 def project(pod: Obj) -> Obj:
     """The fields of a pod the controller reads: its identity, labels, annotations and owners;
-    per container and init container its name, resources and restartPolicy, and the overhead
-    (max-hold is set per container name; the quota check counts what the replacement requests);
+    per container and init container its name, resources, restartPolicy and ports, and the
+    overhead (max-hold is set per container name; the quota check counts what the replacement
+    requests; a DaemonSet pod with a hostPort is skipped);
     the Ready condition and each container's state."""
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     kept_spec: Obj = {key: [_pick(c, _CONTAINER) for c in spec[key]]
