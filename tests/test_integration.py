@@ -227,3 +227,16 @@ def test_a_controllers_burst_is_planned_twice_per_worker(cluster, webhook):
     specs = {json.dumps(p["spec"], sort_keys=True).replace(token, "kube-api-access-*") for p, token in zip(stored, tokens)}
     assert len(specs) == 1
     assert len({p["metadata"]["annotations"][PREFIX + "status"] for p in stored}) == 1
+
+
+def test_a_stop_signal_pod_is_injected_and_accepted(cluster, webhook):
+    """lifecycle.stopSignal (1.33+; the API server wants spec.os.name with it) sits beside the
+    hooks: podmedic injects the pod, forensics wraps the preStop, the API server stores it. (This
+    API server runs without the ContainerStopSignals gate, so it drops the field after the
+    webhooks have seen it.)"""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    lifecycle = {"stopSignal": "SIGUSR1", "preStop": {"exec": {"command": ["/app", "--drain"]}}}
+    pod = _created(cluster.create_pod(ns, _pod("stopsignal", os={"name": "linux"}, container={"lifecycle": lifecycle})))
+    app = pod["spec"]["containers"][0]
+    assert app["lifecycle"]["preStop"]["exec"]["command"][0].startswith("/podmedic/")
+    assert app["command"][0].startswith("/podmedic/") and PREFIX + "status" in pod["metadata"]["annotations"]

@@ -6,11 +6,19 @@ fast paths in verify.py must give these answers unchanged."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
 
+from tests.pods import container
+from tests.pods import pod as engine_pod
 from webhook.admission import verify
+from webhook.admission.plan import plan
+from webhook.cli.config import load
+from webhook.engine.decisions import Reason
+from webhook.engine.namespace import Namespace
+from webhook.kube.namespaces import StaticSource
 
 
 def pod(*containers: dict[str, Any], volumes: list[Any] | None = None, **spec: Any) -> dict[str, Any]:
@@ -78,6 +86,8 @@ CASES = {
     "hooks": (pod(c(lifecycle={"preStop": {"grpc": {"port": 1}}, "postStart": {"httpGet": {"port": "nope"}}})),
               ["container app: lifecycle.preStop must have exactly one handler (has none)",
                "container app: lifecycle.postStart names port 'nope' that the container does not declare"]),
+    "stopSignal is not a hook": (pod(c(lifecycle={"stopSignal": "SIGUSR1", "preStop": {"exec": {"command": ["x"]}}})),
+                                 []),
     "a good pod": (pod(GOOD, c("side", restartPolicy="Always"), volumes=[{"name": "podmedic-logs"}]), []),
     "everything at once": (pod(c(env=[{"name": "X="}], volumeMounts=[{"name": "podmedic-toolbox", "mountPath": "/t"},
                                                                     {"name": "a", "mountPath": "/t"}],
@@ -103,3 +113,26 @@ def test_apply_raises_with_every_problem_joined():
     with pytest.raises(verify.PatchRejected) as raised:
         verify.apply(obj, b'[{"op": "add", "path": "/metadata/labels", "value": {}}]')
     assert str(raised.value) == "; ".join(expected)
+
+
+DENY = dataclasses.replace(load(None), on_error="deny")
+DEMO = StaticSource([Namespace("demo", {"podmedic.io/inject": "enabled", "podmedic.io/supervisor": "enabled"}, {})])
+
+
+def test_a_stop_signal_pod_is_injected_and_verifies():
+    """lifecycle.stopSignal (Kubernetes 1.33+) is a string beside the hooks, not a handler."""
+    app = container("app", command=["/app"], lifecycle={"stopSignal": "SIGUSR1", "preStop": {"exec": {"command": ["x"]}}})
+    result, _ = plan(engine_pod(app, os={"name": "linux"}), DEMO.get("demo"), DENY)
+    assert result.denied is None and result.patch is not None
+    assert [d for d in result.report.decisions if d.reason is Reason.VERIFY_FAILED] == []
+
+
+def test_an_error_inside_verification_is_a_verify_failure_never_a_deny():
+    """A rule that meets a value it did not expect (here a mountPath that is a list, which
+    no typed Pod has) must not deny the pod under onError=deny: the patch is unverified, so
+    the pod goes through without it."""
+    app = container("app", command=["/app"], volumeMounts=[{"name": "data", "mountPath": ["x"]}])
+    result, size = plan(engine_pod(app), DEMO.get("demo"), DENY)
+    assert result.denied is None and result.patch is None and size is None
+    assert result.report.decisions[-1].reason is Reason.VERIFY_FAILED
+    assert result.report.decisions[-1].detail == "verification error: TypeError"

@@ -4,6 +4,7 @@ as sent. A plan is what the memo keeps per pod template.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,8 @@ from webhook.admission.responses import encode_patch
 from webhook.engine.config import GlobalConfig
 from webhook.engine.decisions import Decision, Reason, Report
 from webhook.engine.namespace import Lookup
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ def plan(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> tuple[Pla
             verify.apply(pod, patch)  # in place: name, generateName and owner stay as sent
         except verify.PatchRejected as exc:
             report.add(Decision("pod", None, Reason.VERIFY_FAILED, str(exc)[:300]))
+            patch = None
+        except Exception as exc:  # a bug in a rule (a field it did not expect): unverified, so not sent
+            log.exception("verifying the patch failed")
+            report.add(Decision("pod", None, Reason.VERIFY_FAILED, f"verification error: {type(exc).__name__}"))
             patch = None
     size = len(patch or b"") + PLAN_OVERHEAD_BYTES
     return Plan(patch, len(outcome.ops) if patch else 0, report), size if complete and patch else None

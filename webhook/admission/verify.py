@@ -19,6 +19,7 @@ from webhook.engine.patch import apply_in_place
 
 HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 HOOK_HANDLERS = ("exec", "httpGet", "tcpSocket", "sleep")
+HOOKS = ("postStart", "preStop")  # the lifecycle fields that hold a handler
 _VAR_REF = re.compile(r"\$\(([^)]*)\)")
 
 
@@ -108,7 +109,8 @@ def _check_container(out: list[str], kind: str, c: dict[str, Any], volumes: set[
             if field in probe and not (isinstance(probe[field], int) and probe[field] >= 1):
                 out.append(f"container {name}: {probe_kind}.{field} must be a positive integer")
     for hook_name, hook in (c.get("lifecycle") or {}).items():
-        _check_handler(out, name, f"lifecycle.{hook_name}", hook, HOOK_HANDLERS, ports)
+        if hook_name in HOOKS and hook is not None:  # lifecycle.stopSignal (1.33+) is a string, not a handler
+            _check_handler(out, name, f"lifecycle.{hook_name}", hook, HOOK_HANDLERS, ports)
 
 
 def _plain_names(env_names: list[Any]) -> bool:
