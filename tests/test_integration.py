@@ -240,3 +240,13 @@ def test_a_stop_signal_pod_is_injected_and_accepted(cluster, webhook):
     app = pod["spec"]["containers"][0]
     assert app["lifecycle"]["preStop"]["exec"]["command"][0].startswith("/podmedic/")
     assert app["command"][0].startswith("/podmedic/") and PREFIX + "status" in pod["metadata"]["annotations"]
+
+
+def test_a_windows_pod_is_let_through_unchanged(cluster, webhook):
+    """podmedic's init containers carry Linux-only securityContext fields that the API server
+    rejects in a pod with spec.os.name windows: such a pod is skipped (not-linux), not broken."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    done = cluster.create_pod(ns, _pod("windows", os={"name": "windows"}))
+    pod = _created(done)
+    assert "initContainers" not in pod["spec"] and PREFIX + "status" not in pod["metadata"].get("annotations", {})
+    assert "not-linux" in done.stderr or "spec.os.name is not linux" in done.stderr

@@ -13,7 +13,7 @@ import pytest
 
 from tests.pods import container
 from tests.pods import pod as engine_pod
-from webhook.admission import verify
+from webhook.admission import podshape, verify
 from webhook.admission.plan import plan
 from webhook.cli.config import load
 from webhook.engine.decisions import Reason
@@ -88,6 +88,14 @@ CASES = {
                "container app: lifecycle.postStart names port 'nope' that the container does not declare"]),
     "stopSignal is not a hook": (pod(c(lifecycle={"stopSignal": "SIGUSR1", "preStop": {"exec": {"command": ["x"]}}})),
                                  []),
+    "Linux-only fields in a windows pod": (pod(c(securityContext={"runAsNonRoot": True}),
+                                                initContainers=[c("init", securityContext={"runAsUser": 1,
+                                                                                           "capabilities": {}})],
+                                                os={"name": "windows"}),
+                                            ["container init: securityContext.capabilities cannot be set for a "
+                                             "windows pod",
+                                             "container init: securityContext.runAsUser cannot be set for a windows pod"]),
+    "Linux-only fields in a linux pod": (pod(c(securityContext={"runAsUser": 1}), os={"name": "linux"}), []),
     "a good pod": (pod(GOOD, c("side", restartPolicy="Always"), volumes=[{"name": "podmedic-logs"}]), []),
     "everything at once": (pod(c(env=[{"name": "X="}], volumeMounts=[{"name": "podmedic-toolbox", "mountPath": "/t"},
                                                                     {"name": "a", "mountPath": "/t"}],
@@ -136,3 +144,8 @@ def test_an_error_inside_verification_is_a_verify_failure_never_a_deny():
     assert result.denied is None and result.patch is None and size is None
     assert result.report.decisions[-1].reason is Reason.VERIFY_FAILED
     assert result.report.decisions[-1].detail == "verification error: TypeError"
+
+
+def test_spec_os_of_the_wrong_type_is_malformed():
+    """The engine's not-linux gate reads spec.os.name: a spec.os that is not a map is a 400."""
+    assert podshape.problem({"spec": {"os": "windows"}}) == "request.object.spec.os has the wrong type"

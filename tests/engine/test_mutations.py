@@ -310,3 +310,20 @@ def test_empty_annotation_values_fall_through_to_the_next_level():
     mutated, outcome = run(original, {PREFIX + "inject": "enabled", PREFIX + "log-path": ""})
     assert mounts(c0(mutated))["podmedic-logs"]["mountPath"] == "/var/log/podmedic"
     assert reasons(outcome, "app")["forensics"] == "injected"
+
+
+@pytest.mark.parametrize("os_name", ["windows", "Linux", ""])
+def test_a_pod_for_another_os_is_not_injected(os_name):
+    """The toolbox is Linux binaries, and the API server rejects the Linux-only securityContext
+    fields of podmedic's init containers in a Windows pod: anything but "linux" is skipped."""
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]), os={"name": os_name})
+    mutated, outcome = run(original)
+    assert outcome.ops == [] and mutated == original
+    assert [(d.feature, d.reason.value, d.detail) for d in outcome.report.decisions] == [
+        ("pod", "not-linux", f"spec.os.name={os_name!r}")]
+    assert outcome.report.warnings(PREFIX)[0].startswith("podmedic: pod: spec.os.name is not linux")
+
+
+def test_a_linux_pod_is_injected():
+    _, outcome = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]), os={"name": "linux"}))
+    assert outcome.ops and reasons(outcome, "app")["supervisor"] == "injected"

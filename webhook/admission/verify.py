@@ -19,6 +19,9 @@ from webhook.engine.patch import apply_in_place
 
 HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 HOOK_HANDLERS = ("exec", "httpGet", "tcpSocket", "sleep")
+# Container securityContext fields the API server forbids when spec.os.name is not linux.
+LINUX_ONLY = ("seLinuxOptions", "seccompProfile", "capabilities", "readOnlyRootFilesystem", "privileged",
+              "allowPrivilegeEscalation", "procMount", "runAsUser", "runAsGroup", "appArmorProfile")
 HOOKS = ("postStart", "preStop")  # the lifecycle fields that hold a handler
 _VAR_REF = re.compile(r"\$\(([^)]*)\)")
 
@@ -57,6 +60,10 @@ def check(pod: dict[str, Any]) -> list[str]:
     declared = set(volumes)
     for kind, c in containers:
         _check_container(out, kind, c, declared)
+    os_name = (spec.get("os") or {}).get("name")
+    if os_name is not None and os_name != "linux":  # the engine's gate skips these pods; a second line
+        out += [f"container {c.get('name')}: securityContext.{field} cannot be set for a {os_name} pod"
+                for _, c in containers for field in LINUX_ONLY if field in (c.get("securityContext") or {})]
     return out
 
 

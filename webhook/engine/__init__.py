@@ -50,7 +50,7 @@ class Outcome:
 
 
 def _gate(lookup: Lookup, pod: dict[str, Any], config: GlobalConfig) -> tuple[Decision | None, Resolved | None]:
-    """Whole-pod decisions: only an opted-in namespace's pods that did not opt out get through.
+    """Whole-pod decisions: only an opted-in namespace's Linux pods that did not opt out get through.
 
     A namespace that cannot be looked up never falls back to defaults: the reason is recorded
     and nothing is injected (the Kyverno CVE-2025-46342 class of bug).
@@ -72,6 +72,9 @@ def _gate(lookup: Lookup, pod: dict[str, Any], config: GlobalConfig) -> tuple[De
     if config.status_key in annotations:  # even a malformed marker: never inject twice
         return Decision("pod", None, Reason.ALREADY_INJECTED, _marker_problem(annotations[config.status_key]),
                         Level.POD), None
+    os_name = ((pod.get("spec") or {}).get("os") or {}).get("name")
+    if os_name is not None and os_name != "linux":  # Windows: Linux-only securityContext fields are rejected
+        return Decision("pod", None, Reason.NOT_LINUX, f"spec.os.name={os_name!r}", Level.POD), None
     return None, settings
 
 

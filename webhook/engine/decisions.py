@@ -41,6 +41,8 @@ class Reason(str, Enum):
     NAMESPACE_SOURCE_NOT_SYNCED = ("namespace-source-not-synced", "namespace source has not synced yet; not injecting", True)
     NAMESPACE_LOOKUP_FAILED = ("namespace-lookup-failed", "namespace lookup failed; not injecting", True)
     ALREADY_INJECTED = ("already-injected", "pod already carries podmedic's injection marker", False)
+    NOT_LINUX = ("not-linux", "spec.os.name is not linux: podmedic's toolbox and init containers are Linux-only; "
+                 "not injecting", True)
     DEADLINE_EXCEEDED = ("deadline-exceeded", "review exceeded podmedic's deadline; pod let through unchanged", True)
     # -- per-feature skips
     FEATURE_DISABLED = ("feature-disabled", "feature disabled", False)
