@@ -327,3 +327,45 @@ def test_a_pod_for_another_os_is_not_injected(os_name):
 def test_a_linux_pod_is_injected():
     _, outcome = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]), os={"name": "linux"}))
     assert outcome.ops and reasons(outcome, "app")["supervisor"] == "injected"
+
+
+@pytest.mark.parametrize("path", ["/podmedic", "/podmedic/logs", "/podmedic-state", "/podmedic-state/logs"])
+def test_a_log_path_in_podmedics_own_mounts_is_invalid(path):
+    """A mount point inside the read-only toolbox fails at container creation (EROFS), and one
+    at the same path as ours makes verification drop the whole patch: the logs feature is
+    skipped with a warning naming the annotation, the other features still go in."""
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
+                        annotations={PREFIX + "log-path": path})
+    mutated, outcome = run(original)
+    r = reasons(outcome, "app")
+    assert r["logs"] == "invalid-value" and r["supervisor"] == r["forensics"] == "injected"
+    detail = next(d.detail for d in outcome.report.decisions if d.feature == "logs")
+    assert detail.startswith(f"{PREFIX}log-path={path!r} is invalid: podmedic mounts its own volume at /podmedic")
+    assert "podmedic-logs" not in mounts(c0(mutated))
+
+
+def test_a_log_path_beside_podmedics_mounts_is_fine():
+    _, outcome = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
+                              annotations={PREFIX + "log-path": "/podmedic-logs/app"}))
+    assert reasons(outcome, "app")["logs"] == "injected"
+
+
+@pytest.mark.parametrize("path", ["/podmedic/conf", "/podmedic/", "//podmedic", "/podmedic-state/x", "/"])
+def test_a_mount_inside_or_above_the_toolbox_is_a_mount_conflict(path):
+    """By path components: inside the read-only toolbox (EROFS at container creation), the same
+    path spelled otherwise, or above it."""
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}],
+                                  volumeMounts=[{"name": "conf", "mountPath": path}]),
+                        volumes=[{"name": "conf", "emptyDir": {}}])
+    _, outcome = run(original)
+    r = reasons(outcome, "app")
+    assert r["supervisor"] == r["forensics"] == "mount-conflict"
+    assert {d.detail for d in outcome.report.decisions if d.feature == "supervisor"} == {path}
+
+
+def test_a_mount_beside_the_toolbox_is_no_conflict():
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}],
+                                  volumeMounts=[{"name": "conf", "mountPath": "/podmedic-conf"}]),
+                        volumes=[{"name": "conf", "emptyDir": {}}])
+    _, outcome = run(original)
+    assert reasons(outcome, "app")["supervisor"] == reasons(outcome, "app")["forensics"] == "injected"

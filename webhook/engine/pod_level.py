@@ -76,14 +76,28 @@ def names_taken(pod: dict[str, Any]) -> bool:
 
 
 def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -> Decision | None:
-    """The skip decision when the toolbox cannot be delivered to this container, or None."""
+    """The skip decision when the toolbox cannot be delivered to this container, or None. A
+    mount at, inside or above one of the toolbox's mounts conflicts: the runtime cannot create
+    a mount point inside the read-only toolbox (EROFS), nor mount the same path twice, and a
+    mount above ours would hide it or be hidden."""
     level = ctx.settings.get(feature, target.name).level
     if ctx.toolbox_blocked:
         return Decision(feature, target.name, Reason.NAME_CONFLICT, level=level)
-    taken = target.mount_paths() & TOOLBOX_MOUNTS
+    taken = [path for path in target.mount_paths() if any(overlaps(path, ours) for ours in TOOLBOX_MOUNTS)]
     if taken:
         return Decision(feature, target.name, Reason.MOUNT_CONFLICT, ", ".join(sorted(taken)), level)
     return None
+
+
+def overlaps(path: str, other: str) -> bool:
+    """Is `path` equal to, inside or above `other`, by path components (/podmedic-x is not
+    inside /podmedic; /podmedic/ and //podmedic are /podmedic)?"""
+    a, b = _components(path), _components(other)
+    return a[:len(b)] == b or b[:len(a)] == a
+
+
+def _components(path: str) -> list[str]:
+    return [part for part in path.split("/") if part and part != "."]
 
 
 def pod_env() -> list[dict[str, Any]]:

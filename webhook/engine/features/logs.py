@@ -17,6 +17,7 @@ from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import Decision, Reason
 from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
+from webhook.engine.settings import InvalidSetting
 
 
 FEATURE = FeatureName.LOGS
@@ -45,6 +46,11 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if ctx.toolbox_blocked:
         return Decision(FEATURE, name, Reason.NAME_CONFLICT, level=level)
     path = ctx.settings.value("log-path", name)
+    inside = [ours for ours in sorted(pod_level.TOOLBOX_MOUNTS) if pod_level.overlaps(path, ours)]
+    if inside:  # a mount point in the read-only toolbox fails at container creation (EROFS)
+        setting = ctx.settings.get("log-path", name)
+        raise InvalidSetting(setting.annotation, setting.raw, f"podmedic mounts its own volume at {inside[0]}",
+                             setting.level)
     if path in target.mount_paths():
         return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, path, level)
     # env is a list of maps (podshape): its names collected in C
