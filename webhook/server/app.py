@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 
 import orjson
 from flask import Flask, Response, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
 from webhook.admission.handle import Answer, handle
@@ -69,6 +70,9 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
                                           plans=plans)
         except OSError as exc:  # the client stalled past the socket timeout, or went away
             answer = _bad(f"request body not received: {exc}")
+        except ParseException as exc:  # gunicorn parses a chunked body as it is read; it then
+            # fails the same way on the unread rest and closes the connection, unanswered
+            answer = _bad(f"malformed request body: {type(exc).__name__}: {exc}")
         outcome = (answer.audit or {}).get("outcome", "bad-request")
         metrics.observe(outcome, time.perf_counter() - started, answer.report,
                         cached=bool((answer.audit or {}).get("cached")))
