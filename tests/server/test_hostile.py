@@ -7,10 +7,16 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 
 import pytest
+import requests
 
+from tests import pods
 from tests.conftest import RunningServer
+from webhook.server.tls import HANDSHAKE_TIMEOUT
+
+BODY = json.dumps(pods.review(pods.controller_pod()))
 
 HEAD = b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
 
@@ -42,3 +48,40 @@ def test_a_malformed_chunked_body_is_one_400_then_the_connection_closes(server: 
     audited = [line for line in server.audit_lines() if error in str(line.get("error"))]
     assert audited and audited[-1]["outcome"] == "bad-request"
     assert "Traceback" not in server.log.read_text(errors="replace")
+
+
+def timed_review(server: RunningServer) -> float:
+    """Seconds for one review on a new connection (a new handshake, as after a reconnect)."""
+    started = time.monotonic()
+    with requests.Session() as session:
+        session.trust_env, session.verify = False, str(server.ca)
+        answer = session.post(server.url + "/mutate", data=BODY, headers={"Content-Type": "application/json"},
+                              timeout=10)
+    assert answer.status_code == 200
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("first_bytes", [b"", b"\x16"], ids=["silent", "half-a-handshake"])
+def test_connections_that_never_finish_a_handshake_do_not_delay_reviews(server: RunningServer,
+                                                                       first_bytes: bytes) -> None:
+    host, port = server.url.removeprefix("https://").split(":")
+    stalled = [socket.create_connection((host, int(port)), timeout=10) for _ in range(6)]  # > 2 workers x 2 threads
+    try:
+        for conn in stalled:
+            conn.sendall(first_bytes)
+        time.sleep(0.3)  # all accepted, and (before the fix) each holding a request thread
+        slowest = max(timed_review(server) for _ in range(4))
+        # The API server's timeoutSeconds is 10 by default; before, this took 4.7 s (silent) and 8.7 s.
+        assert slowest < 2.0, f"a review took {slowest:.2f}s behind stalled handshakes"
+    finally:
+        for conn in stalled:
+            conn.close()
+
+
+def test_a_silent_connection_is_closed_after_the_handshake_timeout(server: RunningServer) -> None:
+    host, port = server.url.removeprefix("https://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        started = time.monotonic()
+        assert conn.recv(1) == b""
+        # HANDSHAKE_TIMEOUT, plus up to 1 s until gthread's loop next looks at its pending connections
+        assert time.monotonic() - started < HANDSHAKE_TIMEOUT + 1.5

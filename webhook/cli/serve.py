@@ -16,7 +16,7 @@ from webhook.cli.env import env, env_flag
 from webhook.engine.config import ConfigError
 from webhook.kube.namespaces import source_from_args
 from webhook.server.gunicorn import Server
-from webhook.server.tls import server_context
+from webhook.server.tls import HANDSHAKE_TIMEOUT, server_context
 
 
 def register(sub: Any) -> None:
@@ -43,6 +43,10 @@ def register(sub: Any) -> None:
                    help="seconds to finish in-flight reviews after SIGTERM [PODMEDIC_GRACEFUL_TIMEOUT]")
     p.add_argument("--cert-reload-interval", type=float, default=float(env("PODMEDIC_CERT_RELOAD_INTERVAL", 5)),
                    help="seconds between checks of the certificate files' content [PODMEDIC_CERT_RELOAD_INTERVAL]")
+    p.add_argument("--handshake-timeout", type=float,
+                   default=float(env("PODMEDIC_HANDSHAKE_TIMEOUT", HANDSHAKE_TIMEOUT)),
+                   help="seconds a new connection gets to complete its TLS handshake "
+                   f"(default {HANDSHAKE_TIMEOUT:g}) [PODMEDIC_HANDSHAKE_TIMEOUT]")
     p.add_argument("--reuse-port", action="store_true",
                    help="SO_REUSEPORT: several servers on one address, for rolling restarts [PODMEDIC_REUSE_PORT: true/false/1/0]")
     p.set_defaults(func=serve)

@@ -21,21 +21,24 @@ Why these gunicorn settings (measured with `make bench`, docs on the benchmark):
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import os
 import select
+import selectors
 import ssl
 import time
+from functools import partial
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from webhook.engine.config import GlobalConfig
 from webhook.kube.namespaces import source_from_args
 from webhook.server import deadline
 from webhook.server.balancing import ConnectionTable
-from webhook.server.tls import CertificateReloader
+from webhook.server.tls import CertificateReloader, configure_handshake_timeout, handshake_timeout
 
 _reloader: CertificateReloader | None = None  # this worker's (set in load())
 _draining = False  # set when this worker got SIGTERM: /readyz turns false while it drains
@@ -106,7 +109,24 @@ class QueueTimedWorker(ThreadWorker):
             self._held_back = held and not self._left_waiting()
 
     def accept(self, listener: Any) -> None:
-        super().accept(listener)
+        """Accept into the poller, not onto a request thread: gthread hands a new connection
+        to a thread at once, which then waits up to 5 s for its first byte (and, over TLS,
+        blocks in the handshake), so a few silent connections held every thread and stalled
+        every review. Here a thread is taken only once the client has sent something, and a
+        connection that sends nothing is closed after tls.HANDSHAKE_TIMEOUT by gthread's
+        murder_pending (pending_conns stays sorted by timeout: gthread adds to it only when
+        handle() gives up waiting for a first byte, which it never does for these)."""
+        try:
+            sock, client = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = TConn(self.cfg, sock, client, listener.getsockname())  # made non-blocking
+        conn.timeout = time.monotonic() + handshake_timeout()
+        self.pending_conns.append(conn)
+        self.poller.register(sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
         self._publish()  # at once: a peer deciding during the same burst must see it
 
     def finish_request(self, conn: Any, fs: Any) -> None:
@@ -208,6 +228,7 @@ class Server(BaseApplication):
                 metrics.CERT_EXPIRY.set(reloader.not_after.timestamp())
 
         a = self.args
+        configure_handshake_timeout(a.handshake_timeout)
         _reloader = CertificateReloader(a.tls_cert_file, a.tls_private_key_file,
                                         check_interval=a.cert_reload_interval, on_reload=expiry_gauge)
         namespaces = source_from_args(a.namespaces_file, a.kubeconfig, self.podmedic_config.logs.watched_claim)

@@ -43,12 +43,22 @@ log = logging.getLogger("podmedic.tls")
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
-# Seconds a client gets for a handshake and for sending one request.
+# Seconds a client gets for sending one request.
 # gunicorn's gthread worker reads headers and body in blocking mode with no timeout, so a client
 # that stalls mid-request -- or trickles a byte now and then -- would hold a worker thread for
 # ever; the API server sends a review in milliseconds and gives up after its timeoutSeconds (at
 # most 30) anyway.
 CLIENT_IO_TIMEOUT = 5.0
+
+# Seconds a new connection gets to complete its TLS handshake: waiting for its first byte (in
+# the worker's poller, webhook.server.gunicorn) and then the handshake itself (on a request
+# thread, as a whole: CPython's _ssl holds one deadline for a blocking handshake). Much shorter
+# than CLIENT_IO_TIMEOUT because the threads are few (2 per worker): a peer that connects and
+# then stalls mid-handshake holds one of them for this long, and a handful of such peers must not
+# push the API server's reviews past its timeoutSeconds. A client on the same network sends its
+# ClientHello in microseconds and the handshake is one round trip. `podmedic serve
+# --handshake-timeout` overrides it.
+HANDSHAKE_TIMEOUT = 1.0
 _TIGHTEN_AFTER = 1.0  # seconds into a request before each read is held to the time left
 
 
@@ -56,7 +66,8 @@ class _TimedSSLSocket(ssl.SSLSocket):
     """An SSLSocket whose "blocking" mode is blocking with a deadline: gunicorn switches
     kept-alive sockets between non-blocking (polling) and blocking (handling one request) with
     setblocking(), and runs the handshake on a socket it made blocking. Each switch to blocking
-    starts a CLIENT_IO_TIMEOUT budget for receiving that request (handshake included); once a
+    starts a CLIENT_IO_TIMEOUT budget for receiving that request (the handshake before a first
+    request has its own, shorter handshake_timeout); once a
     request has taken longer than _TIGHTEN_AFTER (never, for the API server), every read may
     only wait for what is left of it. Until then no read pays for the bookkeeping. Writing the
     answer is not checked against the deadline (the app answers a request it could not read
@@ -64,15 +75,22 @@ class _TimedSSLSocket(ssl.SSLSocket):
     read left, and a client that does not read its answer is cut after that."""
 
     _deadline = 0.0
+    handshake_timeout = HANDSHAKE_TIMEOUT  # set per worker by configure_handshake_timeout()
 
     def setblocking(self, flag: bool) -> None:
         self._deadline = time.monotonic() + CLIENT_IO_TIMEOUT if flag else 0.0
         self.settimeout(CLIENT_IO_TIMEOUT if flag else 0.0)
 
     def do_handshake(self, block: bool = False) -> None:
-        if self.gettimeout() is None:
-            self.setblocking(True)
-        super().do_handshake(block)
+        """The handshake gets handshake_timeout in all; the first request's budget starts after it."""
+        self.settimeout(self.handshake_timeout)
+        try:
+            super().do_handshake(block)
+        except TimeoutError as exc:
+            # As an end of stream (gunicorn closes quietly), not an OSError that it logs with a
+            # traceback: a peer that gives up mid-handshake is not the server's error.
+            raise ssl.SSLEOFError(ssl.SSL_ERROR_EOF, f"no TLS handshake within {self.handshake_timeout:g}s") from exc
+        self.setblocking(True)
 
     def _hold_to_deadline(self) -> None:
         if self._deadline:
@@ -89,6 +107,16 @@ class _TimedSSLSocket(ssl.SSLSocket):
     def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
         self._hold_to_deadline()
         return super().recv_into(buffer, nbytes, flags)
+
+
+def configure_handshake_timeout(seconds: float) -> None:
+    """Set the handshake timeout of every server socket made from now on (see HANDSHAKE_TIMEOUT)."""
+    _TimedSSLSocket.handshake_timeout = seconds
+
+
+def handshake_timeout() -> float:
+    """The handshake timeout in force (the worker also bounds the wait for a first byte with it)."""
+    return _TimedSSLSocket.handshake_timeout
 
 
 def _digest(cert_pem: bytes, key_pem: bytes) -> bytes:
