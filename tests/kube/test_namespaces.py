@@ -6,11 +6,14 @@ constructor, and the convergence bound is asserted with the instance's own formu
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,7 +24,7 @@ from webhook.cli.config import load
 from webhook.engine.decisions import Reason
 from webhook.engine.namespace import Lookup, Namespace
 from webhook.kube.namespaces import FileSource, KubeSource, StaticSource, source_from_args
-from webhook.kube.reflector import backoff_delay
+from webhook.kube.reflector import Reflector, backoff_delay
 
 EXAMPLE = ROOT / "examples" / "namespaces.yaml"
 ON = {"podmedic.io/inject": "enabled"}
@@ -304,6 +307,44 @@ def test_backoff_grows_with_jitter_up_to_its_cap() -> None:
     assert max(delays) <= 5.0 and len(set(delays)) > 100
     assert 0.25 <= backoff_delay(1, 0.5, 5.0) <= 0.5
     assert min(backoff_delay(30, 0.5, 5.0) for _ in range(50)) >= 2.5
+
+
+class ListsButCannotWatch:
+    """A CoreV1Api list method as the API server serves it to a ServiceAccount allowed to list
+    namespaces but not to watch them (RBAC without the `watch` verb)."""
+
+    def __init__(self) -> None:
+        self.lists = 0
+
+    def __call__(self, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        if kwargs.get("watch"):
+            raise ApiException(status=403, reason="Forbidden: cannot watch namespaces")
+        self.lists += 1
+        return SimpleNamespace(data=json.dumps({"metadata": {"resourceVersion": "1"}, "items": []}))
+
+
+class Ignore:
+    def replace(self, items: list[dict[str, Any]]) -> None:
+        pass
+
+    def apply(self, kind: str, obj: dict[str, Any]) -> None:
+        pass
+
+
+def test_a_forbidden_watch_backs_off_instead_of_relisting_in_a_loop(caplog: pytest.LogCaptureFixture) -> None:
+    api = ListsButCannotWatch()
+    reflector = Reflector("namespaces", api, Ignore(), backoff_initial=0.05, backoff_max=0.4)
+    with caplog.at_level(logging.DEBUG, logger="podmedic.namespaces"):
+        reflector.start()
+        time.sleep(2.0)
+        reflector.stop()
+    # Growing backoff: 0.05 + 0.1 + 0.2 + 0.4 + 0.4 ... (x 0.5-1 jitter) is at most 11 lists in
+    # 2 s; reset after every list it was one every 0.025-0.05 s (40 and more).
+    assert 3 <= api.lists <= 11, api.lists
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "HTTP 403" in warnings[0].getMessage()
 
 
 def test_stop_ends_the_watch_thread(kube: FakeKube) -> None:

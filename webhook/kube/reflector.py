@@ -121,11 +121,17 @@ class Reflector:
         self._handler.replace(body["items"])
         if self.synced:
             self.relists += 1
-        if self._failures:
-            log.info("%s cache relisted after %d failed attempt(s): %d objects", self._what, self._failures,
-                     len(body["items"]))
-        self.synced, self._failures, self.last_sync = True, 0, time.time()
+        # The failure count (the backoff) is not reset here but once a watch works: when LIST is
+        # allowed and WATCH is not (RBAC missing `watch`), every round lists fine and then fails,
+        # and resetting here relisted several times a second, for ever, warning each time.
+        self.synced, self.last_sync = True, time.time()
         return str(body["metadata"]["resourceVersion"])
+
+    def _watch_works(self) -> None:
+        """A watch delivered an event or ended normally: the next failure starts a new backoff."""
+        if self._failures:
+            log.info("%s watch working again after %d failed attempt(s)", self._what, self._failures)
+            self._failures = 0
 
     def _watch_from(self, rv: str) -> str:
         """One watch, until the API server ends it after watch_timeout; returns the new position.
@@ -141,9 +147,11 @@ class Reflector:
             if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                 self._handler.apply(event["type"], obj)
             self.last_sync = time.time()
+            self._watch_works()
             if self._stopping.is_set():
                 break
         self.last_sync = time.time()
+        self._watch_works()
         return rv
 
 
