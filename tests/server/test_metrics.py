@@ -4,7 +4,13 @@ multiprocess mode, where a 20-container pod makes about 80 decisions)."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from prometheus_client import REGISTRY
+
+from tests.conftest import start_server, stop_server
+from tests.fakekube import FakeKube
 
 from webhook.engine.decisions import Decision, Reason, Report
 from webhook.engine.keys import FeatureName
@@ -25,3 +31,22 @@ def test_every_decision_counts_once():
     assert {key: after[key] - before[key] for key in before} == {("probes", "injected"): 3,
                                                                  ("probes", "no-probe-port"): 1,
                                                                  ("logs", "injected"): 1}
+
+
+def test_namespace_sync_gauge_is_current_in_every_worker(tmp_path: Path, certs_dir: Path) -> None:
+    """The gauge is the stalest worker's (livemin): each worker must set it, not only the one
+    that serves /metrics (the other's initial 0 read as a cache that never synced)."""
+    with FakeKube() as kube:
+        kube.set_namespace("demo")
+        server = start_server(tmp_path, certs_dir, "--kubeconfig", str(kube.kubeconfig(tmp_path / "kubeconfig")),
+                              "--workers", "2", env={"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
+        try:
+            started, value = time.time(), 0.0
+            deadline = time.monotonic() + 5  # the other worker may still be making its first list
+            while value == 0.0 and time.monotonic() < deadline:
+                value = next(float(line.split()[1]) for line in server.get("/metrics").text.splitlines()
+                             if line.startswith("podmedic_namespace_cache_last_sync_timestamp_seconds "))
+                time.sleep(0.1)
+            assert started - 60 < value <= time.time()
+        finally:
+            stop_server(server)

@@ -185,10 +185,13 @@ class KubeSource:
         self._claim = claim
         self._write = threading.Lock()
         self._ready = False  # every reflector has synced (see ready())
-        self._reflectors = [Reflector("namespaces", api.list_namespace, _Namespaces(self), **timing)]
+        self.on_sync: Callable[[float], None] | None = None  # called with last_sync whenever it moves
+        self._reflectors = [Reflector("namespaces", api.list_namespace, _Namespaces(self), on_sync=self._synced,
+                                      **timing)]
         if claim is not None:
             self._reflectors.append(Reflector("claims", api.list_persistent_volume_claim_for_all_namespaces,
-                                              _Claims(self), selector=f"metadata.name={claim}", **timing))
+                                              _Claims(self), selector=f"metadata.name={claim}", on_sync=self._synced,
+                                              **timing))
 
     @property
     def convergence_bound(self) -> float:
@@ -200,6 +203,11 @@ class KubeSource:
     def last_sync(self) -> float | None:
         syncs = [r.last_sync for r in self._reflectors]
         return None if None in syncs else min(s for s in syncs if s is not None)
+
+    def _synced(self) -> None:
+        last_sync, listener = self.last_sync, self.on_sync
+        if last_sync is not None and listener is not None:
+            listener(last_sync)
 
     @property
     def relists(self) -> int:

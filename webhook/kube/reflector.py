@@ -60,12 +60,14 @@ class Reflector:
 
     State for metrics and health: `synced` (the first list is done; never False again), `last_sync` (time.time()
     when the view was last known current: a list, an event, a watch ended normally; None before
-    the first list) and `relists` (lists after the first: expiries and reconnects).
+    the first list) and `relists` (lists after the first: expiries and reconnects). `on_sync()` is
+    called whenever last_sync moves.
     """
 
     def __init__(self, what: str, list_call: Callable[..., Any], handler: Handler, *, selector: str | None = None,
                  watch_timeout: int = WATCH_TIMEOUT_SECONDS, connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
-                 backoff_initial: float = BACKOFF_INITIAL_SECONDS, backoff_max: float = BACKOFF_MAX_SECONDS):
+                 backoff_initial: float = BACKOFF_INITIAL_SECONDS, backoff_max: float = BACKOFF_MAX_SECONDS,
+                 on_sync: Callable[[], None] | None = None):
         self._what = what
         self._list = list_call
         self._handler = handler
@@ -79,6 +81,7 @@ class Reflector:
         self._watch: Any = None  # the open kubernetes.watch.Watch, so stop() can cut it
         self.synced = False
         self.last_sync: float | None = None
+        self._on_sync = on_sync
         self.relists = 0
 
     @property
@@ -124,7 +127,8 @@ class Reflector:
         # The failure count (the backoff) is not reset here but once a watch works: when LIST is
         # allowed and WATCH is not (RBAC missing `watch`), every round lists fine and then fails,
         # and resetting here relisted several times a second, for ever, warning each time.
-        self.synced, self.last_sync = True, time.time()
+        self.synced = True
+        self._synced_now()
         return str(body["metadata"]["resourceVersion"])
 
     def _watch_works(self) -> None:
@@ -146,13 +150,20 @@ class Reflector:
             rv = str(obj["metadata"]["resourceVersion"])
             if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                 self._handler.apply(event["type"], obj)
-            self.last_sync = time.time()
+            self._synced_now()
             self._watch_works()
             if self._stopping.is_set():
                 break
-        self.last_sync = time.time()
+        self._synced_now()
         self._watch_works()
         return rv
+
+    def _synced_now(self) -> None:
+        """The view is current: move last_sync and tell `on_sync` (the server sets its gauge from
+        it, in every worker, instead of only in the one that happens to serve /metrics)."""
+        self.last_sync = time.time()
+        if self._on_sync is not None:
+            self._on_sync()
 
 
 def backoff_delay(failures: int, initial: float, cap: float) -> float:

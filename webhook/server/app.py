@@ -54,6 +54,7 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
                draining: Callable[[], bool] = lambda: False) -> Flask:
     app = Flask("podmedic")
     plans: PlanMemo[Plan] = PlanMemo(config.plan_memo_bytes)
+    metrics.follow_namespaces(namespaces)
 
     @app.post("/mutate")
     def mutate() -> Response:
@@ -93,7 +94,6 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
         certificate.refresh()  # so the expiry gauge follows a rotation promptly
-        metrics.observe_namespaces(namespaces)
         return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE_LATEST)
 
     @app.errorhandler(404)

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE_LATEST  # re-exported for the app
 
 from webhook.engine.decisions import Report
+from webhook.kube.namespaces import KubeSource
 
 REVIEWS = Counter("podmedic_reviews_total", "AdmissionReviews answered, by outcome.", ["outcome"])
 LATENCY = Histogram(
@@ -42,10 +43,14 @@ NAMESPACE_SYNC = Gauge(
 )
 
 
-def observe_namespaces(source: object) -> None:
-    last_sync = getattr(source, "last_sync", None)  # only the API-backed source has one
-    if last_sync is not None:
-        NAMESPACE_SYNC.set(last_sync)
+def follow_namespaces(source: object) -> None:
+    """Keep NAMESPACE_SYNC at the source's last_sync, in this worker, as it moves. Set from
+    /metrics only, a worker that never served /metrics kept its initial 0, and `livemin` over the
+    workers read 0: a permanent, false "stale cache" alert."""
+    if isinstance(source, KubeSource):  # only the API-backed source syncs
+        source.on_sync = NAMESPACE_SYNC.set
+        if source.last_sync is not None:  # its first lists may be done already
+            NAMESPACE_SYNC.set(source.last_sync)
 
 
 def observe(outcome: str, seconds: float, report: Report, cached: bool = False) -> None:
