@@ -250,3 +250,21 @@ def test_a_windows_pod_is_let_through_unchanged(cluster, webhook):
     pod = _created(done)
     assert "initContainers" not in pod["spec"] and PREFIX + "status" not in pod["metadata"].get("annotations", {})
     assert "not-linux" in done.stderr or "spec.os.name is not linux" in done.stderr
+
+
+def test_a_marker_that_would_cross_the_annotation_limit_leaves_the_pod_unpatched(cluster, webhook):
+    """The injection marker records the original command: a 140 KB `sh -c` script beside
+    kubectl's last-applied-configuration (which holds it too) would take the pod's annotations
+    past the API server's 256 KiB, and the pod would be refused. Verification drops the patch
+    instead (verify-failed), and the pod is stored as sent."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    script = "\n".join(f"echo line {i} of a long generated start-up script" for i in range(3200))
+    pod = _pod("bigscript", container={"command": ["sh", "-c", script]})
+    pod["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": json.dumps(pod, separators=(",", ":"))}
+    assert 128 * 1024 < len(script) < 256 * 1024 < 2 * len(script)
+    done = cluster.create_pod(ns, pod)
+    stored = _created(done)
+    assert stored["spec"]["containers"][0]["command"] == ["sh", "-c", script]
+    assert PREFIX + "status" not in stored["metadata"]["annotations"]
+    assert "verify-failed" in done.stderr or "failed verification" in done.stderr

@@ -96,6 +96,11 @@ CASES = {
                                              "windows pod",
                                              "container init: securityContext.runAsUser cannot be set for a windows pod"]),
     "Linux-only fields in a linux pod": (pod(c(securityContext={"runAsUser": 1}), os={"name": "linux"}), []),
+    "annotations at the limit": (dict(pod(c()), metadata={"annotations": {"k": "x" * (256 * 1024 - 1)}}), []),
+    "annotations over the limit": (dict(pod(c()), metadata={"annotations": {"k": "x" * (256 * 1024 - 5),
+                                                                           "é": "€"}}),
+                                   ["metadata.annotations: total size 262145 bytes exceeds the API server's limit "
+                                    "of 262144"]),
     "a good pod": (pod(GOOD, c("side", restartPolicy="Always"), volumes=[{"name": "podmedic-logs"}]), []),
     "everything at once": (pod(c(env=[{"name": "X="}], volumeMounts=[{"name": "podmedic-toolbox", "mountPath": "/t"},
                                                                     {"name": "a", "mountPath": "/t"}],

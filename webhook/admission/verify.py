@@ -19,6 +19,7 @@ from webhook.engine.patch import apply_in_place
 
 HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 HOOK_HANDLERS = ("exec", "httpGet", "tcpSocket", "sleep")
+ANNOTATIONS_LIMIT = 256 * 1024  # bytes, keys and values together (TotalAnnotationSizeLimitB)
 # Container securityContext fields the API server forbids when spec.os.name is not linux.
 LINUX_ONLY = ("seLinuxOptions", "seccompProfile", "capabilities", "readOnlyRootFilesystem", "privileged",
               "allowPrivilegeEscalation", "procMount", "runAsUser", "runAsGroup", "appArmorProfile")
@@ -60,11 +61,23 @@ def check(pod: dict[str, Any]) -> list[str]:
     declared = set(volumes)
     for kind, c in containers:
         _check_container(out, kind, c, declared)
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    size = _annotations_size(annotations)
+    if size > ANNOTATIONS_LIMIT:  # the marker copies commands and hooks: a large script can cross it
+        out.append(f"metadata.annotations: total size {size} bytes exceeds the API server's limit of "
+                   f"{ANNOTATIONS_LIMIT}")
     os_name = (spec.get("os") or {}).get("name")
     if os_name is not None and os_name != "linux":  # the engine's gate skips these pods; a second line
         out += [f"container {c.get('name')}: securityContext.{field} cannot be set for a {os_name} pod"
                 for _, c in containers for field in LINUX_ONLY if field in (c.get("securityContext") or {})]
     return out
+
+
+def _annotations_size(annotations: dict[str, Any]) -> int:
+    """Keys and values in UTF-8 bytes, as the API server counts them (Go's len of a string);
+    an ASCII str's length is its byte count, known without encoding it."""
+    return sum((len(k) if k.isascii() else len(k.encode())) + (len(v) if v.isascii() else len(v.encode()))
+               for k, v in annotations.items())
 
 
 def _duplicates(names: list[Any]) -> list[Any]:
