@@ -17,7 +17,7 @@ import pytest
 
 from webhook.cli.config import load
 from webhook.engine.config import GlobalConfig
-from webhook.engine.keys import Level
+from webhook.engine.keys import Level, parse_mount_path
 from webhook.engine.settings import Ignored, InvalidSetting, Resolved
 
 P = "podmedic.io/"
@@ -145,7 +145,7 @@ ROWS: dict[str, Row] = {
         Row("embedded", {P + "log-path": "/" + "x" * 100 + "/.."}, {}, "log-path", "app",
             "/" + "x" * 100 + "/..", N, P + "log-path",
             invalid="podmedic.io/log-path='/" + "x" * 60 + "...' is invalid: expected an absolute, normalised "
-                    "path without '..' (e.g. /var/log/app)"),
+                    "path without '..' or '$' (e.g. /var/log/app)"),
 }
 
 
@@ -178,3 +178,15 @@ def test_the_table_covers_every_level_and_both_kinds_of_ignored() -> None:
     assert {r.level for r in ROWS.values() if r.invalid is None} == set(Level)
     assert {r.level for r in ROWS.values() if r.invalid is not None} == {N, POD, C}
     assert {i.unknown for r in ROWS.values() for i in r.ignored} == {True, False}
+
+
+@pytest.mark.parametrize("raw", ["/var/log/$(PODMEDIC_POD_NAME)", "/var/log/$HOME", "//var/log", "//"])
+def test_a_mount_path_with_a_dollar_or_a_leading_double_slash_is_invalid(raw: str) -> None:
+    """The mountPath keeps `$(VAR)` literally while the kubelet expands it in the toolbox's
+    --forensics-out= argument, so bundles would go elsewhere; normpath keeps a leading '//'."""
+    with pytest.raises(ValueError):
+        parse_mount_path(raw)
+
+
+def test_a_plain_mount_path_is_kept() -> None:
+    assert parse_mount_path("/var/log/app-1_x") == "/var/log/app-1_x"

@@ -124,11 +124,15 @@ def parse_exitcodes(raw: str) -> list[int]:
 
 
 def parse_mount_path(raw: str) -> str:
-    """An in-container path: absolute, normalised, no '..', not '/' (tenants choose only this)."""
-    if (raw.startswith("/") and raw != "/" and posixpath.normpath(raw) == raw
-            and ".." not in raw.split("/") and ":" not in raw and raw.isprintable() and len(raw) <= 512):
+    """An in-container path: absolute, normalised, no '..', not '/' (tenants choose only this).
+    No '$': the mountPath keeps `$(VAR)` as written but the kubelet expands it in the args that
+    pass the path on (--forensics-out=), so the two would differ. No leading '//', which
+    normpath keeps (POSIX leaves its meaning open)."""
+    if (raw.startswith("/") and raw != "/" and not raw.startswith("//") and posixpath.normpath(raw) == raw
+            and ".." not in raw.split("/") and ":" not in raw and "$" not in raw and raw.isprintable()
+            and len(raw) <= 512):
         return raw
-    raise ValueError("expected an absolute, normalised path without '..' (e.g. /var/log/app)")
+    raise ValueError("expected an absolute, normalised path without '..' or '$' (e.g. /var/log/app)")
 
 
 _RETENTION = re.compile(r"([0-9]{1,6})(s|m|h|d)")  # fullmatch: "$" lets "7d\n" pass, \d other digits
