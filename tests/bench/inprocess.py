@@ -107,7 +107,7 @@ def wsgi_app(which: str) -> Callable[..., Any]:
     from webhook.server.gunicorn import settle_heap
 
     class Certificate:
-        loaded = True
+        valid = True
 
         def refresh(self) -> None:
             pass

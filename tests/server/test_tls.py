@@ -4,8 +4,10 @@ directory laid out and swapped the way the kubelet updates a mounted Secret."""
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import ipaddress
+import logging
 import os
 import socket
 import ssl
@@ -20,8 +22,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, free_port
+from webhook.cli.config import load
+from webhook.kube.namespaces import StaticSource
 from webhook.pki import local
 from webhook.pki import x509 as certs
+from webhook.server.app import create_app
 from webhook.server.tls import CertificateReloader, CertificateUnavailable
 
 INTERVAL = 0.3
@@ -136,6 +141,42 @@ def test_starts_unloaded_and_serves_once_a_pair_appears(tmp_path: Path) -> None:
     secret.publish(pair.cert_pem, pair.key_pem)
     wait_for(lambda: _loads(reloader), 5, "the pair to load")
     assert reloader.not_after == local.load_cert(secret.cert).not_valid_after_utc
+
+
+def pair_expiring_in(seconds: float) -> Pair:
+    """A pair issued (backdated) for one day that ends `seconds` from now."""
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1, seconds=-seconds)
+    ca, ca_key = certs.generate_ca(days=2, now=now)
+    cert, key = certs.issue_serving_cert(ca, ca_key, [], LOCALHOST, days=1, now=now)
+    return Pair(certs.cert_pem(ca), certs.cert_pem(cert), certs.key_pem(key))
+
+
+def test_an_expired_pair_is_not_rotated_in(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """As `podmedic certs init --days 0` would write: clients would refuse it, keep the previous."""
+    secret = SecretDir(tmp_path / "secret")
+    good, expired = new_pair(), pair_expiring_in(-60)
+    secret.publish(good.cert_pem, good.key_pem)
+    reloader = CertificateReloader(secret.cert, secret.key, check_interval=INTERVAL)
+    first = reloader.context()
+    secret.publish(expired.cert_pem, expired.key_pem)
+    time.sleep(INTERVAL * 2)
+    with caplog.at_level(logging.WARNING, logger="podmedic.tls"):
+        assert reloader.context() is first
+    assert reloader.not_after == _not_after(good) and reloader.valid
+    assert any("not now" in r.getMessage() and "keeping the previous" in r.getMessage() for r in caplog.records)
+
+
+def test_valid_turns_false_once_the_served_certificate_expires(tmp_path: Path) -> None:
+    secret = SecretDir(tmp_path / "secret")
+    pair = pair_expiring_in(1.0)
+    secret.publish(pair.cert_pem, pair.key_pem)
+    reloader = CertificateReloader(secret.cert, secret.key, check_interval=INTERVAL)
+    client = create_app(load(), StaticSource([]), reloader).test_client()
+    assert reloader.valid and client.get("/readyz").json["certificate"] is True
+    wait_for(lambda: not reloader.valid, 3, "the certificate to expire")
+    assert reloader.loaded  # still served: nothing better to serve
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json["certificate"] is False
 
 
 def test_a_failing_on_reload_callback_does_not_stop_serving(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from webhook.server import audit, deadline, metrics
 
 class CertificateState(Protocol):
     @property
-    def loaded(self) -> bool: ...
+    def valid(self) -> bool: ...
 
     def refresh(self) -> None: ...
 
@@ -88,7 +88,7 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
     @app.get("/readyz")
     def readyz() -> Response:
         certificate.refresh()  # kept-alive connections make handshakes (which re-check) rare
-        checks = {"certificate": certificate.loaded, "namespaces": namespaces.ready(), "serving": not draining()}
+        checks = {"certificate": certificate.valid, "namespaces": namespaces.ready(), "serving": not draining()}
         return _json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), **checks})
 
     @app.get("/metrics")

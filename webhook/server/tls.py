@@ -148,7 +148,9 @@ class CertificateReloader:
     current context instead of queueing behind file I/O.
 
     `on_reload(reloader)` is called after each newly loaded pair (the server sets the expiry
-    gauge from `not_after`); `loaded` is False until a first pair has loaded (for /readyz).
+    gauge from `not_after`); `loaded` is False until a first pair has loaded, `valid` (for
+    /readyz) also once the served certificate has expired. A pair outside its validity period
+    is never loaded (as a broken one: the previous pair keeps serving).
     """
 
     def __init__(self, cert_file: str | os.PathLike[str], key_file: str | os.PathLike[str],
@@ -169,6 +171,12 @@ class CertificateReloader:
     @property
     def loaded(self) -> bool:
         return self._context is not None
+
+    @property
+    def valid(self) -> bool:
+        """A pair is loaded and its certificate has not expired since (for /readyz: clients
+        refuse an expired certificate, so the pod cannot serve the API server)."""
+        return self.not_after is not None and dt.datetime.now(dt.timezone.utc) < self.not_after
 
     def context(self) -> ssl.SSLContext:
         """The context for a new connection: the newest pair that loaded completely."""
@@ -207,10 +215,15 @@ class CertificateReloader:
             digest = _digest(cert_pem, key_pem)
             if digest == self._loaded_digest:
                 return
+            cert = parse_chain(cert_pem, self.cert_file)[0]
+            not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+            now = dt.datetime.now(dt.timezone.utc)
+            if not not_before <= now < not_after:  # every client would refuse it
+                raise CertError(f"{self.cert_file} is valid from {not_before.isoformat()} to "
+                                f"{not_after.isoformat()}, not now")
             context = server_context(self.cert_file, self.key_file)
             # load_cert_chain opens the files again; should they change in between, the digest
             # recorded here no longer matches them and the next check loads them again.
-            not_after = parse_chain(cert_pem, self.cert_file)[0].not_valid_after_utc
         except (OSError, ssl.SSLError, CertError) as exc:
             self._warn(f"cannot load {self.cert_file} / {self.key_file}: {exc}; "
                        + ("keeping the previous certificate" if self.loaded else "no certificate to serve yet"))
