@@ -219,7 +219,15 @@ def test_no_kubeconfig_outside_a_cluster_is_a_clear_error(monkeypatch: pytest.Mo
         source_from_args(None, None)
 
 
-@pytest.mark.parametrize("text", [None, "clusters: [\n", "kind: Config\n"], ids=["missing", "yaml", "incomplete"])
+BAD_CA = json.dumps({
+    "apiVersion": "v1", "kind": "Config", "current-context": "c",
+    "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "certificate-authority-data": "!!not-base64"}}],
+    "users": [{"name": "u", "user": {"token": "t"}}], "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+})
+
+
+@pytest.mark.parametrize("text", [None, "clusters: [\n", "kind: Config\n", "- a\n- b\n", "just text\n", BAD_CA],
+                         ids=["missing", "yaml", "incomplete", "a-list", "a-string", "ca-not-base64"])
 def test_bad_kubeconfig_is_a_clear_error(tmp_path: Path, text: str | None) -> None:
     path = tmp_path / "kubeconfig"
     if text is not None:

@@ -14,11 +14,16 @@ from typing import Any
 
 from cryptography import x509
 
+from webhook.cli.env import whole
 from webhook.kube.client import kube_api_client
 from webhook.pki.cluster import CA_SECRET, Cluster, InstallError, Request, SecretRef, install
 from webhook.pki.local import PkiPaths, init, load_cert, load_chain, load_key
 from webhook.pki.x509 import (CA_DAYS, DEFAULT_NAMESPACE, DEFAULT_SERVICE, RENEW_AFTER, SERVING_DAYS, CertError,
                               check_pair, days_left, describe_names, due_for_renewal, iso, requested_names, sans)
+
+# Days of validity a flag may ask for: 0 would issue an already-expired certificate, and a date
+# beyond year 9999 cannot be written in a certificate (nor computed).
+MAX_DAYS = 100 * 366
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -87,9 +92,9 @@ def _add_init(commands: Any) -> None:
                             "thirds of its lifetime have passed, then renewed from the same CA.")
     p.add_argument("--out", default="certs", help="directory (default certs)")
     add_name_flags(p, DEFAULT_SERVICE)
-    p.add_argument("--days", type=int, default=SERVING_DAYS,
+    p.add_argument("--days", type=whole(1, MAX_DAYS), default=SERVING_DAYS,
                    help=f"serving certificate validity (default {SERVING_DAYS})")
-    p.add_argument("--ca-days", type=int, default=CA_DAYS, help=f"CA validity for a new CA (default {CA_DAYS})")
+    p.add_argument("--ca-days", type=whole(1, MAX_DAYS), default=CA_DAYS, help=f"CA validity for a new CA (default {CA_DAYS})")
     p.add_argument("--force", action="store_true",
                    help="re-issue the serving pair even if it is valid, and replace an unusable CA")
     p.set_defaults(func=cmd_init)
@@ -159,8 +164,8 @@ def _add_install(commands: Any) -> None:
                         help="replace the CA now (the old one stays in the bundle for the overlap)")
     # A pod mounts Secrets of its own namespace only, and its Service lives there too.
     add_name_flags(p, DEFAULT_SERVICE, None, "the namespace of --secret")
-    p.add_argument("--days", type=int, default=SERVING_DAYS,
+    p.add_argument("--days", type=whole(1, MAX_DAYS), default=SERVING_DAYS,
                    help=f"serving certificate validity (default {SERVING_DAYS})")
-    p.add_argument("--ca-days", type=int, default=CA_DAYS, help=f"validity of a new CA (default {CA_DAYS})")
+    p.add_argument("--ca-days", type=whole(1, MAX_DAYS), default=CA_DAYS, help=f"validity of a new CA (default {CA_DAYS})")
     p.add_argument("--kubeconfig", help="kubeconfig file (default $KUBECONFIG, else the in-cluster service account)")
     p.set_defaults(func=cmd_install)

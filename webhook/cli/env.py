@@ -3,7 +3,10 @@ one reading of them for every command."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 _FLAG = {"true": True, "1": True, "false": False, "0": False, "": False}
@@ -23,3 +26,52 @@ def env_flag(name: str) -> bool:
         return _FLAG[raw.strip().lower()]
     except KeyError:
         raise ValueError(f"{name}={raw!r}: expected true, false, 1 or 0") from None
+
+
+# argparse `type=` functions. A flag's default read from its variable is a string, and argparse
+# passes a string default through `type` too, but only when that sub-command runs: so a bad
+# variable stops the command that uses it with a one-line usage error (exit 2), never a
+# traceback while building the parser (which `podmedic certs --help` would hit as well).
+# `var` names the variable in the message, since the value may have come from it.
+
+def _also(var: str | None) -> str:
+    return f" (from the flag or {var})" if var else ""
+
+
+def whole(minimum: int, maximum: int | None = None, var: str | None = None) -> Callable[[str], int]:
+    """An integer in [minimum, maximum]."""
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f"of {minimum} or more"
+            raise argparse.ArgumentTypeError(f"{raw!r}: expected a whole number {bound}{_also(var)}")
+        return value
+    return parse
+
+
+def seconds(var: str | None = None) -> Callable[[str], float]:
+    """A positive, finite number of seconds."""
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"{raw!r}: expected a positive number of seconds{_also(var)}")
+        return value
+    return parse
+
+
+def host_port(var: str | None = None, empty: bool = False) -> Callable[[str], str]:
+    """HOST:PORT with a port from 1 to 65535 (HOST may be empty: all addresses); `empty`: "" too."""
+    def parse(raw: str) -> str:
+        if empty and raw == "":
+            return raw
+        _, colon, port = raw.rpartition(":")
+        if not (colon and port.isdigit() and 1 <= int(port) <= 65535):
+            raise argparse.ArgumentTypeError(f"{raw!r}: expected HOST:PORT with a port from 1 to 65535{_also(var)}")
+        return raw
+    return parse

@@ -9,12 +9,13 @@ import json
 import logging
 import signal
 import socket
+import ssl
 import sys
 import time
 from typing import Any
 
 from webhook.cli.config import load
-from webhook.cli.env import env, env_flag
+from webhook.cli.env import env, env_flag, host_port, seconds, whole
 from webhook.engine.config import ConfigError, GlobalConfig
 from webhook.kube.client import kube_api_client
 from webhook.quarantine.cluster import Cluster
@@ -42,7 +43,8 @@ def register(sub: Any) -> None:
                        "flag has an environment equivalent in brackets). With one: list, release or delete "
                        "quarantined pods.")
     p.set_defaults(config=env("PODMEDIC_CONFIG"), kubeconfig=env("KUBECONFIG"), func=run)
-    p.add_argument("--interval", type=float, default=float(env("PODMEDIC_QUARANTINE_INTERVAL", 10)),
+    p.add_argument("--interval", type=seconds("PODMEDIC_QUARANTINE_INTERVAL"),
+                   default=env("PODMEDIC_QUARANTINE_INTERVAL", "10"),
                    help="seconds between passes while leading [PODMEDIC_QUARANTINE_INTERVAL]")
     p.add_argument("--dry-run", action="store_true",
                    help="decide and log each patch, write nothing [PODMEDIC_QUARANTINE_DRY_RUN: true/false/1/0]")
@@ -51,10 +53,11 @@ def register(sub: Any) -> None:
     p.add_argument("--lease-namespace", default=env("POD_NAMESPACE", "podmedic-system"),
                    help="namespace of the Lease [POD_NAMESPACE]")
     p.add_argument("--lease-name", default="podmedic-quarantine", help="name of the Lease")
-    p.add_argument("--lease-duration", type=int, default=15,
+    p.add_argument("--lease-duration", type=whole(1), default=15,
                    help="seconds a Lease holds without renewal; a stopped leader is replaced after this")
-    p.add_argument("--renew-period", type=float, default=2.0, help="seconds between renewals (and lease attempts)")
-    p.add_argument("--metrics-bind", default=env("PODMEDIC_METRICS_BIND", ""),
+    p.add_argument("--renew-period", type=seconds(), default=2.0, help="seconds between renewals (and lease attempts)")
+    p.add_argument("--metrics-bind", type=host_port("PODMEDIC_METRICS_BIND", empty=True),
+                   default=env("PODMEDIC_METRICS_BIND", ""),
                    help="HOST:PORT of /metrics over TLS; empty: no metrics server [PODMEDIC_METRICS_BIND]")
     p.add_argument("--tls-cert-file", default=env("PODMEDIC_TLS_CERT_FILE"),
                    help="certificate of the metrics server [PODMEDIC_TLS_CERT_FILE]")
@@ -112,7 +115,11 @@ def run(args: argparse.Namespace) -> int:
         from prometheus_client import start_http_server
 
         host, _, port = args.metrics_bind.rpartition(":")
-        start_http_server(int(port), host or "0.0.0.0", certfile=args.tls_cert_file, keyfile=args.tls_private_key_file)
+        try:
+            start_http_server(int(port), host or "0.0.0.0", certfile=args.tls_cert_file,
+                              keyfile=args.tls_private_key_file)
+        except (OSError, ssl.SSLError) as exc:  # a missing or broken pair, an address in use
+            return _fail(f"cannot serve /metrics on {args.metrics_bind}: {exc}")
     options = Options(interval=args.interval, dry_run=dry_run, identity=args.identity,
                       lease_namespace=args.lease_namespace, lease_name=args.lease_name,
                       lease_seconds=args.lease_duration, renew_seconds=args.renew_period)

@@ -12,7 +12,7 @@ import tempfile
 from typing import Any
 
 from webhook.cli.config import load
-from webhook.cli.env import env, env_flag
+from webhook.cli.env import env, env_flag, host_port, seconds, whole
 from webhook.engine.config import ConfigError
 from webhook.kube.namespaces import source_from_args
 from webhook.server.gunicorn import Server
@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the admission webhook (gunicorn, TLS)",
                        description="Serve POST /mutate, /healthz, /readyz and /metrics over TLS. "
                        "Every flag has an environment equivalent (shown in brackets).")
-    p.add_argument("--bind", default=env("PODMEDIC_BIND", "0.0.0.0:8443"), help="HOST:PORT [PODMEDIC_BIND]")
+    p.add_argument("--bind", type=host_port("PODMEDIC_BIND"), default=env("PODMEDIC_BIND", "0.0.0.0:8443"), help="HOST:PORT [PODMEDIC_BIND]")
     p.add_argument("--tls-cert-file", default=env("PODMEDIC_TLS_CERT_FILE", "certs/tls.crt"),
                    help="serving certificate (PEM), re-read when its content changes [PODMEDIC_TLS_CERT_FILE]")
     p.add_argument("--tls-private-key-file", default=env("PODMEDIC_TLS_PRIVATE_KEY_FILE", "certs/tls.key"),
@@ -35,16 +35,18 @@ def register(sub: Any) -> None:
                    "instead of watching the API [PODMEDIC_NAMESPACES_FILE]")
     p.add_argument("--kubeconfig", default=env("KUBECONFIG"),
                    help="kubeconfig for the namespace watch; default in-cluster [KUBECONFIG]")
-    p.add_argument("--workers", type=int, default=int(env("PODMEDIC_WORKERS", 2)),
+    p.add_argument("--workers", type=whole(1, var="PODMEDIC_WORKERS"), default=env("PODMEDIC_WORKERS", "2"),
                    help="gunicorn worker processes [PODMEDIC_WORKERS]")
-    p.add_argument("--threads", type=int, default=int(env("PODMEDIC_THREADS", 2)),
+    p.add_argument("--threads", type=whole(1, var="PODMEDIC_THREADS"), default=env("PODMEDIC_THREADS", "2"),
                    help="threads per worker [PODMEDIC_THREADS]")
-    p.add_argument("--graceful-timeout", type=int, default=int(env("PODMEDIC_GRACEFUL_TIMEOUT", 20)),
+    p.add_argument("--graceful-timeout", type=whole(0, var="PODMEDIC_GRACEFUL_TIMEOUT"),
+                   default=env("PODMEDIC_GRACEFUL_TIMEOUT", "20"),
                    help="seconds to finish in-flight reviews after SIGTERM [PODMEDIC_GRACEFUL_TIMEOUT]")
-    p.add_argument("--cert-reload-interval", type=float, default=float(env("PODMEDIC_CERT_RELOAD_INTERVAL", 5)),
+    p.add_argument("--cert-reload-interval", type=seconds("PODMEDIC_CERT_RELOAD_INTERVAL"),
+                   default=env("PODMEDIC_CERT_RELOAD_INTERVAL", "5"),
                    help="seconds between checks of the certificate files' content [PODMEDIC_CERT_RELOAD_INTERVAL]")
-    p.add_argument("--handshake-timeout", type=float,
-                   default=float(env("PODMEDIC_HANDSHAKE_TIMEOUT", HANDSHAKE_TIMEOUT)),
+    p.add_argument("--handshake-timeout", type=seconds("PODMEDIC_HANDSHAKE_TIMEOUT"),
+                   default=env("PODMEDIC_HANDSHAKE_TIMEOUT", str(HANDSHAKE_TIMEOUT)),
                    help="seconds a new connection gets to complete its TLS handshake "
                    f"(default {HANDSHAKE_TIMEOUT:g}) [PODMEDIC_HANDSHAKE_TIMEOUT]")
     p.add_argument("--reuse-port", action="store_true",

@@ -27,7 +27,9 @@ def kube_api_client(kubeconfig: str | None) -> kubernetes.client.ApiClient:
             config.load_kube_config(config_file=path, client_configuration=configuration)
         else:
             config.load_incluster_config(client_configuration=configuration)
-    except (config.ConfigException, yaml.YAMLError, OSError) as exc:
+    # ValueError: a non-base64 certificate-authority-data; TypeError, AttributeError: a file that
+    # is YAML but not a mapping (a list, a string) -- the client indexes into it unchecked.
+    except (config.ConfigException, yaml.YAMLError, OSError, ValueError, TypeError, AttributeError) as exc:
         where = f"kubeconfig {path}" if path else "in-cluster configuration (no --kubeconfig or KUBECONFIG given)"
         raise ValueError(f"cannot use the {where}: {exc}") from exc
     configuration.retries = CONNECT_RETRIES
