@@ -369,3 +369,14 @@ def test_a_mount_beside_the_toolbox_is_no_conflict():
                         volumes=[{"name": "conf", "emptyDir": {}}])
     _, outcome = run(original)
     assert reasons(outcome, "app")["supervisor"] == reasons(outcome, "app")["forensics"] == "injected"
+
+
+def test_a_container_annotation_naming_no_container_is_reported():
+    """`probes.wbe` for a container named web is a typo: it is ignored, and the user is told."""
+    original = pods.pod(container("web", command=["/app"], ports=[{"containerPort": 80}]),
+                        annotations={PREFIX + "probes.wbe": "disabled", PREFIX + "probes.web": "enabled"})
+    _, outcome = run(original)
+    assert reasons(outcome, "web")["probes"] == "injected"
+    assert [(d.feature, d.reason.value, d.detail) for d in outcome.report.decisions if d.feature == "settings"] == [
+        ("settings", "unknown-container", PREFIX + "probes.wbe")]
+    assert any("names a container the pod does not have" in w for w in outcome.report.warnings(PREFIX))

@@ -117,6 +117,13 @@ def _note_ignored(ctx: PodContext) -> None:
     for ignored in ctx.settings.ignored:
         reason = Reason.UNKNOWN_KEY if ignored.unknown else Reason.NOT_OVERRIDABLE
         ctx.report.add(Decision("settings", None, reason, ignored.annotation, Level.POD))
+    if ctx.settings.containers:  # `<key>.<container>` naming no container is a typo the user should see
+        spec = ctx.pod.get("spec") or {}
+        names = {c.get("name") for kind in ("initContainers", "containers") for c in spec.get(kind) or []}
+        for key, container in ctx.settings.containers:
+            if container not in names:
+                ctx.report.add(Decision("settings", None, Reason.UNKNOWN_CONTAINER,
+                                        f"{ctx.config.prefix}{key}.{container}", Level.CONTAINER))
 
 
 def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome:

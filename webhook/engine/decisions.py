@@ -48,6 +48,7 @@ class Reason(str, Enum):
     FEATURE_DISABLED = ("feature-disabled", "feature disabled", False)
     INVALID_VALUE = ("invalid-value", "invalid annotation value", True)
     UNKNOWN_KEY = ("unknown-key", "unknown podmedic annotation ignored", True)
+    UNKNOWN_CONTAINER = ("unknown-container", "pod annotation names a container the pod does not have; ignored", True)
     NOT_OVERRIDABLE = ("not-overridable", "pod annotation ignored: the admin does not let pods set this key", True)
     HAS_OWN_PROBE = ("has-own-probe", "container defines this probe itself; kept unchanged", False)
     NO_PROBE_PORT = ("no-probe-port", "no TCP containerPort and no probe-port annotation", True)
