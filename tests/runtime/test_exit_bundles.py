@@ -135,3 +135,51 @@ def test_always_exits_zero_and_within_the_budget(tb):
     assert json.loads((bundle / "summary.json").read_text())["exit"]["ran_seconds"] is None
     done = exit_bundle(tb, logs, "--signal", "SEGV", budget=1)
     assert done.returncode == 0 and time.monotonic() - started < 20
+
+
+BUNDLE_MAX = 12 * 2**20  # docs/toolbox.md: "a bundle is under 12 MiB"
+FILE_MAX = 2**20
+
+
+def test_a_bundle_stays_under_its_bound_with_megabyte_log_lines_and_command_lines(tb):
+    logs = log_directory(tb)
+    for i in range(20):  # one line of 1 MiB each: `tail -n 100` alone kept all 20 MiB
+        (logs / f"big{i}.log").write_text("x" * 2**20 + f" END-{i}\n")
+    # 16 arguments of 128000 bytes (the kernel's limit per argument): a 2 MB command line
+    marker = "long-cmdline-" + os.urandom(4).hex()
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker, *["y" * 128000] * 16],
+                                start_new_session=True)
+    try:
+        done = exit_bundle(tb, logs, "--exit", "3", budget=10)
+    finally:
+        leftover.kill()
+        leftover.wait()
+    assert done.returncode == 0, done.stderr
+    [bundle] = bundles(logs)
+    sizes = {f.name: f.stat().st_size for f in bundle.rglob("*") if f.is_file()}
+    assert sum(sizes.values()) < BUNDLE_MAX and max(sizes.values()) <= FILE_MAX + 100, sizes
+    tails = (bundle / "recent_logs.txt").read_text()
+    assert all(f"END-{i}" in tails for i in range(20))  # the end of every file, where the news is
+    [line] = [ln for ln in (bundle / "left_behind.txt").read_text().splitlines() if marker in ln]
+    assert len(line) < 4096 + 100
+
+
+def test_an_oversized_collector_output_is_cut_and_says_so(tb):
+    logs = log_directory(tb)
+    # 300 processes (forks of one: cheap), each with a 5000-byte command line, cut at 4096 bytes:
+    # left_behind.txt would be 1.2 MB
+    marker = "many-" + os.urandom(4).hex()
+    forker = ("import os, sys, time\nfor _ in range(300):\n    if os.fork() == 0:\n        time.sleep(60); os._exit(0)\n"
+              "print('forked', flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", forker, marker, "z" * 5000], start_new_session=True,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "forked\n"
+        done = exit_bundle(tb, logs, "--exit", "3", budget=10)
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+    assert done.returncode == 0, done.stderr
+    [bundle] = bundles(logs)
+    text = (bundle / "left_behind.txt").read_bytes()
+    assert len(text) <= FILE_MAX + 100 and b"[podmedic: cut at 1048576 bytes;" in text.splitlines()[-1]
