@@ -77,3 +77,15 @@ def test_without_a_log_directory_the_wrapper_writes_nothing(tb):
     proc = tb.supervise(tb.program("crash.sh", "sleep 1.2; exit 3"), {**FAST, "autorestart": "false"})
     assert finish(proc) == 3
     assert not any(p.name == "forensics" for p in tb.work.rglob("*"))
+
+
+def test_an_exit_code_above_192_is_a_code_not_a_signal(tb):
+    """128+N is signal N only up to 192: signals stop at 64, `exit 255` is the app's own code."""
+    logs = log_directory(tb)
+    proc = tb.supervise(tb.program("die.sh", "sleep 1.2; exit 255"), {**FAST, "autorestart": "false"},
+                        exit_bundles=(str(logs), 5))
+    assert finish(proc) == 255  # the wrapper exits after the bundle is written
+    [name] = exit_bundles(logs)
+    assert name.endswith("-app-exit-255"), name
+    summary = json.loads((logs / "forensics" / name / "summary.json").read_text())
+    assert summary["exit"]["code"] == 255 and summary["exit"]["signal"] is None
