@@ -192,6 +192,19 @@ def test_a_sigkill_without_an_oom_kill_is_a_plain_signal(tb):
     assert info["exit"]["oom_killed"] is False and info["exit"]["core_dumped"] is False  # KILL never dumps core
 
 
+def test_the_wrappers_own_sigkill_after_stopwaitsecs_is_not_an_oom_kill(tb):
+    """Another process of the cgroup was OOM-killed while the app ran; the app then ignored the
+    stop signal and the wrapper SIGKILLed it: 137, oom_kill up since the start, and no OOM kill."""
+    cg = FakeCgroup(tb.work, "v2")
+    body = f"trap '' TERM; printf 'oom 1\\noom_kill 1\\n' > {cg.dir / cg.events_name}; {SERVER}"
+    proc = tb.supervise(tb.program("stubborn.sh", body), {**WATCH, "stopwaitsecs": "1"},
+                        PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    wait_for(lambda: "oom_kill 1" in (cg.dir / cg.events_name).read_text() and tb.pmctl("ready").returncode == 0)
+    err = stop(proc)
+    assert proc.returncode == 137 and "still running after 1s: SIGKILL" in err, err
+    assert "OOM" not in err and tb.state()["last_exit_reason"] is None
+
+
 def test_a_signal_that_may_dump_core_says_unknown_with_the_core_pattern(tb):
     logs = log_directory(tb)
     proc = tb.supervise(tb.program("segv.sh", "sleep 1; kill -s SEGV $$"), {"startsecs": "0", "autorestart": "false"},
