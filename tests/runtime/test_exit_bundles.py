@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -42,7 +43,8 @@ def test_exit_code_bundle(tb):
     proc = tb.supervise(tb.program("srv.sh", "while :; do sleep 0.1; done"), {"startsecs": "0"}, user=NOBODY)
     wait_for(lambda: tb.pmctl("ready").returncode == 0)
     marker = "left-behind-" + os.urandom(4).hex()
-    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker], start_new_session=True)
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker, "--token=hunter2"],
+                                start_new_session=True)
     try:
         done = exit_bundle(tb, logs, "--exit", "3", "--ran-seconds", "42", user=NOBODY)
     finally:
@@ -68,6 +70,9 @@ def test_exit_code_bundle(tb):
     assert "FATAL: lost the database" in logs_tail and "line 299" in logs_tail
     left = (bundle / "left_behind.txt").read_text()
     assert marker in left and f"pid {leftover.pid} " in left
+    assert f"{marker} --token=<redacted>" in left and "hunter2" not in left
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o700  # the app's UID and root only
+    assert {stat.S_IMODE(f.stat().st_mode) for f in bundle.iterdir()} == {0o600}
     assert f"pid {proc.pid} " not in left and f"pid {tb.state()['wrapper_pid']} " not in left  # tini, the wrapper
 
 

@@ -9,7 +9,9 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,9 +52,15 @@ def test_bundle_in_the_log_directory(tb):
     proc = tb.supervise(tb.program("srv.sh", "while :; do sleep 0.1; done"), {"startsecs": "1"}, user=NOBODY,
                         **APP_ENV)
     wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    # secrets on a command line: NAME=value, and an option's next argument
+    java = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "java-like",
+                             f"-Djavax.net.ssl.keyStorePassword={SECRET}", "--db-password", SECRET, "-Xmx1g"],
+                            start_new_session=True)
     try:
         done, took = collect(tb, str(logs), user=NOBODY, DB_PASSWORD=SECRET)
     finally:
+        java.kill()
+        java.wait()
         os.kill(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=20)
     assert done.returncode == 0 and took < 10
@@ -65,6 +73,11 @@ def test_bundle_in_the_log_directory(tb):
                                    "redacted_env", "recent_logs"}, summary
     assert summary["failed"] == []
     processes = (bundle / "processes.txt").read_text()
+    assert "java-like -Djavax.net.ssl.keyStorePassword=<redacted> --db-password <redacted> -Xmx1g " in processes
+    # readable by the app's UID and root only; the forensics/ directory stays listable
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o700 and bundle.stat().st_uid == NOBODY
+    assert {stat.S_IMODE(f.stat().st_mode) for f in bundle.iterdir()} == {0o600}
+    assert stat.S_IMODE((logs / "forensics").stat().st_mode) == 0o755
     assert "open fds:" in processes and "State:" in processes and "srv.sh" in processes
     assert "MemTotal" in (bundle / "memory.txt").read_text()
     assert "state=" in (bundle / "sockets.txt").read_text() or (bundle / "sockets.txt").read_text() == ""

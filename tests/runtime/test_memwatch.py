@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -20,6 +21,7 @@ import pytest
 from tests.runtime.conftest import wait_for
 
 MiB = 1 << 20
+SECRET = "hunter2-" + os.urandom(4).hex()
 LIMIT = 100 * MiB
 WATCH = {"startsecs": "0", "memwatch-interval": "1", "memwatch-threshold": "90"}
 SERVER = "while :; do sleep 0.1; done"
@@ -79,7 +81,8 @@ def log_directory(tb) -> Path:
 def multiline_argv():
     """A process whose arguments hold a newline, as a CI runner's `sh -c SCRIPT` does: it must
     stay one row of processes.txt (this failed in CI, where the runner shares our cgroup)."""
-    proc = subprocess.Popen(["sh", "-c", "sleep 60; :", "first line\nsecond line"], start_new_session=True)
+    proc = subprocess.Popen(["sh", "-c", "sleep 60; :", "first line\nsecond line", f"--api-token={SECRET}"],
+                            start_new_session=True)
     yield proc
     os.killpg(proc.pid, signal.SIGKILL)  # the shell and its sleep
     proc.wait()
@@ -103,6 +106,10 @@ def test_crossing_the_threshold_writes_one_snapshot_that_the_summary_names(tb, l
     rows = (premortem(tb) / "processes.txt").read_text().splitlines()[1:]
     rss = {int(r.split()[1]): int(r.split()[0]) for r in rows}
     assert multiline_argv.pid in rss
+    listed = (premortem(tb) / "processes.txt").read_text()
+    assert "first line second line --api-token=<redacted>" in listed and SECRET not in listed
+    assert stat.S_IMODE(premortem(tb).stat().st_mode) == 0o700  # the app's UID and root only
+    assert {stat.S_IMODE(f.stat().st_mode) for f in premortem(tb).iterdir()} == {0o600}
     assert rss[app] > 0 and list(rss.values()) == sorted(rss.values(), reverse=True)  # largest first
     assert "Rss:" in (premortem(tb) / "smaps_rollup.txt").read_text()
     assert f"=== cgroup {layout} memory.stat" in (premortem(tb) / "memory.txt").read_text()
