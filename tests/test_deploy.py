@@ -344,7 +344,8 @@ def test_webhook_registration_is_safe(rendered, overlay):
     assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
                               "resources": ["pods"], "scope": "Namespaced"}]
     assert 1 <= hook["timeoutSeconds"] <= 5
-    assert hook["reinvocationPolicy"] == "IfNeeded" and hook["failurePolicy"] == "Ignore"
+    # Never: the marker makes a second pass a no-op (test_integration.py::test_reinvocation_and_reapply_add_nothing)
+    assert hook["reinvocationPolicy"] == "Never" and hook["failurePolicy"] == "Ignore"
     assert hook["clientConfig"]["service"] == {"namespace": "podmedic-system", "name": "podmedic",
                                                "path": "/mutate", "port": 443}
     assert hook["namespaceSelector"] == {"matchExpressions": [{

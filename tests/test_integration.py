@@ -105,7 +105,7 @@ def register(cluster: Cluster, server: Any, certs_dir: Path) -> None:
         "metadata": {"name": "podmedic"},
         "webhooks": [{
             "name": "inject.podmedic.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
-            "failurePolicy": "Fail", "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 5,
+            "failurePolicy": "Fail", "reinvocationPolicy": "Never", "timeoutSeconds": 5,
             "clientConfig": {"url": server.url + "/mutate", "caBundle": ca},
             "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
             "matchConditions": [{"name": "not-opted-out", "expression":
