@@ -4,6 +4,9 @@ multiprocess mode, where a 20-container pod makes about 80 decisions)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,3 +53,16 @@ def test_namespace_sync_gauge_is_current_in_every_worker(tmp_path: Path, certs_d
             assert started - 60 < value <= time.time()
         finally:
             stop_server(server)
+
+
+def test_the_masters_child_exit_hook_leaves_no_value_files_of_its_own(tmp_path: Path) -> None:
+    """The master never dies, so a gauge file of its own would hold 0 for ever: the namespace-sync
+    gauge (livemin) would then read 0 after the first worker restart. The hook runs in a fresh
+    interpreter, as in a master that has not imported webhook.server.metrics."""
+    (tmp_path / "gauge_livemin_4242.db").write_bytes(b"")  # the dead worker's file
+    script = ("import types; from webhook.server import gunicorn; "
+              "gunicorn._child_exit(None, types.SimpleNamespace(pid=4242, podmedic_slot=None))")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the worker's gone, and nothing of the master's

@@ -59,9 +59,14 @@ def _pre_fork(server: Any, worker: Any) -> None:
 
 
 def _child_exit(server: Any, worker: Any) -> None:
-    from webhook.server import metrics  # imported only after PROMETHEUS_MULTIPROC_DIR is set
+    """In the master: drop the dead worker's live gauges and free its connection slot. Only
+    prometheus_client is imported here, never webhook.server.metrics: declaring the metrics
+    would give the master value files of its own, and the master never dies, so its initial 0
+    would stay the minimum of the namespace-sync gauge (`livemin`) for the life of the server."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
 
-    metrics.worker_exited(worker.pid)
+        multiprocess.mark_process_dead(worker.pid)
     if _connections is not None and worker.podmedic_slot is not None:
         _connections.clear(worker.podmedic_slot)
 

@@ -90,9 +90,3 @@ def exposition() -> bytes:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest()
-
-
-def worker_exited(pid: int) -> None:
-    """gunicorn child_exit hook: drop a dead worker's live gauges."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(pid)
