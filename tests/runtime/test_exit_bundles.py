@@ -188,3 +188,53 @@ def test_an_oversized_collector_output_is_cut_and_says_so(tb):
     [bundle] = bundles(logs)
     text = (bundle / "left_behind.txt").read_bytes()
     assert len(text) <= FILE_MAX + 100 and b"[podmedic: cut at 1048576 bytes;" in text.splitlines()[-1]
+
+
+def collector_processes(logs: Path) -> list[int]:
+    """The processes of this bundle's collectors (their command line names the log directory)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+            if b"--collector" in argv and str(logs).encode() in argv:
+                found.append(int(d.name))
+    return found
+
+
+def test_a_collector_past_its_time_limit_leaves_nothing_writing(tb):
+    logs = log_directory(tb)
+    # 2500 processes: left_behind and processes need more than their 3 s each
+    forker = ("import os, sys, time\nfor _ in range(2500):\n    if os.fork() == 0:\n        time.sleep(60); os._exit(0)\n"
+              "print('forked', flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", forker, "slow-" + os.urandom(4).hex()], start_new_session=True,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "forked\n"
+        done = exit_bundle(tb, logs, "--exit", "3", budget=10)
+        assert done.returncode == 0, done.stderr
+        [bundle] = bundles(logs)
+        failed = {f["collector"] for f in json.loads((bundle / "summary.json").read_text())["failed"]}
+        assert "left_behind" in failed, failed
+        # a pipeline's members outlived timeout's kill and kept writing for seconds
+        deadline = time.monotonic() + 2
+        while collector_processes(logs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert collector_processes(logs) == []
+        size = (bundle / "left_behind.txt").stat().st_size
+        time.sleep(1)
+        assert (bundle / "left_behind.txt").stat().st_size == size
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+
+
+def test_recent_logs_of_many_files_is_not_a_failure(tb):
+    logs = log_directory(tb)
+    for i in range(1500):  # find meets SIGPIPE once head has its 20 lines
+        (logs / f"f{i}.log").write_text(f"line {i}\n")
+    done = exit_bundle(tb, logs, "--exit", "3", budget=10)
+    assert done.returncode == 0, done.stderr
+    [bundle] = bundles(logs)
+    summary = json.loads((bundle / "summary.json").read_text())
+    assert "recent_logs" in summary["ran"], summary["failed"]
+    assert (bundle / "recent_logs.txt").read_text().count("=== ") == 20
