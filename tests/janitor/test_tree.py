@@ -17,7 +17,8 @@ import pytest
 
 from tests.janitor.hostile import DEAD, NEIGHBOUR, TENANT, UID, as_tenant, pod_dir, snapshot
 from webhook.janitor import tree
-from webhook.janitor.plan import DELETING, Record, parse_entry
+from webhook.cli.config import load
+from webhook.janitor.plan import DELETING, LATEST, Pod, Policy, Record, parse_entry
 
 FAR = 3600.0  # a deadline nobody reaches
 
@@ -365,6 +366,23 @@ def test_the_record_never_follows_a_link(root, decoy):
         r.close()
     assert snapshot(decoy) == before and not (base / tree.RECORD).is_symlink()
 
+
+
+@pytest.mark.parametrize("pin,keep", [
+    ("9999-12-31T23:59:59.5Z", LATEST),       # a fraction past the last second
+    ("9999-12-31T22:00:00-05:00", LATEST),    # year 10000 in UTC
+    ("1969-07-20T20:17:00Z", 0),              # before the epoch
+])
+def test_a_pin_outside_the_readable_range_is_recorded_clamped_and_reads_back(root, pin, keep):
+    pod = Pod(UID, "team", "web-1", {"podmedic.io/log-keep-until": pin}, True)
+    record, _ = Policy(load(), {}).record_of(pod)
+    pod_dir(root)
+    r = opened(root)
+    try:
+        tree.write_record(r, DEAD, record)
+        assert tree.read_record(r, DEAD) == record == Record(keep, True)
+    finally:
+        r.close()
 
 # -- mount points (root only) -------------------------------------------------------------------
 

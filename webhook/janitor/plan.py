@@ -38,6 +38,7 @@ _NAME = re.compile(_NS + r"_([a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?)_" + _UID)
 _SHORT = re.compile(_NS + "_" + _UID)  # a deleting name without the pod's name (below)
 DELETING = ".podmedic-deleting."  # prefix of a directory whose deletion an earlier run began
 NAME_MAX = 255  # bytes of a directory entry's name (the names matched here are ASCII)
+LATEST = 253402300799  # 9999-12-31T23:59:59Z: the latest keepUntil a record may hold
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,11 @@ class Policy:
             return Record(None, pod.quarantined), str(exc)
         ignored = [i.annotation for i in settings.ignored if i.annotation.endswith("log-keep-until")]
         note = f"{ignored[0]} not honoured: the admin does not let pods set it" if ignored else ""
-        return Record(pin.timestamp() if pin else None, pod.quarantined), note
+        # Clamped to what read_record accepts: a pin past LATEST (9999-12-31T23:59:59.5Z, or an
+        # offset carrying it into year 10000) or before 1970 would otherwise be rewritten every
+        # run and, once the pod is gone, read back as no record, losing the pin and quarantine.
+        keep = None if pin is None else min(max(pin.timestamp(), 0.0), float(LATEST))
+        return Record(keep, pod.quarantined), note
 
 
 def plan(found: Iterable[Found], pods: Mapping[str, Pod], policy: Policy, max_pin: int,

@@ -33,14 +33,13 @@ from contextlib import closing
 from dataclasses import dataclass
 from enum import Enum
 
-from webhook.janitor.plan import PodDir, Record, parse_entry
+from webhook.janitor.plan import LATEST, PodDir, Record, parse_entry
 
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_DEPTH = 64             # levels below a pod directory the janitor descends (one fd each)
 RECORD = ".podmedic-janitor.json"  # the janitor's record in a pod directory (root-owned 0755)
 RECORD_BYTES = 4096
 MOUNTINFO = "/proc/self/mountinfo"
-LATEST = 253402300799  # 9999-12-31T23:59:59Z: the latest keepUntil a record may hold
 
 
 class Unsafe(RuntimeError):
