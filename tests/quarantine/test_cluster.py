@@ -657,3 +657,37 @@ def test_quarantining_a_pod_already_relabelled_is_a_conflict_not_an_error(cluste
     controller.act(decision, time.time())
     assert (failures("conflict"), failures("error")) == (before[0] + 1, before[1])
     assert ns.get("pod", "web-a")["metadata"]["labels"] == {PREFIX + "quarantined": "true"}
+
+
+def test_a_quarantine_patch_the_api_server_finds_invalid_is_an_error_not_a_conflict(cluster, caplog):  # noqa: F811
+    """A 422 that names its causes is no stale pod: the pod's annotations are nearly at the
+    API server's 256 KiB limit, the quarantine annotations push them past it. That is an error,
+    logged as a WARNING, though the patch has `remove` ops as every quarantine patch does."""
+    import logging
+
+    from prometheus_client import REGISTRY
+
+    from webhook.engine.namespace import Namespace as Ns
+    from webhook.kube.namespaces import StaticSource
+    from webhook.quarantine.controller import Controller as Ctl, Options
+    from webhook.quarantine.pods import PodCache
+
+    ns = Namespace(cluster)
+    pod = ns.pod("web-a", filler="y" * (262144 - 400))
+    api = Api(kube_api_client(str(cluster.kubeconfig)))
+    config = load()
+    (decision,) = decide(NamespaceView(ns.name, {PREFIX + "quarantine": "enabled"}, [pod],
+                                       [ns.deployment, ns.rs]), config, time.time())
+    assert any(op["op"] == "remove" for op in quarantine_ops(decision, Marks(config.prefix), time.time()))
+    controller = Ctl(config, api, PodCache(api.core), StaticSource([Ns(ns.name, {}, {})]), Options())
+
+    def failures(kind: str) -> float:
+        return REGISTRY.get_sample_value("podmedic_quarantine_failures_total",
+                                         {"action": "quarantine", "kind": kind}) or 0.0
+
+    before = failures("conflict"), failures("error")
+    with caplog.at_level(logging.INFO, logger="podmedic.quarantine"):
+        controller.act(decision, time.time())
+    assert (failures("conflict"), failures("error")) == (before[0], before[1] + 1)
+    assert [r.levelno for r in caplog.records if "not done" in r.getMessage()] == [logging.WARNING]
+    assert ns.get("pod", "web-a")["metadata"]["labels"] == {"app": "web", "pod-template-hash": "h1"}

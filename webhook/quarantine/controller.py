@@ -155,10 +155,7 @@ class Controller:
                 self.cluster.delete_pod(d.pod)
         except Exception as exc:
             status = getattr(exc, "status", None)
-            # 422 when a `remove` meets a label already gone: the pod changed since the cache saw
-            # it (the patch fails before the resourceVersion is compared), a conflict like 409
-            stale = status == 422 and any(op["op"] == "remove" for op in ops)
-            kind = "conflict" if status in (404, 409) or stale else "error"
+            kind = "conflict" if status in (404, 409) or (bool(ops) and _patch_not_applicable(exc)) else "error"
             metrics.FAILURES.labels(d.action.value, kind).inc()
             level = logging.INFO if kind == "conflict" else logging.WARNING
             log.log(level, "%s of pod %s not done (%s): deciding again next pass", d.action.value, where, _status(exc))
@@ -179,6 +176,24 @@ class Controller:
         if d.owner:
             self.cluster.event(d.namespace, d.owner.kind, d.owner.name, d.owner.uid, reason,
                                f"pod {d.name}: {message}", warning, now, self.options.identity)
+
+
+def _patch_not_applicable(exc: Exception) -> bool:
+    """A 422 because the JSON patch itself did not apply (a `remove` of a label already gone, the
+    uid `test` of a replaced pod): the pod changed since the cache saw it, a conflict like 409
+    (it fails before the resourceVersion is compared). The API server answers that with a bare
+    Status, no causes; a validation failure (e.g. `metadata.annotations: Too long`) names its
+    causes and stays an error."""
+    if getattr(exc, "status", None) != 422:
+        return False
+    try:
+        body = json.loads(getattr(exc, "body", None) or "")
+    except (TypeError, ValueError):
+        return False
+    if not isinstance(body, dict) or body.get("kind") != "Status" or body.get("reason") != "Invalid":
+        return False
+    details = body.get("details")
+    return not (isinstance(details, dict) and details.get("causes"))
 
 
 def _status(exc: Exception) -> str:
