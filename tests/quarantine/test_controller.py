@@ -103,6 +103,7 @@ def test_the_pod_cache_keeps_only_what_decisions_read():
                  "spec.overhead": {"cpu": "10m"}}),
         with_(pod("agent-x", ds, labels={"app": "agent"}),
               **{"spec.containers": [{"name": "app", "ports": [{"containerPort": 9100, "hostPort": 9100}]}]}),
+        with_(pod("agent-net", ds, labels={"app": "agent"}), **{"spec.hostNetwork": True}),
         with_(pod("web-old", RS, labels={PREFIX + "quarantined": "true"}),
               **{"metadata.annotations": {PREFIX + "quarantine-owner": "Deployment/gone/dep-9",
                                           PREFIX + "quarantine-expires": iso(NOW - 1)}}),
@@ -124,4 +125,5 @@ def test_the_pod_cache_keeps_only_what_decisions_read():
     assert decided(kept) == decided(pods)
     assert {d[0]: d[2].value for d in decided(kept)} == {
         "web-old": "expired", "web-a": "not-ready", "api-a": "quota-exhausted", "bare": "bare-pod",
-        "init-a": "quota-exhausted", "agent-x": "daemonset-host-port"}
+        "init-a": "quota-exhausted", "agent-x": "daemonset-host-port",
+        "agent-net": "daemonset-host-port"}

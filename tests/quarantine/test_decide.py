@@ -129,6 +129,9 @@ def test_a_daemonset_pod_with_a_host_port_is_skipped():
                   **{"spec.containers": [{"name": "app", "ports": [{"containerPort": 9100, "hostPort": 9100}]}]})
     d = one(run([agent], [ds], ns={**ON, PREFIX + "quarantine-daemonset": "enabled"}))
     assert (d.action, d.reason, d.detail) == (Action.SKIP, Reason.DAEMONSET_HOST_PORT, "hostPort 9100")
+    net = with_(pod("agent-x", ds, labels={"app": "agent", "controller-revision-hash": "abc"}), **{"spec.hostNetwork": True})
+    d = one(run([net], [ds], ns={**ON, PREFIX + "quarantine-daemonset": "enabled"}))
+    assert (d.action, d.reason, d.detail) == (Action.SKIP, Reason.DAEMONSET_HOST_PORT, "hostNetwork")
     web = with_(pod("web-1", RS), **{"spec.containers": [{"name": "app", "ports": [{"hostPort": 8080}]}]})
     assert one(run([web])).action is Action.QUARANTINE  # a ReplicaSet's replacement may land anywhere
 

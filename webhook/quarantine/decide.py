@@ -318,9 +318,12 @@ def _consider(pod: Obj, settings: Resolved, since: float, view: NamespaceView, w
         if isinstance(found, Reason):
             return skip(found, f"{ref.get('kind')} {ref.get('name')}")
         direct, owner = found
-        ports = _host_ports(pod)
-        if ref.get("kind") == "DaemonSet" and ports:
-            return skip(Reason.DAEMONSET_HOST_PORT, f"hostPort {', '.join(map(str, ports))}", owner)
+        if ref.get("kind") == "DaemonSet":
+            # hostNetwork binds whatever the app listens on, declared as a port or not
+            if (pod.get("spec") or {}).get("hostNetwork") is True:
+                return skip(Reason.DAEMONSET_HOST_PORT, "hostNetwork", owner)
+            if ports := _host_ports(pod):
+                return skip(Reason.DAEMONSET_HOST_PORT, f"hostPort {', '.join(map(str, ports))}", owner)
         labels = _labels(pod)
         selector = (direct.get("spec") or {}).get("selector")
         remove = {k: labels[k] for k in sorted(selected_keys(selector)) if k in labels}

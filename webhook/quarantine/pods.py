@@ -32,14 +32,13 @@ def _pick(obj: Obj | None, keys: tuple[str, ...]) -> Obj:
 def project(pod: Obj) -> Obj:
     """The fields of a pod the controller reads: its identity, labels, annotations and owners;
     per container and init container its name, resources, restartPolicy and ports, and the
-    overhead (max-hold is set per container name; the quota check counts what the replacement
-    requests; a DaemonSet pod with a hostPort is skipped);
+    overhead, and hostNetwork (max-hold is set per container name; the quota check counts what
+    the replacement requests; a DaemonSet pod with a hostPort or hostNetwork is skipped);
     the Ready condition and each container's state."""
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     kept_spec: Obj = {key: [_pick(c, _CONTAINER) for c in spec[key]]
                       for key in ("containers", "initContainers") if spec.get(key)}
-    if spec.get("overhead"):
-        kept_spec["overhead"] = spec["overhead"]
+    kept_spec.update(_pick(spec, ("overhead", "hostNetwork")))
     kept_status: Obj = _pick(status, ("phase",))
     kept_status["conditions"] = [_pick(c, _READY) for c in status.get("conditions") or [] if c.get("type") == "Ready"]
     kept_status["containerStatuses"] = [_pick(c, ("name", "started", "state"))

@@ -42,7 +42,7 @@ class Reason(str, Enum):
     # -- skipped: the kind of owner
     STATEFULSET = ("statefulset", "a StatefulSet cannot replace a released pod (kubernetes#46901): kept holding in place")
     DAEMONSET_DISABLED = ("daemonset-disabled", "DaemonSet pods are not quarantined (quarantine-daemonset: disabled)")
-    DAEMONSET_HOST_PORT = ("daemonset-host-port", "a DaemonSet pod with a hostPort: its replacement, on the same node, "
+    DAEMONSET_HOST_PORT = ("daemonset-host-port", "a DaemonSet pod with a hostPort or hostNetwork: its replacement, on the same node, "
                            "could not bind the port the kept pod holds")
     OWNER_KIND_UNSUPPORTED = ("owner-kind-unsupported", "its controller is not a ReplicaSet, Job or DaemonSet")
     OWNER_NOT_FOUND = ("owner-not-found", "its controller was not found; nothing is done until it is")
