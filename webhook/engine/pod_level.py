@@ -8,6 +8,7 @@ that native sidecars and the app find the toolbox installed.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal
 
 from webhook.engine.context import PodContext, Target, pod_annotations
@@ -83,17 +84,23 @@ def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -
     level = ctx.settings.get(feature, target.name).level
     if ctx.toolbox_blocked:
         return Decision(feature, target.name, Reason.NAME_CONFLICT, level=level)
-    taken = [path for path in target.mount_paths() if any(overlaps(path, ours) for ours in TOOLBOX_MOUNTS)]
+    taken = [path for path in target.mount_paths() if toolbox_overlap(path)]
     if taken:
         return Decision(feature, target.name, Reason.MOUNT_CONFLICT, ", ".join(sorted(taken)), level)
     return None
 
 
-def overlaps(path: str, other: str) -> bool:
-    """Is `path` equal to, inside or above `other`, by path components (/podmedic-x is not
-    inside /podmedic; /podmedic/ and //podmedic are /podmedic)?"""
-    a, b = _components(path), _components(other)
-    return a[:len(b)] == b or b[:len(a)] == a
+@lru_cache(maxsize=4096)
+def toolbox_overlap(path: str) -> str | None:
+    """The toolbox mount that `path` is equal to, inside or above, by path components, or None
+    (/podmedic-x is not inside /podmedic; /podmedic/ and //podmedic are /podmedic). Memoised:
+    two features ask it for every mount of every container, and the same few paths recur."""
+    mine = _components(path)
+    for ours in sorted(TOOLBOX_MOUNTS):
+        theirs = _components(ours)
+        if mine[:len(theirs)] == theirs or theirs[:len(mine)] == mine:
+            return ours
+    return None
 
 
 def _components(path: str) -> list[str]:

@@ -46,10 +46,10 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if ctx.toolbox_blocked:
         return Decision(FEATURE, name, Reason.NAME_CONFLICT, level=level)
     path = ctx.settings.value("log-path", name)
-    inside = [ours for ours in sorted(pod_level.TOOLBOX_MOUNTS) if pod_level.overlaps(path, ours)]
+    inside = pod_level.toolbox_overlap(path)
     if inside:  # a mount point in the read-only toolbox fails at container creation (EROFS)
         setting = ctx.settings.get("log-path", name)
-        raise InvalidSetting(setting.annotation, setting.raw, f"podmedic mounts its own volume at {inside[0]}",
+        raise InvalidSetting(setting.annotation, setting.raw, f"podmedic mounts its own volume at {inside}",
                              setting.level)
     if path in target.mount_paths():
         return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, path, level)
