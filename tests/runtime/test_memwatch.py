@@ -251,17 +251,21 @@ def read_lines(stream, lines: list[str]) -> threading.Thread:
     return thread
 
 
-def test_the_exit_bundle_waits_for_a_running_snapshot_collector(tb, stalled_snapshot):
-    cg, release = stalled_snapshot
-    logs = log_directory(tb)
-    snap = premortem(tb)
-    # the app crosses the threshold, then dies while the snapshot collector is still at memory.txt
+def crossing_then_exit(tb, cg, logs: Path) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
+    """An app that crosses the threshold, then exits (3) while the snapshot collector is still at
+    memory.txt; the wrapper's stderr lines are gathered as they come."""
     body = (f"echo {95 * MiB} > {cg.dir / cg.usage_name}; "
-            f"while [ ! -e {snap / 'memory.txt'} ]; do sleep 0.05; done; exit 3")
+            f"while [ ! -e {premortem(tb) / 'memory.txt'} ]; do sleep 0.05; done; exit 3")
     proc = tb.supervise(tb.program("hog.sh", body), {**WATCH, "autorestart": "false"},
                         exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=str(cg.dir))
     err: list[str] = []
-    reader = read_lines(proc.stderr, err)
+    return proc, err, read_lines(proc.stderr, err)
+
+
+def test_the_exit_bundle_waits_for_a_running_snapshot_collector(tb, stalled_snapshot):
+    cg, release = stalled_snapshot
+    logs = log_directory(tb)
+    proc, err, reader = crossing_then_exit(tb, cg, logs)
     # either the wrapper waits for the snapshot, or (the race) the exit collector has already
     # moved the half-written snapshot into its bundle
     wait_for(lambda: any("waiting for the pre-mortem snapshot" in line for line in err)
@@ -278,12 +282,7 @@ def test_the_exit_bundle_waits_for_a_running_snapshot_collector(tb, stalled_snap
 def test_a_stop_while_waiting_for_the_snapshot_does_not_wait(tb, stalled_snapshot):
     cg, release = stalled_snapshot
     logs = log_directory(tb)
-    body = (f"echo {95 * MiB} > {cg.dir / cg.usage_name}; "
-            f"while [ ! -e {premortem(tb) / 'memory.txt'} ]; do sleep 0.05; done; exit 3")
-    proc = tb.supervise(tb.program("hog.sh", body), {**WATCH, "autorestart": "false"},
-                        exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=str(cg.dir))
-    err: list[str] = []
-    reader = read_lines(proc.stderr, err)
+    proc, err, reader = crossing_then_exit(tb, cg, logs)
     wait_for(lambda: any("waiting for the pre-mortem snapshot" in line for line in err), timeout=20)
     os.kill(proc.pid, signal.SIGTERM)
     # the snapshot collector is still stalled (its timeout is 20 s): the wrapper ends without
