@@ -97,15 +97,17 @@ def _run_feature(ctx: PodContext, feature: Feature, targets: list[Target], patch
     """Run one feature over its targets; returns a deny message when onError=deny trips."""
     name, mutate, settings, add = feature.name, feature.mutate, ctx.settings, ctx.report.add
     for target in targets:
+        mark = patch.mark()
         try:
             if not settings.value(name, target.name):
                 add(Decision(name, target.name, Reason.FEATURE_DISABLED, level=settings.get(name, target.name).level))
                 continue
-            with patch.transaction():
-                add(mutate(ctx, target, patch))
+            add(mutate(ctx, target, patch))
         except InvalidSetting as exc:
+            patch.rollback(mark)
             add(Decision(name, target.name, Reason.INVALID_VALUE, str(exc), exc.level))
         except Exception as exc:  # a bug in one feature must not break the pod (onError)
+            patch.rollback(mark)
             log.exception("mutator %s failed for container %s", name, target.name)
             add(Decision(name, target.name, Reason.MUTATOR_ERROR, type(exc).__name__))
             if ctx.config.on_error == "deny":

@@ -5,7 +5,7 @@ inputs and walks the whole pod). They call this builder, which knows the origina
 what the patch itself has created, so it emits `add` of a whole map or list the first time a
 parent is missing (the API server rejects adds below a missing parent), `/-` appends after that,
 and `replace` only for fields that exist. Transactions let a failing mutator be rolled back
-without touching what other features already emitted.
+without touching what other features already emitted (mark/rollback).
 """
 
 from __future__ import annotations
@@ -121,32 +121,40 @@ class PatchBuilder:
         else:
             self.append(list_path, value)
 
+    def mark(self) -> tuple[int, int, int]:
+        """Where the patch stands now, for rollback(). (The engine's feature loop marks and rolls
+        back in the handlers of the try it has anyway: a `with` block per feature and container
+        cost 2.6 % of a large review's instructions.)"""
+        return len(self.ops), len(self.created), len(self.replaced)
+
+    def rollback(self, mark: tuple[int, int, int]) -> None:
+        """Drop every operation, created path and replaced value recorded since mark()."""
+        ops, created, replaced = mark
+        del self.ops[ops:]
+        del self.replaced[replaced:]
+        for path in self.created[created:]:
+            self._created_set.discard(path)
+        del self.created[created:]
+
     def transaction(self) -> Transaction:
         """Roll back every operation emitted inside the block if it raises."""
         return Transaction(self)
 
 
 class Transaction:
-    """PatchBuilder.transaction()'s context manager (a class: entered once per feature and
-    container, where a generator-based one costs several times more)."""
+    """PatchBuilder.transaction()'s context manager: mark() on entry, rollback() if the block raises."""
 
-    __slots__ = ("_patch", "_ops", "_created", "_replaced")
+    __slots__ = ("_patch", "_mark")
 
     def __init__(self, patch: PatchBuilder):
         self._patch = patch
 
     def __enter__(self) -> None:
-        patch = self._patch
-        self._ops, self._created, self._replaced = len(patch.ops), len(patch.created), len(patch.replaced)
+        self._mark = self._patch.mark()
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is not None:
-            patch = self._patch
-            del patch.ops[self._ops:]
-            del patch.replaced[self._replaced:]
-            for path in patch.created[self._created:]:
-                patch._created_set.discard(path)
-            del patch.created[self._created:]
+            self._patch.rollback(self._mark)
         # returns None: the exception goes on
 
 
