@@ -4,8 +4,8 @@ Mutators never diff objects (jsonpatch.make_patch emits invalid or misordered pa
 inputs and walks the whole pod). They call this builder, which knows the original document and
 what the patch itself has created, so it emits `add` of a whole map or list the first time a
 parent is missing (the API server rejects adds below a missing parent), `/-` appends after that,
-and `replace` only for fields that exist. Transactions let a failing mutator be rolled back
-without touching what other features already emitted (mark/rollback).
+and `replace` only for fields that exist. mark() and rollback() let a failing mutator be rolled
+back without touching what other features already emitted.
 """
 
 from __future__ import annotations
@@ -135,27 +135,6 @@ class PatchBuilder:
         for path in self.created[created:]:
             self._created_set.discard(path)
         del self.created[created:]
-
-    def transaction(self) -> Transaction:
-        """Roll back every operation emitted inside the block if it raises."""
-        return Transaction(self)
-
-
-class Transaction:
-    """PatchBuilder.transaction()'s context manager: mark() on entry, rollback() if the block raises."""
-
-    __slots__ = ("_patch", "_mark")
-
-    def __init__(self, patch: PatchBuilder):
-        self._patch = patch
-
-    def __enter__(self) -> None:
-        self._mark = self._patch.mark()
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is not None:
-            self._patch.rollback(self._mark)
-        # returns None: the exception goes on
 
 
 @lru_cache(maxsize=4096)
