@@ -7,14 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.admission.wire import AdmissionRequest
-from webhook.engine.decisions import Report
+from webhook.engine.decisions import Reason, Report
 
 
 def summary(report: Report) -> str:
-    """A compact auditAnnotation value: `app=probes; app/logs=psa-forbids-hostpath`."""
-    injected = [f"{d.container}={d.feature}" for d in report.decisions if d.applied]
-    skipped = [f"{d.container or '-'}/{d.feature}={d.reason.value}" for d in report.decisions
-               if not d.applied and d.reason.warn]
+    """A compact auditAnnotation value: `app=probes; app/logs=psa-forbids-hostpath`. Built from
+    plain strings (the reason's `code`, the feature through `str.__str__`): an enum member's
+    `.value` and `Decision.applied` are Python-level calls, which cost about 3 000 instructions
+    more per decision, and a large pod has 80 decisions per review."""
+    injected, skipped = [], []
+    for d in report.decisions:
+        reason = d.reason
+        if reason is Reason.INJECTED:
+            injected.append(f"{d.container}={str.__str__(d.feature)}")
+        elif reason.warn:
+            skipped.append(f"{d.container or '-'}/{str.__str__(d.feature)}={reason.code}")
     return "; ".join(filter(None, ("injected: " + ", ".join(injected) if injected else "",
                                    "skipped: " + ", ".join(skipped) if skipped else ""))) or "unchanged"
 
