@@ -89,7 +89,7 @@ class Decision(NamedTuple):
         once and reads module tables: `Reason.INJECTED` (an Enum class attribute) and
         `str.__str__` (a copy of the string) each cost more than the dictionary look-ups."""
         feature, container, reason, detail, level = self
-        out: dict[str, object] = {"feature": _SCOPES[feature], "applied": reason is _INJECTED, "reason": reason.code}
+        out: dict[str, object] = {"feature": SCOPE_NAMES[feature], "applied": reason is _INJECTED, "reason": reason.code}
         if container is not None:
             out["container"] = container
         if detail:
@@ -100,9 +100,10 @@ class Decision(NamedTuple):
 
 _INJECTED = Reason.INJECTED
 _LEVELS = {level: level.value for level in Level}
-# Every Scope to its name as a plain str (a FeatureName is a StrEnum).
-_SCOPES: dict[Scope, str] = {**{name: name.value for name in FeatureName},
-                             "pod": "pod", "settings": "settings", "quarantine": "quarantine"}
+# Every Scope to its name as a plain str (a FeatureName is a StrEnum): read per decision, cheaper
+# than `str.__str__`, which copies the string.
+SCOPE_NAMES: dict[Scope, str] = {**{name: name.value for name in FeatureName},
+                                 "pod": "pod", "settings": "settings", "quarantine": "quarantine"}
 
 
 @dataclass
