@@ -64,6 +64,26 @@ def test_rollback_forgets_ops_and_created_parents():
     assert b.ops == [{"op": "add", "path": "/spec/volumes", "value": [{"name": "w"}]}]
 
 
+def test_a_containers_spec_as_parent_gives_what_the_walk_from_the_pod_gives():
+    """The features pass the container's own spec as `parent`: same ops, created and replaced."""
+    def build(hint: bool) -> PatchBuilder:
+        container = {"name": "a", "env": None, "command": [], "volumeMounts": [{"name": "m", "mountPath": "/m"}],
+                     "livenessProbe": {"exec": {"command": ["x"]}}}
+        b = PatchBuilder({"spec": {"containers": [container]}})
+        parent = container if hint else None
+        path = ("spec", "containers", 0)
+        for field in ("env", "volumeMounts", "ports", "env", "ports"):
+            b.append(path + (field,), {"name": field}, parent)
+        for field in ("command", "livenessProbe", "readinessProbe"):
+            b.set(path + (field,), [field], parent)
+        return b
+
+    walked, hinted = build(hint=False), build(hint=True)
+    assert hinted.ops == walked.ops and hinted.created == walked.created and hinted.replaced == walked.replaced
+    assert [op["op"] for op in hinted.ops] == ["add"] * 5 + ["replace", "replace", "add"]
+    assert hinted.replaced == [(("spec", "containers", 0, "env"), None), (("spec", "containers", 0, "command"), [])]
+
+
 def test_pointer_escapes():
     assert pointer(("metadata", "annotations", "a/b~c")) == "/metadata/annotations/a~1b~0c"
 

@@ -91,25 +91,36 @@ class PatchBuilder:
         self.created.append(path)
         self._created_set.add(path)
 
-    def set(self, path: Path, value: Any) -> None:
-        """Set a map field: `replace` when the original has it, else `add` (parents first)."""
-        original = self._lookup(path)
+    def _original_at(self, path: Path, parent: dict[Any, Any] | None) -> Any:
+        """The original at `path`, from `parent` (the original map at path[:-1]) when the caller
+        holds it: a container's field is then one dict lookup, where the walk from the pod
+        looks up and remembers the field's path and its container's (about 170 new paths in a
+        20-container pod's review)."""
+        return self._lookup(path) if parent is None else parent.get(path[-1], _MISSING)
+
+    def set(self, path: Path, value: Any, parent: dict[Any, Any] | None = None) -> None:
+        """Set a map field: `replace` when the original has it, else `add` (parents first).
+        `parent`: the original map at path[:-1] if the caller has it (a container's spec)."""
+        original = self._original_at(path, parent)
         if path not in self._created_set:
             self._note_replaced(path, original)
         if original is not _MISSING and original is not None:
             self.ops.append({"op": "replace", "path": pointer(path), "value": value})
             return
-        self.ensure_map(path[:-1])
+        if parent is None:
+            self.ensure_map(path[:-1])
         self.ops.append({"op": "add", "path": pointer(path), "value": value})
 
-    def append(self, list_path: Path, value: Any) -> None:
-        """Append to a list, creating it (as `[value]`) when neither original nor patch has it."""
+    def append(self, list_path: Path, value: Any, parent: dict[Any, Any] | None = None) -> None:
+        """Append to a list, creating it (as `[value]`) when neither original nor patch has it.
+        `parent`: the original map at list_path[:-1] if the caller has it (a container's spec)."""
         created = list_path in self._created_set
-        original = _MISSING if created else self._lookup(list_path)
+        original = _MISSING if created else self._original_at(list_path, parent)
         if created or (original is not _MISSING and original is not None):
             self.ops.append({"op": "add", "path": pointer(list_path) + "/-", "value": value})
             return
-        self.ensure_map(list_path[:-1])
+        if parent is None:
+            self.ensure_map(list_path[:-1])
         self._note_replaced(list_path, original)
         self.ops.append({"op": "add", "path": pointer(list_path), "value": [value]})
         self._mark_created(list_path)

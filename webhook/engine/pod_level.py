@@ -163,8 +163,8 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
     if toolbox_users:
         for target in toolbox_users.values():
             patch.append(target.path + ("volumeMounts",),
-                         {"name": TOOLBOX_VOLUME, "mountPath": toolbox.TOOLBOX_MOUNT, "readOnly": True})
-            patch.append(target.path + ("volumeMounts",), {"name": STATE_VOLUME, "mountPath": STATE_MOUNT})
+                         {"name": TOOLBOX_VOLUME, "mountPath": toolbox.TOOLBOX_MOUNT, "readOnly": True}, target.spec)
+            patch.append(target.path + ("volumeMounts",), {"name": STATE_VOLUME, "mountPath": STATE_MOUNT}, target.spec)
         patch.append(("spec", "volumes"), {"name": TOOLBOX_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}})
         patch.append(("spec", "volumes"), {"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
         patch.prepend(("spec", "initContainers"), _toolbox_init(ctx))

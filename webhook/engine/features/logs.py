@@ -57,9 +57,9 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if not pod_level.POD_ENV_NAMES.isdisjoint(map(dict.get, target.spec.get("env") or (), repeat("name"))):
         return Decision(FEATURE, name, Reason.ENV_CONFLICT, f"{pod_level.POD_NAME_ENV}/{pod_level.POD_UID_ENV}", level)
     for var in pod_level.pod_env():
-        patch.append(target.path + ("env",), var)
+        patch.append(target.path + ("env",), var, target.spec)
     patch.append(target.path + ("volumeMounts",), {
         "name": pod_level.LOGS_VOLUME, "mountPath": path,
-        "subPathExpr": f"{pod_level.pod_dir(ctx.namespace)}/{name}"})
+        "subPathExpr": f"{pod_level.pod_dir(ctx.namespace)}/{name}"}, target.spec)
     ctx.record(target, FEATURE, {"mountPath": path})
     return Decision(FEATURE, name, Reason.INJECTED, path, level)

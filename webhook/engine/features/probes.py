@@ -125,7 +125,7 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     except NoPort as exc:
         return Decision(FEATURE, target.name, exc.reason, exc.detail, level)
     for kind, probe in built.items():
-        patch.set(target.path + (f"{kind}Probe",), probe)
+        patch.set(target.path + (f"{kind}Probe",), probe, target.spec)
     ctx.record(target, FEATURE, [f"{k}Probe" for k in built])
     summary = ", ".join(f"{k}:{next(iter(p))}" for k, p in built.items())
     return Decision(FEATURE, target.name, Reason.INJECTED, summary, level)

@@ -47,7 +47,7 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     options = ctx.per_pod("supervisor-options", name, lambda: _options(ctx, name))
     bundles = exit_bundles(ctx, name)
     argv = toolbox.supervise_argv(name=name, options=options, exit_bundles=bundles)
-    patch.set(target.path + ("command",), argv + list(entrypoint))
+    patch.set(target.path + ("command",), argv + list(entrypoint), target.spec)
     ctx.record(target, FEATURE, {"command": original})
     source = "command" if original else f"{ctx.config.prefix}entrypoint"
     return Decision(FEATURE, name, Reason.INJECTED, f"wrapping {source}; {watch_note(ctx, name, bundles)}", level)
