@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
-from webhook.engine.keys import FeatureName, Level, Scope
+from webhook.engine.keys import FeatureName, Level, OtherScope, Scope
 
 
 class Reason(str, Enum):
@@ -101,9 +101,9 @@ class Decision(NamedTuple):
 _INJECTED = Reason.INJECTED
 _LEVELS = {level: level.value for level in Level}
 # Every Scope to its name as a plain str (a FeatureName is a StrEnum): read per decision, cheaper
-# than `str.__str__`, which copies the string.
+# than `str.__str__`, which copies the string. Built from the types, so no scope is ever missing.
 SCOPE_NAMES: dict[Scope, str] = {**{name: name.value for name in FeatureName},
-                                 "pod": "pod", "settings": "settings", "quarantine": "quarantine"}
+                                 **{scope: scope for scope in get_args(OtherScope)}}
 
 
 @dataclass

@@ -37,7 +37,8 @@ class FeatureName(StrEnum):
 # What a key or a decision is about when it is not one feature: the whole pod (the `inject`
 # switch, the gates), the pod's podmedic annotations as a whole, or the quarantine controller
 # (`podmedic quarantine`, which reads its keys after admission, never in it).
-Scope = FeatureName | Literal["pod", "settings", "quarantine"]
+OtherScope = Literal["pod", "settings", "quarantine"]
+Scope = FeatureName | OtherScope
 
 
 # ------------------------------------------------------------------ parsers
