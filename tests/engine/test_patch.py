@@ -65,7 +65,8 @@ def test_rollback_forgets_ops_and_created_parents():
 
 
 def test_a_containers_spec_as_parent_gives_what_the_walk_from_the_pod_gives():
-    """The features pass the container's own spec as `parent`: same ops, created and replaced."""
+    """The features pass the container's own spec (or lifecycle) as `parent`: same ops, created and
+    replaced."""
     def build(hint: bool) -> PatchBuilder:
         container = {"name": "a", "env": None, "command": [], "volumeMounts": [{"name": "m", "mountPath": "/m"}],
                      "livenessProbe": {"exec": {"command": ["x"]}}}
@@ -76,11 +77,13 @@ def test_a_containers_spec_as_parent_gives_what_the_walk_from_the_pod_gives():
             b.append(path + (field,), {"name": field}, parent)
         for field in ("command", "livenessProbe", "readinessProbe"):
             b.set(path + (field,), [field], parent)
+        b.ensure_map(path + ("lifecycle",), parent)
+        b.set(path + ("lifecycle", "preStop"), ["stop"], {} if hint else None)  # no lifecycle: an empty parent
         return b
 
     walked, hinted = build(hint=False), build(hint=True)
     assert hinted.ops == walked.ops and hinted.created == walked.created and hinted.replaced == walked.replaced
-    assert [op["op"] for op in hinted.ops] == ["add"] * 5 + ["replace", "replace", "add"]
+    assert [op["op"] for op in hinted.ops] == ["add"] * 5 + ["replace", "replace", "add", "add", "add"]
     assert hinted.replaced == [(("spec", "containers", 0, "env"), None), (("spec", "containers", 0, "command"), [])]
 
 

@@ -68,14 +68,16 @@ class PatchBuilder:
         original = self._lookup(path)
         return path in self._created_set or (original is not _MISSING and original is not None)
 
-    def ensure_map(self, path: Path) -> None:
-        """Make sure the map at `path` exists, creating missing ancestors as maps."""
+    def ensure_map(self, path: Path, parent: dict[Any, Any] | None = None) -> None:
+        """Make sure the map at `path` exists, creating missing ancestors as maps. `parent`: the
+        original map at path[:-1] if the caller has it (a container's spec)."""
         if not path or path in self._created_set:
             return
-        original = self._lookup(path)
+        original = self._original_at(path, parent)
         if original is not _MISSING and original is not None:
             return
-        self.ensure_map(path[:-1])
+        if parent is None:
+            self.ensure_map(path[:-1])
         self._note_replaced(path, original)
         self.ops.append({"op": "add", "path": pointer(path), "value": {}})
         self._mark_created(path)

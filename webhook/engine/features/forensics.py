@@ -62,7 +62,11 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     out_dir = ctx.settings.value("log-path", name) if ctx.applied(FeatureName.LOGS, name) else None
     collector = toolbox.forensics_argv(name=name, out_dir=out_dir, budget_seconds=granted)
     command = chained(collector, user_command) if user_command else collector
-    patch.set(target.path + ("lifecycle", "preStop"), {"exec": {"command": command}})
+    lifecycle_path = target.path + ("lifecycle",)
+    patch.ensure_map(lifecycle_path, target.spec)
+    # the original lifecycle map as parent (none: an empty one), so no walk from the pod
+    patch.set(lifecycle_path + ("preStop",), {"exec": {"command": command}},
+              lifecycle if isinstance(lifecycle, dict) else {})
     ctx.record(target, FEATURE, {"preStop": existing})
     if granted < asked:
         ctx.report.add(Decision(FEATURE, name, Reason.GRACE_TOO_SHORT, f"budget shrunk to {granted}s", level))
