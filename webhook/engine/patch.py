@@ -45,7 +45,6 @@ class PatchBuilder:
     """Accumulates operations; `created` remembers containers this patch added."""
 
     def __init__(self, original: dict[str, Any]):
-        self._original = original
         # original nodes by path, for lookups: every operation on a container looks its parent
         # up, and a 20-container pod's patch has about 200 operations
         self._nodes: dict[Path, Any] = {(): original}
