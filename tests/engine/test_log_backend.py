@@ -17,6 +17,7 @@ from webhook import engine
 from webhook.cli import config as configfile
 from webhook.engine import uninject
 from webhook.engine.config import ConfigError, GlobalConfig, from_mapping
+from webhook.engine.decisions import Reason
 from webhook.engine.namespace import Namespace
 from webhook.engine.pod_level import LOGDIR_INIT, LOGS_VOLUME, SAFE_TO_EVICT
 from webhook.kube.namespaces import StaticSource
@@ -102,7 +103,7 @@ def test_the_configured_claim_name_is_used():
 def test_a_claim_that_is_missing_or_not_bound_skips_only_the_log_feature(backend, phase, reason, detail):
     mutated, outcome = inject(config(backend), level="restricted", claim=phase)
     [decision] = [d for d in outcome.report.decisions if d.feature == "logs"]
-    assert (decision.reason.value, decision.detail, decision.applied) == (reason, detail, False)
+    assert (decision.reason.value, decision.detail, decision.reason is Reason.INJECTED) == (reason, detail, False)
     assert any(w.startswith("podmedic: container app: logs: ") and detail in w
                for w in outcome.report.warnings(PREFIX))
     assert logs_volume(mutated) is None and logdir(mutated) is None

@@ -16,6 +16,7 @@ from webhook import engine
 from webhook.cli import config as configfile
 from webhook.engine import pod_level as delivery
 from webhook.engine.config import from_mapping
+from webhook.engine.decisions import Reason
 from webhook.engine.namespace import Namespace
 from webhook.kube.namespaces import StaticSource
 
@@ -236,7 +237,7 @@ def test_each_feature_alone(feature):
         annotations[PREFIX + f] = "enabled" if f == feature else "disabled"
     original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]))
     mutated, outcome = run(original, annotations)
-    applied = {d.feature for d in outcome.report.decisions if d.applied}
+    applied = {d.feature for d in outcome.report.decisions if d.reason is Reason.INJECTED}
     assert applied == {feature}
     uses_toolbox = feature in ("supervisor", "forensics")
     assert any(c["name"] == "podmedic-toolbox" for c in mutated["spec"].get("initContainers", [])) == uses_toolbox

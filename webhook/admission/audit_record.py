@@ -13,8 +13,8 @@ from webhook.engine.decisions import SCOPE_NAMES, Reason, Report
 def summary(report: Report) -> str:
     """A compact auditAnnotation value: `app=probes; app/logs=psa-forbids-hostpath`. Built from
     plain strings (the reason's `code`, the feature's name from `SCOPE_NAMES`) and with
-    `Reason.INJECTED` read once: an enum member's `.value`, `Decision.applied` and an Enum class
-    attribute are Python-level work, and a large pod has 80 decisions per review."""
+    `Reason.INJECTED` read once: an enum member's `.value` and an Enum class attribute are
+    Python-level work, and a large pod has 80 decisions per review."""
     injected, skipped = [], []
     applied = Reason.INJECTED
     for feature, container, reason, _, _ in report.decisions:

@@ -79,10 +79,6 @@ class Decision(NamedTuple):
     detail: str = ""      # what was injected, or the precise problem
     level: Level = Level.GLOBAL  # which configuration layer decided
 
-    @property
-    def applied(self) -> bool:
-        return self.reason is Reason.INJECTED
-
     def as_dict(self) -> dict[str, object]:
         """The decision in the audit record, as plain strings (a YAML dumper cannot represent an
         enum). Called for each of a large pod's 80 decisions per review, so it unpacks the tuple

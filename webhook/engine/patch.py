@@ -45,8 +45,8 @@ class PatchBuilder:
     """Accumulates operations; `created` remembers containers this patch added."""
 
     def __init__(self, original: dict[str, Any]):
-        # original nodes by path, for lookups: every operation on a container looks its parent
-        # up, and a 20-container pod's patch has about 200 operations
+        # original nodes by path, for the walk from the pod (pod-level fields, missing parents);
+        # a container's fields are looked up from its spec instead (the `parent` of set/append)
         self._nodes: dict[Path, Any] = {(): original}
         self.ops: list[dict[str, Any]] = []
         self.created: list[Path] = []  # maps/lists the patch created, in order (for uninject)
