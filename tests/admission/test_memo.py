@@ -12,6 +12,7 @@ import pytest
 
 from tests import pods
 from tests.pods import apply_checked, container, patch_of
+from webhook.admission.decode import decode
 from webhook.admission.handle import Answer, handle
 from webhook.admission.memo import PlanMemo, template_key
 from webhook.cli.config import load
@@ -40,6 +41,11 @@ def same_answer(a: Answer, b: Answer) -> bool:
     ra, rb = dict(a.body["response"]), dict(b.body["response"])
     del ra["uid"], rb["uid"]
     return ra == rb and a.audit["decisions"] == b.audit["decisions"] and a.audit["patch_ops"] == b.audit["patch_ops"]
+
+
+def _decoded(pod: dict) -> dict:
+    """The pod as the webhook's decoder hands it on."""
+    return decode(json.dumps(pods.review(pod)).encode(), "application/json", 1 << 24)["object"]
 
 
 def seen_twice(memo: PlanMemo, pod: dict, namespaces: StaticSource = DEMO) -> None:
@@ -97,7 +103,7 @@ def test_managed_fields_are_not_part_of_the_template():
     later["metadata"]["managedFields"][0]["time"] = "2026-11-25T00:00:01Z"
     seen_twice(memo, template)
     assert answer(memo, later).audit["cached"] is True
-    assert template_key(template) == template_key(later)
+    assert template_key(_decoded(template)) == template_key(_decoded(later))
 
 
 def with_token_volume(pod: dict, name: str) -> dict:

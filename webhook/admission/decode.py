@@ -1,12 +1,23 @@
 """Decoding an AdmissionReview v1: the `request` of a valid review, or BadReview naming the
 problem (the HTTP shell answers it with a 400 the API server logs; never a 500).
+
+Every byte of the body is checked: strict RFC 8259 syntax, UTF-8, nesting depth. What is built
+into Python objects is what a review reads: the pod's `metadata.managedFields`, about half of a
+pod as the API server sends it and read by nothing in podmedic, is checked but not built
+(msgspec decodes into the structs below and skips that one field; building it was half of a
+large pod's decoding). The structs list the fields of the API's types (AdmissionReview and
+AdmissionRequest of admission/v1; Pod, ObjectMeta and UserInfo, which a test compares with the
+Kubernetes OpenAPI schema): a field a later API adds is dropped here, and nothing notices, as
+nothing reads a field it does not know. Integers are kept as sent, of any size (review()
+answers one beyond the 64 bits orjson writes with a 400).
 """
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
-import orjson
+import msgspec
+from msgspec import UNSET, UnsetType
 
 from webhook.admission.wire import AdmissionRequest, ApiVersion
 
@@ -15,6 +26,74 @@ API_VERSION: ApiVersion = "admission.k8s.io/v1"
 
 class BadReview(ValueError):
     """The body is not a usable AdmissionReview; the message names the problem."""
+
+
+# A field absent from the body stays UNSET and is left out of the dicts handed on, so a reader
+# sees exactly the fields that were sent (null included). The fields the audit line copies are
+# typed `_Text`: JSON holds integers orjson cannot write (beyond 64 bits), and the API server only
+# ever sends strings there; other fields reach orjson only through the engine (review()).
+_Text = str | None | UnsetType
+
+
+class _ObjectMeta(msgspec.Struct):
+    name: _Text = UNSET
+    generateName: _Text = UNSET
+    namespace: _Text = UNSET
+    selfLink: Any = UNSET
+    uid: Any = UNSET
+    resourceVersion: Any = UNSET
+    generation: Any = UNSET
+    creationTimestamp: Any = UNSET
+    deletionTimestamp: Any = UNSET
+    deletionGracePeriodSeconds: Any = UNSET
+    labels: Any = UNSET
+    annotations: Any = UNSET
+    ownerReferences: Any = UNSET
+    finalizers: Any = UNSET
+    managedFields: msgspec.Raw | UnsetType = UNSET  # syntax-checked, not built
+
+
+class _Pod(msgspec.Struct):
+    apiVersion: Any = UNSET
+    kind: Any = UNSET
+    metadata: _ObjectMeta | None | UnsetType = UNSET
+    spec: Any = UNSET
+    status: Any = UNSET
+
+
+class _UserInfo(msgspec.Struct):
+    username: _Text = UNSET
+    uid: Any = UNSET
+    groups: Any = UNSET
+    extra: Any = UNSET
+
+
+class _Request(msgspec.Struct):
+    uid: Any = UNSET
+    kind: Any = UNSET
+    resource: Any = UNSET
+    subResource: Any = UNSET
+    requestKind: Any = UNSET
+    requestResource: Any = UNSET
+    requestSubResource: Any = UNSET
+    name: _Text = UNSET
+    namespace: _Text = UNSET
+    operation: _Text = UNSET
+    userInfo: _UserInfo | None | UnsetType = UNSET
+    object: _Pod | None | UnsetType = UNSET
+    oldObject: Any = UNSET
+    dryRun: Any = UNSET
+    options: Any = UNSET
+
+
+class _Review(msgspec.Struct):
+    apiVersion: Any = UNSET
+    kind: Any = UNSET
+    request: _Request | None | UnsetType = UNSET
+
+
+_DECODER = msgspec.json.Decoder(_Review)
+_META_FIELDS = tuple(f for f in _ObjectMeta.__struct_fields__ if f != "managedFields")
 
 
 def decode(body: bytes, content_type: str | None, max_bytes: int) -> AdmissionRequest:
@@ -27,22 +106,56 @@ def decode(body: bytes, content_type: str | None, max_bytes: int) -> AdmissionRe
         raise BadReview(f"body of {len(body)} bytes exceeds the limit of {max_bytes}")
     if not body:
         raise BadReview("empty body")
-    try:
-        review = orjson.loads(body)
-    except ValueError as exc:  # orjson.JSONDecodeError, also for nesting beyond 1024 levels
-        raise BadReview(f"body is not valid JSON: {str(exc)[:200]}") from None
-    if not isinstance(review, dict):
-        raise BadReview("body must be a JSON object (an AdmissionReview)")
-    if review.get("apiVersion") != API_VERSION or review.get("kind") != "AdmissionReview":
+    review = _decode(body)
+    if review.apiVersion != API_VERSION or review.kind != "AdmissionReview":
         raise BadReview(f"expected apiVersion {API_VERSION} kind AdmissionReview, got "
-                        f"{str(review.get('apiVersion'))[:64]!r} {str(review.get('kind'))[:64]!r}")
-    request = review.get("request")
-    if not isinstance(request, dict):
+                        f"{str(review.apiVersion)[:64]!r} {str(review.kind)[:64]!r}")
+    if not isinstance(review.request, _Request):
         raise BadReview("AdmissionReview has no request object")
+    request = _fields(review.request, _Request.__struct_fields__)
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise BadReview("request.uid is missing or not a string")
+    pod = request.get("object")
+    if isinstance(pod, _Pod):
+        pod = request["object"] = _fields(pod, _Pod.__struct_fields__)
+        if isinstance(pod.get("metadata"), _ObjectMeta):
+            pod["metadata"] = _fields(pod["metadata"], _META_FIELDS)
+    if isinstance(request.get("userInfo"), _UserInfo):
+        request["userInfo"] = _fields(request["userInfo"], _UserInfo.__struct_fields__)
     return cast(AdmissionRequest, request)
+
+
+def _decode(body: bytes) -> _Review:
+    """The body as the structs above, or BadReview. msgspec checks the UTF-8 of every string
+    it builds; the skipped managedFields are checked here, in C (an ASCII body, the usual
+    case, is valid UTF-8 as it is)."""
+    try:
+        if not body.isascii():
+            body.decode()
+        return _DECODER.decode(body)
+    except msgspec.ValidationError as exc:  # "Expected `object | null`, got `str` - at `$.request.object`"
+        expected, at, where = str(exc).rpartition(" - at `")
+        where = where.rstrip("`") if at else "$"  # msgspec names no path for the body itself
+        if where == "$":
+            raise BadReview("body must be a JSON object (an AdmissionReview)") from None
+        if where == "$.request":
+            raise BadReview("AdmissionReview has no request object") from None
+        raise BadReview(f"{where.removeprefix('$.')}: {expected or exc}"[:300]) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise BadReview(f"body is not valid JSON: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise BadReview("body is not valid JSON: nested too deeply") from None
+
+
+def _fields(struct: msgspec.Struct, names: tuple[str, ...]) -> dict[str, Any]:
+    """The fields that were sent, as a dict."""
+    out = {}
+    for name in names:
+        value = getattr(struct, name)
+        if value is not UNSET:
+            out[name] = value
+    return out
 
 
 def is_pod_create(request: AdmissionRequest) -> bool:

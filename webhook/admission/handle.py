@@ -60,7 +60,9 @@ def review(request: AdmissionRequest, namespaces: Callable[[str], Lookup], confi
             planned, cached = plans.plan(ns, pod, lambda: plan(pod, lookup, config))
         else:
             planned, cached = plan(pod, lookup, config)[0], False
-    except Exception:  # a bug outside the per-feature isolation: never a 500, never a broken pod
+    except Exception as exc:  # a bug outside the per-feature isolation: never a 500, never a broken pod
+        if _integer_beyond_64_bits(exc):
+            raise BadReview("request.object holds an integer beyond 64 bits") from None
         log.exception("engine failed for review %s", uid)
         denied = "podmedic: internal error" if config.on_error == "deny" else None
         planned, cached = Plan(None, 0, Report([Decision("pod", None, Reason.MUTATOR_ERROR)]), denied), False
@@ -71,6 +73,13 @@ def review(request: AdmissionRequest, namespaces: Callable[[str], Lookup], confi
     answer = response(uid, patch=planned.patch, warnings=report.warnings(config.prefix),
                       audit_annotations={"podmedic": summary(report)})
     return Answer(200, answer, record, report)
+
+
+def _integer_beyond_64_bits(exc: Exception) -> bool:
+    """orjson's error for an integer it cannot write (in the memo key, the patch or the marker):
+    JSON's integers are unbounded and the decoder keeps them as sent. The API server never sends
+    one (its integers are Go's), so this is malformed input, not a bug."""
+    return isinstance(exc, TypeError) and "64-bit" in str(exc)
 
 
 def too_late(request: AdmissionRequest, config: GlobalConfig) -> Answer:

@@ -9,7 +9,8 @@ The memo is exact, never approximate:
 - the key is the pod object itself, encoded (orjson keeps the order the API server sent),
   with two things that differ between the pods of one template and that no mutator reads
   (a mutator that starts to read them must take them out of this list):
-  - `metadata.managedFields` is left out: the API server stamps it with the request's second;
+  - `metadata.managedFields` is not in it: the API server stamps it with the request's second
+    (the decoder never builds it, webhook/admission/decode.py);
   - the ServiceAccount token volume's random name (`kube-api-access-xxxxx`, added to every pod
     by the ServiceAccount admission plugin before webhooks run) is replaced, wherever it is the
     whole of a string (the volume and its mounts), by a byte that orjson never writes, so the
@@ -56,10 +57,7 @@ TOKEN_VOLUME = re.compile(r"kube-api-access-[a-z0-9]{5}")  # the ServiceAccount 
 
 
 def template_key(pod: dict[str, Any]) -> bytes:
-    """The pod as sent, without metadata.managedFields, its token volume's name masked."""
-    metadata = pod.get("metadata")
-    if isinstance(metadata, dict) and "managedFields" in metadata:
-        pod = {**pod, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
+    """The pod as decoded (without metadata.managedFields), its token volume's name masked."""
     key = orjson.dumps(pod)
     token = _token_volume(pod)
     return key.replace(b'"' + token.encode() + b'"', b'"\x00"') if token else key

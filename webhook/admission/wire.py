@@ -1,10 +1,11 @@
 """The AdmissionReview v1 wire format, as TypedDicts: what the API server sends and what podmedic
 answers (kopf types its reviews the same way). Types only, no code.
 
-The request is untrusted input: `decode()` checks only what every answer needs (a JSON object
-with a non-empty string `uid`) and the reader checks each other field where it reads it, so
-every field but `uid` may be absent or of any type at run time. The fields name what the API
-server sends; those podmedic never reads are left out.
+The request is untrusted input: `decode()` checks what every answer needs (a JSON object with a
+non-empty string `uid`; the names the audit line copies are strings or null) and the reader
+checks each other field where it reads it, so every other field may be absent or of any type
+at run time. The fields name what the API server sends; those podmedic never reads are left
+out.
 """
 
 from __future__ import annotations
