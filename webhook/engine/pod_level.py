@@ -9,8 +9,9 @@ that native sidecars and the app find the toolbox installed.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
+from webhook.engine.config import GlobalConfig
 from webhook.engine.context import PodContext, Target, pod_annotations
 from webhook.engine.decisions import Decision, Reason
 from webhook.engine.keys import FeatureName
@@ -119,8 +120,8 @@ def pod_dir(namespace: str) -> str:
     return f"{namespace}_$({POD_NAME_ENV})_$({POD_UID_ENV})"
 
 
-def _toolbox_init(ctx: PodContext) -> dict[str, Any]:
-    cfg = ctx.config.toolbox
+def _toolbox_init(config: GlobalConfig) -> dict[str, Any]:
+    cfg = config.toolbox
     return {"name": TOOLBOX_INIT, "image": cfg.image, "imagePullPolicy": cfg.image_pull_policy,
             "command": ["podmedic", "toolbox", "install", toolbox.TOOLBOX_MOUNT],
             "resources": dict(cfg.resources), "securityContext": TOOLBOX_SECURITY,
@@ -140,42 +141,75 @@ def enforced_level(ctx: PodContext) -> str:
     return ctx.namespace_labels.get(PSA_ENFORCE, "privileged")
 
 
-def _logs_volume(ctx: PodContext, backend: str) -> dict[str, Any]:
+def _logs_volume(config: GlobalConfig, namespace: str, backend: str) -> dict[str, Any]:
     if backend == "pvc":
-        return {"name": LOGS_VOLUME, "persistentVolumeClaim": {"claimName": ctx.config.logs.claim_name}}
-    return {"name": LOGS_VOLUME, "hostPath": {"path": ctx.config.logs.root_for(ctx.namespace), "type": "DirectoryOrCreate"}}
+        return {"name": LOGS_VOLUME, "persistentVolumeClaim": {"claimName": config.logs.claim_name}}
+    return {"name": LOGS_VOLUME, "hostPath": {"path": config.logs.root_for(namespace), "type": "DirectoryOrCreate"}}
 
 
-def _logdir_init(ctx: PodContext, containers: list[str], backend: str) -> dict[str, Any]:
-    cfg = ctx.config.toolbox
+def _logdir_init(config: GlobalConfig, namespace: str, backend: str) -> dict[str, Any]:
+    """The log directory's init container without the names of the containers it prepares
+    (finish() appends them to `command`)."""
+    cfg = config.toolbox
     return {"name": LOGDIR_INIT, "image": cfg.image, "imagePullPolicy": cfg.image_pull_policy,
-            "command": ["podmedic", "logdir", "--root", LOGS_ROOT_MOUNT, "--pod-dir", pod_dir(ctx.namespace),
-                        *containers],
+            "command": ["podmedic", "logdir", "--root", LOGS_ROOT_MOUNT, "--pod-dir", pod_dir(namespace)],
             "env": pod_env(), "resources": dict(cfg.resources),
             "securityContext": LOGDIR_PVC_SECURITY if backend == "pvc" else LOGDIR_SECURITY,
             "volumeMounts": [{"name": LOGS_VOLUME, "mountPath": LOGS_ROOT_MOUNT}]}
+
+
+class _Pieces(NamedTuple):
+    toolbox_init: dict[str, Any]
+    logs_volume: dict[str, Any]
+    logdir_init: dict[str, Any]  # `command` lacks the containers' names
+
+
+# What finish() adds that depends on the configuration and the namespace alone, built once and
+# shared by the patches of every review (rebuilding these dicts was about 2 % of a typical pod's
+# review), like the constant mounts and volumes below. Sharing is safe because nothing changes an
+# operation's value once emitted: the engine's only caller (admission.plan) encodes the operations,
+# verification applies objects decoded from those bytes, and the marker records names only.
+# Bounded: emptied when full (namespaces come and go).
+_PIECES: dict[tuple[int, str, str], tuple[GlobalConfig, _Pieces]] = {}
+_PIECES_MAX = 1024
+_TOOLBOX_MOUNT = {"name": TOOLBOX_VOLUME, "mountPath": toolbox.TOOLBOX_MOUNT, "readOnly": True}
+_STATE_MOUNT = {"name": STATE_VOLUME, "mountPath": STATE_MOUNT}
+_TOOLBOX_VOLUME = {"name": TOOLBOX_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}
+_STATE_VOLUME = {"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+
+
+def _pieces(config: GlobalConfig, namespace: str, backend: str) -> _Pieces:
+    key = (id(config), namespace, backend)
+    entry = _PIECES.get(key)
+    if entry is None or entry[0] is not config:  # a new configuration may reuse a freed one's id
+        if len(_PIECES) >= _PIECES_MAX:
+            _PIECES.clear()
+        entry = _PIECES[key] = (config, _Pieces(_toolbox_init(config), _logs_volume(config, namespace, backend),
+                                                _logdir_init(config, namespace, backend)))
+    return entry[1]
 
 
 def finish(ctx: PodContext, patch: PatchBuilder) -> None:
     """Add the shared pieces for the containers that features recorded."""
     added: dict[str, list[str]] = {"volumes": [], "initContainers": []}
     toolbox_users = {t.path: t for f in TOOLBOX_FEATURES for t in ctx.users.get(f, [])}
+    log_users = [t.name for t in ctx.users.get(FeatureName.LOGS, [])]
+    backend = log_backend(ctx) if log_users else "hostPath"
+    pieces = _pieces(ctx.config, ctx.namespace, backend)
     if toolbox_users:
         for target in toolbox_users.values():
-            patch.append(target.path + ("volumeMounts",),
-                         {"name": TOOLBOX_VOLUME, "mountPath": toolbox.TOOLBOX_MOUNT, "readOnly": True}, target.spec)
-            patch.append(target.path + ("volumeMounts",), {"name": STATE_VOLUME, "mountPath": STATE_MOUNT}, target.spec)
-        patch.append(("spec", "volumes"), {"name": TOOLBOX_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}})
-        patch.append(("spec", "volumes"), {"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
-        patch.prepend(("spec", "initContainers"), _toolbox_init(ctx))
+            patch.append(target.path + ("volumeMounts",), _TOOLBOX_MOUNT, target.spec)
+            patch.append(target.path + ("volumeMounts",), _STATE_MOUNT, target.spec)
+        patch.append(("spec", "volumes"), _TOOLBOX_VOLUME)
+        patch.append(("spec", "volumes"), _STATE_VOLUME)
+        patch.prepend(("spec", "initContainers"), pieces.toolbox_init)
         added["volumes"] += [TOOLBOX_VOLUME, STATE_VOLUME]
         added["initContainers"].append(TOOLBOX_INIT)
-    log_users = [t.name for t in ctx.users.get(FeatureName.LOGS, [])]
     local = list(added["volumes"])
     if log_users:
-        backend = log_backend(ctx)
-        patch.append(("spec", "volumes"), _logs_volume(ctx, backend))
-        patch.prepend(("spec", "initContainers"), _logdir_init(ctx, log_users, backend))
+        logdir = pieces.logdir_init
+        patch.append(("spec", "volumes"), pieces.logs_volume)
+        patch.prepend(("spec", "initContainers"), {**logdir, "command": [*logdir["command"], *log_users]})
         added["volumes"].append(LOGS_VOLUME)
         added["initContainers"].append(LOGDIR_INIT)
         local += [LOGS_VOLUME] if backend == "hostPath" else []
