@@ -73,9 +73,7 @@ class Resolved:
                  pod_annotations: Mapping[str, str]):
         self._config = config
         prefix = config.prefix
-        # An empty annotation value counts as not set: the next level down decides.
-        self.namespace = {k[len(prefix):]: v for k, v in ns_annotations.items()
-                          if k.startswith(prefix) and k[len(prefix):] in KEYS and v != ""}
+        self.namespace, namespace_key = _namespace(config, ns_annotations)  # never changed: shared
         self.pod: dict[str, str] = {}
         self.containers: dict[tuple[str, str], str] = {}
         self.ignored: list[Ignored] = []
@@ -87,7 +85,7 @@ class Resolved:
         # By key, what a container without its own annotation gets: its Setting, and its parsed
         # value (never a list, which a caller could change: those are parsed on every call).
         # `derived`: what mutators work out from these alone (PodContext.per_pod), kept as long.
-        self._shared, self._shared_values, self.derived = _shared(config, self.namespace, self.pod)
+        self._shared, self._shared_values, self.derived = _shared(config, namespace_key, self.pod)
 
     def _take_pod_annotation(self, annotation: str, name: str, raw: Any) -> None:
         key, _, container = name.partition(".")
@@ -148,11 +146,37 @@ _SHARED: dict[tuple[int, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...
 _SHARED_MAX = 256
 
 
-def _shared(config: GlobalConfig, namespace: dict[str, str], pod: dict[str, str]) -> _Shared:
-    key = (id(config), tuple(namespace.items()), tuple(pod.items()))
+def _shared(config: GlobalConfig, namespace: tuple[tuple[str, str], ...], pod: dict[str, str]) -> _Shared:
+    key = (id(config), namespace, tuple(pod.items()))
     entry = _SHARED.get(key)
     if entry is None or entry[0] is not config:  # a new configuration may reuse a freed one's id
         if len(_SHARED) >= _SHARED_MAX:
             _SHARED.clear()
         entry = _SHARED[key] = (config, ({}, {}, {}))
     return entry[1]
+
+
+# (configuration, a namespace's annotations) -> its values (Resolved.namespace) and their items
+# (_shared's key), by the identity of both: a namespace source keeps one read-only mapping per
+# version of a namespace (engine.namespace.Namespace: read-only, never changed in place), and
+# every review in it asks; the dict comprehension and the key's tuple were 2 % of a typical pod's
+# review. The entry holds both objects, so neither id can be reused while it is kept. Bounded:
+# emptied when full.
+_NAMESPACE: dict[tuple[int, int], tuple[GlobalConfig, Mapping[str, str], dict[str, str],
+                                        tuple[tuple[str, str], ...]]] = {}
+_NAMESPACE_MAX = 4096
+
+
+def _namespace(config: GlobalConfig, annotations: Mapping[str, str]) -> tuple[dict[str, str],
+                                                                               tuple[tuple[str, str], ...]]:
+    key = (id(config), id(annotations))
+    entry = _NAMESPACE.get(key)
+    if entry is None or entry[0] is not config or entry[1] is not annotations:
+        prefix = config.prefix
+        # An empty annotation value counts as not set: the next level down decides.
+        values = {k[len(prefix):]: v for k, v in annotations.items()
+                  if k.startswith(prefix) and k[len(prefix):] in KEYS and v != ""}
+        if len(_NAMESPACE) >= _NAMESPACE_MAX:
+            _NAMESPACE.clear()
+        entry = _NAMESPACE[key] = (config, annotations, values, tuple(values.items()))
+    return entry[2], entry[3]
