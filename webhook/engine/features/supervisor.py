@@ -44,13 +44,23 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     entrypoint = original or ctx.settings.value("entrypoint", name)
     if not entrypoint:
         return Decision(FEATURE, name, Reason.ENTRYPOINT_UNKNOWN, level=level)
-    options = ctx.per_pod("supervisor-options", name, lambda: _options(ctx, name))
     bundles = exit_bundles(ctx, name)
-    argv = toolbox.supervise_argv(name=name, options=options, exit_bundles=bundles)
-    patch.set(target.path + ("command",), argv + list(entrypoint), target.spec)
+    # with or without bundles: which one a container gets depends on its logs feature
+    flags, note = ctx.per_pod("supervisor-wrapper" if bundles is None else "supervisor-wrapper+bundles", name,
+                              lambda: _wrapper(ctx, name, bundles))
+    patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=entrypoint),
+              target.spec)
     ctx.record(target, FEATURE, {"command": original})
     source = "command" if original else f"{ctx.config.prefix}entrypoint"
-    return Decision(FEATURE, name, Reason.INJECTED, f"wrapping {source}; {watch_note(ctx, name, bundles)}", level)
+    return Decision(FEATURE, name, Reason.INJECTED, f"wrapping {source}; {note}", level)
+
+
+def _wrapper(ctx: PodContext, name: str, bundles: tuple[str, int] | None) -> tuple[tuple[str, ...], str]:
+    """(the wrapper's flags, the decision's note on memory kills): from settings alone, so made
+    once per pod (per_pod), not rendered again for each of its containers. Immutable: per_pod()
+    keeps it across reviews."""
+    options = ctx.per_pod("supervisor-options", name, lambda: _options(ctx, name))
+    return toolbox.supervise_flags(options, bundles), watch_note(ctx, name, bundles)
 
 
 def watch_note(ctx: PodContext, name: str, bundles: tuple[str, int] | None) -> str:
