@@ -22,6 +22,10 @@ from webhook.engine.settings import InvalidSetting
 
 FEATURE = FeatureName.LOGS
 BOUND = "Bound"
+# The same two env vars in every container: built once, not per container and review. Shared
+# by the patch operations of every pod, which is safe as nothing changes an operation's value
+# once added (the patch is encoded to bytes, and verification decodes its own copy).
+_POD_ENV = tuple(pod_level.pod_env())
 
 
 def _unavailable(ctx: PodContext) -> tuple[Reason, str] | None:
@@ -56,8 +60,9 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     # env is a list of maps (podshape): its names collected in C
     if not pod_level.POD_ENV_NAMES.isdisjoint(map(dict.get, target.spec.get("env") or (), repeat("name"))):
         return Decision(FEATURE, name, Reason.ENV_CONFLICT, f"{pod_level.POD_NAME_ENV}/{pod_level.POD_UID_ENV}", level)
-    for var in pod_level.pod_env():
-        patch.append(target.path + ("env",), var, target.spec)
+    env = target.path + ("env",)
+    for var in _POD_ENV:
+        patch.append(env, var, target.spec)
     patch.append(target.path + ("volumeMounts",), {
         "name": pod_level.LOGS_VOLUME, "mountPath": path,
         "subPathExpr": f"{pod_level.pod_dir(ctx.namespace)}/{name}"}, target.spec)
