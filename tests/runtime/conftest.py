@@ -57,8 +57,8 @@ class Toolbox:
         in a session of its own, with the `ignored` signals ignored as a parent shell may leave them
         (nohup, a background job), in the cgroup directory `cgroup` (its cgroup.procs) when given,
         as a container's processes are. The fixture's teardown kills whatever the session started."""
-        argv = toolbox_argv.supervise_argv(str(self.root), name="app", options=options or {},
-                                           exit_bundles=exit_bundles) + [program]
+        argv = toolbox_argv.supervise_command(str(self.root), name="app", app=[program],
+                                              flags=toolbox_argv.supervise_flags(options or {}, exit_bundles))
         ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
 
         def prepare() -> None:

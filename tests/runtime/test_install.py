@@ -103,7 +103,8 @@ def test_an_app_of_another_uid_uses_the_installed_toolbox(world: Path):
     state = world / "state"
     state.mkdir(mode=0o777)
     state.chmod(0o1777)
-    argv = toolbox.supervise_argv(str(mount), name="app", options={"startsecs": "0", "autorestart": "false"})
+    argv = toolbox.supervise_command(str(mount), name="app", app=(),
+                                     flags=toolbox.supervise_flags({"startsecs": "0", "autorestart": "false"}))
     done = as_user(APP_UID, [*argv, str(mount / "bin" / "id"), "-u"], PODMEDIC_STATE_DIR=str(state))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(APP_UID)

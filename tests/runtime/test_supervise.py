@@ -284,7 +284,8 @@ def test_the_first_second_of_uptime_is_not_bad_octal(tb):
     # a time namespace or lxcfs can show the container an uptime below 1 s: "0.85" once became 085
     uptime = tb.work / "uptime"
     uptime.write_text("0.85 1.70\n")
-    argv = toolbox_argv.supervise_argv(str(tb.root), name="app", options={"startsecs": "0", "autorestart": "false"})
+    argv = toolbox_argv.supervise_command(str(tb.root), name="app", app=(),
+                                          flags=toolbox_argv.supervise_flags({"startsecs": "0", "autorestart": "false"}))
     unshare, mount = shutil.which("unshare"), shutil.which("mount")
     probe = subprocess.run([unshare, "-m", mount, "--bind", str(uptime), "/proc/uptime"] if unshare and mount
                            else ["false"], capture_output=True)

@@ -15,24 +15,14 @@ SUPERVISOR_OPTIONS = ("autorestart", "startsecs", "startretries", "exitcodes", "
                       "memwatch-interval", "memwatch-threshold")
 
 
-def supervise_argv(mount: str = TOOLBOX_MOUNT, *, name: str, options: Mapping[str, str],
-                   exit_bundles: tuple[str, int] | None = None) -> list[str]:
-    """The argv prefix before the app's command: tini as PID 1, then the wrapper, then `--`.
-
-    sigreset (exec with every signal at its default action, none blocked) sits between tini and
-    the shell: a POSIX shell cannot trap a signal that was ignored when it started, and a runtime
-    or a parent shell (nohup, a background job) may hand over HUP, INT or QUIT ignored -- then
-    HUP would never be forwarded and INT would never stop the app.
+def supervise_flags(options: Mapping[str, str], exit_bundles: tuple[str, int] | None = None) -> tuple[str, ...]:
+    """The wrapper's flags (supervise_command). Apart from the rest of the argv because they
+    depend on settings alone: the engine renders them once per pod, not for each of its
+    containers (13 options and a set check: 3.4 % of a 20-container pod's review when built per
+    container).
 
     exit_bundles: (log directory, budget seconds) where the wrapper has the collector write a
     bundle on every unexpected exit of the app; None: no bundles."""
-    return supervise_command(mount, name=name, flags=supervise_flags(options, exit_bundles), app=())
-
-
-def supervise_flags(options: Mapping[str, str], exit_bundles: tuple[str, int] | None = None) -> tuple[str, ...]:
-    """The wrapper's flags (supervise_argv). Apart from the rest of the argv because they depend
-    on settings alone: the engine renders them once per pod, not for each of its containers
-    (13 options and a set check: 3.4 % of a 20-container pod's review when built per container)."""
     unknown = set(options) - set(SUPERVISOR_OPTIONS)
     if unknown:
         raise ValueError(f"unknown supervisor options: {', '.join(sorted(unknown))}")
@@ -43,7 +33,13 @@ def supervise_flags(options: Mapping[str, str], exit_bundles: tuple[str, int] | 
 
 
 def supervise_command(mount: str = TOOLBOX_MOUNT, *, name: str, flags: Sequence[str], app: Sequence[str]) -> list[str]:
-    """supervise_argv from its rendered flags, followed by the app's command `app`."""
+    """The argv the container runs: tini as PID 1, then the wrapper with its rendered flags
+    (supervise_flags), then `--` and the app's command `app`.
+
+    sigreset (exec with every signal at its default action, none blocked) sits between tini and
+    the shell: a POSIX shell cannot trap a signal that was ignored when it started, and a runtime
+    or a parent shell (nohup, a background job) may hand over HUP, INT or QUIT ignored -- then
+    HUP would never be forwarded and INT would never stop the app."""
     return [f"{mount}/bin/tini", "-s", "--", f"{mount}/bin/sigreset", f"{mount}/bin/busybox", "sh", f"{mount}/supervise",
             "--name", name, *flags, "--", *app]
 
