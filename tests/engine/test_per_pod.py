@@ -15,6 +15,8 @@ from tests import pods
 from tests.engine.test_mutations import ALL_ON, CONFIG, PREFIX, run
 from tests.engine.test_supervisor_options import flags
 from tests.pods import container
+from webhook.engine import pod_level
+from webhook.engine.features import logs
 from webhook.engine.settings import Resolved
 
 
@@ -86,3 +88,22 @@ def test_what_mutators_derive_is_kept_across_reviews_and_read_only():
     second, _ = run(three({PREFIX + "stopsignal": "INT"}))
     assert second == first
     assert Resolved(CONFIG, dict(ALL_ON), {}).derived is not derived  # other pod values: kept apart
+
+
+def test_values_shared_by_the_patches_of_every_review_are_never_changed():
+    """Some operation values are built once and shared by the patches of every review (the
+    init containers and volumes of pod_level.finish, the logs feature's env vars, the wrapper's
+    flags): safe only while nothing changes a value once emitted, in the engine or in applying
+    the patch (finish() appends each pod's container names to a copy of the logdir command)."""
+    for pod in (three(), pods.pod(container("x", command=["/x"])), three()):
+        mutated, _ = run(pod)
+        assert mutated["spec"]["initContainers"][0]["command"][-len(pod["spec"]["containers"]):] == \
+            [c["name"] for c in pod["spec"]["containers"]]
+    assert pod_level._PIECES
+    for (_, namespace, backend), (config, pieces) in pod_level._PIECES.items():
+        assert pieces == (pod_level._toolbox_init(config), pod_level._logs_volume(config, namespace, backend),
+                          pod_level._logdir_init(config, namespace, backend))
+    assert list(logs._POD_ENV) == pod_level.pod_env()
+    assert (pod_level._TOOLBOX_MOUNT, pod_level._STATE_MOUNT) == (
+        {"name": pod_level.TOOLBOX_VOLUME, "mountPath": "/podmedic", "readOnly": True},
+        {"name": pod_level.STATE_VOLUME, "mountPath": pod_level.STATE_MOUNT})
