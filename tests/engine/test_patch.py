@@ -97,3 +97,23 @@ def test_pointer_escapes():
 def test_fast_applier_rejects_what_does_not_apply(op):
     with pytest.raises((KeyError, ValueError, TypeError, IndexError)):
         apply_in_place({"l": [1]}, [op])
+
+
+@pytest.mark.parametrize("doc, path, error", [
+    ({"s": "abc"}, "/s/0/x", "string indices must be integers, not 'str'"),  # through a string by a digit
+    ({"s": "abc"}, "/s/0/0/x", "string indices must be integers, not 'str'"),
+    ({"l": [{}]}, "/l/x/y", "invalid literal for int() with base 10: 'x'"),
+    ({"l": [{}]}, "/l/5/y", "list index out of range"),
+])
+def test_fast_applier_fails_as_the_walk_by_type(doc, path, error):
+    """A parent walked by int keys for digit tokens fails with the message of a walk that asks
+    each node whether it is a list (verify's PatchRejected message carries it)."""
+    with pytest.raises((KeyError, ValueError, TypeError, IndexError)) as raised:
+        apply_in_place(doc, [{"op": "add", "path": path, "value": 1}])
+    assert str(raised.value) == error
+
+
+def test_fast_applier_reads_digit_keys_of_maps():
+    """A map's key of digits is a string key, not a list index."""
+    doc = {"m": {"0": {}}}
+    assert apply_in_place(doc, [{"op": "add", "path": "/m/0/x", "value": 1}]) == {"m": {"0": {"x": 1}}}

@@ -150,10 +150,20 @@ class PatchBuilder:
 
 
 @lru_cache(maxsize=4096)
-def _split(ptr: str) -> tuple[tuple[str, ...], str]:
-    """A pointer's parent tokens and last token (memoised: the same paths recur in every patch)."""
+def _split(ptr: str) -> tuple[tuple[str, ...], tuple[str | int, ...], str]:
+    """A pointer's parent tokens, the same with ASCII-digit tokens as ints (the keys of a
+    walk that does not ask each node whether it is a list), and its last token (memoised: the
+    same paths recur in every patch)."""
     parts = tokens(ptr)
-    return tuple(parts[:-1]), parts[-1]
+    parents = tuple(parts[:-1])
+    return parents, tuple(int(p) if p.isascii() and p.isdigit() else p for p in parents), parts[-1]
+
+
+def _walk(doc: Any, parents: tuple[str, ...]) -> Any:
+    """The node at `parents`, a list's element by the token's int value (RFC 6901)."""
+    for part in parents:
+        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
+    return doc
 
 
 def apply_in_place(doc: Doc, ops: list[dict[str, Any]]) -> Doc:
@@ -166,10 +176,13 @@ def apply_in_place(doc: Doc, ops: list[dict[str, Any]]) -> Doc:
     later `/-` append into a list an earlier `add` created changes that earlier operation too.
     So pass operations made for this one use (verify.apply decodes them from the encoded patch)."""
     for op in ops:
-        parents, last = _split(op["path"])
+        parents, keys, last = _split(op["path"])
         parent: Any = doc
-        for part in parents:
-            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+        try:  # a map's key or a list's index each (JSON maps have no int keys)
+            for key in keys:
+                parent = parent[key]
+        except (KeyError, IndexError, TypeError):  # the walk by type tells what is wrong
+            parent = _walk(doc, parents)
         kind, value = op["op"], op["value"]
         if isinstance(parent, list):
             if kind != "add":
@@ -178,6 +191,8 @@ def apply_in_place(doc: Doc, ops: list[dict[str, Any]]) -> Doc:
                 parent.append(value)
             else:
                 parent.insert(int(last), value)
+        elif isinstance(parent, str):  # reached through a string by an int key, where the walk by type
+            _walk(doc, parents)  # raises TypeError: a string's characters are no JSON nodes
         elif kind == "add" or (kind == "replace" and last in parent):
             parent[last] = value
         else:
