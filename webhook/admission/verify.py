@@ -19,6 +19,7 @@ from webhook.engine.patch import apply_in_place
 
 HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
 HOOK_HANDLERS = ("exec", "httpGet", "tcpSocket", "sleep")
+_HANDLER_SET, _HOOK_HANDLER_SET = frozenset(HANDLERS), frozenset(HOOK_HANDLERS)
 ANNOTATIONS_LIMIT = 256 * 1024  # bytes, keys and values together (TotalAnnotationSizeLimitB)
 # Container securityContext fields the API server forbids when spec.os.name is not linux.
 LINUX_ONLY = ("seLinuxOptions", "seccompProfile", "capabilities", "readOnlyRootFilesystem", "privileged",
@@ -98,20 +99,29 @@ def _check_container(out: list[str], kind: str, c: dict[str, Any], volumes: set[
     mounts = c.get("volumeMounts") or []
     out += [f"duplicate mountPath in container {name} {path!r}" for path in _duplicates([m.get("mountPath") for m in mounts])]
     for m in mounts:
+        mount = m.get("name")
         # Only podmedic's own mounts: a StatefulSet template's mounts of volumeClaimTemplates
         # name volumes the controller adds later, and user mistakes are the API server's to report.
-        if m.get("name") in OUR_VOLUMES and m.get("name") not in volumes:
-            out.append(f"container {name}: volumeMount {m.get('name')!r} names no volume")
+        if mount in OUR_VOLUMES and mount not in volumes:
+            out.append(f"container {name}: volumeMount {mount!r} names no volume")
         expr = m.get("subPathExpr")
-        if expr and m.get("subPath"):
-            out.append(f"container {name}: volumeMount {m.get('name')!r} has both subPath and subPathExpr")
         if expr is None:
             continue
+        if expr and m.get("subPath"):
+            out.append(f"container {name}: volumeMount {mount!r} has both subPath and subPathExpr")
         if not isinstance(expr, str):
-            out.append(f"container {name}: volumeMount {m.get('name')!r} subPathExpr must be a string")
+            out.append(f"container {name}: volumeMount {mount!r} subPathExpr must be a string")
         elif "$(" in expr:  # a str without "$(" references nothing
-            out += [f"container {name}: subPathExpr references undefined env var {var!r}"
-                    for var in _VAR_REF.findall(expr) if var not in env_names]
+            refs = _VAR_REF.findall(expr)
+            # the usual refs are all defined, the logs mount's at the end of env: one set
+            # difference in C, where a list scan per ref compares most names
+            try:
+                undefined = set(refs).difference(env_names)
+            except TypeError:  # a name that is not hashable: the scan tells
+                undefined = set(refs)
+            if undefined:
+                out += [f"container {name}: subPathExpr references undefined env var {var!r}"
+                        for var in refs if var not in env_names]
     if not _plain_names(env_names):
         out += [f"container {name}: invalid env var name {env!r}" for env in env_names if not env or "=" in str(env)]
     ports = _PortNames(c)
@@ -122,7 +132,7 @@ def _check_container(out: list[str], kind: str, c: dict[str, Any], volumes: set[
             continue
         if not probes_allowed:
             out.append(f"container {name}: {probe_kind} is not allowed on {kind} without restartPolicy Always")
-        _check_handler(out, name, probe_kind, probe, HANDLERS, ports)
+        _check_handler(out, name, probe_kind, probe, HANDLERS, _HANDLER_SET, ports)
         if probe_kind != "readinessProbe" and probe.get("successThreshold", 1) != 1:
             out.append(f"container {name}: {probe_kind}.successThreshold must be 1")
         for field in ("periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"):
@@ -130,7 +140,7 @@ def _check_container(out: list[str], kind: str, c: dict[str, Any], volumes: set[
                 out.append(f"container {name}: {probe_kind}.{field} must be a positive integer")
     for hook_name, hook in (c.get("lifecycle") or {}).items():
         if hook_name in HOOKS and hook is not None:  # lifecycle.stopSignal (1.33+) is a string, not a handler
-            _check_handler(out, name, f"lifecycle.{hook_name}", hook, HOOK_HANDLERS, ports)
+            _check_handler(out, name, f"lifecycle.{hook_name}", hook, HOOK_HANDLERS, _HOOK_HANDLER_SET, ports)
 
 
 def _plain_names(env_names: list[Any]) -> bool:
@@ -157,14 +167,22 @@ class _PortNames:
 
 
 def _check_handler(out: list[str], container: Any, field: str, obj: dict[str, Any], allowed: tuple[str, ...],
-                   ports: _PortNames) -> None:
-    present = [h for h in allowed if obj.get(h) is not None]
-    if len(present) != 1:
-        out.append(f"container {container}: {field} must have exactly one handler (has {present or 'none'})")
-        return
-    body = obj[present[0]]
+                   allowed_set: frozenset[str], ports: _PortNames) -> None:
+    """`allowed` in the API's order (for the message), `allowed_set` the same handlers as a set:
+    the usual probe or hook names exactly one, found by a set intersection in C; the list of
+    handlers that are set (not null) is only worked out when that is not so."""
+    named = obj.keys() & allowed_set
+    handler = next(iter(named)) if len(named) == 1 else None
+    body = obj[handler] if handler is not None else None
+    if body is None:
+        present = [h for h in allowed if obj.get(h) is not None]
+        if len(present) != 1:
+            out.append(f"container {container}: {field} must have exactly one handler (has {present or 'none'})")
+            return
+        handler = present[0]
+        body = obj[handler]
     port = body.get("port") if isinstance(body, dict) else None
     if isinstance(port, str) and port not in ports:
         out.append(f"container {container}: {field} names port {port!r} that the container does not declare")
-    if present[0] == "exec" and not (isinstance(body, dict) and body.get("command")):
+    if handler == "exec" and not (isinstance(body, dict) and body.get("command")):
         out.append(f"container {container}: {field}: exec needs a command")
