@@ -381,3 +381,17 @@ def test_a_container_annotation_naming_no_container_is_reported():
     assert [(d.feature, d.reason.value, d.detail) for d in outcome.report.decisions if d.feature == "settings"] == [
         ("settings", "unknown-container", PREFIX + "probes.wbe")]
     assert any("names a container the pod does not have" in w for w in outcome.report.warnings(PREFIX))
+
+
+def test_an_invalid_pod_switch_skips_every_container_but_one_with_its_own_value():
+    """The engine looks a feature's switch up once for the containers without annotations of
+    their own: each of them still gets its own invalid-value decision (same message, in
+    container order), and a container with a valid `<key>.<container>` value gets the feature."""
+    original = pods.pod(container("a", command=["a"]), container("b", command=["b"]), container("c", command=["c"]),
+                        annotations={PREFIX + "supervisor": "yes", PREFIX + "supervisor.b": "enabled"})
+    mutated, outcome = run(original)
+    supervisor = [(d.container, d.reason.value, d.detail) for d in outcome.report.decisions if d.feature == "supervisor"]
+    invalid = f"{PREFIX}supervisor='yes' is invalid: expected enabled or disabled"
+    assert [(c, r) for c, r, _ in supervisor] == [("a", "invalid-value"), ("b", "injected"), ("c", "invalid-value")]
+    assert supervisor[0][2] == supervisor[2][2] == invalid
+    assert [c["command"][0].startswith("/podmedic/") for c in mutated["spec"]["containers"]] == [False, True, False]

@@ -94,12 +94,26 @@ def inject_switch(namespace: Namespace, config: GlobalConfig) -> str:
 
 
 def _run_feature(ctx: PodContext, feature: Feature, targets: list[Target], patch: PatchBuilder) -> str | None:
-    """Run one feature over its targets; returns a deny message when onError=deny trips."""
-    name, mutate, settings, add = feature.name, feature.mutate, ctx.settings, ctx.report.add
+    """Run one feature over its targets; returns a deny message when onError=deny trips.
+
+    Per target, only what differs between containers: the report's list's own append (not a
+    Report.add call), and the feature's switch looked up once for every container without
+    annotations of its own (they all get the pod's value; an invalid one is the same
+    InvalidSetting for each of them, raised again per container)."""
+    name, mutate, settings, add = feature.name, feature.mutate, ctx.settings, ctx.report.decisions.append
+    own = settings.own
+    switch: Any
+    try:
+        switch = settings.value(name)
+    except InvalidSetting as exc:
+        switch = exc
     for target in targets:
         mark = patch.mark()
         try:
-            if not settings.value(name, target.name):
+            enabled = settings.value(name, target.name) if target.name in own else switch
+            if enabled is not True:  # a switch parses to a bool (None: unset), or is the shared InvalidSetting
+                if isinstance(enabled, InvalidSetting):
+                    raise enabled
                 add(Decision(name, target.name, Reason.FEATURE_DISABLED, level=settings.get(name, target.name).level))
                 continue
             add(mutate(ctx, target, patch))

@@ -60,6 +60,16 @@ class PodContext:
     users: dict[FeatureName, list[Target]] = field(default_factory=dict)  # containers each feature changed
     toolbox_blocked: bool = False  # the pod already uses one of podmedic's volume/container names
     log_claim: str | None = None  # the phase of the namespace's log claim (engine.namespace.Namespace)
+    review: dict[str, Any] = field(default_factory=dict)  # what once() worked out for this review
+
+    def once(self, what: str, make: Callable[[], T]) -> T:
+        """make() once per review, not per container: for what a mutator works out from the pod
+        and its namespace alone (the logs feature's pod-level verdict). `what` names the result."""
+        try:
+            return cast(T, self.review[what])
+        except KeyError:
+            value = self.review[what] = make()
+            return value
 
     def per_pod(self, what: str, container: str, make: Callable[[], T]) -> T:
         """make() once, not per container and review: for what a mutator works out from settings
@@ -79,15 +89,30 @@ class PodContext:
             return value
 
     def applied(self, feature: FeatureName, container: str) -> bool:
-        return feature in self.status.get("containers", {}).get(container, {})
+        records = self.status.get("containers")
+        return records is not None and container in records and feature in records[container]
 
     def record(self, target: Target, feature: FeatureName, what: Any) -> None:
         """Remember what a feature added to a container: the marker lists it (for uninject),
         and pod_level.finish() adds the pod-level pieces for it. Mutators call this last, so a
-        mutator that raises leaves no record behind."""
-        self.status.setdefault("containers", {}).setdefault(target.name, {})[str(feature)] = what  # JSON keys: plain str
-        self.users.setdefault(feature, []).append(target)
+        mutator that raises leaves no record behind. (Called for every feature and container:
+        the maps and lists are made only when missing, the key read from a table.)"""
+        records: dict[str, dict[str, Any]] | None = self.status.get("containers")
+        if records is None:
+            records = self.status["containers"] = {}
+        mine = records.get(target.name)
+        if mine is None:
+            mine = records[target.name] = {}
+        mine[_PLAIN[feature]] = what  # JSON keys: plain str
+        users = self.users.get(feature)
+        if users is None:
+            self.users[feature] = [target]
+        else:
+            users.append(target)
 
+
+# Each feature's name as a plain str (a FeatureName is a StrEnum; str() makes a copy every call).
+_PLAIN: dict[FeatureName, str] = {name: name.value for name in FeatureName}
 
 Mutator = Callable[[PodContext, Target, PatchBuilder], Decision]
 

@@ -81,14 +81,23 @@ def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -
     """The skip decision when the toolbox cannot be delivered to this container, or None. A
     mount at, inside or above one of the toolbox's mounts conflicts: the runtime cannot create
     a mount point inside the read-only toolbox (EROFS), nor mount the same path twice, and a
-    mount above ours would hide it or be hidden."""
-    level = ctx.settings.get(feature, target.name).level
+    mount above ours would hide it or be hidden. (Two features ask for every container of every
+    review: the feature's level is looked up only for a skip, the conflicts once per set of
+    mounts.)"""
     if ctx.toolbox_blocked:
-        return Decision(feature, target.name, Reason.NAME_CONFLICT, level=level)
-    taken = [path for path in target.mount_paths() if toolbox_overlap(path)]
+        return Decision(feature, target.name, Reason.NAME_CONFLICT, level=ctx.settings.get(feature, target.name).level)
+    taken = _toolbox_taken(target.mount_paths())
     if taken:
-        return Decision(feature, target.name, Reason.MOUNT_CONFLICT, ", ".join(sorted(taken)), level)
+        return Decision(feature, target.name, Reason.MOUNT_CONFLICT, taken, ctx.settings.get(feature, target.name).level)
     return None
+
+
+@lru_cache(maxsize=4096)
+def _toolbox_taken(paths: frozenset[str]) -> str:
+    """The container's mounts that overlap the toolbox's, sorted and joined, or "". Memoised by
+    the set of mount paths (a frozenset keeps its hash): the containers of a template's pods
+    recur with the same mounts."""
+    return ", ".join(sorted(path for path in paths if toolbox_overlap(path)))
 
 
 @lru_cache(maxsize=4096)

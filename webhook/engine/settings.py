@@ -81,7 +81,8 @@ class Resolved:
         for annotation, raw in pod_annotations.items():
             if annotation.startswith(prefix):
                 self._take_pod_annotation(annotation, annotation[len(prefix):], raw)
-        self._own = frozenset(container for _, container in self.containers)  # containers with annotations
+        # the containers with `<key>.<container>` annotations: the others all get the same values
+        self.own = frozenset(container for _, container in self.containers)
         # By key, what a container without its own annotation gets: its Setting, and its parsed
         # value (never a list, which a caller could change: those are parsed on every call).
         # `derived`: what mutators work out from these alone (PodContext.per_pod), kept as long.
@@ -102,10 +103,10 @@ class Resolved:
 
     def has_own(self, container: str) -> bool:
         """Does a `<key>.<container>` annotation name this container?"""
-        return container in self._own
+        return container in self.own
 
     def get(self, key: str, container: str | None = None) -> Setting:
-        if container is not None and container in self._own and (key, container) in self.containers:
+        if container is not None and container in self.own and (key, container) in self.containers:
             return Setting(key, self.containers[(key, container)], Level.CONTAINER,
                            f"{self._config.prefix}{key}.{container}")
         setting = self._shared.get(key)
@@ -123,7 +124,7 @@ class Resolved:
 
     def value(self, key: str, container: str | None = None) -> Any:
         """The parsed value (None when unset); raises InvalidSetting for a bad tenant value."""
-        if container is not None and container in self._own:
+        if container is not None and container in self.own:
             cache_key = (key, container)
             if cache_key not in self._values:
                 self._values[cache_key] = self.get(key, container).value()

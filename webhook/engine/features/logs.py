@@ -44,7 +44,7 @@ def _unavailable(ctx: PodContext) -> tuple[Reason, str] | None:
 def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     name = target.name
     level = ctx.settings.get(FEATURE, name).level
-    unavailable = _unavailable(ctx)
+    unavailable = ctx.once("logs-unavailable", lambda: _unavailable(ctx))  # the pod's, asked per container
     if unavailable:
         return Decision(FEATURE, name, *unavailable, level=level)
     if ctx.toolbox_blocked:
