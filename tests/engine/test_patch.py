@@ -104,6 +104,7 @@ def test_fast_applier_rejects_what_does_not_apply(op):
     ({"s": "abc"}, "/s/0/0/x", "string indices must be integers, not 'str'"),
     ({"l": [{}]}, "/l/x/y", "invalid literal for int() with base 10: 'x'"),
     ({"l": [{}]}, "/l/5/y", "list index out of range"),
+    ({"s": "abc"}, "/s/x", "'str' object does not support item assignment"),  # into a string by its key
 ])
 def test_fast_applier_fails_as_the_walk_by_type(doc, path, error):
     """A parent walked by int keys for digit tokens fails with the message of a walk that asks

@@ -181,6 +181,8 @@ def apply_in_place(doc: Doc, ops: list[dict[str, Any]]) -> Doc:
         try:  # a map's key or a list's index each (JSON maps have no int keys)
             for key in keys:
                 parent = parent[key]
+            if isinstance(parent, str):  # possibly a character, reached by an int key
+                raise TypeError
         except (KeyError, IndexError, TypeError):  # the walk by type tells what is wrong
             parent = _walk(doc, parents)
         kind, value = op["op"], op["value"]
@@ -191,8 +193,6 @@ def apply_in_place(doc: Doc, ops: list[dict[str, Any]]) -> Doc:
                 parent.append(value)
             else:
                 parent.insert(int(last), value)
-        elif isinstance(parent, str):  # reached through a string by an int key, where the walk by type
-            _walk(doc, parents)  # raises TypeError: a string's characters are no JSON nodes
         elif kind == "add" or (kind == "replace" and last in parent):
             parent[last] = value
         else:
