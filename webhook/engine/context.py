@@ -79,7 +79,7 @@ class PodContext:
         `what` names the result; make() must read neither the container nor the pod, and return a
         value no caller changes (a mapping proxy). A container with annotations of its own gets
         its own make(); an exception (InvalidSetting) is never kept."""
-        if self.settings.has_own(container):
+        if container in self.settings.own:
             return make()
         derived = self.settings.derived
         try:

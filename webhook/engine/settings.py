@@ -101,10 +101,6 @@ class Resolved:
         else:
             self.pod[key] = str(raw)
 
-    def has_own(self, container: str) -> bool:
-        """Does a `<key>.<container>` annotation name this container?"""
-        return container in self.own
-
     def get(self, key: str, container: str | None = None) -> Setting:
         if container is not None and container in self.own and (key, container) in self.containers:
             return Setting(key, self.containers[(key, container)], Level.CONTAINER,
