@@ -45,7 +45,7 @@ def same_answer(a: Answer, b: Answer) -> bool:
 
 def _decoded(pod: dict) -> dict:
     """The pod as the webhook's decoder hands it on."""
-    return decode(json.dumps(pods.review(pod)).encode(), "application/json", 1 << 24)["object"]
+    return decode(json.dumps(pods.review(pod)).encode(), "application/json", 1 << 24).request["object"]
 
 
 def seen_twice(memo: PlanMemo, pod: dict, namespaces: StaticSource = DEMO) -> None:

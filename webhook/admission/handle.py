@@ -38,9 +38,10 @@ class Answer:
 
 
 def review(request: AdmissionRequest, namespaces: Callable[[str], Lookup], config: GlobalConfig,
-           plans: PlanMemo[Plan] | None = None) -> Answer:
+           plans: PlanMemo[Plan] | None = None, shape_checked: bool = False) -> Answer:
     """Decide on one decoded request. Never raises for any request shape. `plans`: the
-    worker's memo of plans by pod template (None: plan every pod, as the CLI does)."""
+    worker's memo of plans by pod template (None: plan every pod, as the CLI does);
+    `shape_checked`: decode() found the pod shaped as podshape.problem() accepts."""
     uid = request["uid"]
     if not is_pod_create(request):
         report = Report([Decision("pod", None, Reason.NOT_A_POD_CREATE)])
@@ -48,7 +49,7 @@ def review(request: AdmissionRequest, namespaces: Callable[[str], Lookup], confi
     pod = request.get("object")
     if pod is None:
         raise BadReview("request.object is missing")
-    shape_problem = podshape.problem(pod)
+    shape_problem = None if shape_checked else podshape.problem(pod)
     if shape_problem:
         raise BadReview(shape_problem)
     namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
@@ -97,8 +98,8 @@ def handle(body: bytes, content_type: str | None, namespaces: Callable[[str], Lo
     already waited past the review deadline in the server's queue."""
     started = time.perf_counter()
     try:
-        request = decode(body, content_type, config.max_request_bytes)
-        answer = too_late(request, config) if late else review(request, namespaces, config, plans)
+        request, shape_checked = decode(body, content_type, config.max_request_bytes)
+        answer = too_late(request, config) if late else review(request, namespaces, config, plans, shape_checked)
     except BadReview as exc:
         return Answer(400, error_body(str(exc)), {"outcome": "bad-request", "error": str(exc)})
     if answer.audit is not None:

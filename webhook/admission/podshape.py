@@ -4,6 +4,10 @@ The API server decodes a Pod into its typed struct before calling webhooks, so a
 never carries a list where a map belongs. Anything else reaching /mutate is malformed input: it
 gets a 400 naming the first bad field, and the engine only ever sees pods of the right shape.
 Only the fields podmedic reads are checked.
+
+The webhook's decoder (decode.py) makes msgspec types of these tables and checks a review's pod
+with them while decoding it, in C; problem() then runs only for a pod that failed that check (to
+name the field) and for the offline CLI's manifests.
 """
 
 from __future__ import annotations
