@@ -21,6 +21,10 @@ from webhook.toolbox import argv as toolbox
 
 
 FEATURE = FeatureName.FORENSICS
+# Enum members read per container as module globals: `Reason.INJECTED` (an Enum class attribute)
+# costs about four times a global's look-up.
+_INJECTED = Reason.INJECTED
+_LOGS = FeatureName.LOGS
 DEFAULT_GRACE = 30
 STOP_RESERVE = 5  # seconds of the grace period kept for the app's own shutdown
 
@@ -59,7 +63,7 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     granted, asked = budget(ctx, target)
     if granted < 1:
         return Decision(FEATURE, name, Reason.GRACE_TOO_SHORT, f"needs more than {STOP_RESERVE}s", level)
-    out_dir = ctx.settings.value("log-path", name) if ctx.applied(FeatureName.LOGS, name) else None
+    out_dir = ctx.settings.value("log-path", name) if ctx.applied(_LOGS, name) else None
     collector = toolbox.forensics_argv(name=name, out_dir=out_dir, budget_seconds=granted)
     command = chained(collector, user_command) if user_command else collector
     lifecycle_path = target.path + ("lifecycle",)
@@ -71,4 +75,4 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if granted < asked:
         ctx.report.add(Decision(FEATURE, name, Reason.GRACE_TOO_SHORT, f"budget shrunk to {granted}s", level))
     where = out_dir or "termination message"
-    return Decision(FEATURE, name, Reason.INJECTED, f"{where}, {granted}s" + (", chained" if user_command else ""), level)
+    return Decision(FEATURE, name, _INJECTED, f"{where}, {granted}s" + (", chained" if user_command else ""), level)

@@ -21,6 +21,9 @@ from webhook.engine.settings import InvalidSetting
 
 
 FEATURE = FeatureName.LOGS
+# Enum members read per container as module globals: `Reason.INJECTED` (an Enum class attribute)
+# costs about four times a global's look-up.
+_INJECTED = Reason.INJECTED
 BOUND = "Bound"
 # The same two env vars in every container: built once, not per container and review. Shared
 # by the patch operations of every pod, which is safe as nothing changes an operation's value
@@ -67,4 +70,4 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         "name": pod_level.LOGS_VOLUME, "mountPath": path,
         "subPathExpr": f"{pod_level.pod_dir(ctx.namespace)}/{name}"}, target.spec)
     ctx.record(target, FEATURE, {"mountPath": path})
-    return Decision(FEATURE, name, Reason.INJECTED, path, level)
+    return Decision(FEATURE, name, _INJECTED, path, level)
