@@ -45,10 +45,9 @@ class PatchBuilder:
     """Accumulates operations; `created` remembers containers this patch added."""
 
     def __init__(self, original: dict[str, Any]):
-        # original nodes by path, walked from the pod (pod-level fields, missing parents); a
-        # container's fields are looked up from its spec instead (the `parent` of set/append)
-        self._original = original
-        self._nodes: dict[Path, Any] = {}
+        # original nodes by path, for the walk from the pod (pod-level fields, missing parents);
+        # a container's fields are looked up from its spec instead (the `parent` of set/append)
+        self._nodes: dict[Path, Any] = {(): original}
         self.ops: list[dict[str, Any]] = []
         self.created: list[Path] = []  # maps/lists the patch created, in order (for uninject)
         self._created_set: set[Path] = set()
@@ -56,19 +55,11 @@ class PatchBuilder:
         self.replaced: list[tuple[Path, Any]] = []
 
     def _lookup(self, path: Path) -> Any:
-        """The value at `path` in the original document, or _MISSING; remembered, since the same
-        few paths are asked for several times. A new path is walked from the pod in one loop,
-        not from its parent's remembered node: the paths asked for are the pod's own fields, two
-        or three deep, where a recursive call and a slice per level cost more than the walk."""
+        """The value at `path` in the original document, or _MISSING, from the remembered
+        parent node."""
         node = self._nodes.get(path, _UNSEEN)
         if node is _UNSEEN:
-            node = self._original
-            for part in path:
-                if isinstance(part, str):  # _child's map branch inlined: pod-level paths have no index
-                    node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
-                else:
-                    node = _child(node, part)
-            self._nodes[path] = node
+            node = self._nodes[path] = _child(self._lookup(path[:-1]), path[-1])
         return node
 
     def exists(self, path: Path) -> bool:

@@ -74,7 +74,7 @@ def names_taken(pod: dict[str, Any]) -> bool:
     volumes = {v.get("name") for v in spec.get("volumes") or [] if isinstance(v, dict)}
     containers = {c.get("name") for kind in ("initContainers", "containers")
                   for c in spec.get(kind) or [] if isinstance(c, dict)}
-    return not (volumes.isdisjoint(OUR_VOLUMES) and containers.isdisjoint(OUR_CONTAINERS))
+    return bool(volumes & set(OUR_VOLUMES) or containers & set(OUR_CONTAINERS))
 
 
 def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -> Decision | None:
@@ -200,8 +200,7 @@ def _pieces(config: GlobalConfig, namespace: str, backend: str) -> _Pieces:
 
 def finish(ctx: PodContext, patch: PatchBuilder) -> None:
     """Add the shared pieces for the containers that features recorded."""
-    volumes: list[str] = []
-    init_containers: list[str] = []
+    added: dict[str, list[str]] = {"volumes": [], "initContainers": []}
     toolbox_users = {t.path: t for f in TOOLBOX_FEATURES for t in ctx.users.get(f, [])}
     log_users = [t.name for t in ctx.users.get(FeatureName.LOGS, [])]
     backend = log_backend(ctx) if log_users else "hostPath"
@@ -213,19 +212,18 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
         patch.append(("spec", "volumes"), _TOOLBOX_VOLUME)
         patch.append(("spec", "volumes"), _STATE_VOLUME)
         patch.prepend(("spec", "initContainers"), pieces.toolbox_init)
-        volumes += [TOOLBOX_VOLUME, STATE_VOLUME]
-        init_containers.append(TOOLBOX_INIT)
-    local = list(volumes)
+        added["volumes"] += [TOOLBOX_VOLUME, STATE_VOLUME]
+        added["initContainers"].append(TOOLBOX_INIT)
+    local = list(added["volumes"])
     if log_users:
         logdir = pieces.logdir_init
         patch.append(("spec", "volumes"), pieces.logs_volume)
         patch.prepend(("spec", "initContainers"), {**logdir, "command": [*logdir["command"], *log_users]})
-        volumes.append(LOGS_VOLUME)
-        init_containers.append(LOGDIR_INIT)
-        if backend == "hostPath":
-            local.append(LOGS_VOLUME)
-    if volumes:
-        record: dict[str, Any] = {"volumes": volumes, "initContainers": init_containers}
+        added["volumes"].append(LOGS_VOLUME)
+        added["initContainers"].append(LOGDIR_INIT)
+        local += [LOGS_VOLUME] if backend == "hostPath" else []
+    if added["volumes"]:
+        record: dict[str, Any] = dict(added)
         original = _list_local_volumes(ctx.pod, local, patch)
         if original is not _UNCHANGED:
             record["annotations"] = {SAFE_TO_EVICT: original}
