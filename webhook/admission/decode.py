@@ -11,12 +11,12 @@ Kubernetes OpenAPI schema): a field a later API adds is dropped here, and nothin
 nothing reads a field it does not know. Integers are kept as sent, of any size (review()
 answers one beyond the 64 bits orjson writes with a 400).
 
-The pod is also checked for its shape here, in C: the fields podshape.py checks are typed in the
-structs below as its tables say (`_TYPED`), so a review that decodes checked no longer needs
-podshape's walk over the pod (4 % of a new pod's review in instructions). PodSpec and Container fields are
-listed as the API's too, for the same reason (a test compares them with the OpenAPI schema). A
-body whose pod breaks one of those types is decoded again without them and `Decoded.shape_checked`
-is False: review() then runs podshape as before, which names the field the same way and leaves
+The pod's shape is checked here too, in C: the fields podshape.py checks are typed in the
+structs below as its tables say (`_TYPED`), so a review decoded this way does not need
+podshape's walk over the pod (4 % of a new pod's review in instructions). PodSpec and Container
+fields are listed as the API's too (a test compares them with the OpenAPI schema). A body whose
+pod breaks one of those types is decoded again without them and `Decoded.shape_checked` is
+False: review() then runs podshape as before, which names the field in its 400 and leaves
 requests that are not pod creations alone (their object need not be a pod).
 """
 
@@ -132,6 +132,7 @@ def _shaped(name: str, fields: tuple[str, ...], table: dict[str, Any], **types: 
 
 
 def _list_of(item: Any) -> Any:
+    """`list[item] | None`, spelled so that mypy accepts a type made at run time."""
     return GenericAlias(list, (item,)) | None
 
 

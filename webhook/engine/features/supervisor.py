@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 from webhook.engine import pod_level
 from webhook.engine.context import PodContext, Target
-from webhook.engine.decisions import Decision, Reason
+from webhook.engine.decisions import INJECTED, Decision, Reason
 from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
 from webhook.engine.settings import InvalidSetting
@@ -26,9 +26,7 @@ from webhook.toolbox import argv as toolbox
 
 
 FEATURE = FeatureName.SUPERVISOR
-# Enum members read per container as module globals: `Reason.INJECTED` (an Enum class attribute)
-# costs about four times a global's look-up.
-_INJECTED = Reason.INJECTED
+# As module globals: read per container (see decisions.INJECTED).
 _LOGS, _FORENSICS = FeatureName.LOGS, FeatureName.FORENSICS
 
 
@@ -56,7 +54,7 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
               target.spec)
     ctx.record(target, FEATURE, {"command": original})
     source = "command" if original else f"{ctx.config.prefix}entrypoint"
-    return Decision(FEATURE, name, _INJECTED, f"wrapping {source}; {note}", level)
+    return Decision(FEATURE, name, INJECTED, f"wrapping {source}; {note}", level)
 
 
 def _wrapper(ctx: PodContext, name: str, bundles: tuple[str, int] | None) -> tuple[tuple[str, ...], str]:
