@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.admission.wire import AdmissionRequest
-from webhook.engine.decisions import SCOPE_NAMES, Reason, Report
+from webhook.engine.decisions import SCOPE_NAMES, Reason, Report, as_dicts
 
 
 def summary(report: Report) -> str:
@@ -50,7 +50,7 @@ def audit_record(request: AdmissionRequest, report: Report, ops: int, outcome: s
         "user": user.get("username"),
         "operation": request.get("operation"),
         "dry_run": bool(request.get("dryRun")),
-        "decisions": [d.as_dict() for d in report.decisions],
+        "decisions": as_dicts(report.decisions),
         "patch_ops": ops,
         "cached": cached,
         "outcome": outcome,

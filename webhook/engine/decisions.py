@@ -9,6 +9,7 @@ that says what a code means (Linkerd's pkg/inject reasons table is the model).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple, get_args
@@ -80,18 +81,9 @@ class Decision(NamedTuple):
     level: Level = Level.GLOBAL  # which configuration layer decided
 
     def as_dict(self) -> dict[str, object]:
-        """The decision in the audit record, as plain strings (a YAML dumper cannot represent an
-        enum). Called for each of a large pod's 80 decisions per review, so it unpacks the tuple
-        once and reads module tables: `Reason.INJECTED` (an Enum class attribute) and
-        `str.__str__` (a copy of the string) each cost more than the dictionary look-ups."""
-        feature, container, reason, detail, level = self
-        out: dict[str, object] = {"feature": SCOPE_NAMES[feature], "applied": reason is INJECTED, "reason": reason.code}
-        if container is not None:
-            out["container"] = container
-        if detail:
-            out["detail"] = detail
-        out["level"] = _LEVELS[level]
-        return out
+        """The decision as in the audit record (`podmedic explain` reads it too): `as_dicts`
+        renders it, so the two never differ."""
+        return as_dicts((self,))[0]
 
 
 # The reason of every injection, read per container by each feature and per decision here: a
@@ -103,6 +95,29 @@ _LEVELS = {level: level.value for level in Level}
 # than `str.__str__`, which copies the string. Built from the types, so no scope is ever missing.
 SCOPE_NAMES: dict[Scope, str] = {**{name: name.value for name in FeatureName},
                                  **{scope: scope for scope in get_args(OtherScope)}}
+
+
+def as_dicts(decisions: Iterable[Decision]) -> list[dict[str, object]]:
+    """The decisions in the audit record, as plain strings (a YAML dumper cannot represent an
+    enum). A large pod has 80 decisions per review, so one loop renders them all (no method
+    call per decision), and a decision with a container and a detail -- the common case -- is
+    one dict display, sized once, instead of a 3-key dict grown by three stores (a resize).
+    Module tables, not `Reason.INJECTED` (an Enum class attribute) or `str.__str__` (a copy)."""
+    names, levels, injected = SCOPE_NAMES, _LEVELS, INJECTED
+    out: list[dict[str, object]] = []
+    for feature, container, reason, detail, level in decisions:
+        if container is not None and detail:  # the common case: one dict display, sized once
+            out.append({"feature": names[feature], "applied": reason is injected, "reason": reason.code,
+                        "container": container, "detail": detail, "level": levels[level]})
+            continue
+        one: dict[str, object] = {"feature": names[feature], "applied": reason is injected, "reason": reason.code}
+        if container is not None:
+            one["container"] = container
+        if detail:
+            one["detail"] = detail
+        one["level"] = levels[level]
+        out.append(one)
+    return out
 
 
 @dataclass
