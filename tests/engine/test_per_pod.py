@@ -100,7 +100,7 @@ def test_values_shared_by_the_patches_of_every_review_are_never_changed():
         assert mutated["spec"]["initContainers"][0]["command"][-len(pod["spec"]["containers"]):] == \
             [c["name"] for c in pod["spec"]["containers"]]
     assert pod_level._PIECES
-    for (_, namespace, backend), (config, pieces) in pod_level._PIECES.items():
+    for (_, namespace, backend), (config, _, pieces) in pod_level._PIECES.entries.items():
         assert pieces == (pod_level._toolbox_init(config), pod_level._logs_volume(config, namespace, backend),
                           pod_level._logdir_init(config, namespace, backend))
     assert list(logs._POD_ENV) == pod_level.pod_env()

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 from webhook.engine.config import GlobalConfig
 from webhook.engine.context import PodContext, Target, pod_annotations
 from webhook.engine.decisions import Decision, Reason
+from webhook.engine.keyed import IdentityCache
 from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
 from webhook.toolbox import argv as toolbox
@@ -178,9 +179,8 @@ class _Pieces(NamedTuple):
 # review), like the constant mounts and volumes below. Sharing is safe because nothing changes an
 # operation's value once emitted: the engine's only caller (admission.plan) encodes the operations,
 # verification applies objects decoded from those bytes, and the marker records names only.
-# Bounded: emptied when full (namespaces come and go).
-_PIECES: dict[tuple[int, str, str], tuple[GlobalConfig, _Pieces]] = {}
-_PIECES_MAX = 1024
+# Bounded (namespaces come and go).
+_PIECES: IdentityCache[tuple[int, str, str], _Pieces] = IdentityCache(1024)
 _TOOLBOX_MOUNT = {"name": TOOLBOX_VOLUME, "mountPath": toolbox.TOOLBOX_MOUNT, "readOnly": True}
 _STATE_MOUNT = {"name": STATE_VOLUME, "mountPath": STATE_MOUNT}
 _TOOLBOX_VOLUME = {"name": TOOLBOX_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}
@@ -189,13 +189,11 @@ _STATE_VOLUME = {"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLim
 
 def _pieces(config: GlobalConfig, namespace: str, backend: str) -> _Pieces:
     key = (id(config), namespace, backend)
-    entry = _PIECES.get(key)
-    if entry is None or entry[0] is not config:  # a new configuration may reuse a freed one's id
-        if len(_PIECES) >= _PIECES_MAX:
-            _PIECES.clear()
-        entry = _PIECES[key] = (config, _Pieces(_toolbox_init(config), _logs_volume(config, namespace, backend),
-                                                _logdir_init(config, namespace, backend)))
-    return entry[1]
+    pieces = _PIECES.get(key, config)
+    if pieces is None:
+        pieces = _PIECES.put(key, _Pieces(_toolbox_init(config), _logs_volume(config, namespace, backend),
+                                          _logdir_init(config, namespace, backend)), config)
+    return pieces
 
 
 def finish(ctx: PodContext, patch: PatchBuilder) -> None:

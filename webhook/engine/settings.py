@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple
 
 from webhook.engine.config import GlobalConfig
+from webhook.engine.keyed import IdentityCache
 from webhook.engine.keys import KEYS, OUTPUT_KEYS, Level
 
 
@@ -136,44 +137,37 @@ class Resolved:
 
 # (configuration, namespace values, pod values) -> what Resolved shares. The dicts are filled as
 # keys are asked for, by several threads at once: each key's entries are the same whoever
-# writes them first. Bounded: emptied when full (tenants choose the pod values).
+# writes them first. Bounded (tenants choose the pod values).
 _Shared = tuple[dict[str, Setting], dict[str, Any], dict[str, Any]]
-_SHARED: dict[tuple[int, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]],
-              tuple[GlobalConfig, _Shared]] = {}
-_SHARED_MAX = 256
+_SHARED: IdentityCache[tuple[int, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], _Shared] = \
+    IdentityCache(256)
 
 
 def _shared(config: GlobalConfig, namespace: tuple[tuple[str, str], ...], pod: dict[str, str]) -> _Shared:
     key = (id(config), namespace, tuple(pod.items()))
-    entry = _SHARED.get(key)
-    if entry is None or entry[0] is not config:  # a new configuration may reuse a freed one's id
-        if len(_SHARED) >= _SHARED_MAX:
-            _SHARED.clear()
-        entry = _SHARED[key] = (config, ({}, {}, {}))
-    return entry[1]
+    shared = _SHARED.get(key, config)
+    if shared is None:
+        shared = _SHARED.put(key, ({}, {}, {}), config)
+    return shared
 
 
 # (configuration, a namespace's annotations) -> its values (Resolved.namespace) and their items
 # (_shared's key), by the identity of both: a namespace source keeps one read-only mapping per
 # version of a namespace (engine.namespace.Namespace: read-only, never changed in place), and
 # every review in it asks; the dict comprehension and the key's tuple were 2 % of a typical pod's
-# review. The entry holds both objects, so neither id can be reused while it is kept. Bounded:
-# emptied when full.
-_NAMESPACE: dict[tuple[int, int], tuple[GlobalConfig, Mapping[str, str], dict[str, str],
-                                        tuple[tuple[str, str], ...]]] = {}
-_NAMESPACE_MAX = 4096
+# review.
+_NAMESPACE: IdentityCache[tuple[int, int], tuple[dict[str, str], tuple[tuple[str, str], ...]]] = \
+    IdentityCache(4096)
 
 
 def _namespace(config: GlobalConfig, annotations: Mapping[str, str]) -> tuple[dict[str, str],
                                                                                tuple[tuple[str, str], ...]]:
     key = (id(config), id(annotations))
-    entry = _NAMESPACE.get(key)
-    if entry is None or entry[0] is not config or entry[1] is not annotations:
+    found = _NAMESPACE.get(key, config, annotations)
+    if found is None:
         prefix = config.prefix
         # An empty annotation value counts as not set: the next level down decides.
         values = {k[len(prefix):]: v for k, v in annotations.items()
                   if k.startswith(prefix) and k[len(prefix):] in KEYS and v != ""}
-        if len(_NAMESPACE) >= _NAMESPACE_MAX:
-            _NAMESPACE.clear()
-        entry = _NAMESPACE[key] = (config, annotations, values, tuple(values.items()))
-    return entry[2], entry[3]
+        found = _NAMESPACE.put(key, (values, tuple(values.items())), config, annotations)
+    return found
