@@ -159,6 +159,23 @@ def test_the_watch_does_not_delay_noticing_the_exit(tb):
     assert tb.state()["last_exit_time"] - tb.state()["history"][0]["time"] < 10
 
 
+@pytest.mark.parametrize("phase", ["RUNNING", "STARTING"])
+def test_under_the_watch_an_exit_with_127_is_127_not_a_clean_exit(tb, phase):
+    """127 is what a shell or sigreset returns for a command that is not found. The watch reads
+    instead of waiting, so the wrapper's first wait is the one that returns the app's status; it
+    used to be taken for "already collected", and the crash became "exited with code 0
+    (expected)": no restart, no exit bundle, a container that completes."""
+    cg = FakeCgroup(tb.work, "v2")
+    options = {**WATCH, "autorestart": "false"} if phase == "RUNNING" else \
+        {**WATCH, "startsecs": "5", "startretries": "0", "on-fatal": "exit"}
+    body = "sleep 1; exit 127" if phase == "RUNNING" else "exit 127"
+    proc = tb.supervise(tb.program("missing.sh", body), options, PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 127, err
+    assert "memory watch: limit" in err and "app exited with code 127" in err
+    assert tb.state()["last_exit_code"] == 127 and summary(tb)["last_exit_code"] == 127
+
+
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_a_sigkill_with_oom_kill_counted_is_oomkilled_and_its_bundle_holds_the_snapshot(tb, layout):
     cg = FakeCgroup(tb.work, layout)
