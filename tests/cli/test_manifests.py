@@ -146,3 +146,13 @@ def test_cli_equals_webhook_for_workload_templates(server):
     pod = {"apiVersion": "v1", "kind": "Pod", **copy.deepcopy(template)}
     expected = apply_checked(pod, patch_of(server.post(review(pod, namespace="supervised")).json()))
     assert injected == {"metadata": expected["metadata"], "spec": expected["spec"]}
+
+
+def test_closed_stdin_is_an_input_error():
+    """`-f -` with standard input closed (`<&-`: sys.stdin is None) was an AttributeError traceback."""
+    exe = BIN / "podmedic"
+    for mode in ("inject", "explain", "uninject"):
+        done = subprocess.run(["sh", "-c", f'exec "{exe}" {mode} -f - <&-'], text=True, capture_output=True,
+                              timeout=60, cwd=ROOT)
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr and "<stdin>: cannot read: standard input is closed" in done.stderr

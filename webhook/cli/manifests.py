@@ -132,9 +132,11 @@ def parse(chunk: Chunk) -> None:
         raise InputError(f"{chunk.source}: document {chunk.index}{where}: {getattr(exc, 'problem', None) or exc}") from None
 
 
-def read_sources(paths: list[str], stdin: TextIO) -> Iterator[tuple[str, str]]:
+def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, str]]:
     for path in paths:
         if path == "-":
+            if stdin is None:  # started with fd 0 closed (`<&-`)
+                raise InputError("<stdin>: cannot read: standard input is closed")
             yield "<stdin>", stdin.read()
             continue
         p = Path(path)
