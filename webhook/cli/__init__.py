@@ -9,6 +9,8 @@ the package stays cheap.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 
 from webhook import __version__
@@ -32,9 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.stdout is None:  # started with fd 1 closed (`>&-`): print() would drop the result silently
+        print(f"podmedic {args.command}: standard output is closed", file=sys.stderr)
+        return 1
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full disk fails here, with a message, not at interpreter exit (status 120)
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # the output could not be written (ENOSPC, EIO)
+        print(f"podmedic {args.command}: {exc}", file=sys.stderr)
+        _drop_stdout()
+        return 1
+
+
+def _drop_stdout() -> None:
+    """Point fd 1 at /dev/null: the unwritten rest of stdout's buffer would otherwise fail again
+    at interpreter exit, as 'Exception ignored' and exit status 120 instead of ours."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

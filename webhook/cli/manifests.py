@@ -309,8 +309,8 @@ def register(sub: Any) -> None:
     for name, help_text in (("inject", "inject pod templates in manifests, offline, as the webhook would"),
                             ("explain", "show, per workload, container and feature, what podmedic would do and why"),
                             ("uninject", "remove exactly what podmedic added to manifests")):
-        p = sub.add_parser(name, help=help_text, description=help_text + ". Exit codes: 0 ok, 1 usage or "
-                           "input error, 2 a document could not be injected (or uninjected: a malformed marker); "
+        p = sub.add_parser(name, help=help_text, description=help_text + ". Exit codes: 0 ok, 1 usage, "
+                           "input or output error, 2 a document could not be injected (or uninjected: a malformed marker); "
                            "such a document is written out unchanged.")
         p.add_argument("-f", "--filename", action="append", required=True,
                        help="a YAML/JSON file, a directory of them, or - for stdin (repeatable)")
