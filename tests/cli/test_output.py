@@ -33,3 +33,15 @@ def test_output_that_cannot_be_written_is_an_error(argv, redirect):
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
     message = "No space left on device" if redirect == ">/dev/full" else "standard output is closed"
     assert done.stderr.startswith(f"podmedic {argv[0]}") and message in done.stderr, done.stderr
+
+
+def test_reader_gone_is_a_quiet_exit_0():
+    """`podmedic logs provision ... | head -0`: the reader closing the pipe is not an error (main's
+    BrokenPipeError branch); the buffered rest of stdout must not fail again at interpreter exit."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.Popen([str(EXE), *PROVISION], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command has written anything: it starts in hundreds of ms
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == ""

@@ -43,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader is gone (`| head`): not an error
+        _drop_stdout()
         return 0
     except OSError as exc:  # the output could not be written (ENOSPC, EIO)
         print(f"podmedic {args.command}: {exc}", file=sys.stderr)
