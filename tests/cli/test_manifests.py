@@ -156,3 +156,19 @@ def test_closed_stdin_is_an_input_error():
                               timeout=60, cwd=ROOT)
         assert done.returncode == 1, done.stderr
         assert "Traceback" not in done.stderr and "<stdin>: cannot read: standard input is closed" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["2024-01-01", "2024-01-01T10:00:00Z", "!!binary aGVsbG8=", "!custom x"])
+def test_value_json_cannot_hold_fails_its_document_only(value):
+    """A YAML date, binary or tagged value (an unquoted date annotation) has no JSON form, so no pod
+    the API server would send: that document exits 2 unchanged, the others are still injected (was
+    a TypeError traceback and no output at all)."""
+    bad = f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\n  annotations: {{deployed: {value}}}\n" \
+          "spec:\n  containers: [{name: c, image: x}]\n"
+    good = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: good}\nspec:\n  containers: [{name: c, image: x}]\n"
+    done = cli("inject", "-f", "-", stdin=bad + good)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "document 0: Pod/bad could not be injected" in done.stderr
+    assert done.stdout.startswith(bad) and done.stdout.count("podmedic.io/status") == 1
+    explained = cli("explain", "-f", "-", "-o", "json", stdin=bad)
+    assert explained.returncode == 2 and json.loads(explained.stdout)[0]["reason"] == "malformed-pod"

@@ -183,7 +183,10 @@ def as_pod(template: Any) -> dict[str, Any]:
 
 def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[Decision]]:
     """The webhook's patch for a pod made from this template (verified), and the decisions."""
-    pod = as_pod(w.template)
+    try:
+        pod = as_pod(w.template)
+    except TypeError as exc:  # a YAML date, !!binary or tagged value: the API server would get no such pod
+        return [], [Decision("pod", None, Reason.MALFORMED_POD, f"a value JSON cannot hold, quote it: {exc}")]
     problem = podshape.problem(pod)  # the webhook answers such a review with a 400
     if problem:
         return [], [Decision("pod", None, Reason.MALFORMED_POD, problem.replace("request.object.", ""))]
