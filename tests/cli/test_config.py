@@ -59,3 +59,15 @@ def test_serve_refuses_to_start_with_a_bad_config(tmp_path, certs_dir):
     done = podmedic("serve", "--config", str(path), "--tls-cert-file", str(certs_dir / "tls.crt"),
                     "--tls-private-key-file", str(certs_dir / "tls.key"), "--namespaces-file", "examples/namespaces.yaml")
     assert done.returncode == 1 and "onError must be allow or deny" in done.stdout
+
+
+@pytest.mark.parametrize("resources", ["5", "[cpu]"])
+def test_toolbox_resources_must_be_a_mapping(tmp_path, resources):
+    """Accepted before, the value broke every injection later: `podmedic inject --config` was a
+    TypeError traceback in pod_level (and `serve` would have started and failed each review)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"toolbox: {{resources: {resources}}}\n")
+    pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: x}]\n"
+    done = podmedic("inject", "--config", str(path), "-f", "-", input=pod)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "toolbox.resources: must be a mapping" in done.stderr

@@ -162,6 +162,9 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
         roots = {str(ns): _absolute_root(f"logs.namespaceRoots.{ns}", root)
                  for ns, root in (logs.get("namespaceRoots") or {}).items()}
         toolbox = raw["toolbox"]
+        resources = toolbox.get("resources") or {}
+        if not isinstance(resources, Mapping):  # copied into each init container: a list or number breaks every pod
+            raise ConfigError(f"toolbox.resources: must be a mapping, as a container's resources (got {resources!r})")
         return GlobalConfig(
             prefix=prefix,
             on_error=on_error,
@@ -173,7 +176,7 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
             toolbox=ToolboxConfig(
                 image=str(toolbox["image"]),
                 image_pull_policy=str(toolbox.get("imagePullPolicy", "IfNotPresent")),
-                resources=toolbox.get("resources") or {},
+                resources=resources,
             ),
             logs=LogsConfig(host_root=_absolute_root("logs.hostRoot", logs["hostRoot"]), namespace_roots=roots,
                             backend=_backend(logs.get("backend", "hostPath")),
