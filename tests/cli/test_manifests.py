@@ -172,3 +172,13 @@ def test_value_json_cannot_hold_fails_its_document_only(value):
     assert done.stdout.startswith(bad) and done.stdout.count("podmedic.io/status") == 1
     explained = cli("explain", "-f", "-", "-o", "json", stdin=bad)
     assert explained.returncode == 2 and json.loads(explained.stdout)[0]["reason"] == "malformed-pod"
+
+
+@pytest.mark.parametrize("argv", [["inject", "-f", "-", "--bogus"], ["inject"], ["explain", "-f", "-", "-o", "xml"],
+                                  ["uninject", "-f"], ["uninject", "-f", "-", "-n", "x"]], ids=" ".join)
+def test_usage_errors_exit_1(argv):
+    """Exit 1 is "usage or input error" and 2 "a document could not be injected" (`--help`): argparse's
+    own status 2 for a bad flag made a typo look like a document podmedic could not inject (the other
+    commands keep argparse's 2, tests/cli/test_env.py)."""
+    done = cli(*argv, stdin="kind: Service\n")
+    assert done.returncode == 1 and "error:" in done.stderr and "Traceback" not in done.stderr

@@ -31,9 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Their --help documents exit 1 for a usage error: their 2 means "a document could not be injected".
+USAGE_EXIT_1 = frozenset({"inject", "explain", "uninject"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's usage error is status 2
+        words = list(sys.argv[1:] if argv is None else argv)
+        if exc.code == 2 and words[:1] and words[0] in USAGE_EXIT_1:
+            return 1
+        raise
     if sys.stdout is None:  # started with fd 1 closed (`>&-`): print() would drop the result silently
         print(f"podmedic {args.command}: standard output is closed", file=sys.stderr)
         return 1
