@@ -1,6 +1,6 @@
 """The wrapper's memory watch and its view of an OOM kill, with the memory cgroup's files written
 by the test (cgroup v2 and v1 layouts, $PODMEDIC_MEMORY_CGROUP): the working set crossing
-memwatch-threshold writes one pre-mortem snapshot to STATE_DIR/premortem/ that the summary names,
+memwatch-threshold writes one pre-mortem snapshot to STATE_DIR/NAME.premortem/ that the summary names,
 file cache does not count, no limit means no watch, and an app killed by SIGKILL while oom_kill
 went up is OOMKilled (state file, pmctl, summary, an `-exit-oomkilled` bundle holding the
 snapshot), and an exit bundle waits for a snapshot still being written (but a stop does not). The kernel's own OOM killer is in test_oom.py. Real processes under the installed toolbox."""
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.runtime.conftest import wait_for
+from webhook.toolbox import argv as toolbox_argv
 
 MiB = 1 << 20
 SECRET = "hunter2-" + os.urandom(4).hex()
@@ -57,7 +58,7 @@ class FakeCgroup:
 
 
 def premortem(tb) -> Path:
-    return tb.work / "state" / "premortem"
+    return tb.work / "state" / "app.premortem"
 
 
 def summary(tb) -> dict:
@@ -310,3 +311,32 @@ def test_a_stop_while_waiting_for_the_snapshot_does_not_wait(tb, stalled_snapsho
     release()
     reader.join(timeout=10)
     assert "app: EXITED: app exited with code 3 (unexpected)" in "".join(err)
+
+
+def test_another_containers_exit_bundle_leaves_this_containers_snapshot_alone(tb):
+    """Every container of a pod mounts the same state emptyDir. A sidecar's crash used to move
+    the app's pre-mortem snapshot into the sidecar's exit bundle (`"premortem": true`, the app's
+    processes as the sidecar's), and the sidecar's summary named it while it ran."""
+    cg = FakeCgroup(tb.work, "v2")
+    logs = log_directory(tb)
+    proc = tb.supervise(tb.program("srv.sh", SERVER), WATCH, PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    cg.set(95 * MiB)
+    wait_for(lambda: (premortem(tb) / "supervisor.txt").exists(), timeout=10)
+    # the sidecar: no memory limit, crashes after RUNNING, exit bundles on
+    argv = toolbox_argv.supervise_command(
+        str(tb.root), name="side", app=[tb.program("side.sh", "sleep 1.5; exit 3")],
+        flags=toolbox_argv.supervise_flags({"startsecs": "1", "autorestart": "false"}, (str(logs), 5)))
+    side = subprocess.Popen(argv, env=tb.env(PODMEDIC_MEMORY_CGROUP=str(tb.work / "none")), stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    tb.sessions.append(side)
+    wait_for(lambda: (tb.work / "state" / "side.summary").exists())
+    ran = json.loads((tb.work / "state" / "side.summary").read_text())
+    _, err = side.communicate(timeout=30)
+    assert side.returncode == 3, err
+    [bundle] = [p for p in (logs / "forensics").iterdir() if "-side-exit-" in p.name]
+    assert json.loads((bundle / "summary.json").read_text())["premortem"] is False
+    assert not (bundle / "premortem").exists()
+    assert ran["premortem"] is None
+    assert (premortem(tb) / "supervisor.txt").exists() and summary(tb)["premortem"] == str(premortem(tb))
+    stop(proc)

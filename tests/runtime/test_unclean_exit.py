@@ -56,8 +56,8 @@ def log_directory(tb) -> Path:
 
 
 def premortem(tb) -> Path:
-    """What item 3's memory watch leaves before the kill: STATE_DIR/premortem/."""
-    snap = tb.work / "state" / "premortem"
+    """What item 3's memory watch leaves before the kill: STATE_DIR/NAME.premortem/."""
+    snap = tb.work / "state" / "app.premortem"
     snap.mkdir()
     (snap / "processes.txt").write_text("pid 42 rss 900M\n")
     return snap
