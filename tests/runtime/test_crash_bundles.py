@@ -4,6 +4,7 @@ container stop leave none. Real processes under the installed toolbox."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -89,3 +90,29 @@ def test_an_exit_code_above_192_is_a_code_not_a_signal(tb):
     assert name.endswith("-app-exit-255"), name
     summary = json.loads((logs / "forensics" / name / "summary.json").read_text())
     assert summary["exit"]["code"] == 255 and summary["exit"]["signal"] is None
+
+
+def test_a_stop_while_the_collector_runs_is_a_stop_not_a_hold(tb):
+    """The kubelet stops a crash-looping container (a rollout) while the exit collector writes
+    the last crash's bundle. The start failure is FATAL, as in supervisord, but the wrapper used
+    to go on into "holding the container for up to 600s" (held_since set: pmctl ready printed
+    "held since") and out of it at once; a stop is never held, and exits with the app's code."""
+    logs = log_directory(tb)
+    # a fresh rate-limit lock keeps the collector busy for about 2 s before it gives up
+    (logs / "forensics" / ".exit-app.lock").mkdir(parents=True)
+    proc = tb.supervise(tb.program("fail.sh", "exit 4"), {"startretries": "0", "max-hold": "600"},
+                        exit_bundles=(str(logs), 5))
+
+    def collecting() -> bool:
+        for pid in tb.processes():
+            with contextlib.suppress(OSError):
+                if b"--exit=4" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return True
+        return False
+    wait_for(collecting)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 4, err
+    assert "holding the container" not in err and "hold ended" not in err, err
+    assert tb.state()["state"] == "FATAL" and tb.state()["held_since"] is None
+    assert json.loads((tb.work / "state" / "app.summary").read_text())["clean"] is True
