@@ -268,3 +268,17 @@ def test_a_marker_that_would_cross_the_annotation_limit_leaves_the_pod_unpatched
     assert stored["spec"]["containers"][0]["command"] == ["sh", "-c", script]
     assert PREFIX + "status" not in stored["metadata"]["annotations"]
     assert "verify-failed" in done.stderr or "failed verification" in done.stderr
+
+
+def test_a_pod_with_pod_level_resources_is_admitted(cluster, webhook):
+    """Pod-level resources (spec.resources, on by default since 1.34): the API server wants the
+    pod's requests to cover its containers' aggregate requests, init containers included. The
+    toolbox's own requests (16Mi) exceed a small pod's 8Mi, so the pod was refused; podmedic's
+    init containers now carry no resources of their own in such a pod and share its budget."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    small = {"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"cpu": "20m", "memory": "16Mi"}}
+    pod = _created(cluster.create_pod(ns, _pod("podres", resources=small, container={"resources": small})))
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["podmedic-logdir", "podmedic-toolbox"]
+    assert all("resources" not in c or not c["resources"] for c in pod["spec"]["initContainers"])
+    assert pod["spec"]["containers"][0]["command"][0].startswith("/podmedic/")
+    assert pod["spec"]["resources"] == small

@@ -203,20 +203,24 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
     log_users = [t.name for t in ctx.users.get(FeatureName.LOGS, [])]
     backend = log_backend(ctx) if log_users else "hostPath"
     pieces = _pieces(ctx.config, ctx.namespace, backend)
+    # Pod-level resources: the API server refuses a pod whose requests do not cover its
+    # containers' aggregate requests, ours included, so ours share the pod's budget instead.
+    shared = bool((ctx.pod.get("spec") or {}).get("resources"))
     if toolbox_users:
         for target in toolbox_users.values():
             patch.append(target.path + ("volumeMounts",), _TOOLBOX_MOUNT, target.spec)
             patch.append(target.path + ("volumeMounts",), _STATE_MOUNT, target.spec)
         patch.append(("spec", "volumes"), _TOOLBOX_VOLUME)
         patch.append(("spec", "volumes"), _STATE_VOLUME)
-        patch.prepend(("spec", "initContainers"), pieces.toolbox_init)
+        patch.prepend(("spec", "initContainers"), _unresourced(pieces.toolbox_init) if shared else pieces.toolbox_init)
         added["volumes"] += [TOOLBOX_VOLUME, STATE_VOLUME]
         added["initContainers"].append(TOOLBOX_INIT)
     local = list(added["volumes"])
     if log_users:
         logdir = pieces.logdir_init
         patch.append(("spec", "volumes"), pieces.logs_volume)
-        patch.prepend(("spec", "initContainers"), {**logdir, "command": [*logdir["command"], *log_users]})
+        logdir = {**logdir, "command": [*logdir["command"], *log_users]}
+        patch.prepend(("spec", "initContainers"), _unresourced(logdir) if shared else logdir)
         added["volumes"].append(LOGS_VOLUME)
         added["initContainers"].append(LOGDIR_INIT)
         local += [LOGS_VOLUME] if backend == "hostPath" else []
@@ -226,6 +230,12 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
         if original is not _UNCHANGED:
             record["annotations"] = {SAFE_TO_EVICT: original}
         ctx.status["pod"] = record
+
+
+def _unresourced(init: dict[str, Any]) -> dict[str, Any]:
+    """`init` without requests or limits of its own: in a pod with pod-level resources, a
+    container without them runs within the pod's."""
+    return {key: value for key, value in init.items() if key != "resources"}
 
 
 _UNCHANGED = object()
