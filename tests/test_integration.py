@@ -282,3 +282,18 @@ def test_a_pod_with_pod_level_resources_is_admitted(cluster, webhook):
     assert all("resources" not in c or not c["resources"] for c in pod["spec"]["initContainers"])
     assert pod["spec"]["containers"][0]["command"][0].startswith("/podmedic/")
     assert pod["spec"]["resources"] == small
+
+
+def test_a_probe_port_naming_no_declared_port_is_reported_under_the_supervisor(cluster, webhook):
+    """`probe-port` naming a port the container does not declare (a typo, or another container's
+    port) is skipped with named-port-not-found; with the supervisor on, the probes used to fall
+    back to the wrapper's `pmctl ready` silently, as for a container with no port at all, and
+    the user never learned that the annotation was ignored."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    pod = _pod("typo", container={"ports": [{"name": "http", "containerPort": 8080}]})
+    pod["metadata"]["annotations"] = {PREFIX + "probe-port": "htpt"}
+    done = cluster.create_pod(ns, pod)
+    app = _created(done)["spec"]["containers"][0]
+    assert "probe-port names a port the container does not declare (htpt)" in done.stderr
+    assert "readinessProbe" not in app and "livenessProbe" not in app
+    assert app["command"][0].startswith("/podmedic/")  # the other features are kept

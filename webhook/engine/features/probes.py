@@ -6,7 +6,8 @@ Handler choice, per probe kind: exec when `<kind>-command` is set, else httpGet 
 handler: it guards the same check during a long initialisation (the seed article's case).
 When the supervisor wrapper holds crashed apps (on-fatal=hold), the liveness probe asks the
 wrapper (`pmctl alive`), so a held container is not killed; without a port, a wrapped container's
-probes fall back to `pmctl ready` / `pmctl alive`.
+probes fall back to `pmctl ready` / `pmctl alive` (a probe-port naming no declared port is not
+"without a port": it is skipped and reported, as without the wrapper).
 """
 
 from __future__ import annotations
@@ -82,8 +83,10 @@ def handler(ctx: PodContext, target: Target, kind: str, ports: list[int | str]) 
         else:
             port = probe_port(ctx, target)
             ports.append(port)
-    except NoPort:
-        if ctx.applied(supervisor.FEATURE, name):  # no port, but the wrapper knows the app's state
+    except NoPort as exc:
+        # no port, but the wrapper knows the app's state; a probe-port naming no declared port
+        # is the user's mistake to report, not a missing port
+        if exc.reason is Reason.NO_PROBE_PORT and ctx.applied(supervisor.FEATURE, name):
             check: Literal["ready", "alive"] = "ready" if kind == "readiness" else "alive"
             return {"exec": {"command": toolbox.pmctl_argv(check, name=name)}}
         raise
