@@ -182,3 +182,16 @@ def test_usage_errors_exit_1(argv):
     commands keep argparse's 2, tests/cli/test_env.py)."""
     done = cli(*argv, stdin="kind: Service\n")
     assert done.returncode == 1 and "error:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_alias_bomb_fails_its_document_without_hanging():
+    """Nine levels of ten aliases (a billion laughs) load as a small graph but expand to 10**9
+    scalars in the pod the API server would get: the CLI hung (and grew without bound) turning it
+    into JSON. Larger than maxRequestBytes once expanded, it fails its document only."""
+    lines = ["apiVersion: v1", "kind: Pod", "metadata:", "  name: bomb", "  labels:", "    l0: &a0 [" + ", ".join("x" * 10) + "]"]
+    lines += [f"    l{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb = "\n".join([*lines, "spec:", "  containers: [{name: c, image: x}]"]) + "\n"
+    good = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: good}\nspec:\n  containers: [{name: c, image: x}]\n"
+    done = cli("inject", "-f", "-", stdin=bomb + good)  # cli()'s timeout: 60 s
+    assert done.returncode == 2 and "document 0: Pod/bomb could not be injected" in done.stderr
+    assert done.stdout.startswith(bomb) and done.stdout.count("podmedic.io/status") == 1

@@ -181,8 +181,28 @@ def as_pod(template: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", **json.loads(json.dumps({k: template[k] for k in keys}))}
 
 
+def _expanded_size(node: Any, seen: dict[int, int]) -> int:
+    """About the size of `node` as JSON, each alias counted as the copy JSON makes of it; a node
+    met again is priced from `seen`, so a small graph of aliases costs little to measure."""
+    if id(node) in seen:
+        return seen[id(node)]
+    seen[id(node)] = 0  # a node inside itself (a recursive alias) adds nothing
+    if isinstance(node, dict):
+        size = 2 + sum(_expanded_size(k, seen) + _expanded_size(v, seen) + 2 for k, v in node.items())
+    elif isinstance(node, list):
+        size = 2 + sum(_expanded_size(item, seen) + 1 for item in node)
+    else:
+        size = len(str(node)) + 2
+    seen[id(node)] = size
+    return size
+
+
 def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[Decision]]:
     """The webhook's patch for a pod made from this template (verified), and the decisions."""
+    size = _expanded_size(w.template, {})
+    if size > run.config.max_request_bytes:  # aliases (a billion laughs): as_pod would expand them forever
+        return [], [Decision("pod", None, Reason.MALFORMED_POD, f"expands to about {size} bytes of JSON, over "
+                             f"maxRequestBytes ({run.config.max_request_bytes}): too many YAML aliases")]
     try:
         pod = as_pod(w.template)
     except TypeError as exc:  # a YAML date, !!binary or tagged value: the API server would get no such pod
