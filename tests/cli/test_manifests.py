@@ -195,3 +195,12 @@ def test_alias_bomb_fails_its_document_without_hanging():
     done = cli("inject", "-f", "-", stdin=bomb + good)  # cli()'s timeout: 60 s
     assert done.returncode == 2 and "document 0: Pod/bomb could not be injected" in done.stderr
     assert done.stdout.startswith(bomb) and done.stdout.count("podmedic.io/status") == 1
+
+
+@pytest.mark.parametrize("mode", ["inject", "uninject"])
+def test_deep_nesting_is_an_input_error(mode):
+    """1000 nested flow lists overflow ruamel's recursive parser: a RecursionError traceback before."""
+    text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {a: " + "[" * 1000 + "]" * 1000 + "}}\n"
+    done = cli(mode, "-f", "-", stdin=text)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-300:]
+    assert "<stdin>: document 0: nested too deeply" in done.stderr and done.stdout == ""

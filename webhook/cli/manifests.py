@@ -130,6 +130,8 @@ def parse(chunk: Chunk) -> None:
         # the body keeps the separator's line break, so mark.line counts from the separator line
         where = f", line {chunk.line + mark.line}" if mark is not None else ""
         raise InputError(f"{chunk.source}: document {chunk.index}{where}: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:  # ruamel's parser recurses per level: some hundreds of nested [ or {
+        raise InputError(f"{chunk.source}: document {chunk.index}: nested too deeply to read") from None
 
 
 def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, str]]:
