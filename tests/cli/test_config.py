@@ -71,3 +71,16 @@ def test_toolbox_resources_must_be_a_mapping(tmp_path, resources):
     done = podmedic("inject", "--config", str(path), "-f", "-", input=pod)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "toolbox.resources: must be a mapping" in done.stderr
+
+
+@pytest.mark.parametrize("text,message", [
+    ("reviewDeadlineSeconds: soon\n", "reviewDeadlineSeconds: expected a number (got 'soon')"),
+    ("maxRequestBytes: 3MiB\n", "maxRequestBytes: expected a whole number (got '3MiB')"),
+    ("maxRequestBytes: [1]\n", "maxRequestBytes: expected a whole number (got [1])"),
+])
+def test_number_errors_name_their_key(tmp_path, text, message):
+    """The message was only Python's ("could not convert string to float: 'soon'"), no key named."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    done = podmedic("inject", "--config", str(path), "-f", "-", input="kind: Service\n")
+    assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"

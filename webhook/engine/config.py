@@ -113,6 +113,20 @@ def _non_negative(where: str, value: Any) -> int:
     return value
 
 
+def _whole(where: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):  # int()'s own message names no key
+        raise ConfigError(f"{where}: expected a whole number (got {value!r})") from None
+
+
+def _seconds(where: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected a number (got {value!r})") from None
+
+
 def _janitor(raw: Mapping[str, Any]) -> JanitorConfig:
     def duration(key: str) -> int:
         try:
@@ -168,8 +182,8 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
         return GlobalConfig(
             prefix=prefix,
             on_error=on_error,
-            max_request_bytes=int(raw["maxRequestBytes"]),
-            review_deadline_seconds=float(raw["reviewDeadlineSeconds"]),
+            max_request_bytes=_whole("maxRequestBytes", raw["maxRequestBytes"]),
+            review_deadline_seconds=_seconds("reviewDeadlineSeconds", raw["reviewDeadlineSeconds"]),
             plan_memo_bytes=_non_negative("planMemoBytes", raw["planMemoBytes"]),
             defaults=defaults,
             pod_overridable=frozenset(raw["podOverridable"]),
