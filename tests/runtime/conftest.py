@@ -52,11 +52,12 @@ class Toolbox:
 
     def supervise(self, program: str, options: dict[str, str] | None = None, user: int | None = None,
                   ignored: tuple[signal.Signals, ...] = (), exit_bundles: tuple[str, int] | None = None,
-                  cgroup: Path | None = None, **env: str) -> subprocess.Popen[str]:
+                  cgroup: Path | None = None, stdin: int | None = None, **env: str) -> subprocess.Popen[str]:
         """Start the wrapper exactly as the webhook's command prefix does (tini as PID 1's stand-in),
         in a session of its own, with the `ignored` signals ignored as a parent shell may leave them
         (nohup, a background job), in the cgroup directory `cgroup` (its cgroup.procs) when given,
-        as a container's processes are. The fixture's teardown kills whatever the session started."""
+        as a container's processes are, reading `stdin` (default: the test's own). The fixture's
+        teardown kills whatever the session started."""
         argv = toolbox_argv.supervise_command(str(self.root), name="app", app=[program],
                                               flags=toolbox_argv.supervise_flags(options or {}, exit_bundles))
         ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
@@ -67,7 +68,8 @@ class Toolbox:
             for sig in ignored:
                 signal.signal(sig, signal.SIG_IGN)
 
-        proc = subprocess.Popen(argv, env=self.env(**env), stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        proc = subprocess.Popen(argv, env=self.env(**env), stdin=stdin, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True,
                                 start_new_session=True, preexec_fn=prepare if ignored or cgroup else None, **ids)
         self.sessions.append(proc)
         return proc

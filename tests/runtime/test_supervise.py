@@ -139,6 +139,18 @@ def test_runs_without_any_shell_or_path_in_the_image(tb):
     assert code == 0 and "EXITED" in err
 
 
+def test_the_app_reads_the_containers_stdin_on_every_start(tb):
+    """`stdin: true` (or a pipe into the container): a shell starts a background command with
+    /dev/null for stdin, so the app read EOF and its input was lost."""
+    body = 'read -r line || exit 4; echo "app read: $line"; exit 3'
+    proc = tb.supervise(tb.program("reader.sh", body), {"startsecs": "0", "restart-backoff-max": "0",
+                                                        "restart-limit": "1", "on-fatal": "exit"},
+                        stdin=subprocess.PIPE)
+    out, err = proc.communicate("first\nsecond\n", timeout=20)
+    assert proc.returncode == 3, err
+    assert out.splitlines() == ["app read: first", "app read: second"], err
+
+
 @contextlib.contextmanager
 def cleanup(proc: subprocess.Popen[str]):
     """Kill the whole tree if the test fails half-way: its apps loop or hold for long, and may
