@@ -98,3 +98,31 @@ def test_a_root_the_preparer_cannot_write_never_breaks_the_pod(host_root):
     code, printed = logdir_as(LOGDIR_UID, root, "demo_web-1_uid-1", "app")
     assert code == 0 and "cannot prepare" in printed and "Permission denied" in printed, printed
     assert list(root.iterdir()) == []
+
+
+UID = "0b0c7a4e-1111-4222-8333-444455556666"  # a pod UID's length: 36
+NAME_MAX = 255  # bytes of one directory entry's name on Linux filesystems (ext4, tmpfs, CephFS)
+
+
+@pytest.mark.parametrize("spare", [0, 1])
+def test_a_pod_whose_directory_name_cannot_exist_is_let_through_without_the_log_directory(tmp_path, spare):
+    """`<ns>_<pod>_<uid>` is one directory entry: a pod name of up to 253 bytes makes names of up
+    to 354, and no filesystem creates an entry over 255 bytes -- not the preparer, nor the kubelet
+    (subPathExpr), so the app container would never start. Such a pod is injected without the log
+    directory (its name is known at admission; a generated name has at most 63 bytes and fits)."""
+    from tests.engine.test_log_backend import config, inject, logs_volume
+    from tests.engine.test_mutations import reasons
+    from tests.pods import container, pod
+
+    name = "p" * (NAME_MAX - len(f"demo__{UID}") + spare)  # spare 0: the longest that fits
+    mutated, outcome = inject(config("hostPath"), pod=pod(container(command=["/app"]), name=name))
+    pod_dir = f"demo_{name}_{UID}"
+    done = subprocess.run([sys.executable, "-m", "webhook.cli", "logdir", "--root", str(tmp_path),
+                           "--pod-dir", pod_dir, "app"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if spare == 0:
+        assert reasons(outcome, "app")["logs"] == "injected" and logs_volume(mutated) is not None
+        assert done.returncode == 0 and (tmp_path / pod_dir / "app").is_dir(), done.stdout
+    else:
+        assert "File name too long" in done.stdout  # what the kubelet would meet too
+        assert reasons(outcome, "app")["logs"] == "log-dir-name-too-long"
+        assert logs_volume(mutated) is None

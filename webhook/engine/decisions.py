@@ -61,6 +61,8 @@ class Reason(str, Enum):
     PSA_FORBIDS_HOSTPATH = ("psa-forbids-hostpath", "the namespace's enforced Pod Security level forbids hostPath volumes", True)
     LOGS_PVC_MISSING = ("logs-pvc-missing", "the namespace has no log PersistentVolumeClaim (logs.claimName)", True)
     LOGS_PVC_UNBOUND = ("logs-pvc-unbound", "the namespace's log PersistentVolumeClaim is not Bound", True)
+    LOG_DIR_NAME_TOO_LONG = ("log-dir-name-too-long", "the pod's log directory name <namespace>_<pod>_<uid> would exceed "
+                             "255 bytes, which no filesystem creates", True)
     PRESTOP_NOT_EXEC = ("prestop-not-exec", "container has a non-exec preStop hook; kept, forensics hook not added", True)
     GRACE_TOO_SHORT = ("grace-too-short", "terminationGracePeriodSeconds leaves too little time for the collector", True)
     MUTATOR_ERROR = ("mutator-error", "internal error while injecting this feature; feature skipped", True)

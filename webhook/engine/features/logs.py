@@ -22,6 +22,8 @@ from webhook.engine.settings import InvalidSetting
 
 FEATURE = FeatureName.LOGS
 BOUND = "Bound"
+NAME_MAX = 255  # bytes of one directory entry (Linux filesystems: ext4, tmpfs, CephFS)
+UID_LENGTH = 36  # a pod UID, e.g. 0b0c7a4e-1111-4222-8333-444455556666
 # The same two env vars in every container: built once, not per container and review. Shared
 # by the patch operations of every pod, which is safe as nothing changes an operation's value
 # once added (the patch is encoded to bytes, and verification decodes its own copy).
@@ -29,9 +31,15 @@ _POD_ENV = tuple(pod_level.pod_env())
 
 
 def _unavailable(ctx: PodContext) -> tuple[Reason, str] | None:
-    """Why the pod's log volume cannot be used, or None: hostPath where Pod Security forbids it
-    (the pod would be refused); a claim that does not exist or is not Bound (the pod would wait
-    in ContainerCreating for ever)."""
+    """Why the pod's log volume cannot be used, or None: a pod directory name over NAME_MAX (no
+    one can create it: the app container would never start; a generated name has at most 63
+    bytes and fits, so only a long explicit name, known now, can); hostPath where Pod Security
+    forbids it (the pod would be refused); a claim that does not exist or is not Bound (the pod
+    would wait in ContainerCreating for ever)."""
+    name = (ctx.pod.get("metadata") or {}).get("name")
+    length = len(ctx.namespace) + (len(name) if isinstance(name, str) else 0) + UID_LENGTH + 2
+    if length > NAME_MAX:
+        return Reason.LOG_DIR_NAME_TOO_LONG, f"{length} bytes"
     if pod_level.log_backend(ctx) == "hostPath":
         enforced = pod_level.enforced_level(ctx)
         return (Reason.PSA_FORBIDS_HOSTPATH, f"enforce={enforced}") if enforced in pod_level.HOSTPATH_FORBIDDEN else None
