@@ -210,6 +210,22 @@ def test_a_live_pods_entry_that_is_a_symlink_gets_no_record_and_no_error(root, t
     assert os.listdir(decoy) == [] and (root / DEAD).is_symlink()
 
 
+@pytest.mark.parametrize("where", [tree.RECORD, tree.RECORD + ".tmp"])
+def test_a_tenants_directory_where_the_record_goes_does_not_fail_every_run(root, tmp_path, where):
+    """With the pvc backend the tenant can write its pod directory: a directory named like the
+    record (or its temporary file) cannot be replaced by it. That is the tenant's record, not the
+    janitor's failure: it is left, said, and the run does not fail (it failed every run)."""
+    cfg, path = config_for(root, tmp_path)
+    live = pod_dir(root)
+    (live / where).mkdir()
+    (live / where / "x").write_text("mine")
+    for _ in range(2):
+        tally, lines = sweep(cfg, [pod(UID, "team", "web-1")])
+        assert set(tally.errors) == {"left"}, tally.errors
+        assert lines[1]["event"] == "janitor-record-failed" and "directory" in lines[1]["error"]
+    assert (live / where / "x").read_text() == "mine"
+
+
 def test_a_root_that_is_a_symlink_is_skipped_and_said(root, tmp_path):
     link = tmp_path / "link"
     link.symlink_to(root)

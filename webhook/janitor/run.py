@@ -127,8 +127,8 @@ def _act(root: tree.Root, verdict: Verdict, label: str, dry_run: bool, deadline:
     if verdict.action is Action.RECORD and verdict.record is not None:
         try:
             tree.write_record(root, d.entry, verdict.record)
-        except (OSError, tree.Leave) as exc:
-            tally.errors["record-failed"] += 1
+        except (OSError, tree.Leave) as exc:  # Leave: the tenant's doing, left for the next run
+            tally.errors["left" if isinstance(exc, tree.Leave) else "record-failed"] += 1
             audit({**line, "event": "janitor-record-failed", "error": str(exc)})
     if verdict.action is not Action.DELETE:
         tally.count(label, "kept", found.size)

@@ -358,7 +358,9 @@ def read_record(root: Root, entry: str) -> Record | None:
 
 
 def write_record(root: Root, entry: str, record: Record) -> None:
-    """Write the record atomically (a temporary file renamed over it, never following a link)."""
+    """Write the record atomically (a temporary file renamed over it, never following a link).
+    A directory standing at either name (a tenant's, with the pvc backend) is Leave: the tenant's
+    own record is at stake, not the run."""
     fd = _open_dir(root.fd, entry, root.dev, None)
     tmp = RECORD + ".tmp"
     try:
@@ -369,5 +371,7 @@ def write_record(root: Root, entry: str, record: Record) -> None:
         finally:
             os.close(file)
         os.rename(tmp, RECORD, src_dir_fd=fd, dst_dir_fd=fd)
+    except IsADirectoryError:
+        raise Leave("a directory stands where the record goes") from None
     finally:
         os.close(fd)
