@@ -297,3 +297,52 @@ def test_a_probe_port_naming_no_declared_port_is_reported_under_the_supervisor(c
     assert "probe-port names a port the container does not declare (htpt)" in done.stderr
     assert "readinessProbe" not in app and "livenessProbe" not in app
     assert app["command"][0].startswith("/podmedic/")  # the other features are kept
+
+
+_GUARANTEED = {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "250m", "memory": "64Mi"}}
+
+
+def test_a_guaranteed_pod_stays_guaranteed(cluster, webhook):
+    """The API server computes status.qosClass over every container, init containers included:
+    Guaranteed needs each one's cpu and memory limits equal to its requests. The toolbox's
+    requests (10m, 16Mi) are below its limits, so a Guaranteed pod came out Burstable (evicted
+    earlier, no exclusive CPUs under the static CPU manager). In a pod whose every container is
+    Guaranteed, podmedic's init containers now request their limits. (A request left out is
+    defaulted to the limit, as the pod's own init container here shows.)"""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    init = {"name": "setup", "image": "registry.example/setup:1", "command": ["/setup"],
+            "resources": {"limits": {"cpu": "1", "memory": "64Mi"}}}
+    _created(cluster.create_pod(ns, _pod("guaranteed", container={"resources": _GUARANTEED},
+                                               initContainers=[init])))
+    stored = json.loads(cluster.kubectl("-n", ns, "get", "pod", "guaranteed", "-o", "json").stdout)
+    assert stored["status"]["qosClass"] == "Guaranteed"
+    inits = stored["spec"]["initContainers"]
+    assert [c["name"] for c in inits] == ["podmedic-logdir", "podmedic-toolbox", "setup"]
+    assert stored["spec"]["containers"][0]["command"][0].startswith("/podmedic/")
+    limits = {"cpu": "100m", "memory": "64Mi"}  # webhook/defaults.yaml
+    assert [c["resources"] for c in inits[:2]] == [{"requests": limits, "limits": limits}] * 2
+
+
+def test_a_burstable_pod_keeps_its_class_and_the_toolbox_resources(cluster, webhook):
+    """Only a Guaranteed pod's init containers change: one container below its limits (or
+    without any) keeps the pod Burstable, and podmedic's init containers keep the configured
+    requests."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    sidecar = {"name": "side", "image": "registry.example/side:1", "command": ["/side"],
+               "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "250m", "memory": "64Mi"}}}
+    pod = _pod("burstable", container={"resources": _GUARANTEED})
+    pod["spec"]["containers"].append(sidecar)
+    stored = _created(cluster.create_pod(ns, pod))
+    assert [c["resources"] for c in stored["spec"]["initContainers"]] == [
+        {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}] * 2
+    assert stored["status"]["qosClass"] == "Burstable"
+
+
+def test_a_pod_with_guaranteed_pod_level_resources_stays_guaranteed(cluster, webhook):
+    """With pod-level resources the API server computes the class from spec.resources alone;
+    podmedic's init containers carry none there (they share the pod's budget), so it holds."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    pod = _created(cluster.create_pod(ns, _pod("podlevel", resources=_GUARANTEED,
+                                               container={"resources": {"requests": {"cpu": "50m", "memory": "32Mi"}}})))
+    assert all(not c.get("resources") for c in pod["spec"]["initContainers"])
+    assert pod["status"]["qosClass"] == "Guaranteed"

@@ -8,6 +8,7 @@ that native sidecars and the app find the toolbox installed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
@@ -17,6 +18,7 @@ from webhook.engine.decisions import Decision, Reason
 from webhook.engine.keyed import IdentityCache
 from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
+from webhook.engine.quantity import quantity
 from webhook.toolbox import argv as toolbox
 
 
@@ -203,16 +205,14 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
     log_users = [t.name for t in ctx.users.get(FeatureName.LOGS, [])]
     backend = log_backend(ctx) if log_users else "hostPath"
     pieces = _pieces(ctx.config, ctx.namespace, backend)
-    # Pod-level resources: the API server refuses a pod whose requests do not cover its
-    # containers' aggregate requests, ours included, so ours share the pod's budget instead.
-    shared = bool((ctx.pod.get("spec") or {}).get("resources"))
+    fit = _resources_fit(ctx.pod.get("spec") or {}, ctx.config) if toolbox_users or log_users else None
     if toolbox_users:
         for target in toolbox_users.values():
             patch.append(target.path + ("volumeMounts",), _TOOLBOX_MOUNT, target.spec)
             patch.append(target.path + ("volumeMounts",), _STATE_MOUNT, target.spec)
         patch.append(("spec", "volumes"), _TOOLBOX_VOLUME)
         patch.append(("spec", "volumes"), _STATE_VOLUME)
-        patch.prepend(("spec", "initContainers"), _unresourced(pieces.toolbox_init) if shared else pieces.toolbox_init)
+        patch.prepend(("spec", "initContainers"), fit(pieces.toolbox_init) if fit else pieces.toolbox_init)
         added["volumes"] += [TOOLBOX_VOLUME, STATE_VOLUME]
         added["initContainers"].append(TOOLBOX_INIT)
     local = list(added["volumes"])
@@ -220,7 +220,7 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
         logdir = pieces.logdir_init
         patch.append(("spec", "volumes"), pieces.logs_volume)
         logdir = {**logdir, "command": [*logdir["command"], *log_users]}
-        patch.prepend(("spec", "initContainers"), _unresourced(logdir) if shared else logdir)
+        patch.prepend(("spec", "initContainers"), fit(logdir) if fit else logdir)
         added["volumes"].append(LOGS_VOLUME)
         added["initContainers"].append(LOGDIR_INIT)
         local += [LOGS_VOLUME] if backend == "hostPath" else []
@@ -232,10 +232,57 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
         ctx.status["pod"] = record
 
 
+def _resources_fit(spec: dict[str, Any], config: GlobalConfig) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """How podmedic's init containers' resources must change so that the pod is admitted and
+    keeps its QoS class, or None: as configured (toolbox.resources). The API server computes
+    status.qosClass over the init containers too, ours included:
+    - pod-level resources (spec.resources): none of their own. The API server refuses a pod whose
+      requests do not cover its containers' aggregate requests, ours included, so ours share the
+      pod's budget; the class is then computed from spec.resources alone and holds.
+    - every container Guaranteed (cpu and memory requests equal to limits): requests equal to the
+      configured limits, so the pod stays Guaranteed. The configured requests, below the limits,
+      would make it Burstable: evicted earlier, and no exclusive CPUs under the kubelet's static
+      CPU manager. (Configured limits without both cpu and memory cannot keep the class: as
+      configured.)
+    Every other pod (Burstable, BestEffort) gets the configured requests, as ever."""
+    if spec.get("resources"):
+        return _unresourced
+    resources = config.toolbox.resources
+    if not (_guaranteed(spec) and _requests_its_limits({"limits": resources.get("limits")})):
+        return None
+    requesting_limits = {**resources, "requests": dict(resources["limits"])}
+    return lambda init: {**init, "resources": requesting_limits}
+
+
 def _unresourced(init: dict[str, Any]) -> dict[str, Any]:
     """`init` without requests or limits of its own: in a pod with pod-level resources, a
     container without them runs within the pod's."""
     return {key: value for key, value in init.items() if key != "resources"}
+
+
+def _guaranteed(spec: dict[str, Any]) -> bool:
+    """Is the pod Guaranteed by its containers, as the API server computes the class: every
+    container and init container (not the ephemeral ones) requests its cpu and memory limits.
+    (Loops, not generators: asked in every review, and most pods fail at the first container.)"""
+    for kind in ("initContainers", "containers"):
+        for c in spec.get(kind) or ():
+            resources = c.get("resources") if isinstance(c, dict) else None
+            if not isinstance(resources, dict) or not _requests_its_limits(resources):
+                return False
+    return True
+
+
+def _requests_its_limits(resources: dict[str, Any]) -> bool:
+    """Positive cpu and memory limits, each requested exactly (a request left out is defaulted
+    to the limit; "1" is "1000m"). A quantity that cannot be read: not Guaranteed."""
+    limits, requests = resources.get("limits"), resources.get("requests") or {}
+    if not (isinstance(limits, dict) and "cpu" in limits and "memory" in limits and isinstance(requests, dict)):
+        return False
+    try:
+        return all(0 < quantity(limits[name]) == quantity(requests[name] if name in requests else limits[name])
+                   for name in ("cpu", "memory"))
+    except ValueError:
+        return False
 
 
 _UNCHANGED = object()

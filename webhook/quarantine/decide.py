@@ -35,8 +35,9 @@ from typing import Any
 
 from webhook.engine.config import GlobalConfig
 from webhook.engine.keys import parse_rfc3339
+from webhook.engine.quantity import quantity
 from webhook.engine.settings import InvalidSetting, Resolved
-from webhook.quarantine.labels import Labels, map_selects, quantity, selected_keys, selects
+from webhook.quarantine.labels import Labels, map_selects, selected_keys, selects
 from webhook.quarantine.reasons import Action, Reason
 
 Obj = Mapping[str, Any]

@@ -1,13 +1,12 @@
 """What Kubernetes decides by labels, computed the way the API server and controllers do:
-label selectors (metav1.LabelSelector, and a Service's plain map) and resource quantities.
+label selectors (metav1.LabelSelector, and a Service's plain map); resource quantities are
+webhook.engine.quantity's.
 Pure: the pre-flight of `decide` asks these, never the cluster.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from fractions import Fraction
 from typing import Any
 
 Labels = Mapping[str, str]
@@ -43,21 +42,3 @@ def selected_keys(selector: Mapping[str, Any] | None) -> set[str]:
 def map_selects(selector: Mapping[str, str] | None, labels: Labels) -> bool:
     """A Service's selector: a plain map; empty or absent selects no pods (endpoints are manual)."""
     return bool(selector) and all(labels.get(k) == v for k, v in (selector or {}).items())
-
-
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)(([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?)$")
-_SUFFIX = {None: Fraction(1), "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
-           "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
-           "P": Fraction(10**15), "E": Fraction(10**18), "Ki": Fraction(2**10), "Mi": Fraction(2**20),
-           "Gi": Fraction(2**30), "Ti": Fraction(2**40), "Pi": Fraction(2**50), "Ei": Fraction(2**60)}
-
-
-def quantity(raw: str | int | float) -> Fraction:
-    """A resource.Quantity ("100m", "1Gi", "1e3", "2") as an exact number; ValueError otherwise."""
-    match = _QUANTITY.match(str(raw).strip())
-    if not match:
-        raise ValueError(f"not a quantity: {raw!r}")
-    number = Fraction(match.group(1))
-    if match.group(3):
-        return number * Fraction(10) ** int(match.group(3)[1:])
-    return number * _SUFFIX[match.group(4)]
