@@ -187,6 +187,17 @@ def test_volume_named_like_ours_skips_toolbox_and_logs(volume):
     assert [v["name"] for v in mutated["spec"]["volumes"]] == [volume]
 
 
+@pytest.mark.parametrize("written", ["/var/log/podmedic/", "//var/log/podmedic", "/var/log/./podmedic",
+                                     "/var/log/x/../podmedic"])
+def test_a_mount_at_the_log_path_written_otherwise_is_a_conflict(written):
+    """The API server compares mountPaths as written and admits both; on the node the later mount
+    (ours) would hide the app's own volume."""
+    original = pods.pod(container("a", command=["a"], volumeMounts=[{"name": "data", "mountPath": written}]),
+                        volumes=[{"name": "data", "emptyDir": {}}])
+    _, outcome = run(original)
+    assert reasons(outcome, "a")["logs"] == "mount-conflict"
+
+
 def test_mounts_placed_like_ours_skip_that_container_only():
     original = pods.pod(
         container("a", command=["a"], ports=[{"containerPort": 1}],

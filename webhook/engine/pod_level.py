@@ -8,6 +8,7 @@ that native sidecars and the app find the toolbox installed.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
@@ -114,6 +115,15 @@ def toolbox_overlap(path: str) -> str | None:
         if mine[:len(theirs)] == theirs or theirs[:len(mine)] == mine:
             return ours
     return None
+
+
+@lru_cache(maxsize=4096)
+def mounted_at(path: str, paths: frozenset[str]) -> bool:
+    """Does one of a container's mount `paths` name the normalised `path`, as the runtime sees it?
+    The API server compares mountPaths as written, so /var/log/app/ (or //var/log/app) and
+    /var/log/app both get through, and the later mount hides the earlier on the node. Memoised by
+    the set of mount paths, as _toolbox_taken."""
+    return path in paths or any(posixpath.normpath("/" + p.lstrip("/")) == path for p in paths)
 
 
 def _components(path: str) -> list[str]:

@@ -63,7 +63,7 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         setting = ctx.settings.get("log-path", name)
         raise InvalidSetting(setting.annotation, setting.raw, f"podmedic mounts its own volume at {inside}",
                              setting.level)
-    if path in target.mount_paths():
+    if pod_level.mounted_at(path, target.mount_paths()):
         return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, path, level)
     # env is a list of maps (podshape): its names collected in C
     if not pod_level.POD_ENV_NAMES.isdisjoint(map(dict.get, target.spec.get("env") or (), repeat("name"))):
