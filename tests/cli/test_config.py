@@ -84,3 +84,22 @@ def test_number_errors_name_their_key(tmp_path, text, message):
     path.write_text(text)
     done = podmedic("inject", "--config", str(path), "-f", "-", input="kind: Service\n")
     assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
+
+
+def _check(tmp_path, text: str):
+    """`podmedic inject --config` on a plain Service: only the configuration can fail."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return podmedic("inject", "--config", str(path), "-f", "-", input="kind: Service\n")
+
+
+@pytest.mark.parametrize("text,message", [
+    ('annotationPrefix: "a b/"\n', "annotationPrefix: must be a DNS subdomain followed by '/' (e.g. podmedic.io/), got 'a b/'"),
+    ("annotationPrefix: Podmedic.io/\n", "annotationPrefix: must be a DNS subdomain followed by '/' (e.g. podmedic.io/), got 'Podmedic.io/'"),
+    ("annotationPrefix: /\n", "annotationPrefix: must be a DNS subdomain followed by '/' (e.g. podmedic.io/), got '/'"),
+])
+def test_annotation_prefix_must_be_a_subdomain(tmp_path, text, message):
+    """Accepted before: every annotation key the webhook reads or writes would be one the API
+    server refuses (the marker, the quarantine label)."""
+    done = _check(tmp_path, text)
+    assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"

@@ -94,6 +94,16 @@ def _absolute_root(where: str, value: Any) -> str:
     return value
 
 
+def _prefix(value: Any) -> str:
+    """Every annotation key (and the quarantine label) is this prefix plus a name: the API server
+    accepts a key only if its prefix is a DNS-1123 subdomain of at most 253 characters."""
+    if not isinstance(value, str) or not value.endswith("/"):
+        raise ConfigError("annotationPrefix must end with '/' (e.g. podmedic.io/)")
+    if len(value) > 254 or not _SUBDOMAIN.fullmatch(value[:-1]):
+        raise ConfigError(f"annotationPrefix: must be a DNS subdomain followed by '/' (e.g. podmedic.io/), got {value!r}")
+    return value
+
+
 def _backend(value: Any) -> LogBackend:
     for backend in LOG_BACKENDS:
         if value == backend:
@@ -153,9 +163,7 @@ def _janitor(raw: Mapping[str, Any]) -> JanitorConfig:
 def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConfig:
     """Validate a merged configuration mapping; every problem names its key."""
     try:
-        prefix = str(raw["annotationPrefix"])
-        if not prefix.endswith("/"):
-            raise ConfigError("annotationPrefix must end with '/' (e.g. podmedic.io/)")
+        prefix = _prefix(raw["annotationPrefix"])
         on_error = raw["onError"]
         if on_error not in ("allow", "deny"):
             raise ConfigError(f"onError must be allow or deny (got {on_error!r})")
