@@ -103,3 +103,21 @@ def test_annotation_prefix_must_be_a_subdomain(tmp_path, text, message):
     server refuses (the marker, the quarantine label)."""
     done = _check(tmp_path, text)
     assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("maxRequestBytes: -1\n", "maxRequestBytes: must be at least 1 (got -1)"),
+    ("maxRequestBytes: 0\n", "maxRequestBytes: must be at least 1 (got 0)"),
+    ("maxRequestBytes: true\n", "maxRequestBytes: expected a whole number (got True)"),
+    ("maxRequestBytes: 1.5\n", "maxRequestBytes: expected a whole number (got 1.5)"),
+    ("reviewDeadlineSeconds: 0\n", "reviewDeadlineSeconds: must be a finite number above 0 (got 0.0)"),
+    ("reviewDeadlineSeconds: -1\n", "reviewDeadlineSeconds: must be a finite number above 0 (got -1.0)"),
+    ("reviewDeadlineSeconds: .nan\n", "reviewDeadlineSeconds: must be a finite number above 0 (got nan)"),
+    ("reviewDeadlineSeconds: .inf\n", "reviewDeadlineSeconds: must be a finite number above 0 (got inf)"),
+    ("reviewDeadlineSeconds: true\n", "reviewDeadlineSeconds: expected a number (got True)"),
+])
+def test_number_ranges_are_checked(tmp_path, text, message):
+    """Accepted before: maxRequestBytes -1 made every review (and every `inject`) fail later;
+    a deadline of 0, below 0 or NaN answered every review late, unpatched."""
+    done = _check(tmp_path, text)
+    assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"

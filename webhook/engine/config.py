@@ -7,6 +7,7 @@ while bad *annotations* (tenant input) only ever skip a feature.
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -123,18 +124,30 @@ def _non_negative(where: str, value: Any) -> int:
     return value
 
 
-def _whole(where: str, value: Any) -> int:
+def _positive_whole(where: str, value: Any) -> int:
+    """int() alone would take True as 1 and cut 1.5 to 1; a limit of 0 or less refuses every body."""
+    if isinstance(value, (bool, float)):
+        raise ConfigError(f"{where}: expected a whole number (got {value!r})")
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):  # int()'s own message names no key
         raise ConfigError(f"{where}: expected a whole number (got {value!r})") from None
+    if number < 1:
+        raise ConfigError(f"{where}: must be at least 1 (got {number!r})")
+    return number
 
 
-def _seconds(where: str, value: Any) -> float:
+def _positive_seconds(where: str, value: Any) -> float:
+    """A deadline of 0, below 0 or NaN would answer every review late (unpatched); inf never early."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number (got {value!r})")
     try:
-        return float(value)
+        seconds = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: expected a number (got {value!r})") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{where}: must be a finite number above 0 (got {seconds!r})")
+    return seconds
 
 
 def _janitor(raw: Mapping[str, Any]) -> JanitorConfig:
@@ -190,8 +203,8 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
         return GlobalConfig(
             prefix=prefix,
             on_error=on_error,
-            max_request_bytes=_whole("maxRequestBytes", raw["maxRequestBytes"]),
-            review_deadline_seconds=_seconds("reviewDeadlineSeconds", raw["reviewDeadlineSeconds"]),
+            max_request_bytes=_positive_whole("maxRequestBytes", raw["maxRequestBytes"]),
+            review_deadline_seconds=_positive_seconds("reviewDeadlineSeconds", raw["reviewDeadlineSeconds"]),
             plan_memo_bytes=_non_negative("planMemoBytes", raw["planMemoBytes"]),
             defaults=defaults,
             pod_overridable=frozenset(raw["podOverridable"]),
