@@ -121,3 +121,17 @@ def test_number_ranges_are_checked(tmp_path, text, message):
     a deadline of 0, below 0 or NaN answered every review late, unpatched."""
     done = _check(tmp_path, text)
     assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("toolbox: {image: [1]}\n", "toolbox.image: must be a container image name, a non-empty string without surrounding spaces (got [1])"),
+    ("toolbox: {image: ''}\n", "toolbox.image: must be a container image name, a non-empty string without surrounding spaces (got '')"),
+    ("toolbox: {image: null}\n", "toolbox.image: must be a container image name, a non-empty string without surrounding spaces (got None)"),
+    ("toolbox: {image: ' x:1'}\n", "toolbox.image: must be a container image name, a non-empty string without surrounding spaces (got ' x:1')"),
+    ("toolbox: {imagePullPolicy: Sometimes}\n", "toolbox.imagePullPolicy: must be one of Always, IfNotPresent, Never (got 'Sometimes')"),
+])
+def test_toolbox_image_is_checked(tmp_path, text, message):
+    """Accepted before: the init container the webhook adds would carry `image: '[1]'` or an
+    unknown pull policy, and the API server would refuse every injected pod."""
+    done = _check(tmp_path, text)
+    assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"

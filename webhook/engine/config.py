@@ -105,6 +105,25 @@ def _prefix(value: Any) -> str:
     return value
 
 
+def _image(value: Any) -> str:
+    """Copied into each init container: the API server refuses an empty image or one with
+    surrounding whitespace, and str() would have turned a list into the image '[1]'."""
+    if not isinstance(value, str) or not value or value != value.strip():
+        raise ConfigError("toolbox.image: must be a container image name, a non-empty string "
+                          f"without surrounding spaces (got {value!r})")
+    return value
+
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+
+
+def _pull_policy(value: Any) -> str:
+    """The API server accepts only these; any other refuses every injected pod."""
+    if value not in PULL_POLICIES:
+        raise ConfigError(f"toolbox.imagePullPolicy: must be one of {', '.join(PULL_POLICIES)} (got {value!r})")
+    return str(value)
+
+
 def _backend(value: Any) -> LogBackend:
     for backend in LOG_BACKENDS:
         if value == backend:
@@ -209,8 +228,8 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
             defaults=defaults,
             pod_overridable=frozenset(raw["podOverridable"]),
             toolbox=ToolboxConfig(
-                image=str(toolbox["image"]),
-                image_pull_policy=str(toolbox.get("imagePullPolicy", "IfNotPresent")),
+                image=_image(toolbox["image"]),
+                image_pull_policy=_pull_policy(toolbox.get("imagePullPolicy", "IfNotPresent")),
                 resources=resources,
             ),
             logs=LogsConfig(host_root=_absolute_root("logs.hostRoot", logs["hostRoot"]), namespace_roots=roots,
