@@ -135,3 +135,21 @@ def test_toolbox_image_is_checked(tmp_path, text, message):
     unknown pull policy, and the API server would refuse every injected pod."""
     done = _check(tmp_path, text)
     assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("defaults: 5\n", "defaults: must be a mapping (got 5)"),
+    ("defaults: null\n", "defaults: must be a mapping (got None)"),
+    ("podOverridable: 5\n", "podOverridable: must be a list of setting keys (got 5)"),
+    ("podOverridable: inject\n", "podOverridable: must be a list of setting keys (got 'inject')"),
+    ("podOverridable: [[1]]\n", "podOverridable: must be a list of setting keys (got [[1]])"),
+    ("toolbox: 5\n", "toolbox: must be a mapping (got 5)"),
+    ("logs: 5\n", "logs: must be a mapping (got 5)"),
+    ("logs: {namespaceRoots: 5}\n", "logs.namespaceRoots: must be a mapping (got 5)"),
+    ("logs: {janitor: 5}\n", "logs.janitor: must be a mapping (got 5)"),
+])
+def test_sections_of_the_wrong_type_name_their_key(tmp_path, text, message):
+    """The message was Python's ("'int' object has no attribute 'items'"), naming no key; a
+    string podOverridable was read letter by letter ("unknown setting keys: c, e, i, j, n, t")."""
+    done = _check(tmp_path, text)
+    assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"

@@ -95,6 +95,13 @@ def _absolute_root(where: str, value: Any) -> str:
     return value
 
 
+def _mapping(where: str, value: Any) -> Mapping[str, Any]:
+    """A section of the file: anything else would fail as Python's message, naming no key."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: must be a mapping (got {value!r})")
+    return value
+
+
 def _prefix(value: Any) -> str:
     """Every annotation key (and the quarantine label) is this prefix plus a name: the API server
     accepts a key only if its prefix is a DNS-1123 subdomain of at most 253 characters."""
@@ -199,8 +206,11 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
         on_error = raw["onError"]
         if on_error not in ("allow", "deny"):
             raise ConfigError(f"onError must be allow or deny (got {on_error!r})")
-        defaults = {str(k): "" if v is None else str(v) for k, v in raw["defaults"].items()}
-        unknown = set(defaults) - set(KEYS) | set(raw["podOverridable"]) - set(KEYS)
+        defaults = {str(k): "" if v is None else str(v) for k, v in _mapping("defaults", raw["defaults"]).items()}
+        overridable = raw["podOverridable"]
+        if not isinstance(overridable, list) or not all(isinstance(k, str) for k in overridable):
+            raise ConfigError(f"podOverridable: must be a list of setting keys (got {overridable!r})")
+        unknown = set(defaults) - set(KEYS) | set(overridable) - set(KEYS)
         if unknown:
             raise ConfigError(f"unknown setting keys: {', '.join(sorted(unknown))}")
         missing = sorted(k for k, key in KEYS.items() if not key.optional and not defaults.get(k))
@@ -212,10 +222,10 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
                     KEYS[key].parse(value)
                 except ValueError as exc:
                     raise ConfigError(f"defaults.{key}: {exc}") from None
-        logs = raw["logs"]
+        logs = _mapping("logs", raw["logs"])
         roots = {str(ns): _absolute_root(f"logs.namespaceRoots.{ns}", root)
-                 for ns, root in (logs.get("namespaceRoots") or {}).items()}
-        toolbox = raw["toolbox"]
+                 for ns, root in _mapping("logs.namespaceRoots", logs.get("namespaceRoots") or {}).items()}
+        toolbox = _mapping("toolbox", raw["toolbox"])
         resources = toolbox.get("resources") or {}
         if not isinstance(resources, Mapping):  # copied into each init container: a list or number breaks every pod
             raise ConfigError(f"toolbox.resources: must be a mapping, as a container's resources (got {resources!r})")
@@ -226,7 +236,7 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
             review_deadline_seconds=_positive_seconds("reviewDeadlineSeconds", raw["reviewDeadlineSeconds"]),
             plan_memo_bytes=_non_negative("planMemoBytes", raw["planMemoBytes"]),
             defaults=defaults,
-            pod_overridable=frozenset(raw["podOverridable"]),
+            pod_overridable=frozenset(overridable),
             toolbox=ToolboxConfig(
                 image=_image(toolbox["image"]),
                 image_pull_policy=_pull_policy(toolbox.get("imagePullPolicy", "IfNotPresent")),
@@ -235,7 +245,7 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
             logs=LogsConfig(host_root=_absolute_root("logs.hostRoot", logs["hostRoot"]), namespace_roots=roots,
                             backend=_backend(logs.get("backend", "hostPath")),
                             claim_name=_claim_name(logs.get("claimName", "podmedic-logs")),
-                            janitor=_janitor(logs["janitor"]) if "janitor" in logs else JanitorConfig()),
+                            janitor=_janitor(_mapping("logs.janitor", logs["janitor"])) if "janitor" in logs else JanitorConfig()),
             source=source,
         )
     except KeyError as exc:
