@@ -45,3 +45,19 @@ def test_reader_gone_is_a_quiet_exit_0():
     proc.stdout.close()  # before the command has written anything: it starts in hundreds of ms
     assert proc.wait(timeout=60) == 0
     assert proc.stderr.read() == ""
+
+
+@pytest.mark.parametrize("command", ["inject", "explain", "uninject"])
+def test_reader_gone_mid_manifests_is_a_quiet_exit_0(tmp_path, command):
+    """`podmedic inject -f x | head -c1`: inject caught the BrokenPipeError of a write larger than
+    stdout's buffer as an output error (exit 1, '[Errno 32] Broken pipe'), unlike every other command."""
+    pods = "".join(f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}}}\nspec:\n  containers: [{{name: c, image: x}}]\n"
+                   for i in range(200))
+    (tmp_path / "pods.yaml").write_text(pods)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    proc = subprocess.Popen([str(EXE), command, "-f", str(tmp_path / "pods.yaml")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == ""

@@ -362,6 +362,8 @@ def main(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | No
         lookup = namespace_lookup(args, config) if args.mode != "uninject" else None
         run = Run(config, lookup, getattr(args, "namespace", "default"), err)
         process(run, list(read_sources(args.filename, stdin)), args.mode, out)
+    except BrokenPipeError:  # the reader is gone (`| head`): cli.main's quiet exit 0, as for every command
+        raise
     except (InputError, ConfigError, ValueError, OSError) as exc:
         print(f"podmedic {args.mode}: {exc}", file=err)
         return EXIT_INPUT
