@@ -204,3 +204,19 @@ def test_deep_nesting_is_an_input_error(mode):
     done = cli(mode, "-f", "-", stdin=text)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-300:]
     assert "<stdin>: document 0: nested too deeply" in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+def test_yaml_directive_is_read_and_kept(version):
+    """`%YAML 1.2` (or 1.1) before the first `---` made valid input fail ("expected '<document
+    start>', but found '<stream end>'"): the stream was split at `---`, leaving the directive alone
+    as document 0. The directive belongs to the document after it, also after a `...` end marker."""
+    pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: x}\n"
+    service = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
+    stream = f"%YAML {version}\n---\n{pod}...\n%YAML {version}\n---\n{pod}...\n%YAML {version}\n# a comment\n---\n{service}"
+    done = cli("inject", "-f", "-", stdin=stream)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    plain = cli("inject", "-f", "-", stdin=pod).stdout
+    assert plain != pod and done.stdout == (f"%YAML {version}\n---\n{plain}...\n%YAML {version}\n---\n{plain}"
+                                            f"...\n%YAML {version}\n# a comment\n---\n{service}")
+    assert cli("uninject", "-f", "-", stdin=stream).stdout == stream  # nothing to remove: byte for byte

@@ -8,7 +8,8 @@ marker) and left alone.
 
 YAML goes through ruamel.yaml's round-trip mode, which keeps key order, comments and quoting;
 the stream is split on document separators first, so documents that do not change are written
-back byte for byte, separators included.
+back byte for byte, separators included (a `%YAML 1.1`/`1.2` directive stays with its document
+and is written again when it changes).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class Chunk:
     line: int = 1  # where the chunk starts in its file (1-based), for error messages
     doc: Any = None
     changed: bool = False
+    version: tuple[int, int] | None = None  # of its %YAML directive, written again when it changes
 
 
 @dataclass
@@ -109,10 +111,24 @@ def _yaml() -> YAML:
     return y
 
 
+def _directives_only(text: str) -> bool:
+    """Directives (`%YAML 1.2`) and comments only: the head of the document after them."""
+    separator = _SEPARATOR.match(text)
+    lines = text[separator.end() if separator else 0:].splitlines()
+    return any(line.startswith("%") for line in lines) and all(
+        line.startswith(("%", "#")) or not line.strip() for line in lines)
+
+
 def split(source: str, text: str) -> list[Chunk]:
-    """Split a stream at document separators, keeping each separator with its document."""
+    """Split a stream at document separators, keeping each separator with its document (and
+    directives before a `---` with the document they belong to)."""
     starts = [0] + [m.start() for m in _SEPARATOR.finditer(text) if m.start() > 0]
-    bounds = list(zip(starts, starts[1:] + [len(text)]))
+    bounds: list[tuple[int, int]] = []
+    for a, b in zip(starts, starts[1:] + [len(text)]):
+        if bounds and text.startswith("---", a) and _directives_only(text[bounds[-1][0]:a]):
+            bounds[-1] = (bounds[-1][0], b)
+        else:
+            bounds.append((a, b))
     return [Chunk(source, i, text[a:b], text.count("\n", 0, a) + 1) for i, (a, b) in enumerate(bounds)]
 
 
@@ -123,8 +139,10 @@ def parse(chunk: Chunk) -> None:
     body = chunk.text[separator.end():] if separator else chunk.text
     if all(line.lstrip().startswith("#") or not line.strip() for line in body.splitlines()):
         return
+    yaml = _yaml()
     try:
-        chunk.doc = _yaml().load(body)
+        chunk.doc = yaml.load(body)
+        chunk.version = yaml.version
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         # the body keeps the separator's line break, so mark.line counts from the separator line
@@ -260,7 +278,9 @@ def _render(chunk: Chunk, as_json: bool) -> str:
     separator = _SEPARATOR.match(chunk.text)
     if separator:
         out.write(separator.group(0) + "\n")
-    _yaml().dump(chunk.doc, out)
+    yaml = _yaml()
+    yaml.version = chunk.version  # ruamel writes the directive and its `---` again
+    yaml.dump(chunk.doc, out)
     return out.getvalue()
 
 
