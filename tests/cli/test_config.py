@@ -153,3 +153,18 @@ def test_sections_of_the_wrong_type_name_their_key(tmp_path, text, message):
     string podOverridable was read letter by letter ("unknown setting keys: c, e, i, j, n, t")."""
     done = _check(tmp_path, text)
     assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("toolbox: {resources: {requests: 5}}\n", "toolbox.resources.requests: must be a mapping (got 5)"),
+    ("toolbox: {resources: {requests: {cpu: lots}}}\n", "toolbox.resources.requests.cpu: expected a quantity such as 100m or 64Mi (got 'lots')"),
+    ("toolbox: {resources: {limits: {memory: [1]}}}\n", "toolbox.resources.limits.memory: expected a quantity such as 100m or 64Mi (got [1])"),
+    ("toolbox: {resources: {limits: {memory: -1Mi}}}\n", "toolbox.resources.limits.memory: expected a quantity such as 100m or 64Mi (got '-1Mi')"),
+    ("toolbox: {resources: {request: {cpu: 1}}}\n", "toolbox.resources: unknown key 'request' (expected requests, limits)"),
+    ("toolbox: {resources: {requests: {memory: 1Gi}}}\n", "toolbox.resources: requests.memory (1Gi) exceeds limits.memory (64Mi)"),
+])
+def test_toolbox_resources_are_quantities(tmp_path, text, message):
+    """Accepted before and copied into the init containers of every injected pod, which the API
+    server refuses (a request that is no quantity, or above its limit)."""
+    done = _check(tmp_path, text)
+    assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"

@@ -11,9 +11,11 @@ import math
 import posixpath
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal, Mapping
 
 from webhook.engine.keys import KEYS, parse_retention
+from webhook.engine.quantity import quantity
 
 
 class ConfigError(ValueError):
@@ -131,6 +133,32 @@ def _pull_policy(value: Any) -> str:
     return str(value)
 
 
+def _check_resources(resources: Mapping[str, Any]) -> None:
+    """toolbox.resources are copied into the init containers of every injected pod: what the API
+    server would refuse there (no quantity, a request above its limit) must stop the load instead."""
+    parsed: dict[str, dict[str, Fraction]] = {}
+    for kind, values in resources.items():
+        if kind not in ("requests", "limits"):
+            raise ConfigError(f"toolbox.resources: unknown key {kind!r} (expected requests, limits)")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"toolbox.resources.{kind}: must be a mapping (got {values!r})")
+        parsed[kind] = {}
+        for name, value in values.items():
+            try:
+                amount = None if isinstance(value, bool) or not isinstance(value, (str, int, float)) else quantity(value)
+            except ValueError:
+                amount = None
+            if amount is None or amount < 0:
+                raise ConfigError(f"toolbox.resources.{kind}.{name}: expected a quantity such as 100m or 64Mi "
+                                  f"(got {value!r})")
+            parsed[kind][name] = amount
+    for name, request in parsed.get("requests", {}).items():
+        limit = parsed.get("limits", {}).get(name)
+        if limit is not None and request > limit:
+            raise ConfigError(f"toolbox.resources: requests.{name} ({resources['requests'][name]}) exceeds "
+                              f"limits.{name} ({resources['limits'][name]})")
+
+
 def _backend(value: Any) -> LogBackend:
     for backend in LOG_BACKENDS:
         if value == backend:
@@ -229,6 +257,7 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
         resources = toolbox.get("resources") or {}
         if not isinstance(resources, Mapping):  # copied into each init container: a list or number breaks every pod
             raise ConfigError(f"toolbox.resources: must be a mapping, as a container's resources (got {resources!r})")
+        _check_resources(resources)
         return GlobalConfig(
             prefix=prefix,
             on_error=on_error,
