@@ -168,3 +168,12 @@ def test_toolbox_resources_are_quantities(tmp_path, text, message):
     server refuses (a request that is no quantity, or above its limit)."""
     done = _check(tmp_path, text)
     assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
+
+
+@pytest.mark.parametrize("name", ["Team A", "", "team_a", "a" * 64])
+def test_namespace_roots_are_keyed_by_namespace_names(tmp_path, name):
+    """Accepted before: a key no namespace can have (Kubernetes names them as DNS-1123 labels) left
+    that root unused, the namespace's logs silently under hostRoot."""
+    done = _check(tmp_path, f"logs: {{namespaceRoots: {{'{name}': /mnt/x}}}}\n")
+    assert done.returncode == 1
+    assert done.stderr == f"podmedic inject: logs.namespaceRoots: {name!r} is not a namespace name (DNS-1123 label)\n"

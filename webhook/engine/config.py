@@ -104,6 +104,16 @@ def _mapping(where: str, value: Any) -> Mapping[str, Any]:
     return value
 
 
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _namespace(name: Any) -> str:
+    """A key no namespace can have would leave its root unused, that namespace's logs under hostRoot."""
+    if not isinstance(name, str) or len(name) > 63 or not _LABEL.fullmatch(name):
+        raise ConfigError(f"logs.namespaceRoots: {name!r} is not a namespace name (DNS-1123 label)")
+    return name
+
+
 def _prefix(value: Any) -> str:
     """Every annotation key (and the quarantine label) is this prefix plus a name: the API server
     accepts a key only if its prefix is a DNS-1123 subdomain of at most 253 characters."""
@@ -251,7 +261,7 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
                 except ValueError as exc:
                     raise ConfigError(f"defaults.{key}: {exc}") from None
         logs = _mapping("logs", raw["logs"])
-        roots = {str(ns): _absolute_root(f"logs.namespaceRoots.{ns}", root)
+        roots = {_namespace(ns): _absolute_root(f"logs.namespaceRoots.{ns}", root)
                  for ns, root in _mapping("logs.namespaceRoots", logs.get("namespaceRoots") or {}).items()}
         toolbox = _mapping("toolbox", raw["toolbox"])
         resources = toolbox.get("resources") or {}
