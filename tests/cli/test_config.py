@@ -45,6 +45,9 @@ def test_file_is_merged_key_by_key(tmp_path):
     ("logs: {janitor: {roots: [relative]}}\n", "logs.janitor.roots.0: must be an absolute"),
     ("defaults: {log-retention: forever}\n", "defaults.log-retention: expected a duration"),
     ("key: [unclosed\n", "cannot read config"),
+    ("onErorr: deny\n", "unknown key onErorr"),
+    ("toolbox: {imagePullPolicy: Always, pullPolicy: Never}\n", "unknown key toolbox.pullPolicy"),
+    ("logs: {hostroot: /mnt/x, janitor: {dryrun: false}}\n", "unknown keys logs.hostroot, logs.janitor.dryrun"),
 ])
 def test_bad_configuration_is_rejected_with_the_key(tmp_path, text, message):
     path = tmp_path / "c.yaml"

@@ -30,6 +30,27 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The sections whose keys are fixed by the embedded defaults (the others name settings,
+# namespaces or resources, and from_mapping() checks those keys itself).
+_FIXED_SECTIONS = ((), ("toolbox",), ("logs",), ("logs", "janitor"))
+
+
+def _unknown_keys(base: Mapping[str, Any], override: Mapping[str, Any]) -> list[str]:
+    """The override's keys, dotted, that the embedded defaults do not have in a fixed section: a
+    misspelt key (`onErorr: deny`) would otherwise be merged, never read, and the admin would
+    run on the default without knowing it."""
+    unknown = []
+    for section in _FIXED_SECTIONS:
+        known: Any = base
+        given: Any = override
+        for part in section:
+            known = known.get(part) or {}
+            given = given.get(part) if isinstance(given, Mapping) else None
+        if isinstance(given, Mapping):  # a section of another type is from_mapping()'s to name
+            unknown += [".".join((*section, str(key))) for key in given if key not in known]
+    return unknown
+
+
 def load(path: str | Path | None = None) -> GlobalConfig:
     """The embedded defaults, with `path` (the admin's file) merged over them."""
     raw = _embedded()
@@ -41,6 +62,10 @@ def load(path: str | Path | None = None) -> GlobalConfig:
             raise ConfigError(f"cannot read config {path}: {exc}") from None
         if not isinstance(override, Mapping):
             raise ConfigError(f"config {path}: top level must be a mapping")
+        unknown = _unknown_keys(raw, override)
+        if unknown:
+            raise ConfigError(f"config {path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                              "(webhook/defaults.yaml lists every key)")
         raw = _merge(raw, override)
         source = str(path)
     return from_mapping(raw, source)
