@@ -691,3 +691,29 @@ def test_a_quarantine_patch_the_api_server_finds_invalid_is_an_error_not_a_confl
     assert (failures("conflict"), failures("error")) == (before[0], before[1] + 1)
     assert [r.levelno for r in caplog.records if "not done" in r.getMessage()] == [logging.WARNING]
     assert ns.get("pod", "web-a")["metadata"]["labels"] == {"app": "web", "pod-template-hash": "h1"}
+
+
+def test_a_kept_daemonset_pod_blocks_the_replacement_of_its_template(cluster, controllers):  # noqa: F811
+    """A DaemonSet's selector has no controller-revision-hash, so the quarantine leaves that label
+    on the kept pod and saves only the removed ones: the replacement (same revision, NotReady
+    too) is `same-template` while the kept pod lives, in a later pass as in the same one, even
+    when quarantine-max-per-owner would allow a second pod."""
+    ns = Namespace(cluster, workload=False)
+    cluster.kubectl("annotate", "namespace", ns.name, PREFIX + "quarantine-daemonset=enabled",
+                    PREFIX + "quarantine-max-per-owner=2", PREFIX + "quarantine-isolation=optional")
+    ds = ns.create({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+                    "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                             "template": {"metadata": {"labels": {"app": "agent"}},
+                                          "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}})
+    labels = {"app": "agent", "controller-revision-hash": "r1", "pod-template-generation": "1"}
+    ns.pod("agent-a", ds, labels=labels)
+    controller = controllers("daemonset")
+    pod = wait_for("agent-a quarantined", lambda: ns.quarantined("agent-a"))
+    assert pod["metadata"]["labels"] == {"controller-revision-hash": "r1", "pod-template-generation": "1",
+                                         PREFIX + "quarantined": "true"}
+    ns.pod("agent-b", ds, labels=labels)  # the replacement on the same node, NotReady too
+    time.sleep(3)  # several passes
+    assert not ns.quarantined("agent-b"), "the replacement of a kept pod's template was quarantined"
+    (skip,) = ns.events("agent-b", "QuarantineSkipped")
+    assert skip["message"].startswith("same-template:")
+    assert "Traceback" not in controller.text()

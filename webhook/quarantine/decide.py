@@ -246,7 +246,9 @@ def decide(view: NamespaceView, config: GlobalConfig, now: float) -> list[Decisi
             except ValueError:
                 saved = {}
             if owner is not None or ready_condition(pod).get("status") != "True":
-                tally.add(owner, saved)  # a marked bare pod that recovered no longer counts
+                # its template: the labels it kept (a DaemonSet's controller-revision-hash is in
+                # no selector) and the removed ones; a marked bare pod that recovered no longer counts
+                tally.add(owner, _labels(pod) | saved)
             cleanup = _cleanup(pod, owner, marks, workloads, now)
             if cleanup:
                 out.append(cleanup)
