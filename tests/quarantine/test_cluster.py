@@ -717,3 +717,24 @@ def test_a_kept_daemonset_pod_blocks_the_replacement_of_its_template(cluster, co
     (skip,) = ns.events("agent-b", "QuarantineSkipped")
     assert skip["message"].startswith("same-template:")
     assert "Traceback" not in controller.text()
+
+
+def test_a_pod_a_person_unlabelled_by_hand_is_left_alone(cluster, controllers):  # noqa: F811
+    """A person takes a kept pod out of quarantine with `kubectl label pod X quarantined-` instead
+    of `release`: it has no owner any more (its ReplicaSet released it), but it is not a bare pod
+    to mark, which would overwrite the saved labels with none and its owner with `none` (so it
+    never expired and `release` restored nothing). It was released by a person: left alone."""
+    ns = Namespace(cluster)
+    ns.pod("web-a", **{"quarantine-expiry": "1h"})
+    controller = controllers("by-hand")
+    wait_for("web-a quarantined", lambda: ns.quarantined("web-a"))
+    saved = ns.get("pod", "web-a")["metadata"]["annotations"][PREFIX + "quarantine-saved"]
+    cluster.kubectl("-n", ns.name, "patch", "pod", "web-a", "--type=json", "-p",  # what the ReplicaSet does
+                    json.dumps([{"op": "remove", "path": "/metadata/ownerReferences"}]))
+    cluster.kubectl("-n", ns.name, "label", "pod", "web-a", PREFIX + "quarantined-")
+    time.sleep(3)  # several passes
+    meta = ns.get("pod", "web-a")["metadata"]
+    assert not ns.quarantined("web-a"), "re-marked as a bare pod"
+    assert meta["annotations"][PREFIX + "quarantine-saved"] == saved
+    assert not ns.events("web-a", "QuarantineSkipped")
+    assert "Traceback" not in controller.text()

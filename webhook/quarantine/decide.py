@@ -274,12 +274,15 @@ def _cleanup(pod: Obj, owner: Owner | None, marks: Marks, workloads: _Workloads,
 def candidate(pod: Obj, config: GlobalConfig, ns_annotations: Mapping[str, str], marks: Marks,
               now: float) -> tuple[Resolved, float] | InvalidSetting | None:
     """Whether a pass decides about this pod: (its settings, NotReady since) when it was injected
-    by podmedic, never quarantined nor released, NotReady with its containers running and
+    by podmedic, not quarantined, never released (by `release` or by removing the label by hand), NotReady with its containers running and
     `quarantine` enabled for at least `quarantine-after`; the InvalidSetting when its settings do
     not parse (reported, so a typo is seen); else None. One rule for the controller, which reads
     a namespace only when some pod there is a candidate, and for `decide`."""
     annotations = _annotations(pod)
-    if config.status_key not in annotations or marks.released in annotations or is_quarantined(pod, marks):
+    # `quarantine-owner` without the label: a person took the kept pod out by hand (not with
+    # `release`); marking it as a bare pod would overwrite what `release` restores
+    if (config.status_key not in annotations or marks.released in annotations or marks.owner in annotations
+            or is_quarantined(pod, marks)):
         return None
     since = not_ready_since(pod)
     if since is None:
