@@ -261,6 +261,55 @@ def test_many_threads_during_rotations_always_get_a_context(tmp_path: Path) -> N
     assert errors == []
 
 
+def served_der(context: ssl.SSLContext) -> bytes:
+    """The certificate a handshake with `context` presents (in memory, no socket)."""
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_context.wrap_bio(to_client, to_server)
+    server = context.wrap_bio(to_server, to_client, server_side=True)
+    for _ in range(10):
+        try:
+            client.do_handshake()
+        except ssl.SSLWantReadError:
+            try:
+                server.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            continue
+        der = client.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+    raise AssertionError("in-memory handshake did not complete")
+
+
+def test_a_pair_that_changes_while_it_loads_is_never_served_unchecked(tmp_path: Path) -> None:
+    """The validity check reads the files once and load_cert_chain() opens them again: a
+    rotation landing in between must not put a pair on the wire that was never checked (here
+    an expired one, which every client refuses, while /readyz still reads the checked pair's
+    expiry and says ready)."""
+    secret = SecretDir(tmp_path / "secret")
+    good, other, expired = new_pair(), new_pair(days=20), pair_expiring_in(-60)
+    secret.publish(good.cert_pem, good.key_pem)
+    reloader = CertificateReloader(secret.cert, secret.key, check_interval=0)
+    stop = threading.Event()
+
+    def rotate() -> None:
+        while not stop.is_set():
+            for pair in (other, expired, good, expired):
+                secret.publish(pair.cert_pem, pair.key_pem)
+
+    rotator = threading.Thread(target=rotate, daemon=True)
+    rotator.start()
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            assert served_der(reloader.context()) != expired.der, "serving the expired pair"
+    finally:
+        stop.set()
+        rotator.join(5)
+
+
 def _not_after(pair: Pair) -> object:
     return certs.parse_chain(pair.cert_pem, "pair")[0].not_valid_after_utc
 

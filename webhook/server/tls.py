@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from webhook.pki.x509 import CertError, parse_chain
 
 log = logging.getLogger("podmedic.tls")
@@ -121,6 +123,30 @@ def handshake_timeout() -> float:
 
 def _digest(cert_pem: bytes, key_pem: bytes) -> bytes:
     return hashlib.sha256(cert_pem + b"\0" + key_pem).digest()
+
+
+def served_certificate(context: ssl.SSLContext) -> bytes:
+    """The leaf (DER) that a handshake with `context` presents, from a handshake in memory: an
+    SSLContext does not say which certificate load_cert_chain() read from the files."""
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_context.wrap_bio(to_client, to_server)
+    server = context.wrap_bio(to_server, to_client, server_side=True)
+    for _ in range(10):  # TLS 1.3 completes in two round trips
+        try:
+            client.do_handshake()
+        except ssl.SSLWantReadError:
+            try:
+                server.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            continue
+        der = client.getpeercert(binary_form=True)
+        if der is not None:
+            return der
+        break
+    raise ssl.SSLError("no certificate presented in a handshake with the loaded pair")
 
 
 class CertificateUnavailable(ssl.SSLError):
@@ -222,8 +248,11 @@ class CertificateReloader:
                 raise CertError(f"{self.cert_file} is valid from {not_before.isoformat()} to "
                                 f"{not_after.isoformat()}, not now")
             context = server_context(self.cert_file, self.key_file)
-            # load_cert_chain opens the files again; should they change in between, the digest
-            # recorded here no longer matches them and the next check loads them again.
+            if served_certificate(context) != cert.public_bytes(Encoding.DER):
+                # load_cert_chain opened the files again and a rotation landed in between: this
+                # context holds a pair that was never checked (it may be expired). The next
+                # check reads the files again.
+                return
         except (OSError, ssl.SSLError, CertError) as exc:
             self._warn(f"cannot load {self.cert_file} / {self.key_file}: {exc}; "
                        + ("keeping the previous certificate" if self.loaded else "no certificate to serve yet"))
