@@ -235,3 +235,35 @@ def rss_of_tree(pid: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
     return total
+
+
+def test_a_worker_restarted_while_the_pair_on_disk_is_broken_keeps_serving(tmp_path, certs_dir):
+    """A crashed (or OOM-killed) worker is replaced while the files hold a key that does not
+    match the certificate (a rotation half done): the new worker must serve the pair the server
+    was serving, not fail every handshake it accepts."""
+    certs = tmp_path / "certs"
+    shutil.copytree(certs_dir, certs)
+    other = new_pki(tmp_path, "other", days=30)
+    server = start_server(tmp_path, certs, "--cert-reload-interval", "0.2")
+    try:
+        master = server.process.pid
+        shutil.copy(other / "tls.crt", certs / "tls.crt")  # the new certificate, the old key
+        time.sleep(1)
+        worker = int(subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()[0])
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while server.log.read_text().count("Booting worker") < 3:
+            assert time.monotonic() < deadline, "no worker booted after the kill"
+            time.sleep(0.1)
+        time.sleep(1)  # the new worker built its app and is accepting
+        failures = []
+        for _ in range(20):  # new connections: both workers accept some
+            with requests.Session() as session:
+                session.trust_env, session.verify = False, str(server.ca)
+                try:
+                    assert session.get(server.url + "/readyz", timeout=5).status_code == 200
+                except requests.RequestException as exc:
+                    failures.append(type(exc).__name__)
+        assert failures == []
+    finally:
+        stop_server(server)

@@ -3,8 +3,9 @@
 Why these gunicorn settings (measured with `make bench`, docs on the benchmark):
 - gthread workers keep connections alive; the API server reuses its connections, so sync
   workers (one TLS handshake per review) would cost several times the latency.
-- the app is built in each worker (no preload): every worker owns its namespace watch and its
-  certificate reloader, nothing is shared across fork.
+- the app is built in each worker (no preload): every worker owns its namespace watch. The
+  certificate reloader is made by the master and refreshed before each fork, so a worker
+  started while the files hold a broken pair inherits the last pair that loaded.
 - gunicorn calls the `ssl_context` hook for every accepted connection; it returns the worker's
   CertificateReloader context, so a rotated Secret is served to new handshakes without restart.
 - 2 threads per worker, not more: a review is pure CPU under the GIL, so threads add no
@@ -40,7 +41,7 @@ from webhook.server import deadline
 from webhook.server.balancing import ConnectionTable
 from webhook.server.tls import CertificateReloader, configure_handshake_timeout, handshake_timeout
 
-_reloader: CertificateReloader | None = None  # this worker's (set in load())
+_reloader: CertificateReloader | None = None  # made by the master (Server.__init__), inherited at fork
 _draining = False  # set when this worker got SIGTERM: /readyz turns false while it drains
 _connections: ConnectionTable | None = None  # made by the master before it forks (Server.__init__)
 BALANCE_RECHECK = 0.01  # seconds between looks at the peers while held back (see QueueTimedWorker)
@@ -53,8 +54,12 @@ def _ssl_context(conf: Any, default_factory: Any) -> ssl.SSLContext:
 
 
 def _pre_fork(server: Any, worker: Any) -> None:
-    """In the master: give the new worker a free slot of the connection table."""
-    assert _connections is not None
+    """In the master: give the new worker a free slot of the connection table, and the newest
+    usable certificate pair. A worker that loaded its own from the files would have none while
+    they hold a broken pair (a rotation half done) and fail every handshake it accepts; the
+    master's reloader keeps the last pair that loaded, as a running worker's does."""
+    assert _connections is not None and _reloader is not None
+    _reloader.refresh()
     worker.podmedic_slot = _connections.free_slot(getattr(w, "podmedic_slot", None) for w in server.WORKERS.values())
 
 
@@ -190,10 +195,12 @@ class Server(BaseApplication):
     """A gunicorn application configured from `podmedic serve` flags, not from a file."""
 
     def __init__(self, args: argparse.Namespace, config: GlobalConfig):
-        global _connections
+        global _connections, _reloader
         self.args = args
         self.podmedic_config = config
         _connections = ConnectionTable(slots=2 * args.workers)  # a HUP's new workers overlap the old
+        _reloader = CertificateReloader(args.tls_cert_file, args.tls_private_key_file,
+                                        check_interval=args.cert_reload_interval)
         super().__init__()
 
     def load_config(self) -> None:
@@ -224,18 +231,18 @@ class Server(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        global _reloader
         from webhook.server import metrics
         from webhook.server.app import create_app
 
         def expiry_gauge(reloader: CertificateReloader) -> None:
-            if reloader.not_after is not None:  # set before each call
+            if reloader.not_after is not None:  # None until a pair has loaded
                 metrics.CERT_EXPIRY.set(reloader.not_after.timestamp())
 
         a = self.args
         configure_handshake_timeout(a.handshake_timeout)
-        _reloader = CertificateReloader(a.tls_cert_file, a.tls_private_key_file,
-                                        check_interval=a.cert_reload_interval, on_reload=expiry_gauge)
+        assert _reloader is not None  # the master's, as it was at fork (Server.__init__, _pre_fork)
+        _reloader.on_reload = expiry_gauge  # set in the worker: metrics are never declared in the master
+        expiry_gauge(_reloader)
         namespaces = source_from_args(a.namespaces_file, a.kubeconfig, self.podmedic_config.logs.watched_claim)
         namespaces.start()
         app = create_app(self.podmedic_config, namespaces, _reloader, draining=lambda: _draining)

@@ -186,7 +186,7 @@ class CertificateReloader:
         self.key_file = os.fspath(key_file)
         self.check_interval = check_interval
         self.not_after: dt.datetime | None = None
-        self._on_reload = on_reload
+        self.on_reload = on_reload
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
         self._loaded_digest = b""
@@ -260,9 +260,9 @@ class CertificateReloader:
         self._context, self._loaded_digest, self.not_after = context, digest, not_after
         self._last_warning = ""
         log.info("serving certificate %s (not after %s)", self.cert_file, not_after.isoformat())
-        if self._on_reload is not None:
+        if self.on_reload is not None:
             try:
-                self._on_reload(self)
+                self.on_reload(self)
             except Exception:  # a metrics hook must not stop the certificate from being served
                 log.exception("certificate on_reload callback failed")
 
