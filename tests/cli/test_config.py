@@ -76,19 +76,6 @@ def test_toolbox_resources_must_be_a_mapping(tmp_path, resources):
     assert "toolbox.resources: must be a mapping" in done.stderr
 
 
-@pytest.mark.parametrize("text,message", [
-    ("reviewDeadlineSeconds: soon\n", "reviewDeadlineSeconds: expected a number (got 'soon')"),
-    ("maxRequestBytes: 3MiB\n", "maxRequestBytes: expected a whole number (got '3MiB')"),
-    ("maxRequestBytes: [1]\n", "maxRequestBytes: expected a whole number (got [1])"),
-])
-def test_number_errors_name_their_key(tmp_path, text, message):
-    """The message was only Python's ("could not convert string to float: 'soon'"), no key named."""
-    path = tmp_path / "c.yaml"
-    path.write_text(text)
-    done = podmedic("inject", "--config", str(path), "-f", "-", input="kind: Service\n")
-    assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
-
-
 def _check(tmp_path, text: str):
     """`podmedic inject --config` on a plain Service: only the configuration can fail."""
     path = tmp_path / "c.yaml"
@@ -97,18 +84,13 @@ def _check(tmp_path, text: str):
 
 
 @pytest.mark.parametrize("text,message", [
+    # Accepted before: every annotation key the webhook reads or writes would be one the API server
+    # refuses (the marker, the quarantine label).
     ('annotationPrefix: "a b/"\n', "annotationPrefix: must be a DNS subdomain followed by '/' (e.g. podmedic.io/), got 'a b/'"),
     ("annotationPrefix: Podmedic.io/\n", "annotationPrefix: must be a DNS subdomain followed by '/' (e.g. podmedic.io/), got 'Podmedic.io/'"),
     ("annotationPrefix: /\n", "annotationPrefix: must be a DNS subdomain followed by '/' (e.g. podmedic.io/), got '/'"),
-])
-def test_annotation_prefix_must_be_a_subdomain(tmp_path, text, message):
-    """Accepted before: every annotation key the webhook reads or writes would be one the API
-    server refuses (the marker, the quarantine label)."""
-    done = _check(tmp_path, text)
-    assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
-
-
-@pytest.mark.parametrize("text,message", [
+    # Accepted before: maxRequestBytes -1 made every review (and every `inject`) fail later; a
+    # deadline of 0, below 0 or NaN answered every review late, unpatched.
     ("maxRequestBytes: -1\n", "maxRequestBytes: must be at least 1 (got -1)"),
     ("maxRequestBytes: 0\n", "maxRequestBytes: must be at least 1 (got 0)"),
     ("maxRequestBytes: true\n", "maxRequestBytes: expected a whole number (got True)"),
@@ -118,29 +100,19 @@ def test_annotation_prefix_must_be_a_subdomain(tmp_path, text, message):
     ("reviewDeadlineSeconds: .nan\n", "reviewDeadlineSeconds: must be a finite number above 0 (got nan)"),
     ("reviewDeadlineSeconds: .inf\n", "reviewDeadlineSeconds: must be a finite number above 0 (got inf)"),
     ("reviewDeadlineSeconds: true\n", "reviewDeadlineSeconds: expected a number (got True)"),
-])
-def test_number_ranges_are_checked(tmp_path, text, message):
-    """Accepted before: maxRequestBytes -1 made every review (and every `inject`) fail later;
-    a deadline of 0, below 0 or NaN answered every review late, unpatched."""
-    done = _check(tmp_path, text)
-    assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
-
-
-@pytest.mark.parametrize("text,message", [
+    # The message was only Python's ("could not convert string to float: 'soon'"), no key named.
+    ("reviewDeadlineSeconds: soon\n", "reviewDeadlineSeconds: expected a number (got 'soon')"),
+    ("maxRequestBytes: 3MiB\n", "maxRequestBytes: expected a whole number (got '3MiB')"),
+    ("maxRequestBytes: [1]\n", "maxRequestBytes: expected a whole number (got [1])"),
+    # Accepted before: the init container the webhook adds would carry `image: '[1]'` or an unknown
+    # pull policy, and the API server would refuse every injected pod.
     ("toolbox: {image: [1]}\n", "toolbox.image: must be a container image name, a non-empty string without surrounding spaces (got [1])"),
     ("toolbox: {image: ''}\n", "toolbox.image: must be a container image name, a non-empty string without surrounding spaces (got '')"),
     ("toolbox: {image: null}\n", "toolbox.image: must be a container image name, a non-empty string without surrounding spaces (got None)"),
     ("toolbox: {image: ' x:1'}\n", "toolbox.image: must be a container image name, a non-empty string without surrounding spaces (got ' x:1')"),
     ("toolbox: {imagePullPolicy: Sometimes}\n", "toolbox.imagePullPolicy: must be one of Always, IfNotPresent, Never (got 'Sometimes')"),
-])
-def test_toolbox_image_is_checked(tmp_path, text, message):
-    """Accepted before: the init container the webhook adds would carry `image: '[1]'` or an
-    unknown pull policy, and the API server would refuse every injected pod."""
-    done = _check(tmp_path, text)
-    assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
-
-
-@pytest.mark.parametrize("text,message", [
+    # The message was Python's ("'int' object has no attribute 'items'"), naming no key; a string
+    # podOverridable was read letter by letter ("unknown setting keys: c, e, i, j, n, t").
     ("defaults: 5\n", "defaults: must be a mapping (got 5)"),
     ("defaults: null\n", "defaults: must be a mapping (got None)"),
     ("podOverridable: 5\n", "podOverridable: must be a list of setting keys (got 5)"),
@@ -150,15 +122,8 @@ def test_toolbox_image_is_checked(tmp_path, text, message):
     ("logs: 5\n", "logs: must be a mapping (got 5)"),
     ("logs: {namespaceRoots: 5}\n", "logs.namespaceRoots: must be a mapping (got 5)"),
     ("logs: {janitor: 5}\n", "logs.janitor: must be a mapping (got 5)"),
-])
-def test_sections_of_the_wrong_type_name_their_key(tmp_path, text, message):
-    """The message was Python's ("'int' object has no attribute 'items'"), naming no key; a
-    string podOverridable was read letter by letter ("unknown setting keys: c, e, i, j, n, t")."""
-    done = _check(tmp_path, text)
-    assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
-
-
-@pytest.mark.parametrize("text,message", [
+    # Accepted before and copied into the init containers of every injected pod, which the API
+    # server refuses (a request that is no quantity, or above its limit).
     ("toolbox: {resources: {requests: 5}}\n", "toolbox.resources.requests: must be a mapping (got 5)"),
     ("toolbox: {resources: {requests: {cpu: lots}}}\n", "toolbox.resources.requests.cpu: expected a quantity such as 100m or 64Mi (got 'lots')"),
     ("toolbox: {resources: {limits: {memory: [1]}}}\n", "toolbox.resources.limits.memory: expected a quantity such as 100m or 64Mi (got [1])"),
@@ -166,9 +131,9 @@ def test_sections_of_the_wrong_type_name_their_key(tmp_path, text, message):
     ("toolbox: {resources: {request: {cpu: 1}}}\n", "toolbox.resources: unknown key 'request' (expected requests, limits)"),
     ("toolbox: {resources: {requests: {memory: 1Gi}}}\n", "toolbox.resources: requests.memory (1Gi) exceeds limits.memory (64Mi)"),
 ])
-def test_toolbox_resources_are_quantities(tmp_path, text, message):
-    """Accepted before and copied into the init containers of every injected pod, which the API
-    server refuses (a request that is no quantity, or above its limit)."""
+def test_a_value_the_server_cannot_use_is_refused_naming_its_key(tmp_path, text, message):
+    """Each was accepted before (the comments say what it broke) or refused with Python's own
+    message: now one line that names the key, exit 1, before anything is read or written."""
     done = _check(tmp_path, text)
     assert done.returncode == 1 and done.stderr == f"podmedic inject: {message}\n"
 

@@ -27,7 +27,7 @@ from webhook.kube.namespaces import StaticSource
 from webhook.pki import local
 from webhook.pki import x509 as certs
 from webhook.server.app import create_app
-from webhook.server.tls import CertificateReloader, CertificateUnavailable
+from webhook.server.tls import CertificateReloader, CertificateUnavailable, served_certificate
 
 INTERVAL = 0.3
 LOCALHOST = [ipaddress.ip_address("127.0.0.1")]
@@ -261,28 +261,6 @@ def test_many_threads_during_rotations_always_get_a_context(tmp_path: Path) -> N
     assert errors == []
 
 
-def served_der(context: ssl.SSLContext) -> bytes:
-    """The certificate a handshake with `context` presents (in memory, no socket)."""
-    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client_context.check_hostname, client_context.verify_mode = False, ssl.CERT_NONE
-    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
-    client = client_context.wrap_bio(to_client, to_server)
-    server = context.wrap_bio(to_server, to_client, server_side=True)
-    for _ in range(10):
-        try:
-            client.do_handshake()
-        except ssl.SSLWantReadError:
-            try:
-                server.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
-            continue
-        der = client.getpeercert(binary_form=True)
-        assert der is not None
-        return der
-    raise AssertionError("in-memory handshake did not complete")
-
-
 def test_a_pair_that_changes_while_it_loads_is_never_served_unchecked(tmp_path: Path) -> None:
     """The validity check reads the files once and load_cert_chain() opens them again: a
     rotation landing in between must not put a pair on the wire that was never checked (here
@@ -304,7 +282,7 @@ def test_a_pair_that_changes_while_it_loads_is_never_served_unchecked(tmp_path: 
     try:
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
-            assert served_der(reloader.context()) != expired.der, "serving the expired pair"
+            assert served_certificate(reloader.context()) != expired.der, "serving the expired pair"
     finally:
         stop.set()
         rotator.join(5)
