@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import argparse
 import posixpath
-import re
 import sys
 from typing import Any
 
 import yaml
 
 from webhook.cli.config import load
-from webhook.engine.config import ConfigError
+from webhook.engine.config import ConfigError, is_namespace_name
 
 ROOT_MODE = "1777"
 DRIVER = "cephfs.csi.ceph.com"
-_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # a namespace name: a DNS-1123 label
 
 
 class ProvisionError(ValueError):
@@ -38,7 +36,7 @@ class ProvisionError(ValueError):
 def render(namespace: str, root: str, *, claim: str, size: str, cluster_id: str, fs_name: str,
            secret: str, secret_namespace: str, driver: str = DRIVER) -> list[dict[str, Any]]:
     """The PersistentVolume and the PersistentVolumeClaim for one namespace."""
-    if len(namespace) > 63 or not _LABEL.fullmatch(namespace):
+    if not is_namespace_name(namespace):
         raise ProvisionError(f"NAMESPACE must be a namespace name (DNS-1123 label), got {namespace!r}")
     if not root.startswith("/") or posixpath.normpath(root) != root or root == "/":
         raise ProvisionError(f"--root must be an absolute, normalised path below the file system's root, got {root!r}")

@@ -12,7 +12,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, TypeGuard
 
 from webhook.engine.keys import KEYS, parse_retention
 from webhook.engine.quantity import quantity
@@ -107,9 +107,14 @@ def _mapping(where: str, value: Any) -> Mapping[str, Any]:
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
+def is_namespace_name(name: object) -> TypeGuard[str]:
+    """A name a namespace can have: a DNS-1123 label (at most 63 characters)."""
+    return isinstance(name, str) and len(name) <= 63 and _LABEL.fullmatch(name) is not None
+
+
 def _namespace(name: Any) -> str:
     """A key no namespace can have would leave its root unused, that namespace's logs under hostRoot."""
-    if not isinstance(name, str) or len(name) > 63 or not _LABEL.fullmatch(name):
+    if not is_namespace_name(name):
         raise ConfigError(f"logs.namespaceRoots: {name!r} is not a namespace name (DNS-1123 label)")
     return name
 
