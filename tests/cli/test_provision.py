@@ -74,9 +74,10 @@ def test_the_claim_name_comes_from_the_configuration_and_options_are_honoured(tm
 
 @pytest.mark.parametrize("args,message", [
     (["Team-A", "--root", "/l/a", *REQUIRED], "NAMESPACE must be a namespace name"),
-    (["a", "--root", "relative", *REQUIRED], "--root must be an absolute, normalised path"),
+    (["a", "--root", "relative", *REQUIRED], "--root must be an absolute, normalised, printable path"),
     (["a", "--root", "/", *REQUIRED], "--root must be"),
     (["a", "--root", "/l/../etc", *REQUIRED], "--root must be"),
+    (["a", "--root", "/l/a\n# x", *REQUIRED], "--root must be"),  # printed in the header comment and the YAML
     (["a", "--root", "/l/a", "--cluster-id", "", "--fs-name", "f"], "--cluster-id must not be empty"),
 ])
 def test_bad_input_is_a_clear_error(args, message):

@@ -38,8 +38,9 @@ def render(namespace: str, root: str, *, claim: str, size: str, cluster_id: str,
     """The PersistentVolume and the PersistentVolumeClaim for one namespace."""
     if not is_namespace_name(namespace):
         raise ProvisionError(f"NAMESPACE must be a namespace name (DNS-1123 label), got {namespace!r}")
-    if not root.startswith("/") or posixpath.normpath(root) != root or root == "/":
-        raise ProvisionError(f"--root must be an absolute, normalised path below the file system's root, got {root!r}")
+    if not root.startswith("/") or posixpath.normpath(root) != root or root == "/" or not root.isprintable():
+        raise ProvisionError(f"--root must be an absolute, normalised, printable path below the file system's root, "
+                             f"got {root!r}")
     for flag, value in (("--cluster-id", cluster_id), ("--fs-name", fs_name), ("--secret", secret),
                         ("--secret-namespace", secret_namespace), ("--size", size), ("--driver", driver)):
         if not value:
