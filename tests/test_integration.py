@@ -242,14 +242,34 @@ def test_a_stop_signal_pod_is_injected_and_accepted(cluster, webhook):
     assert app["command"][0].startswith("/podmedic/") and PREFIX + "status" in pod["metadata"]["annotations"]
 
 
-def test_a_windows_pod_is_let_through_unchanged(cluster, webhook):
+@pytest.mark.parametrize("spec", [
+    {"os": {"name": "windows"}},
+    {"nodeSelector": {"kubernetes.io/os": "windows"}},
+    {"hostNetwork": True, "securityContext": {"windowsOptions": {"hostProcess": True}}},
+], ids=["spec-os", "node-selector", "host-process"])
+def test_a_windows_pod_is_let_through_unchanged(cluster, webhook, spec):
     """podmedic's init containers carry Linux-only securityContext fields that the API server
-    rejects in a pod with spec.os.name windows: such a pod is skipped (not-linux), not broken."""
+    rejects in a pod with spec.os.name windows, and its toolbox is Linux binaries: a pod that runs
+    only on Windows, by spec.os or by what most manifests use instead, is skipped (not-linux)."""
     ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
-    done = cluster.create_pod(ns, _pod("windows", os={"name": "windows"}))
+    done = cluster.create_pod(ns, _pod(None, **spec))
     pod = _created(done)
     assert "initContainers" not in pod["spec"] and PREFIX + "status" not in pod["metadata"].get("annotations", {})
-    assert "not-linux" in done.stderr or "spec.os.name is not linux" in done.stderr
+    assert pod["spec"]["containers"][0]["command"] == ["/app", "--serve"]
+    assert "runs only on another OS than Linux" in done.stderr
+
+
+def test_a_mirror_pod_is_let_through_unchanged(cluster, webhook):
+    """The kubelet runs a static pod from its disk, not from the mirror pod it creates in the API
+    server (annotation kubernetes.io/config.mirror; the API server wants spec.nodeName with it):
+    podmedic leaves the mirror alone (mirror-pod, no warning)."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    mirror = _pod("static-node-1", nodeName="node-1")
+    mirror["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "0123456789abcdef"}
+    done = cluster.create_pod(ns, mirror)
+    pod = _created(done)
+    assert "initContainers" not in pod["spec"] and PREFIX + "status" not in pod["metadata"]["annotations"]
+    assert pod["spec"]["containers"][0]["command"] == ["/app", "--serve"] and "podmedic" not in done.stderr
 
 
 def test_a_marker_that_would_cross_the_annotation_limit_leaves_the_pod_unpatched(cluster, webhook):

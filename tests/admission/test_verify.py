@@ -159,6 +159,8 @@ def test_an_error_inside_verification_is_a_verify_failure_never_a_deny():
     assert result.report.decisions[-1].detail == "verification error: TypeError"
 
 
-def test_spec_os_of_the_wrong_type_is_malformed():
-    """The engine's not-linux gate reads spec.os.name: a spec.os that is not a map is a 400."""
-    assert podshape.problem({"spec": {"os": "windows"}}) == "request.object.spec.os has the wrong type"
+@pytest.mark.parametrize("field", ["os", "nodeSelector", "affinity"])
+def test_a_field_the_not_linux_gate_reads_of_the_wrong_type_is_malformed(field):
+    """The engine's not-linux gate reads spec.os.name, the OS node selector and node affinity: one
+    of them that is not a map is a 400."""
+    assert podshape.problem({"spec": {field: "windows"}}) == f"request.object.spec.{field} has the wrong type"

@@ -333,7 +333,69 @@ def test_a_pod_for_another_os_is_not_injected(os_name):
     assert outcome.ops == [] and mutated == original
     assert [(d.feature, d.reason.value, d.detail) for d in outcome.report.decisions] == [
         ("pod", "not-linux", f"spec.os.name={os_name!r}")]
-    assert outcome.report.warnings(PREFIX)[0].startswith("podmedic: pod: spec.os.name is not linux")
+    assert outcome.report.warnings(PREFIX)[0].startswith("podmedic: pod: the pod runs only on")
+
+
+WINDOWS_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+    {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["windows"]}]},
+    {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                          {"key": "kubernetes.io/os", "operator": "NotIn", "values": ["linux"]}]}]}}}
+HOST_PROCESS = {"windowsOptions": {"hostProcess": True}}
+
+
+@pytest.mark.parametrize("spec, detail", [
+    ({"nodeSelector": {"kubernetes.io/os": "windows"}}, "nodeSelector kubernetes.io/os=windows"),
+    ({"nodeSelector": {"beta.kubernetes.io/os": "windows"}}, "nodeSelector beta.kubernetes.io/os=windows"),
+    ({"affinity": WINDOWS_AFFINITY}, "required node affinity excludes kubernetes.io/os=linux"),
+    ({"hostNetwork": True, "securityContext": HOST_PROCESS}, "windowsOptions.hostProcess"),
+    ({"hostNetwork": True, "container": {"securityContext": HOST_PROCESS}}, "windowsOptions.hostProcess"),
+], ids=["node-selector", "beta-node-selector", "affinity", "host-process-pod", "host-process-container"])
+def test_a_pod_that_only_runs_on_windows_without_spec_os_is_not_injected(spec, detail):
+    """spec.os is optional: most Windows manifests pick their nodes by the kubernetes.io/os label,
+    and HostProcess containers exist only on Windows. Such a pod is skipped like spec.os windows."""
+    spec = dict(spec)
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}], **spec.pop("container", {})),
+                        **spec)
+    mutated, outcome = run(original)
+    assert outcome.ops == [] and mutated == original
+    assert [(d.feature, d.reason.value, d.detail) for d in outcome.report.decisions] == [
+        ("pod", "not-linux", detail)]
+    assert outcome.report.warnings(PREFIX)[0].startswith("podmedic: pod: the pod runs only on")
+
+
+def _os_term(operator: str, *values: str) -> dict[str, Any]:
+    return {"matchExpressions": [{"key": "kubernetes.io/os", "operator": operator, "values": list(values)}]}
+
+
+@pytest.mark.parametrize("spec", [
+    {"nodeSelector": {"kubernetes.io/os": "linux", "disktype": "ssd"}},
+    {"nodeSelector": {"disktype": "ssd"}},
+    {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        _os_term("In", "windows"), _os_term("In", "windows", "linux")]}}}},
+    {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        _os_term("NotIn", "windows"), {"matchExpressions": [{"key": "disktype", "operator": "Exists"}]}]}}}},
+    {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 1, "preference": _os_term("In", "windows")}]}}},
+    {"hostNetwork": True, "securityContext": {"windowsOptions": {"hostProcess": False, "runAsUserName": "x"}}},
+    {"securityContext": {"windowsOptions": {"runAsUserName": "ContainerUser"}}},
+], ids=["selector-linux", "selector-other", "one-term-allows-linux", "notin-windows", "preferred-only",
+        "host-process-false", "windows-options-without-host-process"])
+def test_a_pod_that_may_run_on_linux_is_injected(spec):
+    """Node selector terms are ORed: one term that lets the pod land on Linux is enough to inject;
+    a preferred affinity or windowsOptions without hostProcess (ignored on Linux) decide nothing."""
+    _, outcome = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]), **spec))
+    assert outcome.ops and reasons(outcome, "app")["supervisor"] == "injected"
+
+
+def test_a_mirror_pod_is_not_injected():
+    """The kubelet runs a static pod from the manifest on its disk, not from its mirror pod in the
+    API server: a mutated mirror pod would show init containers and mounts that never run."""
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
+                        annotations={"kubernetes.io/config.mirror": "4c6ad3a2b0e9f0f3"})
+    mutated, outcome = run(original)
+    assert outcome.ops == [] and mutated == original
+    assert [(d.feature, d.reason.value) for d in outcome.report.decisions] == [("pod", "mirror-pod")]
+    assert outcome.report.warnings(PREFIX) == []
 
 
 def test_a_linux_pod_is_injected():

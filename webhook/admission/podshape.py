@@ -20,7 +20,8 @@ CONTAINER = {"name": str, "command": "[str]", "args": "[str]", "ports": "[map]",
              "volumeMounts": "[map]", "lifecycle": dict, "readinessProbe": dict, "livenessProbe": dict,
              "startupProbe": dict, "restartPolicy": str, "securityContext": dict}
 SPEC = {"containers": "[map]", "initContainers": "[map]", "ephemeralContainers": "[map]", "volumes": "[map]",
-        "terminationGracePeriodSeconds": int, "securityContext": dict, "os": dict}
+        "terminationGracePeriodSeconds": int, "securityContext": dict, "os": dict, "nodeSelector": dict,
+        "affinity": dict}
 METADATA = {"name": str, "generateName": str, "namespace": str, "annotations": dict, "labels": dict,
             "ownerReferences": "[map]"}
 

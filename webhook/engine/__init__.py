@@ -3,7 +3,7 @@
 Pure (no I/O): the webhook and the offline `podmedic inject/explain` CLI call the same
 `inject()`, so they can never disagree. The flow is fixed:
 
-    gates (namespace opted in? pod opted out? already injected?)
+    gates (namespace opted in? pod opted out? already injected? a mirror pod? Linux?)
       -> per feature, per target container: a mutator emits operations and one Decision
       -> pod-level additions the features asked for (toolbox init container, volumes)
       -> the injection marker annotation (what was added, for idempotence and uninject)
@@ -32,6 +32,10 @@ from webhook.engine.settings import InvalidSetting, Resolved
 log = logging.getLogger(__name__)
 
 STATUS_VERSION = marker.VERSION
+# Set by the kubelet on the API object it creates for each static pod (the "mirror pod").
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+# The node labels that name a node's OS (the beta one is deprecated but still matched by old manifests).
+OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -72,10 +76,63 @@ def _gate(lookup: Lookup, pod: dict[str, Any], config: GlobalConfig) -> tuple[De
     if config.status_key in annotations:  # even a malformed marker: never inject twice
         return Decision("pod", None, Reason.ALREADY_INJECTED, _marker_problem(annotations[config.status_key]),
                         Level.POD), None
-    os_name = ((pod.get("spec") or {}).get("os") or {}).get("name")
-    if os_name is not None and os_name != "linux":  # Windows: Linux-only securityContext fields are rejected
-        return Decision("pod", None, Reason.NOT_LINUX, f"spec.os.name={os_name!r}", Level.POD), None
+    if MIRROR_ANNOTATION in annotations:
+        return Decision("pod", None, Reason.MIRROR_POD, level=Level.POD), None
+    not_linux = _not_linux(pod.get("spec") or {})
+    if not_linux:
+        return Decision("pod", None, Reason.NOT_LINUX, not_linux, Level.POD), None
     return None, settings
+
+
+def _not_linux(spec: dict[str, Any]) -> str:
+    """What says the pod runs only on another OS than Linux (the decision's detail), or "".
+
+    The toolbox is Linux binaries, and the API server rejects the Linux-only securityContext
+    fields of podmedic's init containers in a pod with spec.os.name windows. But spec.os is
+    optional: most Windows manifests choose their nodes by the `kubernetes.io/os` label instead,
+    and HostProcess containers exist only on Windows. Only what *requires* another OS counts: a
+    pod that may land on a Linux node is injected. The usual pod costs a few dict gets: a
+    HostProcess pod must be hostNetwork, and in it either every container is HostProcess or
+    none is (the API server's validation), so one container tells, and only in such a pod."""
+    os_name = (spec.get("os") or {}).get("name")
+    if os_name is not None:
+        return "" if os_name == "linux" else f"spec.os.name={os_name!r}"
+    selector = spec.get("nodeSelector")
+    if selector:
+        for label in OS_LABELS:
+            value = selector.get(label)
+            if value is not None and value != "linux":
+                return f"nodeSelector {label}={value}"
+    affinity = spec.get("affinity")
+    if affinity and _affinity_excludes_linux(affinity):
+        return "required node affinity excludes kubernetes.io/os=linux"
+    if spec.get("hostNetwork") and _host_process(spec):
+        return "windowsOptions.hostProcess"
+    return ""
+
+
+def _affinity_excludes_linux(affinity: dict[str, Any]) -> bool:
+    """Whether every required node selector term rules Linux out by the OS label: the terms are
+    ORed, so one that lets the pod land on Linux is enough to inject. Preferred terms only weigh
+    nodes, so they decide nothing."""
+    required = (affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = required.get("nodeSelectorTerms") or []
+    return bool(terms) and all(any(map(_excludes_linux, term.get("matchExpressions") or [])) for term in terms)
+
+
+def _excludes_linux(expression: dict[str, Any]) -> bool:
+    """A node selector requirement on the OS label that no Linux node meets."""
+    operator, linux = expression.get("operator"), "linux" in (expression.get("values") or [])
+    return expression.get("key") in OS_LABELS and (operator == "In" and not linux or operator == "NotIn" and linux)
+
+
+def _host_process(spec: dict[str, Any]) -> bool:
+    """Whether the pod's first container is HostProcess (its own windowsOptions, else the pod's)."""
+    containers = spec.get("containers") or [{}]
+    own = ((containers[0].get("securityContext") or {}).get("windowsOptions") or {}).get("hostProcess")
+    if own is not None:
+        return bool(own)
+    return bool(((spec.get("securityContext") or {}).get("windowsOptions") or {}).get("hostProcess"))
 
 
 def _marker_problem(raw: object) -> str:

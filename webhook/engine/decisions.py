@@ -42,8 +42,11 @@ class Reason(str, Enum):
     NAMESPACE_SOURCE_NOT_SYNCED = ("namespace-source-not-synced", "namespace source has not synced yet; not injecting", True)
     NAMESPACE_LOOKUP_FAILED = ("namespace-lookup-failed", "namespace lookup failed; not injecting", True)
     ALREADY_INJECTED = ("already-injected", "pod already carries podmedic's injection marker", False)
-    NOT_LINUX = ("not-linux", "spec.os.name is not linux: podmedic's toolbox and init containers are Linux-only; "
+    NOT_LINUX = ("not-linux", "the pod runs only on another OS than Linux (spec.os.name, a kubernetes.io/os node "
+                 "selector or affinity, or HostProcess): podmedic's toolbox and init containers are Linux-only; "
                  "not injecting", True)
+    MIRROR_POD = ("mirror-pod", "mirror of a static pod: the kubelet runs the manifest on its disk, not this object; "
+                  "not injecting", False)
     DEADLINE_EXCEEDED = ("deadline-exceeded", "review exceeded podmedic's deadline; pod let through unchanged", True)
     # -- per-feature skips
     FEATURE_DISABLED = ("feature-disabled", "feature disabled", False)
