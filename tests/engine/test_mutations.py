@@ -418,6 +418,48 @@ def test_a_log_path_in_podmedics_own_mounts_is_invalid(path):
     assert "podmedic-logs" not in mounts(c0(mutated))
 
 
+@pytest.mark.parametrize(("path", "owner"), [
+    ("/proc", "/proc"), ("/proc/sys/x", "/proc"), ("/sys", "/sys"), ("/sys/fs/cgroup", "/sys"), ("/dev", "/dev"),
+    ("/dev/null", "/dev"), ("/dev/termination-log", "/dev"), ("/etc/hosts", "/etc/hosts"),
+    ("/etc/hostname", "/etc/hostname"), ("/etc/resolv.conf", "/etc/resolv.conf"), ("/etc/resolv.conf/x", "/etc/resolv.conf")])
+def test_a_log_path_over_what_the_runtime_mounts_is_invalid(path, owner):
+    """Measured on the real node: /proc, /dev, a device in it, anything under a file the kubelet
+    mounts and a new directory in /sys fail at container creation; /sys, /etc/hosts and
+    /etc/resolv.conf start but hide sysfs (the cgroup files the supervisor reads), the pod's own
+    names and its DNS. The logs feature is skipped with a warning, the others still go in."""
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
+                        annotations={PREFIX + "log-path": path})
+    mutated, outcome = run(original)
+    r = reasons(outcome, "app")
+    assert r["logs"] == "invalid-value" and r["supervisor"] == r["forensics"] == "injected"
+    detail = next(d.detail for d in outcome.report.decisions if d.feature == "logs")
+    assert detail.startswith(f"{PREFIX}log-path={path!r} is invalid: ") and f" {owner} " in detail
+    assert "podmedic-logs" not in mounts(c0(mutated))
+
+
+@pytest.mark.parametrize("path", ["/procfs", "/system", "/devices/x", "/etc/hosts.d", "/etc/app", "/var/proc"])
+def test_a_log_path_beside_what_the_runtime_mounts_is_fine(path):
+    _, outcome = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
+                              annotations={PREFIX + "log-path": path}))
+    assert reasons(outcome, "app")["logs"] == "injected"
+
+
+@pytest.mark.parametrize(("term", "path", "reason"), [
+    ("/tmp/term", "/tmp/term", "mount-conflict"), ("/tmp/term", "/tmp/term/x", "mount-conflict"),
+    ("/tmp/term/", "/tmp/term", "mount-conflict"), ("/tmp/app/term", "/tmp/app", "injected"),
+    ("/tmp/term", "/tmp/terminal", "injected")])
+def test_a_log_path_at_or_under_the_termination_message_file_is_a_mount_conflict(term, path, reason):
+    """The kubelet mounts the termination message file at the container's terminationMessagePath:
+    a directory at that path or under it fails at container creation ("not a directory", measured
+    on the real node); above it the file simply lands in the log directory."""
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}], terminationMessagePath=term),
+                        annotations={PREFIX + "log-path": path})
+    _, outcome = run(original)
+    assert reasons(outcome, "app")["logs"] == reason
+    if reason == "mount-conflict":
+        assert {d.detail for d in outcome.report.decisions if d.feature == "logs"} == {f"terminationMessagePath {term}"}
+
+
 def test_a_log_path_beside_podmedics_mounts_is_fine():
     _, outcome = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
                               annotations={PREFIX + "log-path": "/podmedic-logs/app"}))

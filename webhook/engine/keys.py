@@ -124,16 +124,36 @@ def parse_exitcodes(raw: str) -> list[int]:
     raise ValueError("expected exit codes 0-255 separated by commas, e.g. 0,2")
 
 
+# What the runtime and the kubelet mount in every container: a directory mounted at or under one
+# of these breaks the container or hides what it needs (measured on a real node, runc via
+# containerd 2.3): /proc and below, /dev, a device in it (/dev/null: "open /dev/null: is a
+# directory"), a new directory in /sys (read-only) and anything under a file fail at container
+# creation; /sys and the kubelet's three files start but hide sysfs (the cgroup files the
+# supervisor reads), the pod's own names and its DNS configuration.
+_RUNTIME_MOUNTS = ("/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+
+
 def parse_mount_path(raw: str) -> str:
     """An in-container path: absolute, normalised, no '..', not '/' (tenants choose only this).
     No '$': the mountPath keeps `$(VAR)` as written but the kubelet expands it in the args that
     pass the path on (--forensics-out=), so the two would differ. No leading '//', which
-    normpath keeps (POSIX leaves its meaning open)."""
+    normpath keeps (POSIX leaves its meaning open). Not at or under _RUNTIME_MOUNTS."""
     if (raw.startswith("/") and raw != "/" and not raw.startswith("//") and posixpath.normpath(raw) == raw
             and ".." not in raw.split("/") and ":" not in raw and "$" not in raw and raw.isprintable()
             and len(raw) <= 512):
+        owner = _runtime_mount(raw)
+        if owner:
+            raise ValueError(f"the container runtime or the kubelet mounts {owner} in every container")
         return raw
     raise ValueError("expected an absolute, normalised path without '..' or '$' (e.g. /var/log/app)")
+
+
+def _runtime_mount(path: str) -> str | None:
+    """The entry of _RUNTIME_MOUNTS that the normalised `path` is at or under, or None. One
+    prefix test settles the usual path (/var/log/app); /procfs is not under /proc."""
+    if not path.startswith(_RUNTIME_MOUNTS):
+        return None
+    return next((ours for ours in _RUNTIME_MOUNTS if path == ours or path.startswith(ours + "/")), None)
 
 
 _RETENTION = re.compile(r"([0-9]{1,6})(s|m|h|d)")  # fullmatch: "$" lets "7d\n" pass, \d other digits

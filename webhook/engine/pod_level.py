@@ -112,7 +112,7 @@ def toolbox_overlap(path: str) -> str | None:
     mine = _components(path)
     for ours in sorted(TOOLBOX_MOUNTS):
         theirs = _components(ours)
-        if mine[:len(theirs)] == theirs or theirs[:len(mine)] == mine:
+        if _within(mine, theirs) or _within(theirs, mine):
             return ours
     return None
 
@@ -124,6 +124,16 @@ def mounted_at(path: str, paths: frozenset[str]) -> bool:
     /var/log/app both get through, and the later mount hides the earlier on the node. Memoised by
     the set of mount paths, as _toolbox_taken."""
     return path in paths or any(posixpath.normpath("/" + p.lstrip("/")) == path for p in paths)
+
+
+def inside(path: str, mount: str) -> bool:
+    """Is `path` at or under `mount`, by path components (the API server keeps a container's
+    paths as written: /tmp/term/ and //tmp/term are /tmp/term; /tmp/terminal is beside it)?"""
+    return _within(_components(path), _components(mount))
+
+
+def _within(mine: list[str], theirs: list[str]) -> bool:
+    return mine[:len(theirs)] == theirs
 
 
 def _components(path: str) -> list[str]:

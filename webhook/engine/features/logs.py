@@ -28,6 +28,9 @@ UID_LENGTH = 36  # a pod UID, e.g. 0b0c7a4e-1111-4222-8333-444455556666
 # by the patch operations of every pod, which is safe as nothing changes an operation's value
 # once added (the patch is encoded to bytes, and verification decodes its own copy).
 _POD_ENV = tuple(pod_level.pod_env())
+# Unset, or the API server's default /dev/termination-log, which no log path can be at or under
+# (parse_mount_path refuses /dev): the usual container needs no path comparison.
+_NO_TERMINATION_CONFLICT = (None, "", "/dev/termination-log")
 
 
 def _unavailable(ctx: PodContext) -> tuple[Reason, str] | None:
@@ -65,6 +68,9 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
                              setting.level)
     if pod_level.mounted_at(path, target.mount_paths()):
         return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, path, level)
+    term = target.spec.get("terminationMessagePath")  # the kubelet mounts a file there: "not a directory"
+    if term not in _NO_TERMINATION_CONFLICT and isinstance(term, str) and pod_level.inside(path, term):
+        return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, f"terminationMessagePath {term}", level)
     # env is a list of maps (podshape): its names collected in C
     if not pod_level.POD_ENV_NAMES.isdisjoint(map(dict.get, target.spec.get("env") or (), repeat("name"))):
         return Decision(FEATURE, name, Reason.ENV_CONFLICT, f"{pod_level.POD_NAME_ENV}/{pod_level.POD_UID_ENV}", level)
