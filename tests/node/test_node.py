@@ -6,6 +6,7 @@ nothing about this: every injected pod once failed its init container unnoticed.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -176,6 +177,30 @@ def webhook_audit(cluster: Cluster) -> list[Obj]:
     out = cluster.kubectl("-n", "podmedic-system", "logs", "-l", "app.kubernetes.io/component=webhook",
                           "--tail=-1", "--max-log-requests=10").stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"audit":"podmedic"' in line]
+
+
+def test_the_supervised_app_reads_the_line_sent_to_the_containers_stdin(deployed: Cluster) -> None:
+    """`stdin: true` and `kubectl attach -i`: the line reaches the app under the wrapper (the
+    wrapper once started it with /dev/null: it read EOF and the line was lost)."""
+    ns = deployed.namespace(inject="enabled", supervisor="enabled")
+    script = 'read -r line; echo "app read: [$line]"; exec sleep 3600'
+    deployed.kubectl("-n", ns, "create", "-f", "-", input=json.dumps(
+        bare("reader", app(BUSYBOX, ["sh", "-c", script], ports=[], stdin=True, stdinOnce=True))))
+    pod = Workloads(deployed, ns, ns).ready("reader")
+    assert pod["spec"]["containers"][0]["command"][0] == "/podmedic/bin/tini"
+    attach = subprocess.Popen(["kubectl", "-n", ns, "attach", "-i", "reader", "-c", "app"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=deployed.env)
+    try:
+        assert attach.stdin is not None
+        attach.stdin.write("hello from attach\n")
+        attach.stdin.close()
+        said = wait_for("the app to print what it read", lambda: [
+            line for line in deployed.kubectl("-n", ns, "logs", "reader", "-c", "app").stdout.splitlines()
+            if line.startswith("app read: ")], timeout=60)
+    finally:
+        attach.kill()
+        attach.wait(timeout=10)
+    assert said == ["app read: [hello from attach]"]
 
 
 def test_with_the_webhook_scaled_to_zero_pods_are_still_created_and_nothing_is_audited(workloads: Workloads) -> None:
