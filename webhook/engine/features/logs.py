@@ -35,10 +35,11 @@ _NO_TERMINATION_CONFLICT = (None, "", "/dev/termination-log")
 
 def _unavailable(ctx: PodContext) -> tuple[Reason, str] | None:
     """Why the pod's log volume cannot be used, or None: a pod directory name over NAME_MAX (no
-    one can create it: the app container would never start; a generated name has at most 63
-    bytes and fits, so only a long explicit name, known now, can); hostPath where Pod Security
-    forbids it (the pod would be refused); a claim that does not exist or is not Bound (the pod
-    would wait in ContainerCreating for ever)."""
+    one can create it; the kubelet's own /var/log/pods entry has the same name, so such a pod
+    fails at sandbox creation anyway, and the skip keeps podmedic from being a second cause; a
+    generated name has at most 63 bytes and fits, so only a long explicit name can); hostPath
+    where Pod Security forbids it (the pod would be refused); a claim that does not exist or is
+    not Bound (the pod would wait in ContainerCreating for ever)."""
     name = (ctx.pod.get("metadata") or {}).get("name")
     length = len(ctx.namespace) + (len(name) if isinstance(name, str) else 0) + UID_LENGTH + 2
     if length > NAME_MAX:
