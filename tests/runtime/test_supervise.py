@@ -139,6 +139,21 @@ def test_runs_without_any_shell_or_path_in_the_image(tb):
     assert code == 0 and "EXITED" in err
 
 
+@pytest.mark.parametrize("code", [0, 3])
+def test_run_to_completion_options_run_the_app_once_and_exit_with_its_code_never_held(tb, code):
+    """What the engine gives a Job's container (restartPolicy Never/OnFailure): an app that ends
+    at once is neither a failed start retried nor held (on-fatal hold, max-hold as shipped), so
+    the kubelet and the Job controller see its exit code after one run."""
+    runs = tb.work / "runs"
+    app = tb.program("job.sh", f"echo ran >> {runs}; exit {code}")
+    started = time.monotonic()
+    code_seen, err = finish(tb.supervise(app, {"autorestart": "false", "startsecs": "0", "on-fatal": "hold",
+                                               "max-hold": "3600"}))
+    assert (code_seen, runs.read_text()) == (code, "ran\n"), err
+    assert states(tb) == ["STARTING", "RUNNING", "EXITED"] and "FATAL" not in err and "BACKOFF" not in err
+    assert time.monotonic() - started < 5
+
+
 def test_the_app_reads_the_containers_stdin_on_every_start(tb):
     """`stdin: true` (or a pipe into the container): a shell starts a background command with
     /dev/null for stdin, so the app read EOF and its input was lost."""

@@ -9,6 +9,14 @@ exactly what the runtime would have started.
 Where the container has a log directory and forensics is on, the wrapper also has the collector
 write a bundle there on every unexpected exit of the app (the preStop hook never runs after a
 crash): the logs feature runs before this one, so its result is known here.
+
+The wrapper's defaults are a service's (supervisord's): a start shorter than startsecs is retried,
+an app that fails later is restarted in the container, and FATAL is held. A run-to-completion
+container (restartPolicy Never or OnFailure: a Job's, a CronJob's) gets --autorestart=false
+--startsecs=0 instead: its app runs once per container start, exactly as the kubelet would run
+it, and the kubelet's restart policy and the Job controller's backoffLimit act on its exit code.
+Otherwise a Job that succeeds within a second ran 4 times and its pod was held for an hour, and
+a failing one was restarted where neither the kubelet nor backoffLimit could see it.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from types import MappingProxyType
 from webhook.engine import pod_level
 from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import INJECTED, Decision, Reason
-from webhook.engine.keys import FeatureName
+from webhook.engine.keys import FeatureName, Level
 from webhook.engine.patch import PatchBuilder
 from webhook.engine.settings import InvalidSetting
 from webhook.toolbox import argv as toolbox
@@ -28,6 +36,13 @@ from webhook.toolbox import argv as toolbox
 FEATURE = FeatureName.SUPERVISOR
 # As module globals: read per container (see decisions.INJECTED).
 _LOGS, _FORENSICS = FeatureName.LOGS, FeatureName.FORENSICS
+# What a run-to-completion container's wrapper runs with, over the global and namespace values;
+# a pod or container annotation setting one of them is the pod author's choice and is honoured.
+_RUN_ONCE = MappingProxyType({"autorestart": "false", "startsecs": "0"})
+_AUTHOR = (Level.POD, Level.CONTAINER)
+# per_pod()'s name for the wrapper, by (exit bundles?, run to completion?)
+_WRAPPER = {(False, False): "supervisor-wrapper", (True, False): "supervisor-wrapper+bundles",
+            (False, True): "supervisor-wrapper+run-once", (True, True): "supervisor-wrapper+bundles+run-once"}
 
 
 def holds(ctx: PodContext, target: Target) -> bool:
@@ -47,22 +62,37 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if not entrypoint:
         return Decision(FEATURE, name, Reason.ENTRYPOINT_UNKNOWN, level=level)
     bundles = exit_bundles(ctx, name)
-    # with or without bundles: which one a container gets depends on its logs feature
-    flags, note = ctx.per_pod("supervisor-wrapper" if bundles is None else "supervisor-wrapper+bundles", name,
-                              lambda: _wrapper(ctx, name, bundles))
+    # Its own restartPolicy (Kubernetes 1.34+ container restart rules), else the pod's; the API
+    # server defaults a missing one to Always before admission. (Only regular containers are
+    # wrapped: a native sidecar, an init container with restartPolicy Always, never comes here.)
+    # Read per container: two lookups cost less than ctx.once().
+    policy = target.spec.get("restartPolicy") or ctx.pod["spec"].get("restartPolicy") or "Always"
+    run_once = policy != "Always"
+    # with or without bundles (its logs feature), as a service or run once (its restart policy)
+    flags, note = ctx.per_pod(_WRAPPER[bundles is not None, run_once], name,
+                              lambda: _wrapper(ctx, name, bundles, run_once))
     patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=entrypoint),
               target.spec)
     ctx.record(target, FEATURE, {"command": original})
     source = "command" if original else f"{ctx.config.prefix}entrypoint"
+    if run_once:
+        return Decision(FEATURE, name, INJECTED,
+                        f"wrapping {source}; run-to-completion (restartPolicy {policy}): {note}", level)
     return Decision(FEATURE, name, INJECTED, f"wrapping {source}; {note}", level)
 
 
-def _wrapper(ctx: PodContext, name: str, bundles: tuple[str, int] | None) -> tuple[tuple[str, ...], str]:
-    """(the wrapper's flags, the decision's note on memory kills): from settings alone, so made
-    once per pod (per_pod), not rendered again for each of its containers. Immutable: per_pod()
-    keeps it across reviews."""
+def _wrapper(ctx: PodContext, name: str, bundles: tuple[str, int] | None,
+             run_once: bool) -> tuple[tuple[str, ...], str]:
+    """(the wrapper's flags, the decision's note on memory kills and, run to completion, on the
+    app running once): from settings alone, so made once per pod (per_pod), not rendered again
+    for each of its containers. Immutable: per_pod() keeps it across reviews."""
     options = ctx.per_pod("supervisor-options", name, lambda: _options(ctx, name))
-    return toolbox.supervise_flags(options, bundles), watch_note(ctx, name, bundles)
+    note = watch_note(ctx, name, bundles)
+    if run_once:
+        kept = [key for key in _RUN_ONCE if ctx.settings.get(key, name).level in _AUTHOR]
+        options = {**options, **{key: value for key, value in _RUN_ONCE.items() if key not in kept}}
+        note = f"{' and '.join(kept) + ' as annotated' if kept else 'app runs once'}; {note}"
+    return toolbox.supervise_flags(options, bundles), note
 
 
 def watch_note(ctx: PodContext, name: str, bundles: tuple[str, int] | None) -> str:

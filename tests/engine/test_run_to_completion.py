@@ -1,0 +1,91 @@
+"""Run-to-completion containers (restartPolicy Never or OnFailure: Jobs, CronJobs, batch pods)
+run their app once per container start: the wrapper gets --autorestart=false --startsecs=0, so
+the kubelet's restart policy and the Job controller's backoffLimit act on the app's exit code.
+The supervisor's service semantics (a short start retried, in-container restarts, FATAL held)
+would run a quick Job several times and hold its pod for an hour."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests import pods
+from tests.engine.test_mutations import ALL_ON, PREFIX, c0, run
+from tests.engine.test_supervisor_options import flags
+from tests.pods import container
+
+SERVICE = {"autorestart": "unexpected", "startsecs": "1"}  # the global defaults
+RUN_ONCE = {"autorestart": "false", "startsecs": "0"}
+
+
+def run_options(command: list[str]) -> dict[str, str]:
+    got = flags(command)
+    return {key: got[key] for key in RUN_ONCE}
+
+
+def supervisor_detail(outcome: Any, name: str = "app") -> str:
+    return next(d.detail for d in outcome.report.decisions if d.container == name and d.feature == "supervisor")
+
+
+@pytest.mark.parametrize("spec,expected,detail", [
+    ({"restartPolicy": "Never"}, RUN_ONCE, "run-to-completion (restartPolicy Never): app runs once"),
+    ({"restartPolicy": "OnFailure"}, RUN_ONCE, "run-to-completion (restartPolicy OnFailure): app runs once"),
+    ({"restartPolicy": "Always"}, SERVICE, None),
+    ({}, SERVICE, None),  # the API server defaults a missing restartPolicy to Always
+])
+def test_the_pods_restart_policy_decides(spec, expected, detail):
+    mutated, outcome = run(pods.pod(container(command=["/job"]), **spec))
+    assert run_options(c0(mutated)["command"]) == expected
+    explained = supervisor_detail(outcome)
+    assert (detail in explained) if detail else "run-to-completion" not in explained, explained
+
+
+def test_a_containers_own_restart_policy_wins_over_the_pods():
+    """Kubernetes 1.34+ container restart rules: a regular container may set its own policy."""
+    original = pods.pod(container("job", command=["/job"], restartPolicy="Never"),
+                        container("svc", command=["/svc"], ports=[{"containerPort": 1}]),
+                        container("retry", command=["/retry"], restartPolicy="OnFailure"))
+    mutated, _ = run(original)
+    job, svc, retry = (run_options(c["command"]) for c in mutated["spec"]["containers"])
+    assert (job, svc, retry) == (RUN_ONCE, SERVICE, RUN_ONCE)
+    mutated, _ = run(pods.pod(container("svc", command=["/svc"], restartPolicy="Always"), restartPolicy="Never"))
+    assert run_options(c0(mutated)["command"]) == SERVICE
+
+
+def test_a_native_sidecar_in_a_never_pod_is_still_a_service():
+    """Native sidecars are never wrapped: the supervisor leaves them as written, and the app
+    beside it still runs once."""
+    original = pods.pod(container(command=["/job"]), restartPolicy="Never",
+                        initContainers=[container("mesh", command=["/mesh"], restartPolicy="Always",
+                                                  ports=[{"containerPort": 3}])])
+    mutated, outcome = run(original)
+    mesh = next(c for c in mutated["spec"]["initContainers"] if c["name"] == "mesh")
+    assert mesh["command"] == ["/mesh"]
+    assert not [d for d in outcome.report.decisions if d.container == "mesh" and d.feature == "supervisor"]
+    assert run_options(c0(mutated)["command"]) == RUN_ONCE
+
+
+def test_namespace_values_are_overridden_pod_annotations_are_honoured():
+    namespace = {**ALL_ON, PREFIX + "autorestart": "true", PREFIX + "startsecs": "5"}
+    mutated, outcome = run(pods.pod(container(command=["/job"]), restartPolicy="OnFailure"), namespace)
+    assert run_options(c0(mutated)["command"]) == RUN_ONCE
+    # the pod's author asked for in-container restarts: their choice; startsecs still 0
+    mutated, outcome = run(pods.pod(container(command=["/job"]), restartPolicy="Never",
+                                    annotations={PREFIX + "autorestart": "unexpected"}), namespace)
+    assert run_options(c0(mutated)["command"]) == {"autorestart": "unexpected", "startsecs": "0"}
+    assert "run-to-completion (restartPolicy Never): autorestart as annotated" in supervisor_detail(outcome)
+    mutated, _ = run(pods.pod(container("a", command=["/a"]), container("b", command=["/b"]), restartPolicy="Never",
+                              annotations={PREFIX + "startsecs.b": "2"}))
+    a, b = (run_options(c["command"]) for c in mutated["spec"]["containers"])
+    assert (a, b) == (RUN_ONCE, {"autorestart": "false", "startsecs": "2"})
+
+
+def test_run_once_and_service_containers_of_one_configuration_do_not_share_flags():
+    """The flags are kept across reviews by configuration (per_pod): the restart policy, a fact
+    of the pod, must be part of what they are kept under."""
+    service, _ = run(pods.pod(container(command=["/svc"], ports=[{"containerPort": 1}])))
+    job, _ = run(pods.pod(container(command=["/job"]), restartPolicy="Never"))
+    service_again, _ = run(pods.pod(container(command=["/svc"], ports=[{"containerPort": 1}])))
+    assert run_options(c0(service)["command"]) == run_options(c0(service_again)["command"]) == SERVICE
+    assert run_options(c0(job)["command"]) == RUN_ONCE
