@@ -100,12 +100,27 @@ def test_the_supervisors_hold_message_is_the_reason_and_is_recorded():
 
 # -- kinds --------------------------------------------------------------------------------------
 
-def test_a_job_pod_loses_the_jobs_selector_labels():
-    job = workload("Job", "batch", "job-1", {"batch.kubernetes.io/controller-uid": "job-1"})
-    labels = {"batch.kubernetes.io/controller-uid": "job-1", "job-name": "batch"}
-    d = one(run([pod("batch-x", job, labels=labels)], [job]))
-    assert d.action is Action.QUARANTINE and dict(d.remove) == {"batch.kubernetes.io/controller-uid": "job-1"}
+JOB = workload("Job", "batch", "job-1", {"batch.kubernetes.io/controller-uid": "job-1"})
+JOB_POD = pod("batch-x", JOB, labels={"batch.kubernetes.io/controller-uid": "job-1", "job-name": "batch"})
+HOLD = "Readiness probe failed: podmedic: held since 2026-12-05T04:00:00Z (FATAL, last exit 3)"
+
+
+def test_a_held_job_pod_loses_the_jobs_selector_labels():
+    d = one(run([JOB_POD], [JOB], observed={"uid-batch-x": HOLD}))
+    assert (d.action, d.reason) == (Action.QUARANTINE, Reason.HELD)
+    assert dict(d.remove) == {"batch.kubernetes.io/controller-uid": "job-1"}
     assert str(d.owner) == "Job/batch/job-1"
+
+
+@pytest.mark.parametrize("observed", [
+    {},                                                                      # only the Ready condition
+    {"uid-batch-x": "Readiness probe failed: HTTP probe failed with statuscode: 503"},  # the app's own probe
+])
+def test_a_job_pod_whose_app_may_still_run_is_skipped(observed):
+    """Released, its app would keep running and the replacement would run the job's work again
+    beside it: a non-idempotent job twice, an Indexed Job's index in two pods."""
+    d = one(run([JOB_POD], [JOB], observed=observed))
+    assert (d.action, d.reason, str(d.owner)) == (Action.SKIP, Reason.JOB_APP_RUNNING, "Job/batch/job-1")
 
 
 def test_a_statefulset_pod_is_never_relabelled():

@@ -13,7 +13,8 @@ One pass over one namespace (`decide`):
 3. Per candidate, in this order, the first rule that says no is the reason it is skipped:
    the kind of its controller (ReplicaSet of a Deployment, Job, DaemonSet when enabled:
    quarantine, but not a DaemonSet pod with a hostPort; StatefulSet and other kinds: skip; no
-   controller: mark only), the caps (a pod of
+   controller: mark only), a replacement that would harm running beside the kept pod (a Job's
+   pod not held: its app may still be doing the work), the caps (a pod of
    the same template as a quarantined one; `quarantine-max-per-owner`;
    `quarantine-max-per-namespace`), then the pre-flight on the relabelled labels (no PDB, HPA
    target or Service still selects it, no NetworkPolicy isolation lost, room in every
@@ -315,6 +316,7 @@ def _consider(pod: Obj, settings: Resolved, since: float, view: NamespaceView, w
 
     ref = controller_of(pod)
     observed = (view.observed.get(str(_meta(pod).get("uid"))) or ready_condition(pod).get("message") or "")[:OBSERVED_MAX]
+    held = HOLD_MESSAGE in observed
     try:
         if ref is None:
             if tally.namespace >= settings.value("quarantine-max-per-namespace"):
@@ -330,6 +332,9 @@ def _consider(pod: Obj, settings: Resolved, since: float, view: NamespaceView, w
                 return skip(Reason.DAEMONSET_HOST_PORT, "hostNetwork", owner)
             if ports := _host_ports(pod):
                 return skip(Reason.DAEMONSET_HOST_PORT, f"hostPort {', '.join(map(str, ports))}", owner)
+        harmful = _harmful_replacement(str(ref.get("kind")), owner, held)
+        if harmful:
+            return skip(*harmful, owner=owner)
         labels = _labels(pod)
         selector = (direct.get("spec") or {}).get("selector")
         remove = {k: labels[k] for k in sorted(selected_keys(selector)) if k in labels}
@@ -345,7 +350,7 @@ def _consider(pod: Obj, settings: Resolved, since: float, view: NamespaceView, w
         expires = now + _expiry(pod, settings)
     except InvalidSetting as exc:
         return skip(Reason.INVALID_SETTING, str(exc))
-    reason = Reason.HELD if HOLD_MESSAGE in observed else Reason.NOT_READY
+    reason = Reason.HELD if held else Reason.NOT_READY
     return Decision(Action.QUARANTINE, reason, pod, f"NotReady since {iso(since)}", owner, remove, expires, observed)
 
 
@@ -370,6 +375,20 @@ def _owner(ref: Mapping[str, Any], settings: Resolved, workloads: _Workloads) ->
         top = deployment
     meta = _meta(top)
     return direct, Owner(str(top["kind"]), str(meta.get("name")), str(meta.get("uid")))
+
+
+def _harmful_replacement(kind: str, owner: Owner, held: bool) -> tuple[Reason, str] | None:
+    """Why the replacement must not run beside the kept pod, whose containers keep running.
+
+    A Job's pod that is not held may still be doing the job's work (Ready False says nothing
+    about that: a readiness probe is the app's own): released, its app keeps running and the
+    Job controller starts the work again in the replacement, so a non-idempotent job (a
+    migration, a payment batch) runs twice and an Indexed Job has two pods for one index. Only
+    the supervisor's hold proves the app is down (a ReplicaSet's extra NotReady pod is harmless:
+    it is out of its Services)."""
+    if kind == "Job" and not held:
+        return Reason.JOB_APP_RUNNING, f"Job {owner.name}: not held by the supervisor"
+    return None
 
 
 def _host_ports(pod: Obj) -> list[int]:

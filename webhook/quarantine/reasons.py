@@ -44,6 +44,8 @@ class Reason(str, Enum):
     DAEMONSET_DISABLED = ("daemonset-disabled", "DaemonSet pods are not quarantined (quarantine-daemonset: disabled)")
     DAEMONSET_HOST_PORT = ("daemonset-host-port", "a DaemonSet pod with a hostPort or hostNetwork: its replacement, on the same node, "
                            "could not bind the port the kept pod holds")
+    JOB_APP_RUNNING = ("job-app-running", "a Job's pod that the supervisor does not hold: its app may still run, "
+                       "and a replacement would run the job's work a second time beside it")
     OWNER_KIND_UNSUPPORTED = ("owner-kind-unsupported", "its controller is not a ReplicaSet, Job or DaemonSet")
     OWNER_NOT_FOUND = ("owner-not-found", "its controller was not found; nothing is done until it is")
     SELECTOR_UNREMOVABLE = ("selector-unremovable", "removing the pod's labels would not take it out of its owner's selector")
