@@ -123,6 +123,16 @@ def test_a_job_pod_whose_app_may_still_run_is_skipped(observed):
     assert (d.action, d.reason, str(d.owner)) == (Action.SKIP, Reason.JOB_APP_RUNNING, "Job/batch/job-1")
 
 
+def test_a_pod_of_a_recreate_deployment_is_skipped():
+    """Recreate promises never an old and a new pod at once (a singleton, an exclusive resource):
+    a replacement beside the kept pod would break it."""
+    recreate = with_(DEP, **{"spec.strategy": {"type": "Recreate"}})
+    d = one(run([pod("web-1", RS)], [recreate, RS]))
+    assert (d.action, d.reason, d.detail) == (Action.SKIP, Reason.RECREATE_STRATEGY, "Deployment web")
+    rolling = with_(DEP, **{"spec.strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}})
+    assert one(run([pod("web-1", RS)], [rolling, RS])).action is Action.QUARANTINE
+
+
 def test_a_statefulset_pod_is_never_relabelled():
     sts = workload("StatefulSet", "db", "sts-1", {"app": "db"})
     d = one(run([pod("db-0", sts)], [sts]))

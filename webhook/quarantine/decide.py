@@ -13,8 +13,9 @@ One pass over one namespace (`decide`):
 3. Per candidate, in this order, the first rule that says no is the reason it is skipped:
    the kind of its controller (ReplicaSet of a Deployment, Job, DaemonSet when enabled:
    quarantine, but not a DaemonSet pod with a hostPort; StatefulSet and other kinds: skip; no
-   controller: mark only), a replacement that would harm running beside the kept pod (a Job's
-   pod not held: its app may still be doing the work), the caps (a pod of
+   controller: mark only), a replacement that would harm running beside the kept pod (a
+   Deployment with the Recreate strategy; a Job's pod not held: its app may still be doing the
+   work), the caps (a pod of
    the same template as a quarantined one; `quarantine-max-per-owner`;
    `quarantine-max-per-namespace`), then the pre-flight on the relabelled labels (no PDB, HPA
    target or Service still selects it, no NetworkPolicy isolation lost, room in every
@@ -332,7 +333,7 @@ def _consider(pod: Obj, settings: Resolved, since: float, view: NamespaceView, w
                 return skip(Reason.DAEMONSET_HOST_PORT, "hostNetwork", owner)
             if ports := _host_ports(pod):
                 return skip(Reason.DAEMONSET_HOST_PORT, f"hostPort {', '.join(map(str, ports))}", owner)
-        harmful = _harmful_replacement(str(ref.get("kind")), owner, held)
+        harmful = _harmful_replacement(str(ref.get("kind")), workloads.by_uid[owner.uid], owner, held)
         if harmful:
             return skip(*harmful, owner=owner)
         labels = _labels(pod)
@@ -377,8 +378,13 @@ def _owner(ref: Mapping[str, Any], settings: Resolved, workloads: _Workloads) ->
     return direct, Owner(str(top["kind"]), str(meta.get("name")), str(meta.get("uid")))
 
 
-def _harmful_replacement(kind: str, owner: Owner, held: bool) -> tuple[Reason, str] | None:
-    """Why the replacement must not run beside the kept pod, whose containers keep running.
+def _harmful_replacement(kind: str, workload: Obj, owner: Owner, held: bool) -> tuple[Reason, str] | None:
+    """Why the replacement must not run beside the kept pod, whose containers keep running
+    (`kind`: the pod's controller; `workload`: the one above it, `owner`).
+
+    A Deployment with `strategy.type: Recreate` promises never to run an old and a new pod at
+    once (a singleton, an app holding an exclusive resource): its owner chose it so that two
+    never run together, and a replacement beside the kept pod would break that promise.
 
     A Job's pod that is not held may still be doing the job's work (Ready False says nothing
     about that: a readiness probe is the app's own): released, its app keeps running and the
@@ -386,6 +392,9 @@ def _harmful_replacement(kind: str, owner: Owner, held: bool) -> tuple[Reason, s
     migration, a payment batch) runs twice and an Indexed Job has two pods for one index. Only
     the supervisor's hold proves the app is down (a ReplicaSet's extra NotReady pod is harmless:
     it is out of its Services)."""
+    strategy = ((workload.get("spec") or {}).get("strategy") or {}).get("type")
+    if workload.get("kind") == "Deployment" and strategy == "Recreate":
+        return Reason.RECREATE_STRATEGY, f"Deployment {owner.name}"
     if kind == "Job" and not held:
         return Reason.JOB_APP_RUNNING, f"Job {owner.name}: not held by the supervisor"
     return None

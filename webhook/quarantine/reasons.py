@@ -44,6 +44,8 @@ class Reason(str, Enum):
     DAEMONSET_DISABLED = ("daemonset-disabled", "DaemonSet pods are not quarantined (quarantine-daemonset: disabled)")
     DAEMONSET_HOST_PORT = ("daemonset-host-port", "a DaemonSet pod with a hostPort or hostNetwork: its replacement, on the same node, "
                            "could not bind the port the kept pod holds")
+    RECREATE_STRATEGY = ("recreate-strategy", "its Deployment's strategy is Recreate: a replacement would run "
+                         "beside the kept pod, which that strategy promises never to do")
     JOB_APP_RUNNING = ("job-app-running", "a Job's pod that the supervisor does not hold: its app may still run, "
                        "and a replacement would run the job's work a second time beside it")
     OWNER_KIND_UNSUPPORTED = ("owner-kind-unsupported", "its controller is not a ReplicaSet, Job or DaemonSet")
