@@ -175,7 +175,7 @@ def test_server_may_only_read_namespaces_and_claims(rendered):
 QUARANTINE_RULES = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch", "delete"]},
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
-    {"apiGroups": [""], "resources": ["services", "resourcequotas"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["services", "resourcequotas", "persistentvolumeclaims"], "verbs": ["list"]},
     {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"], "verbs": ["list"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list"]},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["list"]},

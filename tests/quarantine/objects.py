@@ -95,3 +95,10 @@ def netpol(name: str, selector: Obj, types: list[str] | None = None) -> Obj:
 
 def quota(name: str, hard: dict[str, str], used: dict[str, str]) -> Obj:
     return {"metadata": {"name": name}, "spec": {"hard": hard}, "status": {"hard": hard, "used": used}}
+
+
+def claim(name: str, modes: list[str], bound_modes: list[str] | None = None) -> Obj:
+    """A PersistentVolumeClaim asking for `modes`; `bound_modes`: its volume's, once bound."""
+    out: Obj = {"metadata": {"name": name}, "spec": {"accessModes": modes, "resources": {"requests": {"storage": "1Gi"}}}}
+    out["status"] = {"phase": "Bound", "accessModes": bound_modes} if bound_modes else {"phase": "Pending"}
+    return out

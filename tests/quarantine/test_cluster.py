@@ -134,7 +134,7 @@ class Namespace:
         return dict(json.loads(out))
 
     def pod(self, name: str, owner: Obj | None = None, labels: dict[str, str] | None = None, ready: bool = False,
-            **annotations: str) -> Obj:
+            volumes: list[Obj] | None = None, **annotations: str) -> Obj:
         """An injected pod (podmedic's marker) of `owner` (default: the ReplicaSet), Running,
         NotReady for an hour unless `ready`, its container running (written through /status)."""
         owner = owner or self.rs
@@ -142,7 +142,7 @@ class Namespace:
         self.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
             "name": name, "labels": labels, "ownerReferences": [self.ref(owner)],
             "annotations": {PREFIX + "status": '{"version":2}', **{PREFIX + k: v for k, v in annotations.items()}}},
-            "spec": {"containers": [{"name": "app", "image": "app:1"}]}})
+            "spec": {"containers": [{"name": "app", "image": "app:1"}], "volumes": volumes or []}})
         self.status(name, ready)
         return self.get("pod", name)
 
@@ -279,11 +279,28 @@ def test_the_controller_account_cannot_exec_or_read_secrets(cluster, account):  
     done = cluster.kubectl("--kubeconfig", str(account), "-n", ns.name, "exec", "web-a", "--", "true", check=False)
     assert done.returncode != 0 and "forbidden" in done.stderr.lower(), done.stderr
     for verb, resource in (("create", "pods/exec"), ("get", "secrets"), ("get", "pods"), ("create", "pods"),
-                           ("update", "deployments.apps"), ("delete", "replicasets.apps"), ("create", "pods/eviction")):
+                           ("update", "deployments.apps"), ("delete", "replicasets.apps"), ("create", "pods/eviction"),
+                           ("get", "persistentvolumeclaims"), ("watch", "persistentvolumeclaims")):
         can = cluster.kubectl("--kubeconfig", str(account), "-n", ns.name, "auth", "can-i", verb, resource, check=False)
         assert can.stdout.strip() == "no", (verb, resource, can.stdout, env)
-    can = cluster.kubectl("--kubeconfig", str(account), "-n", ns.name, "auth", "can-i", "patch", "pods", check=False)
-    assert can.stdout.strip() == "yes"
+    for verb, resource in (("patch", "pods"), ("list", "persistentvolumeclaims")):
+        can = cluster.kubectl("--kubeconfig", str(account), "-n", ns.name, "auth", "can-i", verb, resource, check=False)
+        assert can.stdout.strip() == "yes", (verb, resource, can.stdout)
+
+
+def test_a_pod_using_a_read_write_once_pod_claim_is_skipped(cluster, controllers):  # noqa: F811
+    """The claims are listed with the controller's own RBAC and the pod cache keeps the claim
+    volumes: a pod using a ReadWriteOncePod claim (its replacement would stay Pending) is skipped
+    with exclusive-volume, and never relabelled."""
+    ns = Namespace(cluster)
+    ns.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+               "spec": {"accessModes": ["ReadWriteOncePod"], "resources": {"requests": {"storage": "1Gi"}}}})
+    ns.pod("web-a", volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}])
+    controller = controllers("claims")
+    (skip,) = wait_for("QuarantineSkipped on web-a", lambda: ns.events("web-a", "QuarantineSkipped"))
+    assert skip["message"].startswith("exclusive-volume:"), skip["message"]
+    assert "PersistentVolumeClaim data: ReadWriteOncePod" in skip["message"]
+    assert not ns.quarantined("web-a") and "Traceback" not in controller.text()
 
 
 def test_a_patch_on_a_changed_pod_conflicts_and_loses_nothing(cluster):  # noqa: F811

@@ -13,10 +13,11 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.quarantine.objects import (
-    NOW, PREFIX, Obj, deployment, hpa, iso, netpol, pdb, pod, quota, replicaset, service, with_, workload,
+    NOW, PREFIX, Obj, claim, deployment, hpa, iso, netpol, pdb, pod, quota, replicaset, service, with_, workload,
 )
 from webhook.cli.config import load
 from webhook.quarantine.decide import Decision, NamespaceView, decide
+from webhook.quarantine.pods import project
 from webhook.quarantine.reasons import Action, Reason
 
 CONFIG = load()
@@ -131,6 +132,40 @@ def test_a_pod_of_a_recreate_deployment_is_skipped():
     assert (d.action, d.reason, d.detail) == (Action.SKIP, Reason.RECREATE_STRATEGY, "Deployment web")
     rolling = with_(DEP, **{"spec.strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}})
     assert one(run([pod("web-1", RS)], [rolling, RS])).action is Action.QUARANTINE
+
+
+def with_claim(volume: Obj) -> Obj:
+    """web-1 with a volume, as the controller's pod cache keeps it (pods.project)."""
+    return project(with_(pod("web-1", RS), **{"spec.volumes": [{"name": "cache", "emptyDir": {}}, volume]}))
+
+
+DATA = {"name": "data", "persistentVolumeClaim": {"claimName": "data"}}
+
+
+@pytest.mark.parametrize("claims, detail", [
+    # the scheduler refuses a second pod using the claim: the replacement stays Pending
+    ([claim("data", ["ReadWriteOncePod"])], "PersistentVolumeClaim data: ReadWriteOncePod"),
+    # attachable to one node: on another node the replacement is stuck on a Multi-Attach error
+    ([claim("data", ["ReadWriteOnce"], ["ReadWriteOnce"])], "PersistentVolumeClaim data: ReadWriteOnce"),
+    ([claim("data", ["ReadWriteOnce"])], "PersistentVolumeClaim data: ReadWriteOnce"),   # not bound yet
+    ([], "PersistentVolumeClaim data: not found"),                                         # unknown is unsafe
+])
+def test_a_pod_using_a_claim_only_one_pod_or_node_can_use_is_skipped(claims, detail):
+    """Its replacement could not run until the kept pod expires."""
+    d = one(run([with_claim(DATA)], claims=claims))
+    assert (d.action, d.reason, d.detail) == (Action.SKIP, Reason.EXCLUSIVE_VOLUME, detail)
+
+
+@pytest.mark.parametrize("claims, volume", [
+    ([claim("data", ["ReadWriteMany"])], DATA),
+    ([claim("data", ["ReadOnlyMany"])], DATA),
+    ([claim("data", ["ReadWriteOnce"], ["ReadWriteOnce", "ReadWriteMany"])], DATA),  # its volume is shareable
+    # a generic ephemeral volume: the replacement gets a claim of its own
+    ([claim("web-1-scratch", ["ReadWriteOncePod"])], {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {
+        "spec": {"accessModes": ["ReadWriteOncePod"], "resources": {"requests": {"storage": "1Gi"}}}}}}),
+])
+def test_a_pod_using_a_shareable_or_its_own_claim_is_quarantined(claims, volume):
+    assert one(run([with_claim(volume)], claims=claims)).action is Action.QUARANTINE
 
 
 def test_a_statefulset_pod_is_never_relabelled():

@@ -69,6 +69,7 @@ class Cluster:
             services=self._items(self.core.list_namespaced_service, namespace),
             netpols=self._items(self.networking.list_namespaced_network_policy, namespace),
             quotas=self._items(self.core.list_namespaced_resource_quota, namespace),
+            claims=self._items(self.core.list_namespaced_persistent_volume_claim, namespace),
             observed=self.readiness_failures(namespace),
         )
 

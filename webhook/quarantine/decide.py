@@ -15,7 +15,7 @@ One pass over one namespace (`decide`):
    quarantine, but not a DaemonSet pod with a hostPort; StatefulSet and other kinds: skip; no
    controller: mark only), a replacement that would harm running beside the kept pod (a
    Deployment with the Recreate strategy; a Job's pod not held: its app may still be doing the
-   work), the caps (a pod of
+   work; a claim only one pod or node can use), the caps (a pod of
    the same template as a quarantined one; `quarantine-max-per-owner`;
    `quarantine-max-per-namespace`), then the pre-flight on the relabelled labels (no PDB, HPA
    target or Service still selects it, no NetworkPolicy isolation lost, room in every
@@ -88,7 +88,8 @@ class Owner:
 @dataclass(frozen=True)
 class NamespaceView:
     """One namespace as the controller read it. `workloads` hold every Deployment, ReplicaSet,
-    StatefulSet, DaemonSet and Job, each with its `kind` (list items carry none); an incomplete
+    StatefulSet, DaemonSet and Job, each with its `kind` (list items carry none); `claims` the
+    PersistentVolumeClaims; an incomplete
     view would make owners look gone, so the I/O shell decides only on complete reads.
     `observed`: pod uid -> the latest readiness-probe failure the kubelet reported (its
     Unhealthy event), where the supervisor's hold message shows."""
@@ -102,6 +103,7 @@ class NamespaceView:
     services: Sequence[Obj] = ()
     netpols: Sequence[Obj] = ()
     quotas: Sequence[Obj] = ()
+    claims: Sequence[Obj] = ()
     observed: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -333,7 +335,8 @@ def _consider(pod: Obj, settings: Resolved, since: float, view: NamespaceView, w
                 return skip(Reason.DAEMONSET_HOST_PORT, "hostNetwork", owner)
             if ports := _host_ports(pod):
                 return skip(Reason.DAEMONSET_HOST_PORT, f"hostPort {', '.join(map(str, ports))}", owner)
-        harmful = _harmful_replacement(str(ref.get("kind")), workloads.by_uid[owner.uid], owner, held)
+        harmful = _harmful_replacement(pod, str(ref.get("kind")), workloads.by_uid[owner.uid], owner, held,
+                                       view.claims)
         if harmful:
             return skip(*harmful, owner=owner)
         labels = _labels(pod)
@@ -378,9 +381,13 @@ def _owner(ref: Mapping[str, Any], settings: Resolved, workloads: _Workloads) ->
     return direct, Owner(str(top["kind"]), str(meta.get("name")), str(meta.get("uid")))
 
 
-def _harmful_replacement(kind: str, workload: Obj, owner: Owner, held: bool) -> tuple[Reason, str] | None:
+def _harmful_replacement(pod: Obj, kind: str, workload: Obj, owner: Owner, held: bool,
+                         claims: Sequence[Obj]) -> tuple[Reason, str] | None:
     """Why the replacement must not run beside the kept pod, whose containers keep running
     (`kind`: the pod's controller; `workload`: the one above it, `owner`).
+
+    A pod using a claim only one pod or one node can use: the replacement could not run until
+    the kept pod expires (_exclusive_claim).
 
     A Deployment with `strategy.type: Recreate` promises never to run an old and a new pod at
     once (a singleton, an app holding an exclusive resource): its owner chose it so that two
@@ -397,6 +404,39 @@ def _harmful_replacement(kind: str, workload: Obj, owner: Owner, held: bool) -> 
         return Reason.RECREATE_STRATEGY, f"Deployment {owner.name}"
     if kind == "Job" and not held:
         return Reason.JOB_APP_RUNNING, f"Job {owner.name}: not held by the supervisor"
+    exclusive = _exclusive_claim(pod, claims)
+    if exclusive:
+        return Reason.EXCLUSIVE_VOLUME, exclusive
+    return None
+
+
+SHARED_MODES = ("ReadWriteMany", "ReadOnlyMany")
+
+
+def _exclusive_claim(pod: Obj, claims: Sequence[Obj]) -> str | None:
+    """The first claim of the pod (`persistentVolumeClaim` volumes) that the replacement could
+    not use while the kept pod does, as "PersistentVolumeClaim <name>: <mode>", or None.
+
+    ReadWriteOncePod, which the scheduler reads on the claim, leaves the replacement Pending.
+    ReadWriteOnce is one node's: elsewhere the replacement stays in ContainerCreating with a
+    Multi-Attach error; the attach-detach controller allows that only when the bound volume's
+    modes (the claim's status, else what it asks for) include ReadWriteMany or ReadOnlyMany.
+    A claim not in the view is unknown, so unsafe. A generic `ephemeral` volume is not looked
+    at: the replacement gets a claim of its own."""
+    by_name = {str(_meta(c).get("name")): c for c in claims}
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        name = str((volume.get("persistentVolumeClaim") or {}).get("claimName") or "")
+        if not name:
+            continue
+        found = by_name.get(name)
+        if found is None:
+            return f"PersistentVolumeClaim {name}: not found"
+        asked = (found.get("spec") or {}).get("accessModes") or []
+        bound = (found.get("status") or {}).get("accessModes") or asked
+        if "ReadWriteOncePod" in asked:
+            return f"PersistentVolumeClaim {name}: ReadWriteOncePod"
+        if "ReadWriteOnce" in asked and not any(m in bound for m in SHARED_MODES):
+            return f"PersistentVolumeClaim {name}: ReadWriteOnce"
     return None
 
 

@@ -34,11 +34,15 @@ def project(pod: Obj) -> Obj:
     per container and init container its name, resources, restartPolicy and ports, and the
     overhead, and hostNetwork (max-hold is set per container name; the quota check counts what
     the replacement requests; a DaemonSet pod with a hostPort or hostNetwork is skipped);
-    the Ready condition and each container's state."""
+    the volumes that name a PersistentVolumeClaim (a claim only one pod or node can use keeps
+    the replacement from running); the Ready condition and each container's state."""
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     kept_spec: Obj = {key: [_pick(c, _CONTAINER) for c in spec[key]]
                       for key in ("containers", "initContainers") if spec.get(key)}
     kept_spec.update(_pick(spec, ("overhead", "hostNetwork")))
+    if claims := [_pick(v, ("name", "persistentVolumeClaim")) for v in spec.get("volumes") or []
+                  if v.get("persistentVolumeClaim")]:
+        kept_spec["volumes"] = claims
     kept_status: Obj = _pick(status, ("phase",))
     kept_status["conditions"] = [_pick(c, _READY) for c in status.get("conditions") or [] if c.get("type") == "Ready"]
     kept_status["containerStatuses"] = [_pick(c, ("name", "started", "state"))

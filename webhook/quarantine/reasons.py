@@ -48,6 +48,8 @@ class Reason(str, Enum):
                          "beside the kept pod, which that strategy promises never to do")
     JOB_APP_RUNNING = ("job-app-running", "a Job's pod that the supervisor does not hold: its app may still run, "
                        "and a replacement would run the job's work a second time beside it")
+    EXCLUSIVE_VOLUME = ("exclusive-volume", "it uses a PersistentVolumeClaim only one pod (ReadWriteOncePod) or one "
+                        "node (ReadWriteOnce) can use, or one not found: the replacement could not run")
     OWNER_KIND_UNSUPPORTED = ("owner-kind-unsupported", "its controller is not a ReplicaSet, Job or DaemonSet")
     OWNER_NOT_FOUND = ("owner-not-found", "its controller was not found; nothing is done until it is")
     SELECTOR_UNREMOVABLE = ("selector-unremovable", "removing the pod's labels would not take it out of its owner's selector")
