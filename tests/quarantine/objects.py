@@ -5,7 +5,10 @@ objects. The unit tests feed them to the pure core; the integration tests create
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from webhook.quarantine.decide import Episode
 
 PREFIX = "podmedic.io/"
 NOW = 1_800_000_000.0  # the clock of the unit tests
@@ -15,6 +18,21 @@ Obj = dict[str, Any]
 def iso(ts: float) -> str:
     from webhook.quarantine.decide import iso as _iso
     return _iso(ts)
+
+
+def agreed(pods: list[Obj]) -> dict[str, Episode]:
+    """What the controller observed (decide.observe) when its clock and the nodes' agree and it
+    saw every NotReady pod at the moment it went NotReady: each episode first seen at its
+    lastTransitionTime."""
+    from webhook.quarantine.decide import Episode, parse_time, ready_condition
+
+    out: dict[str, Episode] = {}
+    for p in pods:
+        condition = ready_condition(p)
+        since = parse_time(condition.get("lastTransitionTime"))
+        if condition.get("status") == "False" and since is not None:
+            out[p["metadata"]["uid"]] = Episode(condition["lastTransitionTime"], since)
+    return out
 
 
 def deployment(name: str = "web", uid: str = "dep-1", labels: dict[str, str] | None = None) -> Obj:

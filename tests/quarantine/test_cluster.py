@@ -26,7 +26,7 @@ import requests
 import yaml
 
 from tests.conftest import ROOT, free_port
-from tests.quarantine.objects import NOW, PREFIX, iso
+from tests.quarantine.objects import NOW, PREFIX, agreed, iso
 from tests import kubeapi
 from tests.test_integration import Cluster, cluster, running_cluster  # noqa: F401  (session fixture: the real API server)
 from webhook.cli.config import load
@@ -249,6 +249,19 @@ def test_the_controller_quarantines_skips_expires_and_release_restores(cluster, 
     assert "Traceback" not in controller.text()
 
 
+def test_quarantine_after_is_timed_on_the_controllers_clock_not_the_nodes(cluster, controllers):  # noqa: F811
+    """The pod's lastTransitionTime says NotReady for an hour (a node clock an hour behind, or
+    a controller that just started): the controller quarantines it only after seeing it
+    NotReady for quarantine-after (4 s) itself, not at its first pass."""
+    ns = Namespace(cluster)
+    ns.pod("web-a", **{"quarantine-after": "4s"})
+    started = time.monotonic()
+    controller = controllers("own-clock")
+    wait_for("web-a quarantined", lambda: ns.quarantined("web-a"))
+    assert time.monotonic() - started >= 4.0, "quarantined on the node's clock"
+    assert "Traceback" not in controller.text()
+
+
 def test_the_preflight_reads_pdbs_and_network_policies_and_the_shipped_policy_unblocks(cluster, controllers):  # noqa: F811
     """With the controller's own RBAC: a PDB that would still select the relabelled pod, then a
     NetworkPolicy whose isolation would be lost, each skip the pod with its reason; the shipped
@@ -309,7 +322,7 @@ def test_a_patch_on_a_changed_pod_conflicts_and_loses_nothing(cluster):  # noqa:
     stale = ns.pod("web-a")
     config = load()
     (decision,) = decide(NamespaceView(ns.name, {PREFIX + "quarantine": "enabled"}, [stale],
-                                       [{**ns.deployment}, {**ns.rs}]), config, time.time())
+                                       [{**ns.deployment}, {**ns.rs}]), config, time.time(), agreed([stale]))
     ops = quarantine_ops(decision, Marks(config.prefix), time.time())
     cluster.kubectl("-n", ns.name, "label", "pod", "web-a", "team=a")  # someone changes the pod meanwhile
     api = Api(kube_api_client(str(cluster.kubeconfig)))
@@ -319,7 +332,7 @@ def test_a_patch_on_a_changed_pod_conflicts_and_loses_nothing(cluster):  # noqa:
     assert ns.get("pod", "web-a")["metadata"]["labels"] == {"app": "web", "pod-template-hash": "h1", "team": "a"}
     fresh = ns.get("pod", "web-a")
     (decision,) = decide(NamespaceView(ns.name, {PREFIX + "quarantine": "enabled"}, [fresh],
-                                       [ns.deployment, ns.rs]), config, time.time())
+                                       [ns.deployment, ns.rs]), config, time.time(), agreed([fresh]))
     ops = quarantine_ops(decision, Marks(config.prefix), time.time())
     patched = api.patch_pod(fresh, ops)
     assert patched["metadata"]["labels"] == {"team": "a", PREFIX + "quarantined": "true"}
@@ -356,7 +369,8 @@ def test_the_kubelets_latest_readiness_failure_names_the_reason(cluster, account
     assert api.readiness_failures(ns.name) == {held["metadata"]["uid"]: hold, plain["metadata"]["uid"]: refused}
     config = load()
     for pod, reason in ((held, Reason.HELD), (plain, Reason.NOT_READY)):
-        (decision,) = decide(api.view(ns.name, {PREFIX + "quarantine": "enabled"}, [pod]), config, time.time())
+        (decision,) = decide(api.view(ns.name, {PREFIX + "quarantine": "enabled"}, [pod]), config, time.time(),
+                             agreed([pod]))
         assert (decision.action, decision.reason) == (Action.QUARANTINE, reason), decision.describe()
 
 
@@ -535,8 +549,9 @@ def test_list_release_and_delete_from_the_command_line_and_as_kubectl_plugin(clu
     config = load()
     for name in ("web-a", "web-b"):
         ns.pod(name)
-    (first, _) = decide(NamespaceView(ns.name, {PREFIX + "quarantine": "enabled"}, [ns.get("pod", "web-a"),
-                        ns.get("pod", "web-b")], [ns.deployment, ns.rs]), config, time.time())
+    pods = [ns.get("pod", "web-a"), ns.get("pod", "web-b")]
+    (first, _) = decide(NamespaceView(ns.name, {PREFIX + "quarantine": "enabled"}, pods, [ns.deployment, ns.rs]),
+                        config, time.time(), agreed(pods))
     Api(kube_api_client(str(cluster.kubeconfig))).patch_pod(first.pod, quarantine_ops(first, Marks(config.prefix), time.time()))
 
     table = cli(cluster, "list", "-n", ns.name, plugin=True)
@@ -606,8 +621,12 @@ def slow_controller(cluster: Cluster, api: SlowReads, renew_seconds: float) -> A
     source = StaticSource([Ns(ns, {PREFIX + "quarantine": "enabled"}, {}) for ns in api.NAMESPACES])
     options = Options(lease_namespace=cluster.namespace({}), lease_name="slow", identity="me", lease_seconds=2,
                       renew_seconds=renew_seconds)
-    controller = Ctl(load(), api, cache, source, options, clock=lambda: NOW)  # the pods' time
+    clock = [NOW - 120]  # a first pass sees the pods go NotReady (quarantine-after: 2m); it reads nothing
+    controller = Ctl(load(), api, cache, source, options, clock=lambda: clock[0])
     assert controller.elector.try_acquire_or_renew()
+    controller.run_pass()
+    assert not api.acted
+    clock[0] = NOW
     return controller
 
 
@@ -662,7 +681,7 @@ def test_quarantining_a_pod_already_relabelled_is_a_conflict_not_an_error(cluste
     api = Api(kube_api_client(str(cluster.kubeconfig)))
     config = load()
     (decision,) = decide(NamespaceView(ns.name, {PREFIX + "quarantine": "enabled"}, [stale],
-                                       [ns.deployment, ns.rs]), config, time.time())
+                                       [ns.deployment, ns.rs]), config, time.time(), agreed([stale]))
     api.patch_pod(stale, quarantine_ops(decision, Marks(config.prefix), time.time()))  # another pass did it
     controller = Ctl(config, api, PodCache(api.core), StaticSource([Ns(ns.name, {}, {})]), Options())
 
@@ -694,7 +713,7 @@ def test_a_quarantine_patch_the_api_server_finds_invalid_is_an_error_not_a_confl
     api = Api(kube_api_client(str(cluster.kubeconfig)))
     config = load()
     (decision,) = decide(NamespaceView(ns.name, {PREFIX + "quarantine": "enabled"}, [pod],
-                                       [ns.deployment, ns.rs]), config, time.time())
+                                       [ns.deployment, ns.rs]), config, time.time(), agreed([pod]))
     assert any(op["op"] == "remove" for op in quarantine_ops(decision, Marks(config.prefix), time.time()))
     controller = Ctl(config, api, PodCache(api.core), StaticSource([Ns(ns.name, {}, {})]), Options())
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from tests.quarantine.objects import NOW, PREFIX, Obj, deployment, iso, pod, replicaset, with_
+from tests.quarantine.objects import NOW, PREFIX, Obj, agreed, deployment, iso, pod, replicaset, with_
 from webhook.cli.config import load
 from webhook.engine.namespace import Namespace
 from webhook.kube.namespaces import StaticSource
@@ -42,6 +42,15 @@ def in_ns(namespace: str, obj: Obj) -> Obj:
     return with_(obj, **{"metadata.namespace": namespace})
 
 
+def make_controller(pods: list[Obj], namespaces: dict[str, dict[str, str]], clock: list[float]) -> tuple[Controller, CountingCluster, PodCache]:
+    """A controller over these pods, its clock `clock[0]` (the test moves it)."""
+    cluster = CountingCluster()
+    cache = PodCache(cluster.core)
+    cache.replace(pods)
+    source = StaticSource([Namespace(name, annotations, {}) for name, annotations in namespaces.items()])
+    return Controller(load(), cluster, cache, source, Options(), clock=lambda: clock[0]), cluster, cache
+
+
 def test_a_pass_reads_only_the_namespaces_where_decide_has_something_to_do():
     namespaces = {"off": {}, "released": ON, "young": ON, "ready": ON, "on": ON,
                   "typo": {**ON, PREFIX + "quarantine-after": "soon"}, "kept": {}}
@@ -54,13 +63,41 @@ def test_a_pass_reads_only_the_namespaces_where_decide_has_something_to_do():
         in_ns("typo", pod("f", RS)),  # decide reports the invalid setting
         in_ns("kept", pod("g", RS, labels={PREFIX + "quarantined": "true"})),  # cleanup (expiry) reads it
     ]
-    cluster = CountingCluster()
-    cache = PodCache(cluster.core)
-    cache.replace(pods)
-    source = StaticSource([Namespace(name, annotations, {}) for name, annotations in namespaces.items()])
-    controller = Controller(load(), cluster, cache, source, Options(), clock=lambda: NOW)
+    clock = [NOW - 120]  # the first pass sees the NotReady pods; `young` went NotReady after it
+    controller, cluster, _ = make_controller(pods, namespaces, clock)
+    controller.run_pass()
+    cluster.viewed.clear()
+    clock[0] = NOW
     assert controller.run_pass() == []
     assert cluster.viewed == ["kept", "on", "typo"]
+
+
+def test_quarantine_after_is_timed_from_the_pass_that_first_saw_the_pod():
+    """The node's clock runs 10 minutes behind: the pod went NotReady just before the first
+    pass, its lastTransitionTime says 10 minutes earlier. Its namespace is read only once
+    quarantine-after (2m) has passed on the controller's clock."""
+    behind = in_ns("on", with_(pod("e", RS), **{"status.conditions": [
+        {"type": "Ready", "status": "False", "lastTransitionTime": iso(NOW - 600)}]}))
+    clock = [NOW]
+    controller, cluster, cache = make_controller([behind], {"on": ON}, clock)
+    for at in (NOW, NOW + 60, NOW + 119):
+        clock[0] = at
+        controller.run_pass()
+        assert cluster.viewed == [], at
+    clock[0] = NOW + 120
+    controller.run_pass()
+    assert cluster.viewed == ["on"]
+    assert set(controller.seen) == {"uid-e"}
+    cache.apply("MODIFIED", with_(behind, **{"status.conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": iso(NOW + 130)}]}))
+    controller.run_pass()
+    assert controller.seen == {}  # Ready again: forgotten
+    cache.apply("MODIFIED", behind)
+    controller.run_pass()
+    assert set(controller.seen) == {"uid-e"}
+    cache.apply("DELETED", behind)
+    controller.run_pass()
+    assert controller.seen == {}  # gone: forgotten
 
 
 def realistic(obj: Obj) -> Obj:
@@ -120,7 +157,7 @@ def test_the_pod_cache_keeps_only_what_decisions_read():
         view = NamespaceView("ns", {**ON, PREFIX + "quarantine-daemonset": "enabled"}, these, workloads, quotas=[quota("q", {"requests.cpu": "2"}, {"requests.cpu": "1"})])
         return [(d.name, d.action, d.reason, d.detail, dict(d.remove), d.expires, d.observed,
                  json.dumps(quarantine_ops(d, Marks(config.prefix), NOW)) if d.action.value in ("quarantine", "mark") else "")
-                for d in decide(view, config, NOW)]
+                for d in decide(view, config, NOW, agreed(these))]
 
     assert decided(kept) == decided(pods)
     assert {d[0]: d[2].value for d in decided(kept)} == {

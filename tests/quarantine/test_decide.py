@@ -13,10 +13,10 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.quarantine.objects import (
-    NOW, PREFIX, Obj, claim, deployment, hpa, iso, netpol, pdb, pod, quota, replicaset, service, with_, workload,
+    NOW, PREFIX, Obj, agreed, claim, deployment, hpa, iso, netpol, pdb, pod, quota, replicaset, service, with_, workload,
 )
 from webhook.cli.config import load
-from webhook.quarantine.decide import Decision, NamespaceView, decide
+from webhook.quarantine.decide import Decision, Episode, NamespaceView, decide, observe
 from webhook.quarantine.pods import project
 from webhook.quarantine.reasons import Action, Reason
 
@@ -29,7 +29,7 @@ SHIPPED_POLICY = ROOT / "deploy" / "quarantine" / "networkpolicy.yaml"
 
 def run(pods: list[Obj], workloads: list[Obj] | None = None, ns: dict[str, str] | None = None, **objects: Any) -> list[Decision]:
     view = NamespaceView("ns", ON if ns is None else ns, pods, [DEP, RS] if workloads is None else workloads, **objects)
-    return decide(view, CONFIG, NOW)
+    return decide(view, CONFIG, NOW, agreed(pods))
 
 
 def outcome(decisions: list[Decision]) -> dict[str, tuple[Action, Reason]]:
@@ -85,6 +85,68 @@ def test_quarantine_after_is_resolved_global_namespace_pod():
     assert run([late], ns={**ON, PREFIX + "quarantine-after": "20s"}) == []
     assert run([pod("web-1", RS)], ns={}) == []  # not enabled globally
     assert one(run([pod("web-1", RS, annotations=ON)], ns={})).action is Action.QUARANTINE  # pod-overridable
+
+
+# -- quarantine-after on the controller's clock -------------------------------------------------
+
+def went_not_ready(name: str, at: float) -> Obj:
+    """A pod whose kubelet wrote `at` as the Ready condition's lastTransitionTime."""
+    p = pod(name, RS)
+    p["status"]["conditions"][0]["lastTransitionTime"] = iso(at)
+    return p
+
+
+def actions(p: Obj, now: float, seen: dict[str, Episode]) -> list[Action]:
+    return [d.action for d in decide(NamespaceView("ns", ON, [p], [DEP, RS]), CONFIG, now, seen)]
+
+
+def test_a_node_clock_behind_does_not_shorten_quarantine_after():
+    """The node's clock runs 10 minutes behind: the pod went NotReady at the controller's NOW,
+    its lastTransitionTime says NOW - 10 min. Timed from when the controller first saw it."""
+    behind = went_not_ready("web-1", NOW - 600)
+    seen = observe([behind], {}, NOW)
+    assert actions(behind, NOW, seen) == []
+    assert observe([behind], seen, NOW + 119) == seen  # later passes keep the first sighting
+    assert actions(behind, NOW + 119, seen) == []
+    assert actions(behind, NOW + 120, seen) == [Action.QUARANTINE]
+
+
+def test_clocks_that_agree_quarantine_after_quarantine_after_as_before():
+    p = went_not_ready("web-1", NOW)
+    seen = observe([p], {}, NOW)
+    assert actions(p, NOW + 119, seen) == []
+    assert actions(p, NOW + 120, seen) == [Action.QUARANTINE]
+
+
+def test_a_node_clock_ahead_still_delays():
+    ahead = went_not_ready("web-1", NOW + 60)  # the kubelet's time is the later one
+    seen = observe([ahead], {}, NOW)
+    assert actions(ahead, NOW + 179, seen) == []
+    assert actions(ahead, NOW + 180, seen) == [Action.QUARANTINE]
+
+
+def test_a_new_episode_restarts_the_timing_and_an_unseen_one_is_first_seen_now():
+    """Ready and NotReady again between two passes: a new lastTransitionTime is a new episode,
+    even when the first one was seen long ago. An episode the controller never saw (a record
+    of another episode, or none) counts from now: never quarantined on the kubelet's word."""
+    old = went_not_ready("web-1", NOW - 900)
+    again = went_not_ready("web-1", NOW - 600)  # the node runs behind: it is new at NOW
+    first = observe([old], {}, NOW - 900)
+    seen = observe([again], first, NOW)
+    assert seen == {"uid-web-1": Episode(iso(NOW - 600), NOW)}
+    assert actions(again, NOW, first) == [] and actions(again, NOW, {}) == []
+    assert actions(again, NOW + 119, seen) == []
+    assert actions(again, NOW + 120, seen) == [Action.QUARANTINE]
+
+
+def test_the_record_forgets_pods_gone_or_ready_and_keeps_only_notready_ones():
+    a, b, c = went_not_ready("web-a", NOW - 10), went_not_ready("web-b", NOW - 10), went_not_ready("web-c", NOW - 10)
+    seen = observe([a, b, c], {}, NOW)
+    assert set(seen) == {"uid-web-a", "uid-web-b", "uid-web-c"}
+    ready = with_(b, **{"status.conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": iso(NOW)}]})
+    crashing = with_(c, **{"status.containerStatuses": [{"name": "app", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]})
+    later = observe([ready, crashing, pod("web-d", RS, not_ready_for=None)], seen, NOW + 10)  # web-a is gone
+    assert later == {"uid-web-c": seen["uid-web-c"]}  # still NotReady: the same episode
 
 
 def test_an_invalid_setting_is_a_skip_that_names_it():

@@ -10,7 +10,7 @@ import json
 import jsonpatch
 import pytest
 
-from tests.quarantine.objects import NOW, PREFIX, deployment, iso, pod, replicaset
+from tests.quarantine.objects import NOW, PREFIX, agreed, deployment, iso, pod, replicaset
 from webhook.quarantine.decide import SAFE_TO_EVICT, Marks, NamespaceView, decide
 from webhook.quarantine.patches import quarantine_ops, release_ops
 from webhook.quarantine.reasons import Action
@@ -24,7 +24,7 @@ RS = replicaset(DEP)
 
 
 def quarantine(target):
-    (decision,) = decide(NamespaceView("ns", ON, [target], [DEP, RS]), CONFIG, NOW)
+    (decision,) = decide(NamespaceView("ns", ON, [target], [DEP, RS]), CONFIG, NOW, agreed([target]))
     ops = quarantine_ops(decision, MARKS, NOW)
     return decision, ops, jsonpatch.apply_patch(target, ops)
 
@@ -67,7 +67,7 @@ def test_every_label_removed_and_a_bare_pod_without_labels():
     assert after["metadata"]["labels"] == {PREFIX + "quarantined": "true"}
     bare = pod("lonely", labels={})
     bare["metadata"]["labels"] = None
-    (mark,) = decide(NamespaceView("ns", ON, [bare], []), CONFIG, NOW)
+    (mark,) = decide(NamespaceView("ns", ON, [bare], []), CONFIG, NOW, agreed([bare]))
     assert mark.action is Action.MARK
     marked = jsonpatch.apply_patch(bare, quarantine_ops(mark, MARKS, NOW))
     assert marked["metadata"]["labels"] == {PREFIX + "quarantined": "true"}

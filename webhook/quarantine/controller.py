@@ -9,6 +9,13 @@ resourceVersion, so an action on a stale pod fails with 409 (or 422, when a labe
 removes is already gone), counted as a conflict, and the next pass decides again.
 Skips are reported once per pod and reason (an Event and a metric), not every pass.
 
+`quarantine-after` is timed on this process's clock: each pass first records the NotReady
+episodes it sees (decide.observe, kept in `seen`), and a pod counts as NotReady from the later
+of its Ready condition's lastTransitionTime (the node's clock) and the pass that first saw the
+episode, so a node clock running behind never quarantines a pod early. A new process (a
+restart, a new leader) has seen nothing yet: a pod already NotReady waits `quarantine-after`
+once more.
+
 A pass renews the lease between namespaces and decisions when a renew period has passed (the
 loop cannot while a pass runs), and checks it before every write. A pass stopped because the
 lease was lost resumes, next pass, at the namespace where it stopped: were every pass to start
@@ -30,7 +37,7 @@ from webhook.engine.config import GlobalConfig
 from webhook.kube.namespaces import NamespaceSource
 from webhook.quarantine import metrics
 from webhook.quarantine.cluster import Cluster
-from webhook.quarantine.decide import Decision, Marks, Obj, candidate, decide, is_quarantined
+from webhook.quarantine.decide import Decision, Episode, Marks, Obj, candidate, decide, is_quarantined, observe
 from webhook.quarantine.lease import LeaderElector
 from webhook.quarantine.patches import quarantine_ops
 from webhook.quarantine.pods import PodCache
@@ -60,6 +67,7 @@ class Controller:
                                      options.identity, lease_seconds=options.lease_seconds,
                                      renew_seconds=options.renew_seconds)
         self._reported: set[tuple[str, str, str]] = set()  # (pod uid, action, reason) already told
+        self.seen: dict[str, Episode] = {}  # pod uid -> the NotReady episode and when a pass first saw it
         self._stopping = threading.Event()
         self._resume: str | None = None  # the namespace the last pass stopped at, if it stopped
 
@@ -91,8 +99,10 @@ class Controller:
     def run_pass(self) -> list[Decision]:
         """One pass over every namespace with something to decide; returns what was decided."""
         now = self.clock()
+        snapshot = self.pods.snapshot()
+        self.seen = observe(snapshot, self.seen, now)
         by_namespace: dict[str, list[Obj]] = {}
-        for pod in self.pods.snapshot():
+        for pod in snapshot:
             by_namespace.setdefault(pod["metadata"]["namespace"], []).append(pod)
         decided: list[Decision] = []
         quarantined = 0
@@ -109,7 +119,7 @@ class Controller:
             found = self.namespaces.get(namespace).namespace
             if found is None:
                 continue
-            if not count and not any(candidate(p, self.config, found.annotations, self.marks, now) is not None
+            if not count and not any(candidate(p, self.config, found.annotations, self.marks, now, self.seen) is not None
                                      for p in pods):
                 continue
             try:
@@ -118,7 +128,7 @@ class Controller:
                 log.warning("cannot read namespace %s (%s): no decision there this pass", namespace, _status(exc))
                 metrics.PASSES.labels("read-error").inc()
                 continue
-            for decision in decide(view, self.config, now):
+            for decision in decide(view, self.config, now, self.seen):
                 if not self.elector.renew_if_due():
                     log.warning("lost the lease during a pass: stopping it at namespace %s", namespace)
                     self._resume = namespace

@@ -1,5 +1,6 @@
-"""The quarantine decision core. PURE: a namespace's objects, the settings and a clock in,
-decisions out; no API call, no clock read, no I/O (tests/quarantine/ drive it with plain dicts).
+"""The quarantine decision core. PURE: a namespace's objects, the settings, the controller's
+time and the NotReady episodes it observed in, decisions out; no API call, no clock read, no
+I/O (tests/quarantine/ drive it with plain dicts).
 
 One pass over one namespace (`decide`):
 
@@ -8,8 +9,9 @@ One pass over one namespace (`decide`):
    pod is only marked and never deleted: nothing would replace it.
 2. Candidates: pods injected by podmedic (`<prefix>status`), `quarantine` enabled (global <
    namespace < pod), Running with every container running and started, Ready False for at
-   least `quarantine-after`, not quarantined, never released (`quarantine-released`). Oldest
-   NotReady first, so a burst is decided in a stable order.
+   least `quarantine-after` on the controller's clock (`not_ready_since`, `observe`), not
+   quarantined, never released (`quarantine-released`). Oldest NotReady first, so a burst is
+   decided in a stable order.
 3. Per candidate, in this order, the first rule that says no is the reason it is skipped:
    the kind of its controller (ReplicaSet of a Deployment, Job, DaemonSet when enabled:
    quarantine, but not a DaemonSet pod with a hostPort; StatefulSet and other kinds: skip; no
@@ -180,9 +182,51 @@ def ready_condition(pod: Obj) -> Mapping[str, Any]:
     return next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
 
 
-def not_ready_since(pod: Obj) -> float | None:
-    """When a Running pod whose containers all run (and have started) went NotReady; None when
-    it is ready, starting, crash-looping or terminating (then it is not held: no quarantine)."""
+@dataclass(frozen=True)
+class Episode:
+    """One NotReady episode of a pod as the controller saw it: `transition`, the Ready
+    condition's lastTransitionTime as the kubelet wrote it (a new value is a new episode), and
+    `first_seen`, the controller's clock when it first saw that episode."""
+
+    transition: str
+    first_seen: float
+
+
+Seen = Mapping[str, Episode]  # pod uid -> its current NotReady episode
+
+
+def _seen_episode(seen: Seen, pod: Obj, transition: str) -> Episode | None:
+    """The episode of `seen` that is the pod's current one (same lastTransitionTime), if any."""
+    known = seen.get(str(_meta(pod).get("uid")))
+    return known if known is not None and known.transition == transition else None
+
+
+def observe(pods: Sequence[Obj], seen: Seen, now: float) -> dict[str, Episode]:
+    """The episodes after seeing `pods` at `now`: an episode already seen keeps its first
+    sighting, a new one (a pod gone NotReady, or NotReady again with a new lastTransitionTime)
+    is first seen now. Only pods whose Ready condition is False are kept, so a pod gone or
+    Ready again is forgotten and the record is as large as the NotReady pods."""
+    out: dict[str, Episode] = {}
+    for pod in pods:
+        condition = ready_condition(pod)
+        transition = condition.get("lastTransitionTime")
+        if condition.get("status") != "False" or not isinstance(transition, str):
+            continue
+        out[str(_meta(pod).get("uid"))] = _seen_episode(seen, pod, transition) or Episode(transition, now)
+    return out
+
+
+def not_ready_since(pod: Obj, seen: Seen, now: float) -> float | None:
+    """When a Running pod whose containers all run (and have started) went NotReady, on the
+    controller's clock; None when it is ready, starting, crash-looping or terminating (then it
+    is not held: no quarantine).
+
+    lastTransitionTime is the kubelet's, written with the node's clock: a node running 10
+    minutes behind would make a pod that just went NotReady look NotReady for 10 minutes. So
+    the episode counts from the later of lastTransitionTime and when this controller first
+    saw it (`seen`; an episode it never saw is first seen `now`), as Kubernetes' node
+    lifecycle controller times from its own observations: a clock behind cannot shorten the
+    wait, one ahead still lengthens it (the safe direction)."""
     status = pod.get("status") or {}
     condition = ready_condition(pod)
     containers = status.get("containerStatuses") or []
@@ -191,7 +235,11 @@ def not_ready_since(pod: Obj) -> float | None:
         return None
     if not all("running" in (s.get("state") or {}) and s.get("started") is not False for s in containers):
         return None
-    return parse_time(condition.get("lastTransitionTime"))
+    transition = parse_time(condition.get("lastTransitionTime"))
+    if transition is None:
+        return None
+    known = _seen_episode(seen, pod, condition["lastTransitionTime"])
+    return max(transition, known.first_seen if known is not None else now)
 
 
 def saved_state(pod: Obj, marks: Marks) -> dict[str, Any]:
@@ -237,7 +285,9 @@ class _Workloads:
         self.by_name = {(str(w.get("kind")), str(_meta(w).get("name"))): w for w in workloads}
 
 
-def decide(view: NamespaceView, config: GlobalConfig, now: float) -> list[Decision]:
+def decide(view: NamespaceView, config: GlobalConfig, now: float, seen: Seen) -> list[Decision]:
+    """The decisions of one pass over a namespace; `seen`: the NotReady episodes the controller
+    observed (`observe`), which time `quarantine-after`."""
     marks = Marks(config.prefix)
     workloads = _Workloads(view.workloads)
     tally = _Tally()
@@ -256,7 +306,7 @@ def decide(view: NamespaceView, config: GlobalConfig, now: float) -> list[Decisi
             cleanup = _cleanup(pod, owner, marks, workloads, now)
             if cleanup:
                 out.append(cleanup)
-    for pod, settings, since in sorted(_candidates(view, config, marks, now, out), key=lambda c: (c[2], _meta(c[0])["name"])):
+    for pod, settings, since in sorted(_candidates(view, config, marks, now, seen, out), key=lambda c: (c[2], _meta(c[0])["name"])):
         decision = _consider(pod, settings, since, view, workloads, tally, marks, now)
         if decision.action in (Action.QUARANTINE, Action.MARK):
             tally.add(decision.owner, _labels(pod))
@@ -276,19 +326,20 @@ def _cleanup(pod: Obj, owner: Owner | None, marks: Marks, workloads: _Workloads,
 
 
 def candidate(pod: Obj, config: GlobalConfig, ns_annotations: Mapping[str, str], marks: Marks,
-              now: float) -> tuple[Resolved, float] | InvalidSetting | None:
+              now: float, seen: Seen) -> tuple[Resolved, float] | InvalidSetting | None:
     """Whether a pass decides about this pod: (its settings, NotReady since) when it was injected
-    by podmedic, not quarantined, never released (by `release` or by removing the label by hand), NotReady with its containers running and
-    `quarantine` enabled for at least `quarantine-after`; the InvalidSetting when its settings do
-    not parse (reported, so a typo is seen); else None. One rule for the controller, which reads
-    a namespace only when some pod there is a candidate, and for `decide`."""
+    by podmedic, not quarantined, never released (by `release` or by removing the label by
+    hand), NotReady with its containers running and `quarantine` enabled for at least
+    `quarantine-after` on the controller's clock (`not_ready_since`); the InvalidSetting when
+    its settings do not parse (reported, so a typo is seen); else None. One rule for the
+    controller, which reads a namespace only when some pod there is a candidate, and for `decide`."""
     annotations = _annotations(pod)
     # `quarantine-owner` without the label: a person took the kept pod out by hand (not with
     # `release`); marking it as a bare pod would overwrite what `release` restores
     if (config.status_key not in annotations or marks.released in annotations or marks.owner in annotations
             or is_quarantined(pod, marks)):
         return None
-    since = not_ready_since(pod)
+    since = not_ready_since(pod, seen, now)
     if since is None:
         return None
     settings = Resolved(config, ns_annotations, annotations)
@@ -300,12 +351,12 @@ def candidate(pod: Obj, config: GlobalConfig, ns_annotations: Mapping[str, str],
     return None
 
 
-def _candidates(view: NamespaceView, config: GlobalConfig, marks: Marks, now: float,
+def _candidates(view: NamespaceView, config: GlobalConfig, marks: Marks, now: float, seen: Seen,
                 out: list[Decision]) -> Iterator[tuple[Obj, Resolved, float]]:
     """The candidates of the namespace; a pod whose quarantine settings do not parse is reported
     (appended to `out`) instead."""
     for pod in view.pods:
-        found = candidate(pod, config, view.annotations, marks, now)
+        found = candidate(pod, config, view.annotations, marks, now, seen)
         if isinstance(found, InvalidSetting):
             out.append(Decision(Action.SKIP, Reason.INVALID_SETTING, pod, str(found)))
         elif found is not None:
