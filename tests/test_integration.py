@@ -319,6 +319,16 @@ def test_a_probe_port_naming_no_declared_port_is_reported_under_the_supervisor(c
     assert app["command"][0].startswith("/podmedic/")  # the other features are kept
 
 
+def test_the_unbounded_startup_probe_beside_the_apps_liveness_is_accepted(cluster, webhook):
+    """Without the supervisor, liveness checks the app: podmedic adds a startupProbe with the API's
+    largest failureThreshold (int32) so that a slow starter is not killed before it first answers."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled"})
+    app = _created(cluster.create_pod(ns, _pod("slow")))["spec"]["containers"][0]
+    assert app["livenessProbe"]["tcpSocket"]["port"] == 8080
+    assert app["startupProbe"]["tcpSocket"]["port"] == 8080
+    assert app["startupProbe"]["failureThreshold"] == 2147483647
+
+
 _GUARANTEED = {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "250m", "memory": "64Mi"}}
 
 

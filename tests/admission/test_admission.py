@@ -21,7 +21,7 @@ def answer_ok(server, body) -> dict:
     return answer
 
 
-def test_sample_review_adds_readiness_and_liveness(server):
+def test_sample_review_adds_readiness_liveness_and_startup(server):
     original = pods.pod(container(ports=[{"containerPort": 8080}]))
     body = review(original)
     answer = answer_ok(server, body)
@@ -30,7 +30,8 @@ def test_sample_review_adds_readiness_and_liveness(server):
     assert app["readinessProbe"]["tcpSocket"] == {"port": 8080}
     assert app["livenessProbe"]["tcpSocket"] == {"port": 8080}
     assert app["livenessProbe"]["successThreshold"] == 1
-    assert "startupProbe" not in app
+    assert app["startupProbe"]["tcpSocket"] == {"port": 8080}  # liveness starts once the app answered
+    assert app["startupProbe"]["failureThreshold"] == 2**31 - 1  # no bound on start-up, as without podmedic
     assert "podmedic.io/status" in mutated["metadata"]["annotations"]
 
 

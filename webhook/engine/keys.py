@@ -208,7 +208,7 @@ KEYS: dict[str, Key] = _keys(
     Key("liveness-path", _F.PROBES, parse_http_path, "httpGet path of the liveness (and startup) probe", optional=True),
     Key("readiness-command", _F.PROBES, parse_command, "exec command of the readiness probe", optional=True),
     Key("liveness-command", _F.PROBES, parse_command, "exec command of the liveness (and startup) probe", optional=True),
-    Key("startup-timeout", _F.PROBES, parse_duration, "budget for slow starters: adds a startupProbe", optional=True),
+    Key("startup-timeout", _F.PROBES, parse_duration, "bounds the startupProbe's start-up (none: no bound)", optional=True),
     Key("probe-period-seconds", _F.PROBES, _POSITIVE, "periodSeconds of readiness/liveness"),
     Key("probe-timeout-seconds", _F.PROBES, _POSITIVE, "timeoutSeconds of every probe"),
     Key("probe-failure-threshold", _F.PROBES, _POSITIVE, "failureThreshold of readiness/liveness"),

@@ -1,9 +1,15 @@
-"""Default probes: readiness and liveness (and startup for slow starters) where a container has
-none of its own. A probe the user wrote is never touched.
+"""Default probes: readiness and liveness (and startup, below) where a container has none of its
+own. A probe the user wrote is never touched.
 
 Handler choice, per probe kind: exec when `<kind>-command` is set, else httpGet when
 `<kind>-path` is set, else tcpSocket on the probe port. The startup probe uses liveness's
-handler: it guards the same check during a long initialisation (the seed article's case).
+handler: it guards the same check during a long initialisation. A container without a
+startupProbe gets one with every liveness podmedic adds that checks the app (anything but the
+wrapper's `pmctl alive`): an app that opens its port after failureThreshold x period (~30 s: a
+JVM, a database replaying its log) runs fine without probes, and podmedic's liveness alone would
+kill it again and again. Its failureThreshold is `startup-timeout`'s budget, else the API's
+largest: no bound, as without podmedic; liveness only kills an app that had answered once.
+`startup-timeout` also adds one beside a liveness the user wrote (the admin asked for a budget).
 When the supervisor wrapper holds crashed apps (on-fatal=hold), the liveness probe asks the
 wrapper (`pmctl alive`), so a held container is not killed; without a port, a wrapped container's
 probes fall back to `pmctl ready` / `pmctl alive` (a probe-port naming no declared port is not
@@ -33,8 +39,8 @@ _FIELD = {kind: f"{kind}Probe" for kind in ("readiness", "liveness", "startup")}
 _COMMAND = {kind: f"{kind}-command" for kind in ("readiness", "liveness")}
 _PATH = {kind: f"{kind}-path" for kind in ("readiness", "liveness")}
 _TIMINGS = {kind: f"{kind}-probe-timings" for kind in ("readiness", "liveness")}
-_WITH_STARTUP = ("readiness", "liveness", "startup")
-_WITHOUT_STARTUP = ("readiness", "liveness")
+_KINDS = ("readiness", "liveness")
+UNBOUNDED = 2**31 - 1  # the API's largest failureThreshold (int32): no bound on start-up
 
 
 class NoPort(Exception):
@@ -114,8 +120,9 @@ def _timings(ctx: PodContext, name: str, kind: str) -> Mapping[str, Any]:
     if kind == "startup":
         period = value("startup-period-seconds", name)
         budget = value("startup-timeout", name)
+        failures = max(1, math.ceil(budget / period)) if budget else UNBOUNDED
         return MappingProxyType({"periodSeconds": period, "timeoutSeconds": timeout,
-                                 "failureThreshold": max(1, math.ceil(budget / period)), "successThreshold": 1})
+                                 "failureThreshold": failures, "successThreshold": 1})
     return MappingProxyType({
         "initialDelaySeconds": value(f"{kind}-initial-delay-seconds", name),
         "periodSeconds": value("probe-period-seconds", name),
@@ -125,18 +132,29 @@ def _timings(ctx: PodContext, name: str, kind: str) -> Mapping[str, Any]:
     })
 
 
+def _checks_app(liveness: dict[str, Any] | None, name: str) -> bool:
+    """Whether podmedic added a liveness probe that asks the app (tcpSocket, httpGet, a configured
+    exec), not the wrapper (`pmctl alive`, true while the wrapper runs): only the former kills a
+    slow starter, so only it needs a startup probe in front of it."""
+    if liveness is None:
+        return False
+    return bool(liveness.get("exec", {}).get("command") != toolbox.pmctl_argv("alive", name=name))
+
+
 def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     """The missing probes of the wanted kinds. One loop per step, no helper per kind: run for
     every container of every review, the calls and comprehensions cost more than the work."""
     name, spec = target.name, target.spec
-    kinds = _WITH_STARTUP if ctx.settings.value("startup-timeout", name) else _WITHOUT_STARTUP
     level = ctx.settings.get(FEATURE, name).level
     built: dict[str, dict[str, Any]] = {}
     ports: list[int | str] = []
     try:
-        for kind in kinds:
+        for kind in _KINDS:
             if not spec.get(_FIELD[kind]):
                 built[kind] = build(ctx, target, kind, ports)
+        if not spec.get("startupProbe") and (_checks_app(built.get("liveness"), name)
+                                             or ctx.settings.value("startup-timeout", name)):
+            built["startup"] = build(ctx, target, "startup", ports)
     except NoPort as exc:
         return Decision(FEATURE, name, exc.reason, exc.detail, level)
     if not built:
