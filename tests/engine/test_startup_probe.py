@@ -60,6 +60,19 @@ def test_a_container_with_its_own_startup_probe_keeps_it():
     assert "startupProbe" not in app["marker"]["probes"]
 
 
+def test_a_native_sidecar_gets_no_unbounded_startup_probe():
+    """The containers after a native sidecar start only once its startupProbe succeeds: an
+    unbounded one could hold the app back forever (a sidecar whose check waits for the app)."""
+    sidecar = container("proxy", command=["/proxy"], ports=[{"containerPort": 9090}], restartPolicy="Always")
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 8080}]), initContainers=[sidecar])
+    for annotations, startup in (({}, None), ({PREFIX + "startup-timeout": "3m"}, 36)):
+        mutated, _ = run(original, {**PROBES_ONLY, **annotations})
+        proxy = mutated["spec"]["initContainers"][-1]
+        assert proxy["name"] == "proxy" and proxy["livenessProbe"]["tcpSocket"] == {"port": 9090}
+        assert proxy.get("startupProbe", {}).get("failureThreshold") == startup  # a budget the admin set: as before
+        assert "startupProbe" in c0(mutated)
+
+
 def test_a_users_liveness_gets_no_startup_probe_from_this_rule():
     own = {"httpGet": {"path": "/ok", "port": 8080}, "periodSeconds": 2}
     app = injected(livenessProbe=own)

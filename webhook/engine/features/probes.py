@@ -7,7 +7,7 @@ handler: it guards the same check during a long initialisation. A container with
 startupProbe gets one with every liveness podmedic adds that checks the app (anything but the
 wrapper's `pmctl alive`): an app that opens its port after failureThreshold x period (~30 s: a
 JVM, a database replaying its log) runs fine without probes, and podmedic's liveness alone would
-kill it again and again. Its failureThreshold is `startup-timeout`'s budget, else the API's
+kill it again and again (not on a native sidecar: see _guards_slow_start). Its failureThreshold is `startup-timeout`'s budget, else the API's
 largest: no bound, as without podmedic; liveness only kills an app that had answered once.
 `startup-timeout` also adds one beside a liveness the user wrote (the admin asked for a budget).
 When the supervisor wrapper holds crashed apps (on-fatal=hold), the liveness probe asks the
@@ -40,6 +40,7 @@ _COMMAND = {kind: f"{kind}-command" for kind in ("readiness", "liveness")}
 _PATH = {kind: f"{kind}-path" for kind in ("readiness", "liveness")}
 _TIMINGS = {kind: f"{kind}-probe-timings" for kind in ("readiness", "liveness")}
 _KINDS = ("readiness", "liveness")
+_WRAPPER_ALIVE = toolbox.pmctl_argv("alive", name="")[:-1]  # `pmctl alive` but the name, made once
 UNBOUNDED = 2**31 - 1  # the API's largest failureThreshold (int32): no bound on start-up
 
 
@@ -132,13 +133,17 @@ def _timings(ctx: PodContext, name: str, kind: str) -> Mapping[str, Any]:
     })
 
 
-def _checks_app(liveness: dict[str, Any] | None, name: str) -> bool:
+def _guards_slow_start(target: Target, liveness: dict[str, Any] | None) -> bool:
     """Whether podmedic added a liveness probe that asks the app (tcpSocket, httpGet, a configured
     exec), not the wrapper (`pmctl alive`, true while the wrapper runs): only the former kills a
-    slow starter, so only it needs a startup probe in front of it."""
-    if liveness is None:
+    slow starter, so only it needs a startup probe in front of it. Not on a native sidecar: the
+    kubelet starts the containers after it only once its startupProbe succeeds, so an unbounded
+    one would hold the app back until the sidecar answers, forever where the sidecar's check
+    waits for the app (without one they start as soon as the sidecar runs)."""
+    if liveness is None or target.kind != "containers":
         return False
-    return bool(liveness.get("exec", {}).get("command") != toolbox.pmctl_argv("alive", name=name))
+    probe = liveness.get("exec")
+    return probe is None or probe["command"][:-1] != _WRAPPER_ALIVE
 
 
 def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
@@ -152,7 +157,7 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         for kind in _KINDS:
             if not spec.get(_FIELD[kind]):
                 built[kind] = build(ctx, target, kind, ports)
-        if not spec.get("startupProbe") and (_checks_app(built.get("liveness"), name)
+        if not spec.get("startupProbe") and (_guards_slow_start(target, built.get("liveness"))
                                              or ctx.settings.value("startup-timeout", name)):
             built["startup"] = build(ctx, target, "startup", ports)
     except NoPort as exc:
