@@ -50,6 +50,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "Pod": ("api/v1", "pods", True),
     "ServiceAccount": ("api/v1", "serviceaccounts", True),
     "PersistentVolumeClaim": ("api/v1", "persistentvolumeclaims", True),
+    "LimitRange": ("api/v1", "limitranges", True),
     "MutatingWebhookConfiguration": ("apis/admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations", False),
     "ValidatingWebhookConfiguration": ("apis/admissionregistration.k8s.io/v1", "validatingwebhookconfigurations", False),
 }

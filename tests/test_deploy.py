@@ -159,7 +159,7 @@ def test_namespace_enforces_restricted_pod_security(rendered):
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_server_may_only_read_namespaces_and_claims(rendered):
+def test_server_may_only_read_namespaces_claims_and_limitranges(rendered):
     objs = rendered["self-managed"]
     account = one(objs, "Deployment", "podmedic")["spec"]["template"]["spec"]["serviceAccountName"]
     bindings = [b for b in find(objs, "ClusterRoleBinding") + find(objs, "RoleBinding")
@@ -167,7 +167,8 @@ def test_server_may_only_read_namespaces_and_claims(rendered):
     assert [b["roleRef"]["kind"] for b in bindings] == ["ClusterRole"]
     role = one(objs, "ClusterRole", bindings[0]["roleRef"]["name"])
     assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
-                             {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", "watch"]}]
+                             {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", "watch"]},
+                             {"apiGroups": [""], "resources": ["limitranges"], "verbs": ["list", "watch"]}]
 
 
 # -- the quarantine controller ------------------------------------------------------------------

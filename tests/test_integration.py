@@ -376,3 +376,44 @@ def test_a_pod_with_guaranteed_pod_level_resources_stays_guaranteed(cluster, web
                                                container={"resources": {"requests": {"cpu": "50m", "memory": "32Mi"}}})))
     assert all(not c.get("resources") for c in pod["spec"]["initContainers"])
     assert pod["status"]["qosClass"] == "Guaranteed"
+
+
+@pytest.mark.parametrize("constraint", [{"min": {"cpu": "50m"}}, {"maxLimitRequestRatio": {"cpu": "2"}}],
+                         ids=["min", "ratio"])
+def test_a_pod_within_its_namespaces_limitrange_is_admitted(cluster, webhook, constraint):
+    """A LimitRange (type Container) is validated by the API server after the mutating webhooks,
+    over every container, podmedic's init containers included: their configured requests (cpu
+    10m, below a min of 50m; a limit of 100m, ten times the request where the ratio allows 2)
+    got every pod of such a namespace refused. podmedic now fits its init containers into the
+    namespace's constraints, which its webhook watches like the namespaces."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    cluster.apply({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "tenant", "namespace": ns},
+                   "spec": {"limits": [{"type": "Container", **constraint}]}})
+    fits = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "150m", "memory": "64Mi"}}
+    pod = _pod("limited", container={"resources": fits})
+    deadline = time.monotonic() + 10  # the webhook learns the LimitRange from its watch
+    while cluster.create_pod(ns, pod, dry_run=True).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stored = _created(cluster.create_pod(ns, pod))
+    inits = stored["spec"]["initContainers"]
+    assert [c["name"] for c in inits] == ["podmedic-logdir", "podmedic-toolbox"]
+    assert stored["spec"]["containers"][0]["command"][0].startswith("/podmedic/")
+    fitted = {"requests": {"cpu": "50m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
+    assert [c["resources"] for c in inits] == [fitted] * 2  # min 50m; or 100m / 2
+
+
+def test_a_limitrange_nothing_fits_skips_what_needs_the_init_containers(cluster, webhook):
+    """A `max` below what the toolbox requests: no init container fits, so the features that need
+    them are skipped with a warning naming the LimitRange, and the pod is admitted."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    cluster.apply({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "tiny", "namespace": ns},
+                   "spec": {"limits": [{"type": "Container", "max": {"memory": "8Mi"}}]}})
+    pod = _pod("tiny", container={"resources": {"limits": {"cpu": "100m", "memory": "8Mi"}}})
+    deadline = time.monotonic() + 10  # the webhook learns the LimitRange from its watch
+    while "limitrange" not in cluster.create_pod(ns, pod, dry_run=True).stderr and time.monotonic() < deadline:
+        time.sleep(0.2)
+    done = cluster.create_pod(ns, pod)
+    stored = _created(done)
+    assert "LimitRange tiny: max memory 8Mi is below the toolbox's request 16Mi" in done.stderr
+    assert "initContainers" not in stored["spec"]
+    assert "readinessProbe" in stored["spec"]["containers"][0]

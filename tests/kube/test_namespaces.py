@@ -96,7 +96,7 @@ def test_file_formats(tmp_path: Path, text: str) -> None:
     (None, "cannot read namespaces file"),
     ("items: [\n", "is not valid YAML"),
     ("", "holds no Namespace objects"),
-    ("kind: Pod\nmetadata: {name: p}\n", "expected kind Namespace, PersistentVolumeClaim or a List, got 'Pod'"),
+    ("kind: Pod\nmetadata: {name: p}\n", "expected kind Namespace, PersistentVolumeClaim, LimitRange or a List, got 'Pod'"),
     ("kind: List\nitems: {a: b}\n", "items must be a list"),
     ("kind: List\nitems:\n- kind: Secret\n  metadata: {name: s}\n", "item 1: expected a Namespace object"),
     ("kind: Namespace\nmetadata: {labels: {}}\n", "a Namespace without metadata.name"),
@@ -249,15 +249,17 @@ def test_watch_events_converge_without_relisting(kube: FakeKube, source: KubeSou
 
 
 def test_steady_state_is_list_then_watches_only(kube: FakeKube, source: KubeSource) -> None:
-    """No API call per review: thousands of lookups, and the log holds one list plus the
-    watches re-opened (from the bookmark's resourceVersion) each time the server ends one."""
+    """No API call per review: thousands of lookups, and the log holds one list of namespaces
+    and one of LimitRanges, plus the watches re-opened (from the bookmark's resourceVersion)
+    each time the server ends one."""
     before = watches(kube)
     for _ in range(5000):
         assert source.get("demo").namespace is not None
     wait_for(lambda: watches(kube) >= before + 2, 5, "watch re-opened after its timeout")
-    assert all(r.method == "GET" and r.path == "/api/v1/namespaces" for r in kube.requests)
+    assert all(r.method == "GET" and r.path in ("/api/v1/namespaces", "/api/v1/limitranges") for r in kube.requests)
     assert lists(kube) == 1 and source.relists == 0
-    last = [r for r in kube.requests if r.watch][-1]
+    assert sum(1 for r in kube.requests if r.path == "/api/v1/limitranges" and not r.watch) == 1
+    last = [r for r in kube.requests if r.watch and r.path == "/api/v1/namespaces"][-1]
     assert last.query["allowWatchBookmarks"] == "true" and last.query["timeoutSeconds"] == "1"
     assert int(last.query["resourceVersion"]) == kube.resource_version
 
@@ -270,8 +272,9 @@ def test_expired_watch_relists_and_converges(kube: FakeKube) -> None:
         wait_for(lambda: watches(kube) == 1, 5, "watching")
         kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "demo"}})
         kube.expire_before(kube.resource_version)  # past the namespace watch's position
-        wait_for(lambda: source.relists == 1, source.convergence_bound, "relist after 410 Gone")
-        assert lists(kube) == 2
+        # (the LimitRanges' watch is expired too, and relists as well)
+        wait_for(lambda: lists(kube) == 2, source.convergence_bound, "relist after 410 Gone")
+        assert source.relists >= 1
         kube.set_namespace("after", ON)
         wait_for(lambda: annotations(source.get("after")) == ON, 2, "events after the relist")
     finally:

@@ -209,7 +209,8 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
         return Outcome([], report)
     assert settings is not None and lookup.namespace is not None  # what _gate lets through
     ctx = PodContext(pod, lookup.namespace.name, dict(lookup.namespace.labels), config, settings, report,
-                     toolbox_blocked=pod_level.names_taken(pod), log_claim=lookup.namespace.log_claim)
+                     toolbox_blocked=pod_level.names_taken(pod), log_claim=lookup.namespace.log_claim,
+                     limit_range=lookup.namespace.limit_range)
     _note_ignored(ctx)
     patch = PatchBuilder(pod)
     targets: dict[object, list[Target]] = {}  # by Feature.targets: each list made once per review

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 from webhook.engine.config import GlobalConfig
 from webhook.engine.decisions import Decision, Report
 from webhook.engine.keys import FeatureName
+from webhook.engine.namespace import Constraint
 from webhook.engine.patch import PatchBuilder
 from webhook.engine.settings import Resolved
 
@@ -60,6 +61,7 @@ class PodContext:
     users: dict[FeatureName, list[Target]] = field(default_factory=dict)  # containers each feature changed
     toolbox_blocked: bool = False  # the pod already uses one of podmedic's volume/container names
     log_claim: str | None = None  # the phase of the namespace's log claim (engine.namespace.Namespace)
+    limit_range: tuple[Constraint, ...] = ()  # the namespace's LimitRanges' Container constraints (likewise)
     review: dict[str, Any] = field(default_factory=dict)  # what once() worked out for this review
 
     def once(self, what: str, make: Callable[[], T]) -> T:

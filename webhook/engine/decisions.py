@@ -66,6 +66,8 @@ class Reason(str, Enum):
     LOGS_PVC_UNBOUND = ("logs-pvc-unbound", "the namespace's log PersistentVolumeClaim is not Bound", True)
     LOG_DIR_NAME_TOO_LONG = ("log-dir-name-too-long", "the pod's log directory name <namespace>_<pod>_<uid> would exceed "
                              "255 bytes, which no filesystem creates", True)
+    LIMITRANGE_CONFLICT = ("limitrange-conflict", "podmedic's init containers fit no requests and limits that the "
+                           "namespace's LimitRange allows (the API server would refuse the pod)", True)
     PRESTOP_NOT_EXEC = ("prestop-not-exec", "container has a non-exec preStop hook; kept, forensics hook not added", True)
     GRACE_TOO_SHORT = ("grace-too-short", "terminationGracePeriodSeconds leaves too little time for the collector", True)
     MUTATOR_ERROR = ("mutator-error", "internal error while injecting this feature; feature skipped", True)

@@ -1,15 +1,32 @@
 """What the engine knows of a namespace (annotations: the opt-in and switches; labels: the
-enforced Pod Security level; the phase of its log claim), and a lookup's answer. Types only: the sources that fill them
-(a file, a watch of the API) live in webhook.kube.namespaces.
+enforced Pod Security level; the phase of its log claim; its LimitRanges' Container constraints),
+and a lookup's answer. Types only: the sources that fill them (a file, a watch of the API) live in
+webhook.kube.namespaces.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from fractions import Fraction
+from typing import Literal, NamedTuple
 
 from webhook.engine.decisions import Reason
+
+
+ConstraintKind = Literal["min", "max", "maxLimitRequestRatio"]
+
+
+class Constraint(NamedTuple):
+    """One constraint of a LimitRange item of type Container, which the API server's LimitRanger
+    checks on every container of a pod, podmedic's init containers included, after the mutating
+    webhooks (webhook.engine.limitrange fits them in)."""
+
+    kind: ConstraintKind
+    resource: str  # cpu, memory, ephemeral-storage, ...
+    value: Fraction  # exact (webhook.engine.quantity)
+    raw: str  # as written: the value podmedic sets when it raises or lowers one of its own to it
+    limit_range: str  # the LimitRange's name, for the warning
 
 
 @dataclass(frozen=True)
@@ -23,6 +40,9 @@ class Namespace:
     # Lost, Terminating), None when it has none -- or when the source was not asked to watch
     # claims (the hostPath log backend needs none). The pvc log backend injects only on Bound.
     log_claim: str | None = None
+    # Every Container constraint of the namespace's LimitRanges (all of them apply), () when it has
+    # none -- or when the source carries none (a namespaces file without LimitRange objects).
+    limit_range: tuple[Constraint, ...] = ()
 
 
 class Lookup(NamedTuple):

@@ -9,15 +9,17 @@ that native sidecars and the app find the toolbox installed.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
+from webhook.engine import limitrange
 from webhook.engine.config import GlobalConfig
 from webhook.engine.context import PodContext, Target, pod_annotations
 from webhook.engine.decisions import Decision, Reason
 from webhook.engine.keyed import IdentityCache
 from webhook.engine.keys import FeatureName
+from webhook.engine.namespace import Constraint
 from webhook.engine.patch import PatchBuilder
 from webhook.engine.quantity import quantity
 from webhook.toolbox import argv as toolbox
@@ -90,6 +92,11 @@ def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -
     mounts.)"""
     if ctx.toolbox_blocked:
         return Decision(feature, target.name, Reason.NAME_CONFLICT, level=ctx.settings.get(feature, target.name).level)
+    if ctx.limit_range:
+        conflict = limitrange_conflict(ctx)
+        if conflict:
+            return Decision(feature, target.name, Reason.LIMITRANGE_CONFLICT, conflict,
+                            ctx.settings.get(feature, target.name).level)
     taken = _toolbox_taken(target.mount_paths())
     if taken:
         return Decision(feature, target.name, Reason.MOUNT_CONFLICT, taken, ctx.settings.get(feature, target.name).level)
@@ -225,7 +232,7 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
     log_users = [t.name for t in ctx.users.get(FeatureName.LOGS, [])]
     backend = log_backend(ctx) if log_users else "hostPath"
     pieces = _pieces(ctx.config, ctx.namespace, backend)
-    fit = _resources_fit(ctx.pod.get("spec") or {}, ctx.config) if toolbox_users or log_users else None
+    fit = _init_fit(ctx) if toolbox_users or log_users else None
     if toolbox_users:
         for target in toolbox_users.values():
             patch.append(target.path + ("volumeMounts",), _TOOLBOX_MOUNT, target.spec)
@@ -252,13 +259,60 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
         ctx.status["pod"] = record
 
 
-def _resources_fit(spec: dict[str, Any], config: GlobalConfig) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-    """How podmedic's init containers' resources must change so that the pod is admitted and
-    keeps its QoS class, or None: as configured (toolbox.resources). The API server computes
+class _InitResources(NamedTuple):
+    fit: Callable[[dict[str, Any]], dict[str, Any]] | None  # how the init containers change; None: as configured
+    conflict: str | None  # why no resources fit the namespace's LimitRange; None: they fit
+
+
+def limitrange_conflict(ctx: PodContext) -> str | None:
+    """Why podmedic's init containers fit no requests and limits that the namespace's LimitRange
+    allows (webhook.engine.limitrange), or None. The features that need them skip with it: the
+    API server would refuse the pod. (The usual namespace has no LimitRange: one attribute read.)"""
+    return _init_resources(ctx).conflict if ctx.limit_range else None
+
+
+def _init_fit(ctx: PodContext) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """How podmedic's init containers change in this pod, or None: as configured."""
+    if ctx.limit_range:
+        return _init_resources(ctx).fit
+    return _fitting(_qos_resources(ctx.pod.get("spec") or {}, ctx.config))
+
+
+def _init_resources(ctx: PodContext) -> _InitResources:
+    """The QoS-keeping resources (_qos_resources) fitted into the namespace's LimitRange, worked
+    out once per review (only asked where it has one)."""
+    return ctx.once("init-resources", lambda: _fitted(ctx.pod.get("spec") or {}, ctx.config, ctx.limit_range))
+
+
+def _fitted(spec: dict[str, Any], config: GlobalConfig, constraints: tuple[Constraint, ...]) -> _InitResources:
+    """The QoS-keeping resources fitted into `constraints`, no lower than the configured requests
+    (what the toolbox needs). Resources that already fit are left as they were (the same patch)."""
+    qos = _qos_resources(spec, config)
+    base = {kind: dict(values) for kind, values in (config.toolbox.resources if qos is None else qos).items() if values}
+    try:
+        fitted = limitrange.fit(base, constraints, config.toolbox.resources.get("requests") or {})
+    except limitrange.NoFit as exc:
+        return _InitResources(None, str(exc))
+    return _InitResources(_fitting(qos if fitted == base else fitted), None)
+
+
+def _fitting(resources: Mapping[str, Any] | None) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """How an init container changes to get `resources`: None (as configured) stays None, none at
+    all drops its `resources`."""
+    if resources is None:
+        return None
+    if not resources:
+        return _unresourced
+    return lambda init: {**init, "resources": resources}
+
+
+def _qos_resources(spec: dict[str, Any], config: GlobalConfig) -> Mapping[str, Any] | None:
+    """The resources podmedic's init containers need so that the pod is admitted and keeps its
+    QoS class, or None: as configured (toolbox.resources). The API server computes
     status.qosClass over the init containers too, ours included:
-    - pod-level resources (spec.resources): none of their own. The API server refuses a pod whose
-      requests do not cover its containers' aggregate requests, ours included, so ours share the
-      pod's budget; the class is then computed from spec.resources alone and holds.
+    - pod-level resources (spec.resources): none of their own ({}). The API server refuses a pod
+      whose requests do not cover its containers' aggregate requests, ours included, so ours share
+      the pod's budget; the class is then computed from spec.resources alone and holds.
     - every container Guaranteed (cpu and memory requests equal to limits): requests equal to the
       configured limits, so the pod stays Guaranteed. The configured requests, below the limits,
       would make it Burstable: evicted earlier, and no exclusive CPUs under the kubelet's static
@@ -266,12 +320,11 @@ def _resources_fit(spec: dict[str, Any], config: GlobalConfig) -> Callable[[dict
       configured.)
     Every other pod (Burstable, BestEffort) gets the configured requests, as ever."""
     if spec.get("resources"):
-        return _unresourced
+        return {}
     resources = config.toolbox.resources
     if not (_guaranteed(spec) and _requests_its_limits({"limits": resources.get("limits")})):
         return None
-    requesting_limits = {**resources, "requests": dict(resources["limits"])}
-    return lambda init: {**init, "resources": requesting_limits}
+    return {**resources, "requests": dict(resources["limits"])}
 
 
 def _unresourced(init: dict[str, Any]) -> dict[str, Any]:

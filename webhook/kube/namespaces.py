@@ -1,5 +1,6 @@
 """Where podmedic learns a namespace's annotations (the opt-in and feature switches), labels
-(the enforced Pod Security level) and, for the pvc log backend, its log claim's phase.
+(the enforced Pod Security level), its LimitRanges' Container constraints (which podmedic's init
+containers must fit) and, for the pvc log backend, its log claim's phase.
 
 Why the webhook looks namespaces up itself: a MutatingWebhookConfiguration's namespaceSelector
 sees labels only, and podmedic's opt-in is an annotation. Admission sits on the path of every
@@ -20,17 +21,21 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import yaml
 
 from webhook.engine.decisions import Reason
-from webhook.engine.namespace import Lookup, Namespace
+from webhook.engine.namespace import Constraint, Lookup, Namespace
 from webhook.kube.client import kube_api_client
+from webhook.kube.limitranges import LimitRanges, limit_range
 from webhook.kube.reflector import Reflector
 
 if TYPE_CHECKING:  # the client is slow to import; file mode must not pay for it
     import kubernetes
+
+T = TypeVar("T")
+
 
 class NamespaceSource(Protocol):
     def get(self, name: str) -> Lookup:
@@ -104,7 +109,8 @@ class FileSource(StaticSource):
     """Standalone mode (`make run`): the Namespace objects of a file, as `kubectl get ns -o yaml`
     prints them (a `List`), or single Namespace documents, one or several (`---`). With a log
     claim, the file's PersistentVolumeClaims of that name give each namespace its claim's phase
-    (`kubectl get ns,pvc -A -o yaml`); others are ignored. Read once: a bad file fails at start
+    (`kubectl get ns,pvc -A -o yaml`); others are ignored. Its LimitRanges give each namespace
+    its Container constraints (`kubectl get ns,limitrange -A -o yaml`). Read once: a bad file fails at start
     with a ValueError naming the file, not later per review."""
 
     def __init__(self, path: str | os.PathLike[str], claim: str | None = None):
@@ -115,63 +121,69 @@ class FileSource(StaticSource):
             raise ValueError(f"cannot read namespaces file {path}: {exc.strerror}") from exc
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ValueError(f"namespaces file {path} is not valid YAML: {exc}") from exc
-        namespaces, phases = [], {}
+        namespaces, phases, ranges = [], {}, LimitRanges()
         for where, obj in _objects(documents, str(path)):
-            if not isinstance(obj, Mapping) or obj.get("kind") != "PersistentVolumeClaim":
+            kind = obj.get("kind") if isinstance(obj, Mapping) else None
+            if kind == "LimitRange":
+                ranges.put(*_file_fact(limit_range, obj, where))
+            elif kind != "PersistentVolumeClaim":
                 namespaces.append(namespace_from(obj, where))
             elif claim is not None and (obj.get("metadata") or {}).get("name") == claim:
-                namespace, phases[namespace] = _file_phase(obj, where)
+                namespace, phases[namespace] = _file_fact(claim_phase, obj, where)
         if not namespaces:
             raise ValueError(f"namespaces file {path} holds no Namespace objects")
         try:
-            super().__init__(dataclasses.replace(ns, log_claim=phases.get(ns.name)) for ns in namespaces)
+            super().__init__(dataclasses.replace(ns, log_claim=phases.get(ns.name), limit_range=ranges.of(ns.name))
+                             for ns in namespaces)
         except ValueError as exc:
             raise ValueError(f"namespaces file {path}: {exc}") from exc
 
 
-def _file_phase(obj: Any, where: str) -> tuple[str, str]:
+def _file_fact(read: Callable[[Any], T], obj: Any, where: str) -> T:
     try:
-        return claim_phase(obj)
+        return read(obj)
     except (ValueError, AttributeError) as exc:
         raise ValueError(f"{where}: {exc}") from None
 
 
 def _objects(documents: Iterable[Any], path: str) -> Iterable[tuple[str, Any]]:
-    """(where, object) for each Namespace or PersistentVolumeClaim, Lists unpacked."""
+    """(where, object) for each Namespace, PersistentVolumeClaim or LimitRange, Lists unpacked."""
     for number, doc in enumerate(documents, 1):
         where = f"{path}: document {number}"
         if doc is None:  # an empty document, e.g. a trailing `---`
             continue
         kind = doc.get("kind") if isinstance(doc, Mapping) else None
-        if kind in ("List", "NamespaceList", "PersistentVolumeClaimList"):
+        if kind in ("List", "NamespaceList", "PersistentVolumeClaimList", "LimitRangeList"):
             items = doc.get("items") or []
             if not isinstance(items, list):
                 raise ValueError(f"{where}: items must be a list")
             yield from ((f"{where}: item {i}", item) for i, item in enumerate(items, 1))
-        elif kind in ("Namespace", "PersistentVolumeClaim"):
+        elif kind in ("Namespace", "PersistentVolumeClaim", "LimitRange"):
             yield where, doc
         else:
-            raise ValueError(f"{where}: expected kind Namespace, PersistentVolumeClaim or a List, got {kind!r}")
+            raise ValueError(f"{where}: expected kind Namespace, PersistentVolumeClaim, LimitRange or a List, "
+                             f"got {kind!r}")
 
 
 class KubeSource:
-    """One list+watch cache of all Namespaces and, when a log claim is watched, one of the
-    PersistentVolumeClaims named like it in every namespace (webhook.kube.reflector: timing,
-    backoff, relists).
+    """One list+watch cache of all Namespaces, one of all LimitRanges and, when a log claim is
+    watched, one of the PersistentVolumeClaims named like it in every namespace
+    (webhook.kube.reflector: timing, backoff, relists).
 
     - get() reads the in-memory dict: no API call per review. Each Namespace carries its claim's
-      phase (`log_claim`), so the engine learns it from the lookup it already gets, and the plan
-      memo (which keys on the Namespace object) misses once the claim changes.
+      phase (`log_claim`) and its LimitRanges' Container constraints (`limit_range`), so the
+      engine learns them from the lookup it already gets, and the plan memo (which keys on the
+      Namespace object) misses once either changes.
     - ready() once every first list has completed; it stays true during an API outage, because
       reviews are still answered from the (stale) cache; an unready webhook would instead fail
       every pod creation of the cluster.
     - A relist replaces the served dict in one assignment, so namespaces deleted meanwhile
       disappear and readers never see a half-built cache; watch events change single entries
-      (atomic dict operations). The two watch threads write under one lock, so a namespace
-      event and a claim event never overwrite each other's news.
+      (atomic dict operations). The watch threads write under one lock, so a namespace event and
+      a claim or LimitRange event never overwrite each other's news.
 
-    `last_sync` (the staler of the two watches; None before the first lists) and `relists`
-    (both watches together) feed metrics and health.
+    `last_sync` (the stalest watch; None before the first lists) and `relists` (all watches
+    together) feed metrics and health.
     """
 
     def __init__(self, api_client: kubernetes.client.ApiClient, *, claim: str | None = None,
@@ -180,14 +192,17 @@ class KubeSource:
 
         api = CoreV1Api(api_client)
         self._cache: dict[str, Namespace] = {}
-        self._namespaces: dict[str, Namespace] = {}  # as listed, without the claim's phase
+        self._namespaces: dict[str, Namespace] = {}  # as listed, without the facts of other objects
         self._phases: dict[str, str] = {}  # namespace -> its log claim's phase
+        self._ranges = LimitRanges()
         self._claim = claim
         self._write = threading.Lock()
         self._ready = False  # every reflector has synced (see ready())
         self.on_sync: Callable[[float], None] | None = None  # called with last_sync whenever it moves
         self._reflectors = [Reflector("namespaces", api.list_namespace, _Namespaces(self), on_sync=self._synced,
-                                      **timing)]
+                                      **timing),
+                            Reflector("limitranges", api.list_limit_range_for_all_namespaces, _LimitRanges(self),
+                                      on_sync=self._synced, **timing)]
         if claim is not None:
             self._reflectors.append(Reflector("claims", api.list_persistent_volume_claim_for_all_namespaces,
                                               _Claims(self), selector=f"metadata.name={claim}", on_sync=self._synced,
@@ -236,19 +251,23 @@ class KubeSource:
     def _phase(self, namespace: str) -> str | None:
         return self._phases.get(namespace) if self._claim is not None else None
 
-    def _with_phase(self, ns: Namespace) -> Namespace:
-        phase = self._phase(ns.name)
-        return ns if ns.log_claim == phase else dataclasses.replace(ns, log_claim=phase)
+    def _current(self, ns: Namespace) -> bool:
+        """Does `ns` carry its namespace's current claim phase and constraints?"""
+        return ns.log_claim == self._phase(ns.name) and ns.limit_range == self._ranges.of(ns.name)
+
+    def _with_facts(self, ns: Namespace) -> Namespace:
+        return ns if self._current(ns) else dataclasses.replace(ns, log_claim=self._phase(ns.name),
+                                                                limit_range=self._ranges.of(ns.name))
 
     def _kept(self, name: str, ns: Namespace) -> Namespace:
-        """The served object itself while its claim's phase is unchanged (a plan memo hit)."""
+        """The served object itself while its facts are unchanged (a plan memo hit)."""
         cached = self._cache.get(name)
-        return cached if cached is not None and cached.log_claim == self._phase(name) else self._with_phase(ns)
+        return cached if cached is not None and self._current(cached) else self._with_facts(ns)
 
     def set_namespaces(self, namespaces: dict[str, Namespace]) -> None:
         with self._write:
             self._namespaces = namespaces
-            self._cache = {name: self._with_phase(ns) for name, ns in namespaces.items()}
+            self._cache = {name: self._with_facts(ns) for name, ns in namespaces.items()}
 
     def set_namespace(self, name: str, ns: Namespace | None) -> None:
         with self._write:
@@ -257,12 +276,12 @@ class KubeSource:
                 self._cache.pop(name, None)
             else:
                 self._namespaces[name] = ns
-                self._cache[name] = self._with_phase(ns)
+                self._cache[name] = self._with_facts(ns)
 
     def set_phases(self, phases: dict[str, str]) -> None:
         with self._write:
             self._phases = phases
-            self._cache = {name: self._kept(name, ns) for name, ns in self._namespaces.items()}
+            self._refresh_all()
 
     def set_phase(self, namespace: str, phase: str | None) -> None:
         with self._write:
@@ -270,9 +289,25 @@ class KubeSource:
                 self._phases.pop(namespace, None)
             else:
                 self._phases[namespace] = phase
-            ns = self._namespaces.get(namespace)
-            if ns is not None:
-                self._cache[namespace] = self._kept(namespace, ns)
+            self._refresh(namespace)
+
+    def set_limit_ranges(self, ranges: LimitRanges) -> None:
+        with self._write:
+            self._ranges = ranges
+            self._refresh_all()
+
+    def set_limit_range(self, namespace: str, name: str, constraints: tuple[Constraint, ...] | None) -> None:
+        with self._write:
+            self._ranges.put(namespace, name, constraints)
+            self._refresh(namespace)
+
+    def _refresh_all(self) -> None:
+        self._cache = {name: self._kept(name, ns) for name, ns in self._namespaces.items()}
+
+    def _refresh(self, namespace: str) -> None:
+        ns = self._namespaces.get(namespace)
+        if ns is not None:
+            self._cache[namespace] = self._kept(namespace, ns)
 
 
 class _Namespaces:
@@ -306,6 +341,23 @@ class _Claims:
         self._source.set_phase(namespace, None if kind == "DELETED" else phase)
 
 
+class _LimitRanges:
+    """The LimitRanges' watch handler: namespace -> name -> Container constraints."""
+
+    def __init__(self, source: KubeSource):
+        self._source = source
+
+    def replace(self, items: list[dict[str, Any]]) -> None:
+        ranges = LimitRanges()
+        for item in items:
+            ranges.put(*limit_range(item))
+        self._source.set_limit_ranges(ranges)
+
+    def apply(self, kind: str, obj: dict[str, Any]) -> None:
+        namespace, name, constraints = limit_range(obj)
+        self._source.set_limit_range(namespace, name, None if kind == "DELETED" else constraints)
+
+
 def claim_phase(obj: Any) -> tuple[str, str]:
     """A PersistentVolumeClaim -> (its namespace, its phase: Pending, Bound or Lost, and
     `Terminating` once it is being deleted: the kubelet starts no new pod on such a claim)."""
@@ -330,7 +382,8 @@ def source_from_args(namespaces_file: str | None, kubeconfig: str | None, claim:
 
 
 def live_lookup(kubeconfig: str, claim: str | None = None) -> Callable[[str], Lookup]:
-    """Read each namespace (and its log claim) once from a live cluster (a CLI run, not a watch)."""
+    """Read each namespace (its log claim, its LimitRanges) once from a live cluster (a CLI run,
+    not a watch)."""
     from kubernetes.client import CoreV1Api
     from kubernetes.client.exceptions import ApiException
 
@@ -342,7 +395,8 @@ def live_lookup(kubeconfig: str, claim: str | None = None) -> Callable[[str], Lo
             try:
                 meta = api.read_namespace(name).metadata  # never None from an API server: never inject with defaults
                 phase = _read_phase(api, name, claim) if claim else None
-                cache[name] = (Lookup(Namespace(name, meta.annotations or {}, meta.labels or {}, phase), None) if meta
+                cache[name] = (Lookup(Namespace(name, meta.annotations or {}, meta.labels or {}, phase,
+                                                _read_limit_ranges(api, name)), None) if meta
                                else Lookup(None, Reason.NAMESPACE_LOOKUP_FAILED))
             except ApiException as exc:
                 cache[name] = Lookup(None, Reason.NAMESPACE_UNKNOWN if exc.status == 404 else Reason.NAMESPACE_LOOKUP_FAILED)
@@ -351,6 +405,14 @@ def live_lookup(kubeconfig: str, claim: str | None = None) -> Callable[[str], Lo
         return cache[name]
 
     return lookup
+
+
+def _read_limit_ranges(api: Any, namespace: str) -> tuple[Constraint, ...]:
+    """The namespace's LimitRanges' Container constraints; API errors raise."""
+    ranges = LimitRanges()
+    for item in json.loads(api.list_namespaced_limit_range(namespace, _preload_content=False).data)["items"]:
+        ranges.put(*limit_range(item))
+    return ranges.of(namespace)
 
 
 def _read_phase(api: Any, namespace: str, claim: str) -> str | None:

@@ -34,6 +34,16 @@ _NO_TERMINATION_CONFLICT = (None, "", "/dev/termination-log")
 
 
 def _unavailable(ctx: PodContext) -> tuple[Reason, str] | None:
+    """Why the pod's log directory cannot be delivered, or None: its volume cannot be used, or
+    the init container that prepares it fits not in the namespace's LimitRange."""
+    unusable = _volume_unusable(ctx)
+    if unusable is None and ctx.limit_range:
+        conflict = pod_level.limitrange_conflict(ctx)
+        return (Reason.LIMITRANGE_CONFLICT, conflict) if conflict else None
+    return unusable
+
+
+def _volume_unusable(ctx: PodContext) -> tuple[Reason, str] | None:
     """Why the pod's log volume cannot be used, or None: a pod directory name over NAME_MAX (no
     one can create it; the kubelet's own /var/log/pods entry has the same name, so such a pod
     fails at sandbox creation anyway, and the skip keeps podmedic from being a second cause; a

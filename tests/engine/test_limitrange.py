@@ -1,0 +1,115 @@
+"""podmedic's init containers fit into the namespace's LimitRange (type Container), which the API
+server validates after the mutating webhooks on every container, ours included
+(tests/test_integration.py shows the refusal with a real API server): a request is raised to
+`min`, a limit lowered to `max`, a request raised until `maxLimitRequestRatio` holds; where no
+resources fit, the features that need the init containers are skipped (limitrange-conflict)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests import pods
+from tests.engine.test_mutations import ALL_ON, CONFIG
+from tests.engine.test_qos import EXACT, resourced
+from tests.pods import apply_checked, container
+from webhook import engine
+from webhook.engine import limitrange
+from webhook.engine.namespace import Constraint, Lookup, Namespace
+from webhook.engine.quantity import quantity
+
+APP = container("app", command=["/app"], ports=[{"containerPort": 8080}])
+CONFIGURED = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
+
+
+def c(kind: Any, resource: str, raw: str, limit_range: str = "tenant") -> Constraint:
+    return Constraint(kind, resource, quantity(raw), raw, limit_range)
+
+
+def run(pod: dict[str, Any], *constraints: Constraint) -> tuple[dict[str, Any], engine.Outcome]:
+    ns = Namespace("demo", dict(ALL_ON), {}, limit_range=constraints)
+    outcome = engine.inject(copy.deepcopy(pod), Lookup(ns, None), CONFIG)
+    mutated = apply_checked(pod, outcome.ops)
+    assert engine.inject(copy.deepcopy(mutated), Lookup(ns, None), CONFIG).ops == []
+    return mutated, outcome
+
+
+def ours(pod: dict[str, Any], *constraints: Constraint) -> list[Any]:
+    inits = run(pod, *constraints)[0]["spec"]["initContainers"]
+    assert [i["name"] for i in inits] == ["podmedic-logdir", "podmedic-toolbox"]
+    return [i["resources"] for i in inits]
+
+
+def test_the_defaults_are_what_these_tests_fit():
+    assert dict(CONFIG.toolbox.resources) == CONFIGURED
+
+
+@pytest.mark.parametrize("constraints, expected", [
+    ([c("min", "cpu", "50m")], {**CONFIGURED, "requests": {"cpu": "50m", "memory": "16Mi"}}),
+    ([c("min", "cpu", "200m")], {"requests": {"cpu": "200m", "memory": "16Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}}),
+    ([c("max", "cpu", "50m")], {**CONFIGURED, "limits": {"cpu": "50m", "memory": "64Mi"}}),
+    ([c("max", "memory", "32Mi")], {**CONFIGURED, "limits": {"cpu": "100m", "memory": "32Mi"}}),
+    ([c("maxLimitRequestRatio", "cpu", "2")], {**CONFIGURED, "requests": {"cpu": "50m", "memory": "16Mi"}}),
+    ([c("maxLimitRequestRatio", "cpu", "3")], {**CONFIGURED, "requests": {"cpu": "34m", "memory": "16Mi"}}),
+    ([c("maxLimitRequestRatio", "memory", "2")], {**CONFIGURED, "requests": {"cpu": "10m", "memory": "33554432"}}),
+    # combined, and spread over two LimitRanges: all of them apply
+    ([c("min", "cpu", "20m"), c("max", "cpu", "80m", "other"), c("maxLimitRequestRatio", "cpu", "2")],
+     {**CONFIGURED, "requests": {"cpu": "40m", "memory": "16Mi"}, "limits": {"cpu": "80m", "memory": "64Mi"}}),
+    ([c("min", "cpu", "20m"), c("min", "cpu", "30m", "other")], {**CONFIGURED, "requests": {"cpu": "30m", "memory": "16Mi"}}),
+    # a resource toolbox.resources does not set: a min asks for a request, a max for a limit
+    ([c("min", "ephemeral-storage", "1Mi"), c("max", "ephemeral-storage", "1Gi")],
+     {"requests": {**CONFIGURED["requests"], "ephemeral-storage": "1Mi"},
+      "limits": {**CONFIGURED["limits"], "ephemeral-storage": "1Gi"}}),
+])
+def test_the_init_containers_are_fitted(constraints, expected):
+    assert ours(pods.pod(APP), *constraints) == [expected] * 2
+
+
+@pytest.mark.parametrize("constraints", [
+    [],
+    [c("min", "cpu", "10m"), c("max", "memory", "1Gi"), c("maxLimitRequestRatio", "memory", "4")],
+    [c("max", "cpu", "1")],
+])
+def test_constraints_already_met_change_nothing(constraints):
+    pod = pods.pod(APP)
+    assert run(pod, *constraints)[1].ops == run(pod)[1].ops
+
+
+def test_a_guaranteed_pod_stays_guaranteed_within_the_limitrange():
+    pod = pods.pod(resourced("a", EXACT))
+    limits = {"cpu": "80m", "memory": "64Mi"}
+    assert ours(pod, c("max", "cpu", "80m"), c("maxLimitRequestRatio", "cpu", "1")) == [
+        {"requests": limits, "limits": limits}] * 2
+    limits = {"cpu": "200m", "memory": "64Mi"}
+    assert ours(pod, c("min", "cpu", "200m")) == [{"requests": limits, "limits": limits}] * 2
+
+
+@pytest.mark.parametrize("constraints, detail", [
+    ([c("min", "cpu", "200m"), c("max", "cpu", "100m", "other")],
+     "no cpu fits the LimitRange constraints min 200m (tenant), max 100m (other)"),
+    ([c("max", "memory", "8Mi")], "LimitRange tenant: max memory 8Mi is below the toolbox's request 16Mi (toolbox.resources)"),
+    ([c("maxLimitRequestRatio", "ephemeral-storage", "2")],
+     "LimitRange tenant: ephemeral-storage maxLimitRequestRatio 2 needs a request and a limit, and podmedic's init "
+     "containers set no ephemeral-storage"),
+])
+def test_no_fit_skips_every_feature_that_needs_the_init_containers(constraints, detail):
+    mutated, outcome = run(pods.pod(APP), *constraints)
+    skipped = {d.feature: d.detail for d in outcome.report.decisions if d.reason.code == "limitrange-conflict"}
+    assert skipped == {"logs": detail, "supervisor": detail, "forensics": detail}
+    assert "initContainers" not in mutated["spec"] and "volumes" not in mutated["spec"]
+    assert "readinessProbe" in mutated["spec"]["containers"][0]  # what needs no init container is kept
+
+
+def test_a_pod_with_pod_level_resources_gets_only_what_the_limitrange_demands():
+    """Ours carry no resources there (they share the pod's budget): only what a constraint asks
+    for, which is what LimitRanger's defaulting gave them anyway for a min (defaultRequest)."""
+    pod = pods.pod(APP)
+    pod["spec"]["resources"] = {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}}
+    assert ours(pod, c("min", "cpu", "50m")) == [{"requests": {"cpu": "50m"}}] * 2
+
+
+def test_fit_keeps_values_as_written():
+    written = {"requests": {"cpu": "0.01", "memory": "16Mi"}, "limits": {"cpu": "100m"}}
+    assert limitrange.fit(written, (c("min", "cpu", "10m"),), {}) == written
