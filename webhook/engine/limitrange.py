@@ -4,8 +4,9 @@ The API server's LimitRanger validates every container of a pod against the name
 LimitRange items of type Container, init containers included, and it does so AFTER the mutating
 webhooks: toolbox.resources that a tenant's LimitRange does not allow (a cpu request below its
 `min`, a limit ten times the request where `maxLimitRequestRatio` allows 2) got every pod that
-podmedic injected there refused. Its defaulting (`default`, `defaultRequest`) ran before the
-webhooks and never reaches podmedic's containers, which set their own requests and limits anyway.
+podmedic injected there refused. Its defaulting (`default`, `defaultRequest`) only fills in what a
+container leaves out, and podmedic's init containers set their requests and limits (the one
+exception, a pod with pod-level resources, whose init containers carry none, is in pod_level).
 
 Per resource, the way LimitRanger checks it (plugin/pkg/admission/limitranger):
 - `min`: the request is required and must be at least min, and so must a limit that is set;

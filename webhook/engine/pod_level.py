@@ -312,7 +312,9 @@ def _qos_resources(spec: dict[str, Any], config: GlobalConfig) -> Mapping[str, A
     status.qosClass over the init containers too, ours included:
     - pod-level resources (spec.resources): none of their own ({}). The API server refuses a pod
       whose requests do not cover its containers' aggregate requests, ours included, so ours share
-      the pod's budget; the class is then computed from spec.resources alone and holds.
+      the pod's budget; the class is then computed from spec.resources alone and holds. (A
+      LimitRange's `default`/`defaultRequest` fill them in, and where those exceed the pod's
+      budget the pod is refused: not handled; docs/configuration.md.)
     - every container Guaranteed (cpu and memory requests equal to limits): requests equal to the
       configured limits, so the pod stays Guaranteed. The configured requests, below the limits,
       would make it Burstable: evicted earlier, and no exclusive CPUs under the kubelet's static
