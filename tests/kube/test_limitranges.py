@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests.fakekube import FakeKube
-from tests.kube.test_namespaces import FAST, ON, local_kubeconfig, wait_for  # noqa: F401  (fixture)
+# source: test_namespaces' fixture, over this module's kube
+from tests.kube.test_namespaces import ON, local_kubeconfig, source, wait_for  # noqa: F401  (fixtures)
 from webhook.engine.namespace import Constraint
 from webhook.kube.limitranges import limit_range
 from webhook.kube.namespaces import FileSource, KubeSource, live_lookup
@@ -34,15 +35,6 @@ def kube() -> Iterator[FakeKube]:
     server.apply(lr("other", min={"cpu": "50m"}))
     yield server
     server.stop()
-
-
-@pytest.fixture
-def source(kube: FakeKube) -> Iterator[KubeSource]:
-    watched = KubeSource(kube.api_client(), **FAST)
-    watched.start()
-    wait_for(watched.ready, 5, "first lists")
-    yield watched
-    watched.stop()
 
 
 def constraints(source: KubeSource, namespace: str) -> list[tuple[str, str, str, str]]:
