@@ -7,8 +7,9 @@ handler: it guards the same check during a long initialisation. A container with
 startupProbe gets one with every liveness podmedic adds that checks the app (anything but the
 wrapper's `pmctl alive`): an app that opens its port after failureThreshold x period (~30 s: a
 JVM, a database replaying its log) runs fine without probes, and podmedic's liveness alone would
-kill it again and again (not on a native sidecar: see _guards_slow_start). Its failureThreshold is `startup-timeout`'s budget, else the API's
-largest: no bound, as without podmedic; liveness only kills an app that had answered once.
+kill it again and again (not on a native sidecar: see _guards_slow_start). Its failureThreshold
+is `startup-timeout`'s budget, else the API's largest: no bound, as without podmedic; liveness
+only kills an app that had answered once.
 `startup-timeout` also adds one beside a liveness the user wrote (the admin asked for a budget).
 When the supervisor wrapper holds crashed apps (on-fatal=hold), the liveness probe asks the
 wrapper (`pmctl alive`), so a held container is not killed; without a port, a wrapped container's
