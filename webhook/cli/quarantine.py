@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
                       lease_seconds=args.lease_duration, renew_seconds=args.renew_period)
     if not 0 < options.renew_seconds < options.lease_seconds / 2:
         return _fail("--renew-period must be positive and under half of --lease-duration")
-    controller = Controller(config, cluster, PodCache(cluster.core), KubeSource(cluster.core.api_client), options)
+    namespaces = KubeSource(cluster.core.api_client, limit_ranges=False)  # annotations only
+    controller = Controller(config, cluster, PodCache(cluster.core), namespaces, options)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: controller.stop())
     logging.getLogger("podmedic.quarantine").info("%s starting as %s%s", NAME, options.identity,

@@ -187,7 +187,9 @@ class KubeSource:
     """
 
     def __init__(self, api_client: kubernetes.client.ApiClient, *, claim: str | None = None,
-                 **timing: Any):
+                 limit_ranges: bool = True, **timing: Any):
+        """`limit_ranges=False`: no LimitRange watch, for a reader of annotations only (the
+        quarantine controller, whose RBAC has no limitranges: least privilege)."""
         from kubernetes.client import CoreV1Api
 
         api = CoreV1Api(api_client)
@@ -200,9 +202,10 @@ class KubeSource:
         self._ready = False  # every reflector has synced (see ready())
         self.on_sync: Callable[[float], None] | None = None  # called with last_sync whenever it moves
         self._reflectors = [Reflector("namespaces", api.list_namespace, _Namespaces(self), on_sync=self._synced,
-                                      **timing),
-                            Reflector("limitranges", api.list_limit_range_for_all_namespaces, _LimitRanges(self),
-                                      on_sync=self._synced, **timing)]
+                                      **timing)]
+        if limit_ranges:
+            self._reflectors.append(Reflector("limitranges", api.list_limit_range_for_all_namespaces,
+                                              _LimitRanges(self), on_sync=self._synced, **timing))
         if claim is not None:
             self._reflectors.append(Reflector("claims", api.list_persistent_volume_claim_for_all_namespaces,
                                               _Claims(self), selector=f"metadata.name={claim}", on_sync=self._synced,
