@@ -97,24 +97,25 @@ def webhook(cluster: Cluster, certs_dir: Path, tmp_path_factory: pytest.TempPath
     stop_server(server)
 
 
-def register(cluster: Cluster, server: Any, certs_dir: Path) -> None:
-    """Register `server` as the cluster's podmedic webhook; returns once it takes effect."""
+def register(cluster: Cluster, server: Any, certs_dir: Path, name: str = "podmedic", prefix: str = PREFIX) -> None:
+    """Register `server` as a podmedic webhook (`name`: its configuration's; `prefix`: the
+    server's annotationPrefix); returns once it takes effect."""
     ca = base64.b64encode((certs_dir / "ca.crt").read_bytes()).decode()
     cluster.apply({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": "podmedic"},
+        "metadata": {"name": name},
         "webhooks": [{
             "name": "inject.podmedic.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
             "failurePolicy": "Fail", "reinvocationPolicy": "Never", "timeoutSeconds": 5,
             "clientConfig": {"url": server.url + "/mutate", "caBundle": ca},
             "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
             "matchConditions": [{"name": "not-opted-out", "expression":
-                                 f"!has(object.metadata.annotations) || !('{PREFIX}inject' in object.metadata.annotations)"
-                                 f" || object.metadata.annotations['{PREFIX}inject'] != 'disabled'"}],
+                                 f"!has(object.metadata.annotations) || !('{prefix}inject' in object.metadata.annotations)"
+                                 f" || object.metadata.annotations['{prefix}inject'] != 'disabled'"}],
         }],
     })
     # New webhook configurations take effect after ~0.1-1 s: poll a dry-run until mutated.
-    probe_ns = cluster.namespace({PREFIX + "inject": "enabled"})
+    probe_ns = cluster.namespace({prefix + "inject": "enabled"})
     deadline = time.monotonic() + 30
     while True:
         done = cluster.create_pod(probe_ns, _pod("probe"), dry_run=True)
@@ -417,3 +418,49 @@ def test_a_limitrange_nothing_fits_skips_what_needs_the_init_containers(cluster,
     assert "LimitRange tiny: max memory 8Mi is below the toolbox's request 16Mi" in done.stderr
     assert "initContainers" not in stored["spec"]
     assert "readinessProbe" in stored["spec"]["containers"][0]
+
+
+PULL_PREFIX = "pull.podmedic.io/"  # the pull-secret server's namespaces are not opted in for `webhook`
+
+
+@pytest.fixture(scope="module")
+def pull_webhook(cluster: Cluster, certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A second server with toolbox.imagePullSecrets [regcred], registered beside `webhook`
+    under its own prefix; unregistered before it stops (failurePolicy Fail)."""
+    tmp = tmp_path_factory.mktemp("it-pull")
+    config = tmp / "config.yaml"
+    config.write_text(f"annotationPrefix: {PULL_PREFIX}\ntoolbox:\n  imagePullSecrets: [regcred]\n")
+    server = start_server(tmp, certs_dir, "--kubeconfig", str(cluster.kubeconfig), "--config", str(config))
+    try:
+        register(cluster, server, certs_dir, "podmedic-pull", PULL_PREFIX)
+        yield server
+    finally:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", "podmedic-pull", "--ignore-not-found")
+        stop_server(server)
+
+
+def test_the_service_accounts_pull_secrets_and_podmedics_are_both_stored(cluster, pull_webhook):
+    """The ServiceAccount admission plugin copies the ServiceAccount's imagePullSecrets into a pod
+    that lists none, and it runs before the mutating webhooks: podmedic saw the list (its marker
+    appends to it, and did not create it) and the stored pod has both. Neither Secret exists: the
+    API server does not look (the kubelet pulls without a missing one)."""
+    ns = cluster.namespace({PULL_PREFIX + "inject": "enabled"})
+    cluster.kubectl("-n", ns, "patch", "serviceaccount", "default", "-p",
+                    json.dumps({"imagePullSecrets": [{"name": "sa-secret"}]}))
+    pod = _created(cluster.create_pod(ns, _pod("sa-pull")))
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "sa-secret"}, {"name": "regcred"}]
+    status = json.loads(pod["metadata"]["annotations"][PULL_PREFIX + "status"])
+    assert status["version"] == 3 and status["pod"]["imagePullSecrets"] == ["regcred"]
+    assert "/spec/imagePullSecrets" not in status["created"]  # the list was there when podmedic saw the pod
+    assert [c["name"] for c in pod["spec"]["initContainers"]][:2] == ["podmedic-logdir", "podmedic-toolbox"]
+
+
+def test_a_pod_that_lists_the_secret_is_not_given_it_twice(cluster, pull_webhook):
+    ns = cluster.namespace({PULL_PREFIX + "inject": "enabled"})
+    cluster.kubectl("-n", ns, "patch", "serviceaccount", "default", "-p",
+                    json.dumps({"imagePullSecrets": [{"name": "sa-secret"}]}))
+    pod = _created(cluster.create_pod(ns, _pod("own-pull", imagePullSecrets=[{"name": "regcred"}])))
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]  # the pod's own: no copy, no duplicate
+    status = json.loads(pod["metadata"]["annotations"][PULL_PREFIX + "status"])
+    assert status["version"] == 2 and "imagePullSecrets" not in status["pod"]
+    assert "initContainers" in pod["spec"]

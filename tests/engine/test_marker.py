@@ -75,7 +75,7 @@ MALFORMED: dict[str, tuple[object, str]] = {
     "a YAML null": (None, "must be a JSON string, not null"),
     "a YAML number": (1, "must be a JSON string, not a number"),
     "a YAML map": ({"version": 1}, "must be a JSON string, not an object"),
-    "version 3": (_with(version=3), "version 3 is not supported"),
+    "version 4": (_with(version=4), "version 4 is not supported"),
     "version as string": (_with(version="1"), "version '1' is not supported"),
     "version true": (_with(version=True), "version True is not supported"),
     "version 1.0": (_with(version=1.0), "version 1.0 is not supported"),
@@ -99,6 +99,11 @@ MALFORMED: dict[str, tuple[object, str]] = {
     "pod volumes a string": (_with(pod={"volumes": "x", "initContainers": []}), "pod.volumes must be a list"),
     "pod volume names not strings": (_with(pod={"volumes": [{}], "initContainers": []}),
                                      "pod.volumes[0] must be a string, not an object"),
+    "pull secrets in version 2": (_with(pod={"volumes": [], "initContainers": [], "imagePullSecrets": ["r"]}),
+                                  "pod has unknown key(s) 'imagePullSecrets'"),
+    "pull secret names not strings": (_with(version=3, pod={"volumes": [], "initContainers": [],
+                                                            "imagePullSecrets": [{"name": "r"}]}),
+                                      "pod.imagePullSecrets[0] must be a string, not an object"),
     "created a string": (_with(created="/spec"), "created must be a list of strings, not a string"),
     "created not a pointer": (_with(created=["spec/volumes"]), "created: 'spec/volumes' is not a JSON pointer"),
     "created numbers": (_with(created=[0]), "created[0] must be a string, not a number"),
@@ -325,8 +330,11 @@ def _variant(text: str, suffix: str, how: str) -> str:
                         t["metadata"]["annotations"] = None
                     else:
                         t["metadata"] = None
-                for key in ("volumes", "initContainers"):
+                for key in ("volumes", "initContainers", "imagePullSecrets"):
                     t["spec"].setdefault(key, None)
+            if how == "listed":
+                t["spec"]["imagePullSecrets"] = [{"name": "sa-secret"}, {"name": "mirror.example"}]
+                continue
             for c in t["spec"]["containers"]:
                 for key, value in (CONTAINER_NULLS if how == "nulls" else CONTAINER_EMPTIES).items():
                     if key not in c:
@@ -355,6 +363,21 @@ def test_uninject_of_inject_is_the_identity_on_golden_inputs(case: Path, how: st
     assert injected != text, "the case must inject something"
     back = _run("uninject", injected, [])
     for loader in (YAML(typ="safe"), YAML()):  # plain objects, and ruamel's round-trip maps
+        assert list(loader.load_all(back)) == list(loader.load_all(text))
+
+
+@pytest.mark.parametrize("how", ["as-is", "nulls", "listed"])
+@pytest.mark.parametrize("case", _cases(), ids=lambda p: p.name)
+def test_uninject_of_inject_with_pull_secrets_is_the_identity_on_golden_inputs(case: Path, how: str,
+                                                                                tmp_path: Path) -> None:
+    """toolbox.imagePullSecrets: added (after the template's own, "listed"), and removed again."""
+    config = tmp_path / "config.yaml"
+    config.write_text("toolbox:\n  imagePullSecrets: [regcred, mirror.example]\n")
+    text = case.read_text() if how == "as-is" else _variant(case.read_text(), case.suffix, how)
+    injected = _run("inject", text, [*_args(case), "--config", str(config)])
+    assert "regcred" in injected
+    back = _run("uninject", injected, ["--config", str(config)])
+    for loader in (YAML(typ="safe"), YAML()):
         assert list(loader.load_all(back)) == list(loader.load_all(text))
 
 

@@ -27,6 +27,7 @@ class ToolboxConfig:
     image: str
     image_pull_policy: str
     resources: Mapping[str, Any]
+    image_pull_secrets: tuple[str, ...] = ()  # added to the pods that get an init container
 
 
 LogBackend = Literal["hostPath", "pvc", "auto"]
@@ -146,6 +147,23 @@ def _pull_policy(value: Any) -> str:
     if value not in PULL_POLICIES:
         raise ConfigError(f"toolbox.imagePullPolicy: must be one of {', '.join(PULL_POLICIES)} (got {value!r})")
     return str(value)
+
+
+def _pull_secrets(value: Any) -> tuple[str, ...]:
+    """Secret names added to every pod that gets podmedic's init containers: a name the API
+    server refuses (not a DNS-1123 subdomain) would refuse every such pod, and one listed twice
+    would be added twice."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"toolbox.imagePullSecrets: must be a list of Secret names (got {value!r})")
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or len(name) > 253 or not _SUBDOMAIN.fullmatch(name):
+            raise ConfigError(f"toolbox.imagePullSecrets[{i}]: must be a Secret name (a DNS-1123 subdomain: "
+                              f"lowercase letters, digits, '-' and '.', at most 253 characters), got {name!r}")
+        if name in value[:i]:
+            raise ConfigError(f"toolbox.imagePullSecrets[{i}]: {name!r} is listed twice")
+    return tuple(value)
 
 
 def _check_resources(resources: Mapping[str, Any]) -> None:
@@ -285,6 +303,7 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
                 image=_image(toolbox["image"]),
                 image_pull_policy=_pull_policy(toolbox.get("imagePullPolicy", "IfNotPresent")),
                 resources=resources,
+                image_pull_secrets=_pull_secrets(toolbox.get("imagePullSecrets")),
             ),
             logs=LogsConfig(host_root=_absolute_root("logs.hostRoot", logs["hostRoot"]), namespace_roots=roots,
                             backend=_backend(logs.get("backend", "hostPath")),

@@ -6,7 +6,7 @@ is well-formed. Once written, the marker is untrusted input: anyone can edit a m
 template, so `parse` accepts only what `write` can produce and raises MarkerError otherwise --
 never a KeyError or AttributeError three calls later.
 
-Version 2, one JSON object, keys in this order (the order is part of the format: golden files
+Version 3, one JSON object, keys in this order (the order is part of the format: golden files
 and re-applied manifests compare the text):
 
     containers  {container name: {feature: what it added or replaced}}    required
@@ -15,18 +15,22 @@ and re-applied manifests compare the text):
                   logs        {"mountPath": the log directory's mount path}
                   forensics   {"preStop": the original preStop hook, any JSON value, or null}
     pod         {"volumes": [names], "initContainers": [names],          when pod-level pieces were added
-                 "annotations": {key: the original value, or null}}      annotations podmedic set (the
+                 "annotations": {key: the original value, or null},      annotations podmedic set (the
                                                                           autoscaler's local-volumes list)
-    version     2 (1: the same without pod.annotations; still read)      required
+                 "imagePullSecrets": [names]}                            the pull secrets podmedic added
+                                                                          (toolbox.imagePullSecrets)
+    version     3 with pod.imagePullSecrets, else 2 (1: the same         required
+                without pod.annotations); all three are read
     created     [JSON pointers of the maps and lists the patch created]  required
     replaced    {JSON pointer: original value}                           when the patch overwrote a
                 member that was null or empty ({}, [], ""), which the feature records cannot tell
                 from an absent one (`annotations: null` must come back as null, not vanish)
 
 Strictness: unknown keys are rejected at every level, as are wrong types, a version other than
-1 or 2, and markers longer than MAX_LENGTH (the API server's limit for all annotations together). A
+1, 2 or 3, and markers longer than MAX_LENGTH (the API server's limit for all annotations together). A
 later format that adds a key must bump the version, so an older podmedic refuses it instead of
-removing half of what a newer one added.
+removing half of what a newer one added. A marker says the oldest version that holds it: one
+without pull secrets stays the text every earlier podmedic wrote and reads.
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ from typing import Any, Final, Literal, NotRequired, TypedDict
 
 import orjson
 
-VERSION: Final = 2
-READABLE_VERSIONS = (1, VERSION)  # a version 1 marker is a version 2 one without pod.annotations
+VERSION: Final = 3
+PLAIN_VERSION: Final = 2  # what a marker without pod.imagePullSecrets says (_version)
+# a version 1 marker is a version 2 one without pod.annotations, a version 2 one a version 3 one
+# without pod.imagePullSecrets
+READABLE_VERSIONS = (1, PLAIN_VERSION, VERSION)
 MAX_LENGTH = 256 * 1024  # bytes: the API server's limit for a pod's annotations, all together
 PROBE_FIELDS = ("readinessProbe", "livenessProbe", "startupProbe")
 
@@ -64,12 +71,13 @@ class PodRecord(TypedDict):
     volumes: list[str]
     initContainers: list[str]
     annotations: NotRequired[dict[str, str | None]]  # key -> the value before podmedic set it (null: absent)
+    imagePullSecrets: NotRequired[list[str]]  # the Secret names podmedic added (version 3)
 
 
 class Marker(TypedDict):
     containers: dict[str, ContainerRecord]
     pod: NotRequired[PodRecord]
-    version: Literal[1, 2]
+    version: Literal[1, 2, 3]
     created: list[str]
     replaced: NotRequired[dict[str, Any]]
 
@@ -88,12 +96,18 @@ class MarkerError(ValueError):
 def build(containers: dict[str, ContainerRecord], pod: PodRecord | None, created: list[str],
           replaced: dict[str, Any]) -> Marker:
     """The marker for a patch; optional parts only when there is something to record."""
-    marker = Marker(containers=containers, version=VERSION, created=created)
+    marker = Marker(containers=containers, version=_version(pod), created=created)
     if pod is not None:
         marker["pod"] = pod
     if replaced:
         marker["replaced"] = replaced
     return marker
+
+
+def _version(pod: PodRecord | None) -> Literal[2, 3]:
+    """The oldest version that holds the record: pods without podmedic's pull secrets keep the
+    marker an earlier podmedic wrote (and can uninject)."""
+    return VERSION if pod is not None and "imagePullSecrets" in pod else PLAIN_VERSION
 
 
 def write(marker: Marker) -> str:
@@ -124,14 +138,15 @@ def parse(text: object) -> Marker:
                   optional=("pod", "replaced"))
     version = obj["version"]
     if type(version) is not int or version not in READABLE_VERSIONS:
-        raise MarkerError(f"version {version!r} is not supported (this podmedic reads versions 1 and {VERSION})")
+        raise MarkerError(f"version {version!r} is not supported (this podmedic reads versions 1 to {VERSION})")
     containers = _object(obj["containers"], "containers")
     for name, record in containers.items():
         _container(record, f"containers[{name!r}]")
     if "pod" in obj:
-        pod = _object(obj["pod"], "pod", ("volumes", "initContainers"), ("annotations",) if version > 1 else ())
+        pod = _object(obj["pod"], "pod", ("volumes", "initContainers"), _POD_OPTIONAL[version])
         _strings(pod["volumes"], "pod.volumes")
         _strings(pod["initContainers"], "pod.initContainers")
+        _strings(pod.get("imagePullSecrets", []), "pod.imagePullSecrets")
         for key, original in _object(pod.get("annotations", {}), "pod.annotations").items():
             if original is not None and not isinstance(original, str):
                 raise MarkerError(f"pod.annotations[{key!r}] must be a string or null, not {_kind(original)}")
@@ -143,6 +158,9 @@ def parse(text: object) -> Marker:
             if original not in (None, {}, [], ""):
                 raise MarkerError(f"replaced[{ptr!r}] must be null or empty, not {_kind(original)}")
     return obj  # type: ignore[return-value]  # validated above, field by field
+
+
+_POD_OPTIONAL = {1: (), 2: ("annotations",), 3: ("annotations", "imagePullSecrets")}  # by version
 
 
 def _container(record: object, where: str) -> None:

@@ -1,5 +1,6 @@
 """Pod-level additions that features share: the toolbox init container and volumes, and the
-log directory's volume (hostPath or the namespace's claim) and its preparing init container.
+log directory's volume (hostPath or the namespace's claim) and its preparing init container,
+with the pull secrets of their image (toolbox.imagePullSecrets).
 
 Features only touch their own container; after all of them ran, `finish()` adds what the pod
 needs exactly once (never per container, never twice), placed first among init containers so
@@ -251,11 +252,14 @@ def finish(ctx: PodContext, patch: PatchBuilder) -> None:
         added["volumes"].append(LOGS_VOLUME)
         added["initContainers"].append(LOGDIR_INIT)
         local += [LOGS_VOLUME] if backend == "hostPath" else []
-    if added["volumes"]:
+    if added["volumes"]:  # with an init container each (the toolbox's two, the log directory's one)
         record: dict[str, Any] = dict(added)
         original = _list_local_volumes(ctx.pod, local, patch)
         if original is not _UNCHANGED:
             record["annotations"] = {SAFE_TO_EVICT: original}
+        secrets = _add_pull_secrets(ctx, patch) if ctx.config.toolbox.image_pull_secrets else None
+        if secrets:
+            record["imagePullSecrets"] = secrets
         ctx.status["pod"] = record
 
 
@@ -358,6 +362,23 @@ def _requests_its_limits(resources: dict[str, Any]) -> bool:
                    for name in ("cpu", "memory"))
     except ValueError:
         return False
+
+
+def _add_pull_secrets(ctx: PodContext, patch: PatchBuilder) -> list[str]:
+    """Add toolbox.imagePullSecrets that the pod does not list to spec.imagePullSecrets, after
+    its own (the ServiceAccount admission plugin has already copied the ServiceAccount's there
+    when the pod had none: it runs before the webhooks); returns the names added, for uninject.
+    Without them, where toolbox.image needs a registry login, the init containers' image pull
+    fails and the pod never starts. A list that is not one (an offline manifest's): left alone."""
+    spec = ctx.pod.get("spec") or {}
+    listed = spec.get("imagePullSecrets")
+    if listed is not None and not isinstance(listed, list):
+        return []
+    have = {ref.get("name") for ref in listed or () if isinstance(ref, dict)}
+    missing = [name for name in ctx.config.toolbox.image_pull_secrets if name not in have]
+    for name in missing:
+        patch.append(("spec", "imagePullSecrets"), {"name": name})
+    return missing
 
 
 _UNCHANGED = object()

@@ -2,8 +2,8 @@
 
 The marker (`<prefix>status`, schema in engine/marker.py) lists, per container, what each
 feature added and the values it replaced (the original command, the original preStop), the
-pod-level volumes and init containers, which maps and lists the patch had to create, and the
-null or empty members it overwrote. Removing by name (not by replaying the patch backwards) keeps
+pod-level volumes, init containers and pull secrets, which maps and lists the patch had to
+create, and the null or empty members it overwrote. Removing by name (not by replaying the patch backwards) keeps
 working when someone edited the manifest after injection.
 
 The marker is untrusted: it is parsed and validated completely before the template is touched,
@@ -113,6 +113,7 @@ def template(t: dict[str, Any], config: GlobalConfig) -> bool:
     if isinstance(spec, dict):
         _drop(spec.get("volumes"), pod["volumes"] if pod else [])
         _drop(spec.get("initContainers"), pod["initContainers"] if pod else [])
+        _drop(spec.get("imagePullSecrets"), pod.get("imagePullSecrets", []) if pod else [])
     for key, original in (pod.get("annotations", {}) if pod else {}).items():
         _restore(annotations, key, original)
     del annotations[config.status_key]
