@@ -464,3 +464,57 @@ def test_a_pod_that_lists_the_secret_is_not_given_it_twice(cluster, pull_webhook
     status = json.loads(pod["metadata"]["annotations"][PULL_PREFIX + "status"])
     assert status["version"] == 2 and "imagePullSecrets" not in status["pod"]
     assert "initContainers" in pod["spec"]
+
+
+_DEFAULTING = {"type": "Container", "default": {"cpu": "500m", "memory": "512Mi"},
+               "defaultRequest": {"cpu": "500m", "memory": "512Mi"}}
+
+
+def _pod_level_in_defaulting_namespace(cluster: Cluster, memory: str,
+                                       item: dict[str, Any] = _DEFAULTING) -> tuple[str, dict[str, Any]]:
+    """A namespace whose LimitRange `item` defaults cpu and memory above the budget of a pod with
+    pod-level resources (200m and `memory`), whose app sets small resources of its own; the pod is
+    admitted without podmedic. Returns the namespace, once podmedic's webhook knows its LimitRange,
+    and the pod."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    cluster.apply({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults", "namespace": ns},
+                   "spec": {"limits": [item]}})
+    budget = {"cpu": "200m", "memory": memory}
+    small = {"requests": {"cpu": "50m", "memory": "8Mi"}, "limits": {"cpu": "100m", "memory": memory}}
+    pod = _pod("podres-defaults", resources={"requests": budget, "limits": budget}, container={"resources": small})
+    plain = {**pod, "metadata": {**pod["metadata"], "annotations": {PREFIX + "inject": "disabled"}}}
+    _created(cluster.create_pod(ns, plain, dry_run=True))
+    deadline = time.monotonic() + 10  # the webhook learns the LimitRange from its watch
+    while cluster.create_pod(ns, pod, dry_run=True).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return ns, pod
+
+
+@pytest.mark.parametrize("item", [_DEFAULTING, {"type": "Container", "max": {"cpu": "1", "memory": "1Gi"}}],
+                         ids=["defaults", "max"])
+def test_a_pod_with_pod_level_resources_in_a_defaulting_limitrange_is_admitted(cluster, webhook, item):
+    """In a pod with pod-level resources podmedic's init containers carried no resources, so the
+    API server's LimitRanger filled in the namespace's Container `default`/`defaultRequest`
+    (500m, 512Mi; or the `max`, which the API server makes the defaults) after the webhooks, above
+    the pod's budget (200m, 128Mi): a pod admitted without podmedic was refused with it ("must be
+    greater than or equal to aggregate container requests of 500m"). They now set the configured
+    resources, within both."""
+    ns, pod = _pod_level_in_defaulting_namespace(cluster, "128Mi", item)
+    stored = _created(cluster.create_pod(ns, pod))
+    inits = stored["spec"]["initContainers"]
+    assert [c["name"] for c in inits] == ["podmedic-logdir", "podmedic-toolbox"]
+    assert stored["spec"]["containers"][0]["command"][0].startswith("/podmedic/")
+    configured = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
+    assert [c["resources"] for c in inits] == [configured] * 2
+
+
+def test_a_pod_level_budget_below_the_toolboxs_needs_skips_the_init_containers(cluster, webhook):
+    """A pod whose memory (12Mi) is below what the toolbox requests (16Mi), where the LimitRange's
+    defaults would not fit either: the features that need the init containers are skipped with a
+    warning, and the pod is admitted."""
+    ns, pod = _pod_level_in_defaulting_namespace(cluster, "12Mi")
+    done = cluster.create_pod(ns, pod)
+    stored = _created(done)
+    assert "the pod's spec.resources: max memory 12Mi is below the toolbox's request 16Mi" in done.stderr
+    assert "initContainers" not in stored["spec"]
+    assert "readinessProbe" in stored["spec"]["containers"][0]

@@ -2,7 +2,9 @@
 server validates after the mutating webhooks on every container, ours included
 (tests/test_integration.py shows the refusal with a real API server): a request is raised to
 `min`, a limit lowered to `max`, a request raised until `maxLimitRequestRatio` holds; where no
-resources fit, the features that need the init containers are skipped (limitrange-conflict)."""
+resources fit, the features that need the init containers are skipped (limitrange-conflict). In a
+pod with pod-level resources, what LimitRanger would fill into ours (`default`, `defaultRequest`,
+a `max`) is set instead, within the pod's budget."""
 
 from __future__ import annotations
 
@@ -86,16 +88,33 @@ def test_a_guaranteed_pod_stays_guaranteed_within_the_limitrange():
     assert ours(pod, c("min", "cpu", "200m")) == [{"requests": limits, "limits": limits}] * 2
 
 
-@pytest.mark.parametrize("constraints, detail", [
-    ([c("min", "cpu", "200m"), c("max", "cpu", "100m", "other")],
+def pod_level(requests: dict[str, str] | None, limits: dict[str, str] | None = None) -> dict[str, Any]:
+    pod = pods.pod(APP)
+    pod["spec"]["resources"] = {kind: values for kind, values in (("requests", requests), ("limits", limits)) if values}
+    return pod
+
+
+BUDGET = {"cpu": "200m", "memory": "128Mi"}
+DEFAULTS = (c("default", "cpu", "500m"), c("defaultRequest", "cpu", "500m"),
+            c("default", "memory", "512Mi"), c("defaultRequest", "memory", "512Mi"))
+
+
+@pytest.mark.parametrize("pod, constraints, detail", [
+    (pods.pod(APP), [c("min", "cpu", "200m"), c("max", "cpu", "100m", "other")],
      "no cpu fits the LimitRange constraints min 200m (tenant), max 100m (other)"),
-    ([c("max", "memory", "8Mi")], "LimitRange tenant: max memory 8Mi is below the toolbox's request 16Mi (toolbox.resources)"),
-    ([c("maxLimitRequestRatio", "ephemeral-storage", "2")],
+    (pods.pod(APP), [c("max", "memory", "8Mi")], "LimitRange tenant: max memory 8Mi is below the toolbox's request 16Mi (toolbox.resources)"),
+    (pods.pod(APP), [c("maxLimitRequestRatio", "ephemeral-storage", "2")],
      "LimitRange tenant: ephemeral-storage maxLimitRequestRatio 2 needs a request and a limit, and podmedic's init "
      "containers set no ephemeral-storage"),
+    # a pod-level budget the resources LimitRanger would fill in cannot fit into
+    (pod_level({"cpu": "200m", "memory": "12Mi"}), DEFAULTS,
+     "the pod's spec.resources: max memory 12Mi is below the toolbox's request 16Mi (toolbox.resources)"),
+    (pod_level(BUDGET), (*DEFAULTS, c("min", "cpu", "300m")),
+     "no cpu fits the LimitRange constraints min 300m (tenant), max 200m (the pod's spec.resources)"),
+    (pod_level({"cpu": "1Gx"}), DEFAULTS, "not a quantity: '1Gx'"),
 ])
-def test_no_fit_skips_every_feature_that_needs_the_init_containers(constraints, detail):
-    mutated, outcome = run(pods.pod(APP), *constraints)
+def test_no_fit_skips_every_feature_that_needs_the_init_containers(pod, constraints, detail):
+    mutated, outcome = run(pod, *constraints)
     skipped = {d.feature: d.detail for d in outcome.report.decisions if d.reason.code == "limitrange-conflict"}
     assert skipped == {"logs": detail, "supervisor": detail, "forensics": detail}
     assert "initContainers" not in mutated["spec"] and "volumes" not in mutated["spec"]
@@ -108,6 +127,31 @@ def test_a_pod_with_pod_level_resources_gets_only_what_the_limitrange_demands():
     pod = pods.pod(APP)
     pod["spec"]["resources"] = {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}}
     assert ours(pod, c("min", "cpu", "50m")) == [{"requests": {"cpu": "50m"}}] * 2
+
+
+@pytest.mark.parametrize("pod, constraints, expected", [
+    # what LimitRanger would fill in (500m, 512Mi: above the budget) is set, as configured
+    (pod_level(BUDGET, BUDGET), DEFAULTS, CONFIGURED),
+    # a max: the API server makes it the LimitRange's default
+    (pod_level(BUDGET, BUDGET), (c("max", "memory", "1Gi"),), {"requests": {"memory": "16Mi"}, "limits": {"memory": "64Mi"}}),
+    # only what is defaulted, and only what spec.resources budgets
+    (pod_level(BUDGET), DEFAULTS[:2], {"requests": {"cpu": "10m"}, "limits": {"cpu": "100m"}}),
+    (pod_level({"cpu": "200m"}), DEFAULTS, {"requests": {"cpu": "10m"}, "limits": {"cpu": "100m"}}),
+    # within the budget: a limit above the pod's request comes down to it; without pod-level
+    # requests, to its limit
+    (pod_level({"cpu": "50m", "memory": "32Mi"}), DEFAULTS, {**CONFIGURED, "limits": {"cpu": "50m", "memory": "32Mi"}}),
+    (pod_level(None, {"cpu": "50m", "memory": "1Gi"}), DEFAULTS, {**CONFIGURED, "limits": {"cpu": "50m", "memory": "64Mi"}}),
+    # and the LimitRange's checks too
+    (pod_level(BUDGET), (*DEFAULTS, c("min", "cpu", "50m")), {**CONFIGURED, "requests": {"cpu": "50m", "memory": "16Mi"}}),
+])
+def test_a_pod_level_pods_init_containers_get_what_the_limitrange_would_default_within_its_budget(
+        pod, constraints, expected):
+    assert ours(pod, *constraints) == [expected] * 2
+
+
+def test_defaults_change_nothing_in_a_pod_without_pod_level_resources():
+    pod = pods.pod(APP)
+    assert run(pod, *DEFAULTS)[1].ops == run(pod)[1].ops
 
 
 def test_fit_keeps_values_as_written():

@@ -24,7 +24,7 @@ from webhook.kube.namespaces import FileSource, KubeSource, live_lookup
 def lr(namespace: str, name: str = "tenant", **container: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": name, "namespace": namespace},
             "spec": {"limits": [{"type": "Pod", "max": {"cpu": "4"}},
-                                {"type": "Container", "default": {"cpu": "1"}, **container}]}}
+                                {"type": "Container", **container}]}}
 
 
 @pytest.fixture
@@ -44,9 +44,10 @@ def constraints(source: KubeSource, namespace: str) -> list[tuple[str, str, str,
 
 
 def test_only_container_constraints_are_read() -> None:
-    assert limit_range(lr("demo", min={"cpu": "50m"}, maxLimitRequestRatio={"memory": 2})) == (
+    assert limit_range(lr("demo", min={"cpu": "50m"}, maxLimitRequestRatio={"memory": 2}, default={"cpu": "1"})) == (
         "demo", "tenant", (Constraint("min", "cpu", Fraction(1, 20), "50m", "tenant"),
-                           Constraint("maxLimitRequestRatio", "memory", Fraction(2), "2", "tenant")))
+                           Constraint("maxLimitRequestRatio", "memory", Fraction(2), "2", "tenant"),
+                           Constraint("default", "cpu", Fraction(1), "1", "tenant")))
 
 
 def test_the_listed_limitranges_are_on_their_namespace(source: KubeSource) -> None:

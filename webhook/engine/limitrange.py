@@ -18,6 +18,10 @@ in that order never undoes an earlier step unless the constraints contradict eac
 above max), and a limit is never lowered below what podmedic's toolbox requests as configured
 (the floor: what the admin says it needs to work). Either is no fit: the caller skips the
 features that need the init containers (limitrange-conflict) rather than have the pod refused.
+`default` and `defaultRequest` are no check: fit() passes them by.
+
+pod_level adds a pod's own budget as `max` constraints named POD_BUDGET, so that the same fitting
+keeps its init containers within what the pod's spec.resources allow.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from typing import Any
 
 from webhook.engine.namespace import Constraint
 from webhook.engine.quantity import quantity
+
+
+CHECKED = frozenset(("min", "max", "maxLimitRequestRatio"))  # what LimitRanger checks on a container
+POD_BUDGET = "the pod's spec.resources"  # the `limit_range` of pod_level's budget constraints
 
 
 class NoFit(Exception):
@@ -84,16 +92,20 @@ def _check(constraints: tuple[Constraint, ...], requests: dict[str, tuple[Fracti
            limits: dict[str, tuple[Fraction, Any]], floor: Mapping[str, Any]) -> None:
     """Raise NoFit, naming every constraint on the resource, unless the fitted values satisfy
     all of them (min above max leaves one broken) and no limit is below its floor."""
-    for c in constraints:
+    checked = [c for c in constraints if c.kind in CHECKED]
+    for c in checked:
         request, limit = requests.get(c.resource, (None,))[0], limits.get(c.resource, (None,))[0]
         if not _holds(c, request, limit):
-            on = ", ".join(f"{o.kind} {o.raw} ({o.limit_range})" for o in constraints if o.resource == c.resource)
+            on = ", ".join(f"{o.kind} {o.raw} ({o.limit_range})" for o in checked if o.resource == c.resource)
             raise NoFit(f"no {c.resource} fits the LimitRange constraints {on}")
     for name, raw in floor.items():
         if name in limits and limits[name][0] < quantity(raw):
-            by = ", ".join(sorted({c.limit_range for c in constraints if c.kind == "max" and c.resource == name}))
-            raise NoFit(f"LimitRange {by}: max {name} {limits[name][1]} is below the toolbox's request {raw} "
-                        f"(toolbox.resources)")
+            by = ", ".join(sorted({_source(c.limit_range) for c in checked if c.kind == "max" and c.resource == name}))
+            raise NoFit(f"{by}: max {name} {limits[name][1]} is below the toolbox's request {raw} (toolbox.resources)")
+
+
+def _source(limit_range: str) -> str:
+    return limit_range if limit_range == POD_BUDGET else f"LimitRange {limit_range}"
 
 
 def _holds(c: Constraint, request: Fraction | None, limit: Fraction | None) -> bool:

@@ -290,14 +290,59 @@ def _init_resources(ctx: PodContext) -> _InitResources:
 
 def _fitted(spec: dict[str, Any], config: GlobalConfig, constraints: tuple[Constraint, ...]) -> _InitResources:
     """The QoS-keeping resources fitted into `constraints`, no lower than the configured requests
-    (what the toolbox needs). Resources that already fit are left as they were (the same patch)."""
+    (what the toolbox needs). Resources that already fit are left as they were (the same patch).
+    In a pod with pod-level resources, what LimitRanger would fill in is set instead, within the
+    pod's budget (_pod_budget). A pod's quantity that cannot be read (ValueError): the API server
+    refuses that pod anyway, the features skip."""
     qos = _qos_resources(spec, config)
-    base = {kind: dict(values) for kind, values in (config.toolbox.resources if qos is None else qos).items() if values}
     try:
-        fitted = limitrange.fit(base, constraints, config.toolbox.resources.get("requests") or {})
-    except limitrange.NoFit as exc:
+        budget = _pod_budget(spec, constraints) if qos == {} else ()
+        if budget:
+            qos = _pinned(config, budget)
+        base = {kind: dict(values) for kind, values in (config.toolbox.resources if qos is None else qos).items() if values}
+        fitted = limitrange.fit(base, constraints + budget, config.toolbox.resources.get("requests") or {})
+    except (limitrange.NoFit, ValueError) as exc:
         return _InitResources(None, str(exc))
     return _InitResources(_fitting(qos if fitted == base else fitted), None)
+
+
+# A LimitRange's constraints that make LimitRanger fill in what a container leaves out: `default`
+# (a limit), `defaultRequest` (a request), and `max` (the API server defaults `default` to it and
+# `defaultRequest` to that). A `min` needs no entry: fit() sets the request it asks for.
+_DEFAULTING = frozenset(("default", "defaultRequest", "max"))
+
+
+def _pod_budget(spec: dict[str, Any], constraints: tuple[Constraint, ...]) -> tuple[Constraint, ...]:
+    """The pod's budget, as `max` constraints (limitrange.POD_BUDGET), on each resource of its
+    spec.resources that the namespace's LimitRanges would fill into podmedic's init containers.
+    Why: in a pod with pod-level resources ours carry none (_qos_resources), LimitRanger fills in
+    the LimitRange's defaults after the webhooks, and the API server refuses a pod whose requests
+    are below its containers' aggregate ("must be greater than or equal to aggregate container
+    requests"), which counts init containers by the largest (ours run first, alone). So these
+    resources are set, a request and a limit (LimitRanger then adds neither), no higher than the
+    pod's request -- its limit where it sets none: the API server then defaults the pod's request
+    to the aggregate, ours included. (The API server checks no init container's limit against
+    the pod's; the limit is kept within the request all the same, the simpler rule.)"""
+    pod = spec["resources"] if isinstance(spec.get("resources"), dict) else {}
+    requests, limits = (pod[k] if isinstance(pod.get(k), dict) else {} for k in ("requests", "limits"))
+    defaulted = sorted({c.resource for c in constraints if c.kind in _DEFAULTING})
+    return tuple(Constraint("max", name, quantity(raw), str(raw), limitrange.POD_BUDGET)
+                 for name in defaulted for raw in (requests.get(name, limits.get(name)),) if raw is not None)
+
+
+def _pinned(config: GlobalConfig, budget: tuple[Constraint, ...]) -> dict[str, dict[str, Any]]:
+    """toolbox.resources' request and limit of each resource of the `budget`, both set: a request
+    left out is the limit (as the API server defaults it), a limit left out the request. Raises
+    NoFit for a resource toolbox.resources does not set (there is nothing to set it to)."""
+    requests, limits = (config.toolbox.resources.get(k) or {} for k in ("requests", "limits"))
+    pinned: dict[str, dict[str, Any]] = {"requests": {}, "limits": {}}
+    for c in budget:
+        request = requests.get(c.resource, limits.get(c.resource))
+        if request is None:
+            raise limitrange.NoFit(f"a LimitRange fills in {c.resource} for podmedic's init containers, and "
+                                   f"toolbox.resources sets no {c.resource} to keep it within the pod's")
+        pinned["requests"][c.resource], pinned["limits"][c.resource] = request, limits.get(c.resource, request)
+    return pinned
 
 
 def _fitting(resources: Mapping[str, Any] | None) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
@@ -316,9 +361,9 @@ def _qos_resources(spec: dict[str, Any], config: GlobalConfig) -> Mapping[str, A
     status.qosClass over the init containers too, ours included:
     - pod-level resources (spec.resources): none of their own ({}). The API server refuses a pod
       whose requests do not cover its containers' aggregate requests, ours included, so ours share
-      the pod's budget; the class is then computed from spec.resources alone and holds. (A
-      LimitRange's `default`/`defaultRequest` fill them in, and where those exceed the pod's
-      budget the pod is refused: not handled; docs/configuration.md.)
+      the pod's budget; the class is then computed from spec.resources alone and holds. (Where a
+      LimitRange would fill its defaults in, _fitted sets those resources within the pod's
+      budget instead: _pod_budget.)
     - every container Guaranteed (cpu and memory requests equal to limits): requests equal to the
       configured limits, so the pod stays Guaranteed. The configured requests, below the limits,
       would make it Burstable: evicted earlier, and no exclusive CPUs under the kubelet's static

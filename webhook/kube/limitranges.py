@@ -1,8 +1,8 @@
 """A LimitRange object -> the Container constraints the engine fits podmedic's init containers
-into (webhook.engine.limitrange). Only `min`, `max` and `maxLimitRequestRatio` of items of type
-Container: `default` and `defaultRequest` fill in what a container leaves out, and podmedic's
-init containers set their requests and limits; Pod and PersistentVolumeClaim items constrain
-what podmedic does not add.
+into (webhook.engine.limitrange). Only items of type Container: their `min`, `max` and
+`maxLimitRequestRatio`, and `default` and `defaultRequest`, which fill in what a container leaves
+out (podmedic's init containers in a pod with pod-level resources); Pod and PersistentVolumeClaim
+items constrain what podmedic does not add.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from webhook.engine.namespace import Constraint, ConstraintKind
 from webhook.engine.quantity import quantity
 
-CONSTRAINTS: tuple[ConstraintKind, ...] = ("min", "max", "maxLimitRequestRatio")
+CONSTRAINTS: tuple[ConstraintKind, ...] = ("min", "max", "maxLimitRequestRatio", "default", "defaultRequest")
 
 
 def limit_range(obj: Any) -> tuple[str, str, tuple[Constraint, ...]]:
