@@ -379,6 +379,35 @@ def test_a_pod_with_guaranteed_pod_level_resources_stays_guaranteed(cluster, web
     assert pod["status"]["qosClass"] == "Guaranteed"
 
 
+def _quota(cluster: Cluster, ns: str, name: str, hard: dict[str, str], scopes: list[str]) -> None:
+    """A ResourceQuota as the quota controller leaves it: no controller-manager runs here, and the
+    API server refuses every pod a quota covers until its status counts the usage (none yet)."""
+    cluster.apply({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": name, "namespace": ns},
+                   "spec": {"hard": hard, "scopes": scopes}})
+    status = {"status": {"hard": hard, "used": dict.fromkeys(hard, "0")}}
+    cluster.kubectl("-n", ns, "patch", "resourcequota", name, "--subresource=status", "--type=merge",
+                    "-p", json.dumps(status))
+
+
+@pytest.mark.parametrize("hard", [{"pods": "0"}, {"requests.cpu": "1"}], ids=["no-pods", "requests"])
+def test_a_besteffort_pod_stays_besteffort_and_outside_a_not_besteffort_quota(cluster, webhook, hard):
+    """A pod without requests or limits is BestEffort, and a ResourceQuota scoped NotBestEffort
+    does not cover it. podmedic's init containers gave it requests: the pod became Burstable,
+    the quota covered it, and the API server refused it (pods: exceeded quota; requests.cpu: must
+    specify requests.cpu for the app). In a BestEffort pod they now carry no resources."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    _quota(cluster, ns, "burstable", hard, ["NotBestEffort"])
+    pod = _pod("besteffort")
+    assert cluster.create_pod(ns, {**pod, "metadata": {"name": "plain", "annotations": {PREFIX + "inject": "disabled"}}},
+                              dry_run=True).returncode == 0  # admitted without podmedic
+    stored = _created(cluster.create_pod(ns, pod))
+    assert stored["status"]["qosClass"] == "BestEffort"
+    inits = stored["spec"]["initContainers"]
+    assert [c["name"] for c in inits] == ["podmedic-logdir", "podmedic-toolbox"]
+    assert all(not c.get("resources") for c in inits)
+    assert stored["spec"]["containers"][0]["command"][0].startswith("/podmedic/")
+
+
 @pytest.mark.parametrize("constraint", [{"min": {"cpu": "50m"}}, {"maxLimitRequestRatio": {"cpu": "2"}}],
                          ids=["min", "ratio"])
 def test_a_pod_within_its_namespaces_limitrange_is_admitted(cluster, webhook, constraint):

@@ -22,7 +22,11 @@ from webhook.engine import limitrange
 from webhook.engine.namespace import Constraint, Lookup, Namespace
 from webhook.engine.quantity import quantity
 
-APP = container("app", command=["/app"], ports=[{"containerPort": 8080}])
+# Burstable: a LimitRange's defaults reach an app without resources before the webhook sees it
+# (LimitRanger defaults in the mutating phase, before the webhooks), and a BestEffort pod's init
+# containers carry none (test_qos.py).
+APP = {**container("app", command=["/app"], ports=[{"containerPort": 8080}]),
+       "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}}
 CONFIGURED = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}}
 
 

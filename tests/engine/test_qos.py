@@ -1,7 +1,8 @@
 """podmedic's init containers keep a Guaranteed pod Guaranteed (the API server computes the QoS
 class over init containers too; tests/test_integration.py checks status.qosClass): they request
 their limits where every container requests its cpu and memory limits, as the API server reads
-quantities and defaults a request left out. Any other pod gets the configured requests."""
+quantities and defaults a request left out. A BestEffort pod stays BestEffort: they carry no
+resources there. Any other pod gets the configured requests."""
 
 from __future__ import annotations
 
@@ -50,4 +51,24 @@ def test_init_containers_count_and_ephemeral_ones_do_not():
     pod["spec"]["ephemeralContainers"] = [{"name": "debug", "image": "busybox"}]
     assert ours(pod) == [REQUESTING_LIMITS] * 2
     pod["spec"]["initContainers"] = [resourced("setup", {"requests": {"cpu": "1", "memory": "64Mi"}})]
+    assert ours(pod) == [CONFIGURED] * 2
+
+
+@pytest.mark.parametrize("resources", [
+    {}, {"requests": {"ephemeral-storage": "1Gi"}}, {"limits": {"cpu": "0", "memory": "0"}},
+])
+def test_the_init_containers_carry_no_resources_in_a_besteffort_pod(resources):
+    """No container requests or limits a positive cpu or memory (the API server's BestEffort; other
+    resources and zeros do not count): a ResourceQuota scoped NotBestEffort does not cover the pod,
+    and init containers with requests would make it Burstable and covered (tests/test_integration.py)."""
+    pod = pods.pod(resourced("a", resources), resourced("b", {}))
+    pod["spec"]["initContainers"] = [resourced("setup", {})]
+    mutated, _ = run(pod)
+    assert [c.get("resources") for c in mutated["spec"]["initContainers"][:2]] == [None, None]
+
+
+@pytest.mark.parametrize("resources", [{"requests": {"memory": "1Mi"}}, {"limits": {"cpu": "lots"}}])
+def test_any_cpu_or_memory_of_any_container_keeps_the_configured_requests(resources):
+    pod = pods.pod(resourced("a", {}))
+    pod["spec"]["initContainers"] = [resourced("setup", resources)]
     assert ours(pod) == [CONFIGURED] * 2

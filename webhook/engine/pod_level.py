@@ -369,13 +369,53 @@ def _qos_resources(spec: dict[str, Any], config: GlobalConfig) -> Mapping[str, A
       would make it Burstable: evicted earlier, and no exclusive CPUs under the kubelet's static
       CPU manager. (Configured limits without both cpu and memory cannot keep the class: as
       configured.)
-    Every other pod (Burstable, BestEffort) gets the configured requests, as ever."""
-    if spec.get("resources"):
+    - BestEffort (_best_effort): none of their own ({}), so the pod stays BestEffort.
+    Every other pod (Burstable) gets the configured requests, as ever."""
+    if spec.get("resources") or _best_effort(spec):
         return {}
     resources = config.toolbox.resources
     if not (_guaranteed(spec) and _requests_its_limits({"limits": resources.get("limits")})):
         return None
     return {**resources, "requests": dict(resources["limits"])}
+
+
+def _best_effort(spec: dict[str, Any]) -> bool:
+    """Is the pod BestEffort, as the API server computes the class: no container or init container
+    requests or limits a positive cpu or memory. It must stay so: a ResourceQuota scoped
+    NotBestEffort (`pods: "0"`, or one that tracks requests.cpu and so wants every container it
+    covers to set them) does not cover such a pod, and init containers with requests made it
+    Burstable, covered, and refused. A LimitRange's defaults reach the app's containers before
+    this webhook sees the pod, so such a pod is not BestEffort here. (Loops, as _guaranteed.)"""
+    for kind in ("initContainers", "containers"):
+        for c in spec.get(kind) or ():
+            resources = c.get("resources") if isinstance(c, dict) else None
+            if isinstance(resources, dict) and not _no_cpu_or_memory(resources):
+                return False
+    return True
+
+
+def _no_cpu_or_memory(resources: dict[str, Any]) -> bool:
+    """Neither requests nor limits hold a positive cpu or memory (zero counts as unset, as in the
+    API server's class). A quantity that cannot be read counts as set: the configured requests."""
+    for kind in ("requests", "limits"):
+        values = resources.get(kind)
+        if not isinstance(values, dict):
+            continue
+        for name in ("cpu", "memory"):
+            raw = values.get(name, 0)
+            try:
+                if not isinstance(raw, (str, int, float)) or _positive(raw):
+                    return False
+            except ValueError:
+                return False
+    return True
+
+
+@lru_cache(maxsize=1024)
+def _positive(raw: str | int | float) -> bool:
+    """quantity(raw) > 0, memoised: the same few quantities recur in every review, and parsing one
+    was most of a typical review's cost of this check (4 %). Raises ValueError, as quantity."""
+    return quantity(raw) > 0
 
 
 def _unresourced(init: dict[str, Any]) -> dict[str, Any]:
