@@ -547,3 +547,77 @@ def test_a_pod_level_budget_below_the_toolboxs_needs_skips_the_init_containers(c
     assert "the pod's spec.resources: max memory 12Mi is below the toolbox's request 16Mi" in done.stderr
     assert "initContainers" not in stored["spec"]
     assert "readinessProbe" in stored["spec"]["containers"][0]
+
+
+def _audit_of(server: Any, namespace: str, name: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for line in reversed(server.audit_lines()):
+            if line.get("namespace") == namespace and line.get("name") == name:
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no audit line for {namespace}/{name}")
+
+
+ISTIO_STATUS = json.dumps({"initContainers": ["istio-init"], "containers": ["istio-proxy"], "volumes": [],
+                           "imagePullSecrets": None, "revision": "default"})
+ISTIO_PROXY = {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.26.0",  # no command: the image's
+               "args": ["proxy", "sidecar"],
+               "ports": [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}],
+               "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}},
+               "env": [{"name": "ISTIO_KUBE_APP_PROBERS", "value": "{}"}]}
+
+
+def test_a_pod_istio_injected_first_gets_no_network_probes_and_its_proxy_is_untouched(cluster, webhook):
+    """The pod as Istio's injector (its configuration's name sorts before podmedic's) hands it on:
+    istio-proxy beside the app, istio-init, sidecar.istio.io/status. Before: podmedic gave the app
+    tcpSocket probes Istio never rewrote, and istio-proxy a liveness on 15090, a log mount and a
+    preStop hook."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    pod = _pod("meshed", initContainers=[{"name": "istio-init", "image": "docker.io/istio/proxyv2:1.26.0",
+                                          "args": ["istio-iptables"]}])
+    pod["spec"]["containers"].append(ISTIO_PROXY)
+    pod["metadata"]["annotations"] = {"sidecar.istio.io/status": ISTIO_STATUS}
+    done = cluster.create_pod(ns, pod)
+    stored = _created(done)
+    app, proxy = stored["spec"]["containers"]
+    assert "readinessProbe" not in app and "exec" in app["livenessProbe"]  # the wrapper's `pmctl alive`
+    assert app["command"][0].startswith("/podmedic/") and "podmedic-logs" in {m["name"] for m in app["volumeMounts"]}
+    assert not {"livenessProbe", "lifecycle", "command"} & set(proxy)
+    assert not any(m["name"].startswith("podmedic-") for m in proxy.get("volumeMounts", []))
+    assert "before the mesh injector" in done.stderr  # kubectl prints the warning
+    decisions = {(d.get("container"), d["feature"], d["reason"]) for d in _audit_of(webhook, ns, "meshed")["decisions"]}
+    assert {("app", "probes", "mesh-probes"), ("app", "probes", "injected"),
+            ("istio-proxy", "pod", "mesh-proxy")} <= decisions
+
+
+FIRST_PREFIX = "first.podmedic.io/"
+
+
+@pytest.fixture(scope="module")
+def first_webhook(cluster: Cluster, certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A second server registered under Istio's injector's configuration name, after `webhook`
+    was: which of the two runs first is the API server's order, not the registrations'."""
+    tmp = tmp_path_factory.mktemp("it-first")
+    config = tmp / "config.yaml"
+    config.write_text(f"annotationPrefix: {FIRST_PREFIX}\n")
+    server = start_server(tmp, certs_dir, "--kubeconfig", str(cluster.kubeconfig), "--config", str(config))
+    try:
+        register(cluster, server, certs_dir, "istio-sidecar-injector", FIRST_PREFIX)
+        yield server
+    finally:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", "istio-sidecar-injector", "--ignore-not-found")
+        stop_server(server)
+
+
+def test_configurations_are_called_in_name_order(cluster, webhook, first_webhook):
+    """Measured: `istio-sidecar-injector` (registered last) is called before `podmedic`, and
+    podmedic sees what it added (the app's probes: has-own-probe); neither is called again
+    (reinvocationPolicy Never). So a mesh injector's changes reach podmedic, never the reverse."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", FIRST_PREFIX + "inject": "enabled"})
+    stored = _created(cluster.create_pod(ns, _pod("ordered")))
+    first = json.loads(stored["metadata"]["annotations"][FIRST_PREFIX + "status"])
+    assert "readinessProbe" in first["containers"]["app"]["probes"]
+    seen = {(d["feature"], d["reason"]) for d in _audit_of(webhook, ns, "ordered")["decisions"] if d.get("container") == "app"}
+    assert ("probes", "has-own-probe") in seen
+    assert len([line for line in webhook.audit_lines() if line.get("name") == "ordered"]) == 1

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.engine import marker, pod_level
+from webhook.engine import marker, mesh, pod_level
 from webhook.engine.config import GlobalConfig
 from webhook.engine.context import Feature, PodContext, Target, pod_annotations, probed_containers, regular_containers
 from webhook.engine.decisions import Decision, Reason, Report
@@ -211,13 +211,17 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
     ctx = PodContext(pod, lookup.namespace.name, dict(lookup.namespace.labels), config, settings, report,
                      toolbox_blocked=pod_level.names_taken(pod), log_claim=lookup.namespace.log_claim,
                      limit_range=lookup.namespace.limit_range)
+    ctx.mesh, proxies = mesh.injected(pod_annotations(pod), pod.get("spec") or {})
     _note_ignored(ctx)
+    for proxy, mesh_name in proxies.items():  # the mesh's own: no feature changes it
+        report.add(Decision("pod", proxy, Reason.MESH_PROXY, mesh_name, Level.POD))
     patch = PatchBuilder(pod)
     targets: dict[object, list[Target]] = {}  # by Feature.targets: each list made once per review
     for feature in FEATURES:
         found = targets.get(feature.targets)
         if found is None:
-            found = targets[feature.targets] = list(feature.targets(pod))
+            found = targets[feature.targets] = ([t for t in feature.targets(pod) if t.name not in proxies] if proxies
+                                                else list(feature.targets(pod)))
         denied = _run_feature(ctx, feature, found, patch)
         if denied:
             return Outcome([], report, denied=denied)

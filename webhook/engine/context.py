@@ -63,6 +63,7 @@ class PodContext:
     log_claim: str | None = None  # the phase of the namespace's log claim (engine.namespace.Namespace)
     limit_range: tuple[Constraint, ...] = ()  # the namespace's LimitRanges' Container constraints (likewise)
     review: dict[str, Any] = field(default_factory=dict)  # what once() worked out for this review
+    mesh: str = ""  # the service mesh that injected the pod before podmedic (engine.mesh), or ""
 
     def once(self, what: str, make: Callable[[], T]) -> T:
         """make() once per review, not per container: for what a mutator works out from the pod

@@ -24,9 +24,10 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
+from webhook.engine import mesh
 from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import INJECTED, Decision, Reason
-from webhook.engine.keys import FeatureName
+from webhook.engine.keys import FeatureName, Level
 from webhook.engine.patch import PatchBuilder
 from webhook.engine.features import supervisor
 from webhook.toolbox import argv as toolbox
@@ -147,6 +148,17 @@ def _guards_slow_start(target: Target, liveness: dict[str, Any] | None) -> bool:
     return probe is None or probe["command"][:-1] != _WRAPPER_ALIVE
 
 
+def _drop_unrewritten(ctx: PodContext, name: str, built: dict[str, dict[str, Any]], level: Level) -> Decision | None:
+    """Take the network probes out of `built` in a pod the mesh injected before podmedic: it
+    rewrote only the probes it saw (engine.mesh), so the kubelet's httpGet would fail under mutual
+    TLS and its tcpSocket always pass. Exec probes stay. The skip's Decision, or None."""
+    dropped = [kind for kind, probe in built.items() if next(iter(probe)) in mesh.NETWORK_HANDLERS]
+    if not dropped:
+        return None
+    detail = ", ".join(f"{kind}:{next(iter(built.pop(kind)))}" for kind in dropped)
+    return Decision(FEATURE, name, Reason.MESH_PROBES, f"{ctx.mesh}: {detail}", level)
+
+
 def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     """The missing probes of the wanted kinds. One loop per step, no helper per kind: run for
     every container of every review, the calls and comprehensions cost more than the work."""
@@ -163,8 +175,11 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
             built["startup"] = build(ctx, target, "startup", ports)
     except NoPort as exc:
         return Decision(FEATURE, name, exc.reason, exc.detail, level)
+    skipped = _drop_unrewritten(ctx, name, built, level) if ctx.mesh in mesh.REWRITES_PROBES else None
     if not built:
-        return Decision(FEATURE, name, Reason.HAS_OWN_PROBE, level=level)
+        return skipped or Decision(FEATURE, name, Reason.HAS_OWN_PROBE, level=level)
+    if skipped is not None:
+        ctx.report.add(skipped)
     fields: list[str] = []
     summary: list[str] = []
     for kind, probe in built.items():
