@@ -585,7 +585,7 @@ def test_a_pod_istio_injected_first_gets_no_network_probes_and_its_proxy_is_unto
     assert app["command"][0].startswith("/podmedic/") and "podmedic-logs" in {m["name"] for m in app["volumeMounts"]}
     assert not {"livenessProbe", "lifecycle", "command"} & set(proxy)
     assert not any(m["name"].startswith("podmedic-") for m in proxy.get("volumeMounts", []))
-    assert "before the mesh injector" in done.stderr  # kubectl prints the warning
+    assert "before Istio's injector" in done.stderr  # kubectl prints the warning
     decisions = {(d.get("container"), d["feature"], d["reason"]) for d in _audit_of(webhook, ns, "meshed")["decisions"]}
     assert {("app", "probes", "mesh-probes"), ("app", "probes", "injected"),
             ("istio-proxy", "pod", "mesh-proxy")} <= decisions

@@ -6,7 +6,8 @@ Istio rewrites the httpGet, tcpSocket and grpc probes it sees at injection to it
 (it has no mesh certificate) and a tcpSocket probe always passes (the sidecar accepts every
 connection). Network probes podmedic adds after that are never rewritten, so they are skipped
 (`mesh-probes`, with a warning saying how to get them); exec probes and the other features go in.
-The mesh's own proxy is never touched, in either mesh."""
+Linkerd's proxy lets plaintext httpGet probes through but accepts every connection too, so only
+tcpSocket probes are skipped there. The mesh's own proxy is never touched, in either mesh."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def test_istio_injected_first_no_network_probes_for_the_app_and_the_proxy_untouc
         ("pod", Reason.MESH_PROXY)]
     warning = next(w for w in outcome.report.warnings(PREFIX) if "mesh" in w)
     assert warning.startswith("podmedic: container app: probes: ")
-    assert "before the mesh injector" in warning and PREFIX + "readiness-command" in warning
+    assert "before Istio's injector" in warning and PREFIX + "readiness-command" in warning
 
 
 @pytest.mark.parametrize("annotated, proxied", [(True, False), (False, True)], ids=["annotation", "container"])
@@ -118,14 +119,29 @@ def test_configured_exec_probes_are_all_added():
     assert [code for code, _ in decisions(outcome, "app", "probes")] == ["injected"]
 
 
-def test_linkerd_lets_plaintext_probes_through_so_the_app_gets_them_and_its_proxy_nothing():
+def test_linkerd_accepts_every_connection_so_no_tcp_probe_and_its_proxy_nothing():
+    """Linkerd's proxy accepts every inbound connection (linkerd/linkerd2#7777): a tcpSocket probe
+    would always pass, so it is skipped; its proxy gets nothing."""
     original = linkerd_pod()
     mutated, outcome = run(original, ALL_ON)
     app = by_name(mutated, "containers", "app")
-    assert app["readinessProbe"]["tcpSocket"] == {"port": 8080}
+    assert "readinessProbe" not in app and "pmctl" in " ".join(app["livenessProbe"]["exec"]["command"])
+    assert decisions(outcome, "app", "probes") == [("mesh-probes", "linkerd: readiness:tcpSocket"),
+                                                   ("injected", "liveness:exec")]
     assert by_name(mutated, "containers", "linkerd-proxy") == by_name(original, "containers", "linkerd-proxy")
     assert [(d.feature, d.reason) for d in outcome.report.decisions if d.container == "linkerd-proxy"] == [
         ("pod", Reason.MESH_PROXY)]
+
+
+def test_linkerd_lets_plaintext_http_probes_through_so_the_app_gets_them():
+    notes = {PREFIX + "readiness-path": "/ready", PREFIX + "liveness-path": "/live"}
+    pod = linkerd_pod()
+    pod["metadata"]["annotations"].update(notes)
+    mutated, outcome = run(pod, PROBES_ONLY)
+    app = by_name(mutated, "containers", "app")
+    assert app["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 8080}
+    assert app["livenessProbe"]["httpGet"]["path"] == "/live"
+    assert [code for code, _ in decisions(outcome, "app", "probes")] == ["injected"]
 
 
 def test_a_pod_podmedic_sees_before_the_mesh_is_injected_as_ever():

@@ -68,10 +68,12 @@ class Reason(str, Enum):
                              "255 bytes, which no filesystem creates", True)
     LIMITRANGE_CONFLICT = ("limitrange-conflict", "podmedic's init containers fit no requests and limits that the "
                            "namespace's LimitRange allows (the API server would refuse the pod)", True)
-    MESH_PROBES = ("mesh-probes", "a service mesh injected this pod before podmedic and rewrote only the probes it "
-                   "saw: a network probe (httpGet, tcpSocket, grpc) added now would fail under mutual TLS or "
-                   "always pass; not added. To get it, order podmedic's webhook before the mesh injector, set "
-                   "the probe in the manifest, or use {prefix}readiness-command / {prefix}liveness-command", True)
+    MESH_PROBES = ("mesh-probes", "a service mesh injected this pod before podmedic: through its proxy the kubelet's "
+                   "network probe would fail under mutual TLS (Istio: httpGet, grpc) or always pass (tcpSocket, "
+                   "Istio and Linkerd); not added. To get it, order podmedic's webhook before Istio's injector "
+                   "(Istio rewrites the probes it sees), set the probe in the manifest, use "
+                   "{prefix}readiness-command / {prefix}liveness-command, or, under Linkerd, {prefix}readiness-path "
+                   "/ {prefix}liveness-path", True)
     MESH_PROXY = ("mesh-proxy", "the service mesh's proxy container; left to the mesh", False)
     PRESTOP_NOT_EXEC = ("prestop-not-exec", "container has a non-exec preStop hook; kept, forensics hook not added", True)
     GRACE_TOO_SHORT = ("grace-too-short", "terminationGracePeriodSeconds leaves too little time for the collector", True)

@@ -9,7 +9,9 @@ with reinvocationPolicy Never (its chart's default): it never sees what podmedic
   mutual TLS the kubelet's own httpGet/grpc probe fails (no mesh certificate) and a tcpSocket
   probe always passes (the sidecar accepts every connection). A network probe podmedic adds now
   is never rewritten, so probes.py skips it (exec probes run inside the container: unaffected).
-  Linkerd's proxy lets the kubelet's plaintext probes through to the app: nothing to skip.
+- Linkerd's proxy lets the kubelet's plaintext httpGet and grpc probes through to the app, but it
+  too accepts every inbound connection, so a tcpSocket probe always passes (linkerd/linkerd2#7777,
+  open; Linkerd rewrites no probe): skipped as well.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ LINKERD = "linkerd"
 _STATUS_ANNOTATIONS = (("sidecar.istio.io/status", ISTIO), ("linkerd.io/proxy-version", LINKERD))
 # Each mesh's proxy: a regular container, or a native sidecar (an init container, restartPolicy Always).
 PROXIES = {"istio-proxy": ISTIO, "linkerd-proxy": LINKERD}
-# The meshes whose injector rewrites the network probes it sees: podmedic's added later are not.
-REWRITES_PROBES = frozenset({ISTIO})
-NETWORK_HANDLERS = frozenset({"httpGet", "tcpSocket", "grpc"})
+# The probe handlers the kubelet cannot use through each mesh's proxy, in a pod it injected first.
+UNUSABLE_PROBES = {ISTIO: frozenset({"httpGet", "tcpSocket", "grpc"}), LINKERD: frozenset({"tcpSocket"})}
 
 
 def injected(annotations: dict[str, Any], spec: dict[str, Any]) -> tuple[str, dict[str, str]]:

@@ -148,11 +148,12 @@ def _guards_slow_start(target: Target, liveness: dict[str, Any] | None) -> bool:
     return probe is None or probe["command"][:-1] != _WRAPPER_ALIVE
 
 
-def _drop_unrewritten(ctx: PodContext, name: str, built: dict[str, dict[str, Any]], level: Level) -> Decision | None:
-    """Take the network probes out of `built` in a pod the mesh injected before podmedic: it
-    rewrote only the probes it saw (engine.mesh), so the kubelet's httpGet would fail under mutual
-    TLS and its tcpSocket always pass. Exec probes stay. The skip's Decision, or None."""
-    dropped = [kind for kind, probe in built.items() if next(iter(probe)) in mesh.NETWORK_HANDLERS]
+def _drop_unusable(ctx: PodContext, name: str, built: dict[str, dict[str, Any]], unusable: frozenset[str],
+                   level: Level) -> Decision | None:
+    """Take the probes whose handler is `unusable` out of `built`, in a pod a mesh injected before
+    podmedic (engine.mesh): through its proxy the kubelet's httpGet would fail under Istio's mutual
+    TLS, and a tcpSocket always pass. Exec probes stay. The skip's Decision, or None."""
+    dropped = [kind for kind, probe in built.items() if next(iter(probe)) in unusable]
     if not dropped:
         return None
     detail = ", ".join(f"{kind}:{next(iter(built.pop(kind)))}" for kind in dropped)
@@ -175,7 +176,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
             built["startup"] = build(ctx, target, "startup", ports)
     except NoPort as exc:
         return Decision(FEATURE, name, exc.reason, exc.detail, level)
-    skipped = _drop_unrewritten(ctx, name, built, level) if ctx.mesh in mesh.REWRITES_PROBES else None
+    unusable = mesh.UNUSABLE_PROBES.get(ctx.mesh)
+    skipped = _drop_unusable(ctx, name, built, unusable, level) if unusable else None
     if not built:
         return skipped or Decision(FEATURE, name, Reason.HAS_OWN_PROBE, level=level)
     if skipped is not None:
