@@ -433,7 +433,7 @@ def test_a_pod_within_its_namespaces_limitrange_is_admitted(cluster, webhook, co
 
 
 def test_a_limitrange_nothing_fits_skips_what_needs_the_init_containers(cluster, webhook):
-    """A `max` below what the toolbox requests: no init container fits, so the features that need
+    """A `max` below what the init containers need to start: none fits, so the features that need
     them are skipped with a warning naming the LimitRange, and the pod is admitted."""
     ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
     cluster.apply({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "tiny", "namespace": ns},
@@ -444,7 +444,7 @@ def test_a_limitrange_nothing_fits_skips_what_needs_the_init_containers(cluster,
         time.sleep(0.2)
     done = cluster.create_pod(ns, pod)
     stored = _created(done)
-    assert "LimitRange tiny: max memory 8Mi is below the toolbox's request 16Mi" in done.stderr
+    assert "LimitRange tiny: max memory 8Mi is below 32Mi, the least memory podmedic's init" in done.stderr
     assert "initContainers" not in stored["spec"]
     assert "readinessProbe" in stored["spec"]["containers"][0]
 
@@ -538,13 +538,13 @@ def test_a_pod_with_pod_level_resources_in_a_defaulting_limitrange_is_admitted(c
 
 
 def test_a_pod_level_budget_below_the_toolboxs_needs_skips_the_init_containers(cluster, webhook):
-    """A pod whose memory (12Mi) is below what the toolbox requests (16Mi), where the LimitRange's
+    """A pod whose memory (12Mi) is below what the init containers need (32Mi), where the LimitRange's
     defaults would not fit either: the features that need the init containers are skipped with a
     warning, and the pod is admitted."""
     ns, pod = _pod_level_in_defaulting_namespace(cluster, "12Mi")
     done = cluster.create_pod(ns, pod)
     stored = _created(done)
-    assert "the pod's spec.resources: max memory 12Mi is below the toolbox's request 16Mi" in done.stderr
+    assert "the pod's spec.resources: max memory 12Mi is below 32Mi, the least memory" in done.stderr
     assert "initContainers" not in stored["spec"]
     assert "readinessProbe" in stored["spec"]["containers"][0]
 

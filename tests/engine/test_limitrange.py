@@ -99,6 +99,7 @@ def pod_level(requests: dict[str, str] | None, limits: dict[str, str] | None = N
 
 
 BUDGET = {"cpu": "200m", "memory": "128Mi"}
+TOO_LITTLE = "32Mi, the least memory podmedic's init containers start in"
 DEFAULTS = (c("default", "cpu", "500m"), c("defaultRequest", "cpu", "500m"),
             c("default", "memory", "512Mi"), c("defaultRequest", "memory", "512Mi"))
 
@@ -106,13 +107,15 @@ DEFAULTS = (c("default", "cpu", "500m"), c("defaultRequest", "cpu", "500m"),
 @pytest.mark.parametrize("pod, constraints, detail", [
     (pods.pod(APP), [c("min", "cpu", "200m"), c("max", "cpu", "100m", "other")],
      "no cpu fits the LimitRange constraints min 200m (tenant), max 100m (other)"),
-    (pods.pod(APP), [c("max", "memory", "8Mi")], "LimitRange tenant: max memory 8Mi is below the toolbox's request 16Mi (toolbox.resources)"),
+    (pods.pod(APP), [c("max", "memory", "8Mi")], "LimitRange tenant: max memory 8Mi is below " + TOO_LITTLE),
+    # above the configured request (16Mi), below what the init containers need to start
+    (pods.pod(APP), [c("max", "memory", "24Mi")], "LimitRange tenant: max memory 24Mi is below " + TOO_LITTLE),
     (pods.pod(APP), [c("maxLimitRequestRatio", "ephemeral-storage", "2")],
      "LimitRange tenant: ephemeral-storage maxLimitRequestRatio 2 needs a request and a limit, and podmedic's init "
      "containers set no ephemeral-storage"),
     # a pod-level budget the resources LimitRanger would fill in cannot fit into
-    (pod_level({"cpu": "200m", "memory": "12Mi"}), DEFAULTS,
-     "the pod's spec.resources: max memory 12Mi is below the toolbox's request 16Mi (toolbox.resources)"),
+    (pod_level({"cpu": "200m", "memory": "24Mi"}), DEFAULTS,
+     "the pod's spec.resources: max memory 24Mi is below " + TOO_LITTLE),
     (pod_level(BUDGET), (*DEFAULTS, c("min", "cpu", "300m")),
      "no cpu fits the LimitRange constraints min 300m (tenant), max 200m (the pod's spec.resources)"),
     (pod_level({"cpu": "1Gx"}), DEFAULTS, "not a quantity: '1Gx'"),
@@ -161,3 +164,28 @@ def test_defaults_change_nothing_in_a_pod_without_pod_level_resources():
 def test_fit_keeps_values_as_written():
     written = {"requests": {"cpu": "0.01", "memory": "16Mi"}, "limits": {"cpu": "100m"}}
     assert limitrange.fit(written, (c("min", "cpu", "10m"),), {}) == written
+
+
+def test_a_memory_limit_is_never_lowered_below_what_the_init_containers_need_to_start():
+    """Memory is incompressible: under a lower limit they are OOM-killed at every start and the pod
+    never starts (tests/node/test_init_memory.py). cpu is only throttled: its floor is the request."""
+    floor = limitrange.MEMORY_LIMIT_FLOOR
+    assert limitrange.fit(CONFIGURED, (c("max", "memory", floor),), CONFIGURED["requests"])["limits"]["memory"] == floor
+    with pytest.raises(limitrange.NoFit, match=f"max memory 31Mi is below {floor}, the least memory"):
+        limitrange.fit(CONFIGURED, (c("max", "memory", "31Mi"),), CONFIGURED["requests"])
+    assert limitrange.fit(CONFIGURED, (c("max", "cpu", "10m"),), CONFIGURED["requests"])["limits"]["cpu"] == "10m"
+
+
+def test_a_configured_memory_request_above_the_floor_is_the_floor():
+    requests = {"cpu": "10m", "memory": "48Mi"}
+    with pytest.raises(limitrange.NoFit, match=r"max memory 40Mi is below the toolbox's request 48Mi \(toolbox"):
+        limitrange.fit({"requests": requests}, (c("max", "memory", "40Mi"),), requests)
+
+
+def test_a_memory_limit_configured_below_the_floor_is_kept():
+    """The floor is on what the fitting lowers: the admin's own toolbox.resources stand."""
+    low = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "20Mi"}}
+    fitted = limitrange.fit(low, (c("min", "cpu", "50m"), c("max", "memory", "1Gi")), low["requests"])
+    assert fitted["limits"] == low["limits"]
+    with pytest.raises(limitrange.NoFit, match="max memory 18Mi is below 32Mi"):
+        limitrange.fit(low, (c("max", "memory", "18Mi"),), low["requests"])

@@ -16,8 +16,9 @@ So podmedic raises a request to `min`, lowers a limit to `max` (a request above 
 with it), then raises the request towards the limit until the ratio holds. Raising and lowering
 in that order never undoes an earlier step unless the constraints contradict each other (min
 above max), and a limit is never lowered below what podmedic's toolbox requests as configured
-(the floor: what the admin says it needs to work). Either is no fit: the caller skips the
-features that need the init containers (limitrange-conflict) rather than have the pod refused.
+(the floor: what the admin says it needs to work), nor a memory limit below MEMORY_LIMIT_FLOOR.
+Either is no fit: the caller skips the features that need the init containers
+(limitrange-conflict) rather than have the pod refused, or never started.
 `default` and `defaultRequest` are no check: fit() passes them by.
 
 pod_level adds a pod's own budget as `max` constraints named POD_BUDGET, so that the same fitting
@@ -38,6 +39,17 @@ from webhook.engine.quantity import quantity
 CHECKED = frozenset(("min", "max", "maxLimitRequestRatio"))  # what LimitRanger checks on a container
 POD_BUDGET = "the pod's spec.resources"  # the `limit_range` of pod_level's budget constraints
 
+# The least memory limit podmedic's init containers are given. Memory is incompressible (cpu only
+# throttles): under a lower limit `podmedic toolbox install` and `podmedic logdir`, one Python
+# interpreter each, are OOM-killed at every start and the pod never starts (Init:CrashLoopBackOff),
+# worse than not injecting. Measured on a real node (cgroup v1, the podmedic image, peak RSS
+# about 14 MB in /usr/bin/time): both were killed under 12Mi and ran under 14Mi (before the CLI
+# imported only the invoked command: killed under 26Mi, ran under 28-30Mi). 32Mi is that with
+# more than twice the margin (page cache, another kernel or Python); the configured requests
+# (16Mi) stay what they are: a request only places the pod.
+MEMORY_LIMIT_FLOOR = "32Mi"
+_MEMORY_FLOOR = quantity(MEMORY_LIMIT_FLOOR)
+
 
 class NoFit(Exception):
     """No requests and limits satisfy the constraints (the message names them, for the warning)."""
@@ -47,10 +59,12 @@ def fit(resources: Mapping[str, Any], constraints: tuple[Constraint, ...],
         floor: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """`resources` ({"requests": ..., "limits": ...}) fitted into `constraints`: values that
     already satisfy them are kept as written, a value raised or lowered to a constraint takes the
-    constraint's own spelling. `floor`: the requests no limit may be lowered below. Raises NoFit."""
+    constraint's own spelling. `floor`: the requests no limit may be lowered below (a memory
+    limit not below MEMORY_LIMIT_FLOOR either). Raises NoFit."""
     values = {kind: {name: (quantity(raw), raw) for name, raw in (resources.get(kind) or {}).items()}
               for kind in ("requests", "limits")}
     requests, limits = values["requests"], values["limits"]
+    written = {name: value for name, (value, _) in limits.items()}
     for c in constraints:
         if c.kind == "min":
             if c.resource not in requests or requests[c.resource][0] < c.value:
@@ -66,7 +80,7 @@ def fit(resources: Mapping[str, Any], constraints: tuple[Constraint, ...],
     for c in constraints:
         if c.kind == "maxLimitRequestRatio":
             _fit_ratio(c, requests, limits)
-    _check(constraints, requests, limits, floor)
+    _check(constraints, requests, limits, floor, written)
     return {kind: {name: raw for name, (_, raw) in kept.items()} for kind, kept in values.items() if kept}
 
 
@@ -89,19 +103,30 @@ def _fit_ratio(c: Constraint, requests: dict[str, tuple[Fraction, Any]], limits:
 
 
 def _check(constraints: tuple[Constraint, ...], requests: dict[str, tuple[Fraction, Any]],
-           limits: dict[str, tuple[Fraction, Any]], floor: Mapping[str, Any]) -> None:
+           limits: dict[str, tuple[Fraction, Any]], floor: Mapping[str, Any], written: Mapping[str, Fraction]) -> None:
     """Raise NoFit, naming every constraint on the resource, unless the fitted values satisfy
-    all of them (min above max leaves one broken) and no limit is below its floor."""
+    all of them (min above max leaves one broken) and no limit was lowered below its floor
+    (_floors; a limit written lower in toolbox.resources is the admin's choice, kept)."""
     checked = [c for c in constraints if c.kind in CHECKED]
     for c in checked:
         request, limit = requests.get(c.resource, (None,))[0], limits.get(c.resource, (None,))[0]
         if not _holds(c, request, limit):
             on = ", ".join(f"{o.kind} {o.raw} ({o.limit_range})" for o in checked if o.resource == c.resource)
             raise NoFit(f"no {c.resource} fits the LimitRange constraints {on}")
-    for name, raw in floor.items():
-        if name in limits and limits[name][0] < quantity(raw):
+    for name, (least, what) in _floors(floor).items():
+        if name in limits and limits[name][0] < min(least, written.get(name, least)):
             by = ", ".join(sorted({_source(c.limit_range) for c in checked if c.kind == "max" and c.resource == name}))
-            raise NoFit(f"{by}: max {name} {limits[name][1]} is below the toolbox's request {raw} (toolbox.resources)")
+            raise NoFit(f"{by}: max {name} {limits[name][1]} is below {what}")
+
+
+def _floors(requests: Mapping[str, Any]) -> dict[str, tuple[Fraction, str]]:
+    """What no limit may be lowered below, and what to call it in the warning: the toolbox's
+    configured requests, memory no lower than MEMORY_LIMIT_FLOOR."""
+    floors = {name: (quantity(raw), f"the toolbox's request {raw} (toolbox.resources)")
+              for name, raw in requests.items()}
+    if floors.get("memory", (0,))[0] < _MEMORY_FLOOR:
+        floors["memory"] = (_MEMORY_FLOOR, f"{MEMORY_LIMIT_FLOOR}, the least memory podmedic's init containers start in")
+    return floors
 
 
 def _source(limit_range: str) -> str:
