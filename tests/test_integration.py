@@ -19,6 +19,7 @@ import pytest
 
 from tests import kubeapi
 from tests.conftest import start_server, stop_server
+from webhook.toolbox.build import built_architecture
 
 pytestmark = pytest.mark.integration
 
@@ -258,6 +259,26 @@ def test_a_windows_pod_is_let_through_unchanged(cluster, webhook, spec):
     assert "initContainers" not in pod["spec"] and PREFIX + "status" not in pod["metadata"].get("annotations", {})
     assert pod["spec"]["containers"][0]["command"] == ["/app", "--serve"]
     assert "runs only on another OS than Linux" in done.stderr
+
+
+def test_a_pod_for_another_architecture_keeps_its_command_and_gets_probes(cluster, webhook):
+    """The toolbox is static binaries for toolbox.architectures only (by default the one it was
+    built for): a pod pinned to another architecture by nodeSelector kubernetes.io/arch would get
+    init containers and a command that cannot exec on its node (exec format error). Before: it was
+    stored with podmedic-toolbox and the supervise command. Now it keeps its command, gets its
+    network probes, and kubectl prints why (arch-unsupported)."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    other = "arm64" if built_architecture() != "arm64" else "amd64"
+    done = cluster.create_pod(ns, _pod("pinned", nodeSelector={"kubernetes.io/arch": other}))
+    stored = _created(done)
+    app = stored["spec"]["containers"][0]
+    assert "initContainers" not in stored["spec"]
+    assert not [v for v in stored["spec"].get("volumes", []) if v["name"].startswith("podmedic-")]
+    assert app["command"] == ["/app", "--serve"] and "tcpSocket" in app["readinessProbe"]
+    assert f"nodeSelector kubernetes.io/arch={other}" in done.stderr and "toolbox.architectures" in done.stderr
+    decisions = {(d["feature"], d["reason"]) for d in _audit_of(webhook, ns, "pinned")["decisions"]}
+    assert {("supervisor", "arch-unsupported"), ("logs", "arch-unsupported"), ("forensics", "arch-unsupported"),
+            ("probes", "injected")} <= decisions
 
 
 def test_a_mirror_pod_is_let_through_unchanged(cluster, webhook):

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import platform
+import re
+
 import pytest
 
 from tests.conftest import podmedic
 from webhook.cli import config
+from webhook.toolbox.arch import goarch
 
 
 def test_embedded_defaults():
@@ -48,12 +52,39 @@ def test_file_is_merged_key_by_key(tmp_path):
     ("onErorr: deny\n", "unknown key onErorr"),
     ("toolbox: {imagePullPolicy: Always, pullPolicy: Never}\n", "unknown key toolbox.pullPolicy"),
     ("logs: {hostroot: /mnt/x, janitor: {dryrun: false}}\n", "unknown keys logs.hostroot, logs.janitor.dryrun"),
+    ("toolbox: {architectures: arm64}\n", "toolbox.architectures: must be a list"),
+    ("toolbox: {architectures: []}\n", "toolbox.architectures: must list at least one"),
+    ("toolbox: {architectures: [x86_64]}\n", "toolbox.architectures[0]: 'x86_64' is not a GOARCH name (amd64?)"),
+    ("toolbox: {architectures: [amd64, aarch64]}\n", "toolbox.architectures[1]: 'aarch64' is not a GOARCH name (arm64?)"),
+    ("toolbox: {architectures: [amd64, amd64]}\n", "toolbox.architectures[1]: 'amd64' is listed twice"),
 ])
 def test_bad_configuration_is_rejected_with_the_key(tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)
-    with pytest.raises(config.ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
         config.load(path)
+
+
+def test_toolbox_architectures_listed_by_the_admin(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("toolbox: {architectures: [amd64, arm64]}\n")
+    assert config.load(path).toolbox.architectures == frozenset({"amd64", "arm64"})
+
+
+def test_toolbox_architectures_default_to_the_toolbox_s_own(tmp_path, monkeypatch):
+    """`podmedic toolbox build` records the toolbox's architecture; the embedded default is it (an
+    image built for arm64 defaults to arm64), else the machine podmedic runs on."""
+    (tmp_path / "arch").write_text("arm64\n")
+    monkeypatch.setenv("PODMEDIC_TOOLBOX_DIR", str(tmp_path))
+    assert config.load().toolbox.architectures == frozenset({"arm64"})
+    monkeypatch.setenv("PODMEDIC_TOOLBOX_DIR", str(tmp_path / "none"))
+    assert config.load().toolbox.architectures == frozenset({goarch(platform.machine())})
+
+
+@pytest.mark.parametrize("machine, arch", [("x86_64", "amd64"), ("aarch64", "arm64"), ("arm64", "arm64"),
+                                           ("armv7l", "arm"), ("ppc64le", "ppc64le"), ("s390x", "s390x")])
+def test_machine_names_map_to_goarch(machine, arch):
+    assert goarch(machine) == arch
 
 
 def test_serve_refuses_to_start_with_a_bad_config(tmp_path, certs_dir):

@@ -5,6 +5,7 @@ toolbox is used by an app running as yet another UID."""
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import pytest
 
 from webhook import cli
 from webhook.toolbox import argv as toolbox
+from webhook.toolbox import build
+from webhook.toolbox.arch import goarch
 
 INIT_UID = 65532  # the toolbox init container's runAsUser (delivery.TOOLBOX_SECURITY)
 APP_UID = 1000
@@ -119,3 +122,10 @@ def test_a_destination_other_uids_cannot_enter_is_an_error_not_a_half_install(wo
     assert code == 1
     assert "not readable by every UID" in output and "Traceback" not in output
     assert list(mount.iterdir()) == []
+
+
+def test_the_built_toolbox_records_its_architecture(built: Path):
+    """The webhook's default toolbox.architectures reads it: the binaries are this machine's,
+    in the GOARCH name of the node label kubernetes.io/arch."""
+    assert (built / "arch").read_text() == goarch(platform.machine()) + "\n"
+    assert build.built_architecture(built) == goarch(platform.machine())

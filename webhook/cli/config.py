@@ -12,11 +12,17 @@ from typing import Any, Mapping
 import yaml
 
 from webhook.engine.config import ConfigError, GlobalConfig, from_mapping
+from webhook.toolbox.build import built_architecture
 
 
 def _embedded() -> dict[str, Any]:
+    """Our own file, a map (the tests load it), with toolbox.architectures resolved here, not in
+    the pure engine: unset, it is the one the image's toolbox was built for (an image built on
+    arm64 must not claim amd64), which only this process can read."""
     defaults: dict[str, Any] = yaml.safe_load(resources.files("webhook").joinpath("defaults.yaml").read_text())
-    return defaults  # our own file, a map (the tests load it)
+    if defaults["toolbox"]["architectures"] is None:
+        defaults["toolbox"]["architectures"] = [built_architecture()]
+    return defaults
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

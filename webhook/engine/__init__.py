@@ -5,6 +5,8 @@ Pure (no I/O): the webhook and the offline `podmedic inject/explain` CLI call th
 
     gates (namespace opted in? pod opted out? already injected? a mirror pod? Linux?)
       -> per feature, per target container: a mutator emits operations and one Decision
+         (the features that need podmedic's init containers skip a pod pinned to a node
+         architecture its toolbox lacks: pod_level.toolbox_unavailable)
       -> pod-level additions the features asked for (toolbox init container, volumes)
       -> the injection marker annotation (what was added, for idempotence and uninject)
 
@@ -19,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.engine import marker, mesh, pod_level
+from webhook.engine import marker, mesh, placement, pod_level
 from webhook.engine.config import GlobalConfig
 from webhook.engine.context import Feature, PodContext, Target, pod_annotations, probed_containers, regular_containers
 from webhook.engine.decisions import Decision, Reason, Report
@@ -34,8 +36,7 @@ log = logging.getLogger(__name__)
 STATUS_VERSION = marker.VERSION
 # Set by the kubelet on the API object it creates for each static pod (the "mirror pod").
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-# The node labels that name a node's OS (the beta one is deprecated but still matched by old manifests).
-OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
+LINUX = frozenset(("linux",))
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -99,31 +100,16 @@ def _not_linux(spec: dict[str, Any]) -> str:
         return "" if os_name == "linux" else f"spec.os.name={os_name!r}"
     selector = spec.get("nodeSelector")
     if selector:
-        for label in OS_LABELS:
+        for label in placement.OS_LABELS:
             value = selector.get(label)
             if value is not None and value != "linux":
                 return f"nodeSelector {label}={value}"
     affinity = spec.get("affinity")
-    if affinity and _affinity_excludes_linux(affinity):
+    if affinity and placement.affinity_excludes(affinity, placement.OS_LABELS, LINUX):
         return "required node affinity excludes kubernetes.io/os=linux"
     if spec.get("hostNetwork") and _host_process(spec):
         return "windowsOptions.hostProcess"
     return ""
-
-
-def _affinity_excludes_linux(affinity: dict[str, Any]) -> bool:
-    """Whether every required node selector term rules Linux out by the OS label: the terms are
-    ORed, so one that lets the pod land on Linux is enough to inject. Preferred terms only weigh
-    nodes, so they decide nothing."""
-    required = (affinity.get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or {}
-    terms = required.get("nodeSelectorTerms") or []
-    return bool(terms) and all(any(map(_excludes_linux, term.get("matchExpressions") or [])) for term in terms)
-
-
-def _excludes_linux(expression: dict[str, Any]) -> bool:
-    """A node selector requirement on the OS label that no Linux node meets."""
-    operator, linux = expression.get("operator"), "linux" in (expression.get("values") or [])
-    return expression.get("key") in OS_LABELS and (operator == "In" and not linux or operator == "NotIn" and linux)
 
 
 def _host_process(spec: dict[str, Any]) -> bool:
@@ -210,7 +196,8 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
     assert settings is not None and lookup.namespace is not None  # what _gate lets through
     ctx = PodContext(pod, lookup.namespace.name, dict(lookup.namespace.labels), config, settings, report,
                      toolbox_blocked=pod_level.names_taken(pod), log_claim=lookup.namespace.log_claim,
-                     limit_range=lookup.namespace.limit_range)
+                     limit_range=lookup.namespace.limit_range,
+                     foreign_arch=placement.foreign_arch(pod.get("spec") or {}, config.toolbox.architectures))
     ctx.mesh, proxies = mesh.injected(pod_annotations(pod), pod.get("spec") or {})
     _note_ignored(ctx)
     for proxy, mesh_name in proxies.items():  # the mesh's own: no feature changes it

@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping, TypeGuard
 
 from webhook.engine.keys import KEYS, parse_retention
 from webhook.engine.quantity import quantity
+from webhook.toolbox.arch import ARCHITECTURES, GOARCH
 
 
 class ConfigError(ValueError):
@@ -27,6 +28,7 @@ class ToolboxConfig:
     image: str
     image_pull_policy: str
     resources: Mapping[str, Any]
+    architectures: frozenset[str]  # the node architectures (kubernetes.io/arch) of its static toolbox
     image_pull_secrets: tuple[str, ...] = ()  # added to the pods that get an init container
 
 
@@ -164,6 +166,25 @@ def _pull_secrets(value: Any) -> tuple[str, ...]:
         if name in value[:i]:
             raise ConfigError(f"toolbox.imagePullSecrets[{i}]: {name!r} is listed twice")
     return tuple(value)
+
+
+def _architectures(value: Any) -> frozenset[str]:
+    """A pod pinned to a node architecture outside this list gets no init containers (the engine's
+    arch-unsupported). A machine's own name (x86_64) never matches a node's label, so it is
+    refused with the label's name for it; an empty list would turn every pinned pod away."""
+    if not isinstance(value, list):
+        raise ConfigError(f"toolbox.architectures: must be a list of GOARCH names such as amd64, arm64 (got {value!r})")
+    if not value:
+        raise ConfigError("toolbox.architectures: must list at least one architecture (leave it out for the "
+                          "toolbox's own)")
+    for i, name in enumerate(value):
+        if name not in ARCHITECTURES:
+            hint = f" ({GOARCH[name]}?)" if isinstance(name, str) and name in GOARCH else ""
+            raise ConfigError(f"toolbox.architectures[{i}]: {name!r} is not a GOARCH name{hint}; expected one of "
+                              f"{', '.join(sorted(ARCHITECTURES))}, as the node label kubernetes.io/arch")
+        if name in value[:i]:
+            raise ConfigError(f"toolbox.architectures[{i}]: {name!r} is listed twice")
+    return frozenset(value)
 
 
 def _check_resources(resources: Mapping[str, Any]) -> None:
@@ -304,6 +325,7 @@ def from_mapping(raw: Mapping[str, Any], source: str = "embedded") -> GlobalConf
                 image_pull_policy=_pull_policy(toolbox.get("imagePullPolicy", "IfNotPresent")),
                 resources=resources,
                 image_pull_secrets=_pull_secrets(toolbox.get("imagePullSecrets")),
+                architectures=_architectures(toolbox["architectures"]),
             ),
             logs=LogsConfig(host_root=_absolute_root("logs.hostRoot", logs["hostRoot"]), namespace_roots=roots,
                             backend=_backend(logs.get("backend", "hostPath")),

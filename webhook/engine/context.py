@@ -60,6 +60,7 @@ class PodContext:
     status: dict[str, Any] = field(default_factory=dict)  # the injection marker's content
     users: dict[FeatureName, list[Target]] = field(default_factory=dict)  # containers each feature changed
     toolbox_blocked: bool = False  # the pod already uses one of podmedic's volume/container names
+    foreign_arch: str = ""  # what pins the pod to architectures the toolbox lacks (engine.placement), or ""
     log_claim: str | None = None  # the phase of the namespace's log claim (engine.namespace.Namespace)
     limit_range: tuple[Constraint, ...] = ()  # the namespace's LimitRanges' Container constraints (likewise)
     review: dict[str, Any] = field(default_factory=dict)  # what once() worked out for this review

@@ -58,6 +58,9 @@ class Reason(str, Enum):
     NO_PROBE_PORT = ("no-probe-port", "no TCP containerPort and no probe-port annotation", True)
     NAMED_PORT_NOT_FOUND = ("named-port-not-found", "probe-port names a port the container does not declare", True)
     ENTRYPOINT_UNKNOWN = ("entrypoint-unknown", "image entrypoint unknown; set command or {prefix}entrypoint", True)
+    ARCH_UNSUPPORTED = ("arch-unsupported", "the pod runs only on node architectures (kubernetes.io/arch) that "
+                        "podmedic's image is not built for (toolbox.architectures): its init containers and "
+                        "toolbox could not run there", True)
     NAME_CONFLICT = ("name-conflict", "the pod already has a volume or container with podmedic's name", True)
     MOUNT_CONFLICT = ("mount-conflict", "the container already mounts something at that path", True)
     ENV_CONFLICT = ("env-conflict", "the container already defines an env var podmedic needs", True)

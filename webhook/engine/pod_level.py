@@ -90,7 +90,15 @@ def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -
     a mount point inside the read-only toolbox (EROFS), nor mount the same path twice, and a
     mount above ours would hide it or be hidden. (Two features ask for every container of every
     review: the feature's level is looked up only for a skip, the conflicts once per set of
-    mounts.)"""
+    mounts.)
+
+    A pod pinned to node architectures the toolbox lacks (ctx.foreign_arch) is skipped here, per
+    feature, not at the gate as a pod for another OS is: nothing podmedic's image runs can exec
+    on such a node (exec format error: the pod would never start), but the network probes need
+    nothing of it, so the pod keeps them."""
+    if ctx.foreign_arch:
+        return Decision(feature, target.name, Reason.ARCH_UNSUPPORTED, ctx.foreign_arch,
+                        ctx.settings.get(feature, target.name).level)
     if ctx.toolbox_blocked:
         return Decision(feature, target.name, Reason.NAME_CONFLICT, level=ctx.settings.get(feature, target.name).level)
     if ctx.limit_range:

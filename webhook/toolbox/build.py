@@ -6,14 +6,18 @@ init container) copies it into the pod's emptyDir.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 from importlib import resources
 from pathlib import Path
 
+from webhook.toolbox.arch import goarch
+
 DEFAULT_SOURCE = "/opt/podmedic/toolbox"
 SCRIPTS = ("supervise", "pmctl", "forensics")
 BINARIES = {"busybox": ("/bin/busybox", "busybox-static"), "tini": ("/usr/bin/tini-static", "tini")}
+ARCH_FILE = "arch"  # the toolbox's architecture, as the node label kubernetes.io/arch names it
 
 
 class ToolboxError(Exception):
@@ -21,7 +25,9 @@ class ToolboxError(Exception):
 
 
 def build(dest: str | Path) -> None:
-    """Assemble a toolbox from the package's scripts and the Debian static binaries."""
+    """Assemble a toolbox from the package's scripts and the Debian static binaries, which are
+    this machine's: its architecture is recorded (ARCH_FILE) for the webhook's default
+    toolbox.architectures."""
     dest = Path(dest)
     (dest / "bin").mkdir(parents=True, exist_ok=True)
     for name, (path, package) in BINARIES.items():
@@ -31,8 +37,23 @@ def build(dest: str | Path) -> None:
     for script in SCRIPTS:
         (dest / script).write_bytes(_package_file(script))
     _compile_sigreset(dest / "bin" / "sigreset")
+    (dest / ARCH_FILE).write_text(goarch(platform.machine()) + "\n")
     dest.chmod(0o755)
     _open_up(dest)
+
+
+def built_architecture(source: str | Path | None = None) -> str:
+    """The architecture of the built toolbox (what `build` recorded); without one (no toolbox
+    here, as when running from a checkout), the machine's: the image that holds the toolbox
+    runs the webhook too, so the two are the same."""
+    try:
+        return (_source(source) / ARCH_FILE).read_text().strip()
+    except OSError:  # none there (or unreadable): the machine's
+        return goarch(platform.machine())
+
+
+def _source(source: str | Path | None) -> Path:
+    return Path(source or os.environ.get("PODMEDIC_TOOLBOX_DIR") or DEFAULT_SOURCE)
 
 
 def _package_file(name: str) -> bytes:
@@ -62,7 +83,7 @@ def install(dest: str | Path, source: str | Path | None = None) -> None:
     by root with mode 0777, while the init container runs as 65532 without capabilities. Only
     what install creates gets its mode set; dest is left as it is when every UID can already
     enter it, and is an error (not a silent half-install) when it cannot."""
-    src = Path(source or os.environ.get("PODMEDIC_TOOLBOX_DIR") or DEFAULT_SOURCE)
+    src = _source(source)
     dest = Path(dest)
     if not (src / "bin" / "busybox").is_file():
         raise ToolboxError(f"{src} is not a built toolbox (no bin/busybox); see `podmedic toolbox build`")
