@@ -429,6 +429,30 @@ def test_a_besteffort_pod_stays_besteffort_and_outside_a_not_besteffort_quota(cl
     assert stored["spec"]["containers"][0]["command"][0].startswith("/podmedic/")
 
 
+_SMALL = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "50m", "memory": "32Mi"}}
+
+
+@pytest.mark.parametrize("resources", [_SMALL, {"requests": _SMALL["limits"], "limits": _SMALL["limits"]}],
+                         ids=["burstable", "guaranteed"])
+def test_a_small_app_is_charged_by_a_quota_as_without_podmedic(cluster, webhook, resources):
+    """A ResourceQuota charges a pod, per resource, the larger of its containers' sum and its
+    largest init container. podmedic's init containers (limits 100m / 64Mi; in a Guaranteed pod
+    their requests too) made an app that asks for 50m / 32Mi cost 100m / 64Mi, and a quota with
+    room for the app alone refused it. They now ask no more than the app's containers."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    _quota(cluster, ns, "small", {f"{kind}.{name}": room for kind in ("requests", "limits")
+                                  for name, room in (("cpu", "80m"), ("memory", "48Mi"))}, [])
+    pod = _pod("small", container={"resources": resources})
+    assert cluster.create_pod(ns, {**pod, "metadata": {"name": "plain", "annotations": {PREFIX + "inject": "disabled"}}},
+                              dry_run=True).returncode == 0  # admitted without podmedic
+    stored = _created(cluster.create_pod(ns, pod))
+    inits = stored["spec"]["initContainers"]
+    assert [c["name"] for c in inits] == ["podmedic-logdir", "podmedic-toolbox"]
+    assert [c["resources"] for c in inits] == [resources] * 2
+    assert stored["status"]["qosClass"] == ("Guaranteed" if resources["requests"] == resources["limits"] else "Burstable")
+    assert stored["spec"]["containers"][0]["command"][0].startswith("/podmedic/")
+
+
 @pytest.mark.parametrize("constraint", [{"min": {"cpu": "50m"}}, {"maxLimitRequestRatio": {"cpu": "2"}}],
                          ids=["min", "ratio"])
 def test_a_pod_within_its_namespaces_limitrange_is_admitted(cluster, webhook, constraint):

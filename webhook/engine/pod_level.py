@@ -9,6 +9,7 @@ that native sidecars and the app find the toolbox installed.
 
 from __future__ import annotations
 
+import math
 import posixpath
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -373,18 +374,126 @@ def _qos_resources(spec: dict[str, Any], config: GlobalConfig) -> Mapping[str, A
       LimitRange would fill its defaults in, _fitted sets those resources within the pod's
       budget instead: _pod_budget.)
     - every container Guaranteed (cpu and memory requests equal to limits): requests equal to the
-      configured limits, so the pod stays Guaranteed. The configured requests, below the limits,
-      would make it Burstable: evicted earlier, and no exclusive CPUs under the kubelet's static
-      CPU manager. (Configured limits without both cpu and memory cannot keep the class: as
-      configured.)
+      (charge-capped) limits, so the pod stays Guaranteed. The configured requests, below the
+      limits, would make it Burstable: evicted earlier, and no exclusive CPUs under the kubelet's
+      static CPU manager. (Configured limits without both cpu and memory cannot keep the class.)
     - BestEffort (_best_effort): none of their own ({}), so the pod stays BestEffort.
-    Every other pod (Burstable) gets the configured requests, as ever."""
+    Every other pod (Burstable) gets the configured requests and limits. Both, in a Guaranteed or
+    Burstable pod, no higher than the app's own charge (_within_charge)."""
     if spec.get("resources") or _best_effort(spec):
         return {}
-    resources = config.toolbox.resources
+    configured = config.toolbox.resources
+    resources = _within_charge(spec, configured)
     if not (_guaranteed(spec) and _requests_its_limits({"limits": resources.get("limits")})):
-        return None
+        return None if resources is configured else resources
     return {**resources, "requests": dict(resources["limits"])}
+
+
+_NANO = 10**9
+_CHARGED = ("cpu", "memory")
+
+
+def _within_charge(spec: dict[str, Any], configured: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`configured` with each cpu and memory request and limit lowered to what the app's
+    containers ask in all (_app_totals), a memory limit to no less than _LIMIT_FLOORS; `configured`
+    itself where nothing is lowered. Why: a ResourceQuota on requests.* or limits.* charges a pod
+    the larger of its containers' sum (native sidecars included) and its largest init container
+    (k8s.io/component-helpers/resource: PodRequests, PodLimits; ours run first, so no sidecar's
+    share adds to theirs), and the configured values made a small app cost the toolbox's (50m
+    / 32Mi charged 100m / 64Mi: half the pods a tight quota was sized for refused). Where the
+    floor is above the app's total, the charge still rises to it. A request stays within its
+    limit: each container's request is within its own, so the totals are too."""
+    ceilings = _CEILINGS.get(id(configured), configured)
+    if ceilings is None:
+        ceilings = _CEILINGS.put(id(configured), _ceilings(configured), configured)
+    totals = _app_totals(spec, ceilings)
+    lowered: dict[str, dict[str, Any]] = {}
+    for (kind, name), total in totals.items():
+        least = max(total, _LIMIT_FLOORS.get(name, total)) if kind == "limits" else total
+        if least < ceilings[kind, name]:
+            lowered.setdefault(kind, dict(configured[kind]))[name] = _spelled(least, name)
+    return {**configured, **lowered} if lowered else configured
+
+
+# toolbox.resources' cpu and memory in nanos, per configuration (the same in every review).
+_CEILINGS: IdentityCache[int, dict[tuple[str, str], int]] = IdentityCache(16)
+
+
+def _ceilings(configured: Mapping[str, Any]) -> dict[tuple[str, str], int]:
+    """The configured cpu and memory requests and limits in nanos, by (kind, resource)."""
+    return {(kind, name): _nanos(values[name]) for kind in ("requests", "limits")
+            for values in (configured.get(kind) or {},) for name in _CHARGED if name in values}
+
+
+def _app_totals(spec: dict[str, Any], ceilings: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """Per (kind, resource) of `ceilings` (in nanos, _nanos), the pod's containers' and native
+    sidecars' positive sum of requests or limits, where every one of them sets it to a readable
+    quantity (a request left out counts as its limit, as the API server defaults it) and the sum
+    is below the ceiling. (Counts the room left below each ceiling: most apps' first container
+    fills it, and the review is done with no sum.)"""
+    room = dict(ceilings)
+    for c in _charged_containers(spec):
+        resources = c.get("resources") if isinstance(c, dict) else None
+        if not isinstance(resources, dict):
+            return {}
+        requests, limits = resources.get("requests"), resources.get("limits")
+        requests = requests if isinstance(requests, dict) else {}
+        limits = limits if isinstance(limits, dict) else {}
+        for key in tuple(room):
+            kind, name = key
+            amount = _read(limits.get(name) if kind == "limits" else requests.get(name, limits.get(name)))
+            if amount is None or amount >= room[key]:
+                del room[key]
+            elif amount:
+                room[key] -= amount
+        if not room:
+            return {}
+    return {key: ceilings[key] - left for key, left in room.items() if left < ceilings[key]}
+
+
+def _charged_containers(spec: dict[str, Any]) -> list[Any]:
+    """The containers whose requests and limits a quota adds up: the app's, and the native
+    sidecars (init containers with restartPolicy Always), which run beside them."""
+    containers = spec.get("containers") or []
+    inits = spec.get("initContainers")
+    if not inits:
+        return containers
+    return [*containers, *(c for c in inits if isinstance(c, dict) and c.get("restartPolicy") == "Always")]
+
+
+def _read(raw: Any) -> int | None:
+    """_nanos(raw), or None for what is none (left out, not a string or number, unreadable)."""
+    if not isinstance(raw, (str, int, float)):
+        return None
+    try:
+        return _nanos(raw)
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=1024)
+def _nanos(raw: str | int | float) -> int:
+    """quantity(raw) in billionths, rounded up (the API server keeps no finer quantity): an int,
+    compared and added ten times faster than a Fraction. Memoised: the same few quantities recur
+    in every review, and parsing one was most of a typical review's cost of the class check (4 %).
+    Raises ValueError, as quantity."""
+    return math.ceil(quantity(raw) * _NANO)
+
+
+# What _within_charge never lowers a limit below: memory is incompressible, under less podmedic's
+# init containers are OOM-killed (limitrange.MEMORY_LIMIT_FLOOR). CPU only throttles: a lower limit
+# slows the ~0.1 s install, nothing more.
+_LIMIT_FLOORS = {"memory": _nanos(limitrange.MEMORY_LIMIT_FLOOR)}
+
+
+def _spelled(nanos: int, resource: str) -> str:
+    """A quantity in nanos as the API writes one: whole units (memory in Gi, Mi or Ki where
+    whole), else millis, else nanos."""
+    whole, rest = divmod(nanos, _NANO)
+    if not rest:
+        units = (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)) if resource == "memory" else ()
+        return next((f"{whole // unit}{suffix}" for suffix, unit in units if whole % unit == 0), str(whole))
+    return f"{nanos // 10**6}m" if nanos % 10**6 == 0 else f"{nanos}n"
 
 
 def _best_effort(spec: dict[str, Any]) -> bool:
@@ -412,18 +521,11 @@ def _no_cpu_or_memory(resources: dict[str, Any]) -> bool:
         for name in ("cpu", "memory"):
             raw = values.get(name, 0)
             try:
-                if not isinstance(raw, (str, int, float)) or _positive(raw):
+                if not isinstance(raw, (str, int, float)) or _nanos(raw) > 0:
                     return False
             except ValueError:
                 return False
     return True
-
-
-@lru_cache(maxsize=1024)
-def _positive(raw: str | int | float) -> bool:
-    """quantity(raw) > 0, memoised: the same few quantities recur in every review, and parsing one
-    was most of a typical review's cost of this check (4 %). Raises ValueError, as quantity."""
-    return quantity(raw) > 0
 
 
 def _unresourced(init: dict[str, Any]) -> dict[str, Any]:
