@@ -220,3 +220,51 @@ def test_yaml_directive_is_read_and_kept(version):
     assert plain != pod and done.stdout == (f"%YAML {version}\n---\n{plain}...\n%YAML {version}\n---\n{plain}"
                                             f"...\n%YAML {version}\n# a comment\n---\n{service}")
     assert cli("uninject", "-f", "-", stdin=stream).stdout == stream  # nothing to remove: byte for byte
+
+
+def _pull_secrets_config(tmp_path: Path) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text("toolbox:\n  imagePullSecrets: [regcred]\n")
+    return str(path)
+
+
+def _deployment(template_spec: dict) -> str:
+    return json.dumps({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w", "namespace": "demo"},
+                       "spec": {"selector": {"matchLabels": {"app": "w"}},
+                                "template": {"metadata": {"labels": {"app": "w"}}, "spec": template_spec}}})
+
+
+def test_offline_inject_never_takes_the_service_accounts_pull_secrets_away(tmp_path):
+    """At admission the ServiceAccount plugin copies the ServiceAccount's pull secrets into a pod
+    that lists none. A template injected offline that gained toolbox.imagePullSecrets would list
+    some, so its pods would lose the ServiceAccount's (and the app's image might no longer pull):
+    offline, such a template gets no pull secrets and none of the features that need podmedic's
+    image (pull-secrets-offline); its probes still go in."""
+    config = _pull_secrets_config(tmp_path)
+    text = _deployment(copy.deepcopy(MATRIX["command-args"]["spec"]))
+    done = cli("inject", "-f", "-", "--config", config, "--namespace-annotations", "podmedic.io/inject=enabled",
+               "podmedic.io/supervisor=enabled", stdin=text)
+    assert done.returncode == 0, done.stderr
+    spec = json.loads(done.stdout)["spec"]["template"]["spec"]
+    assert "imagePullSecrets" not in spec and "initContainers" not in spec
+    assert "livenessProbe" in spec["containers"][0]
+    explained = cli("explain", "-f", "-", "-o", "json", "--config", config, "--namespace-annotations",
+                    "podmedic.io/inject=enabled", "podmedic.io/supervisor=enabled", stdin=text)
+    reasons = {(r["feature"], r["reason"]) for r in json.loads(explained.stdout)}
+    assert {("supervisor", "pull-secrets-offline"), ("logs", "pull-secrets-offline"),
+            ("forensics", "pull-secrets-offline")} <= reasons
+    why = next(r["why"] for r in json.loads(explained.stdout) if r["reason"] == "pull-secrets-offline")
+    assert "webhook" in why and "imagePullSecrets" in why
+
+
+def test_offline_inject_adds_pull_secrets_to_a_template_that_lists_its_own(tmp_path):
+    """A template listing pull secrets of its own gets no ServiceAccount's at admission anyway:
+    adding podmedic's after them takes nothing away."""
+    spec = copy.deepcopy(MATRIX["command-args"]["spec"])
+    spec["imagePullSecrets"] = [{"name": "own"}]
+    done = cli("inject", "-f", "-", "--config", _pull_secrets_config(tmp_path), "--namespace-annotations",
+               "podmedic.io/inject=enabled", "podmedic.io/supervisor=enabled", stdin=_deployment(spec))
+    assert done.returncode == 0, done.stderr
+    injected = json.loads(done.stdout)["spec"]["template"]["spec"]
+    assert injected["imagePullSecrets"] == [{"name": "own"}, {"name": "regcred"}]
+    assert "podmedic-toolbox" in {c["name"] for c in injected["initContainers"]}

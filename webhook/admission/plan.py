@@ -33,12 +33,14 @@ class Plan:
 PLAN_OVERHEAD_BYTES = 6144
 
 
-def plan(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> tuple[Plan, int | None]:
+def plan(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig,
+         offline: bool = False) -> tuple[Plan, int | None]:
     """Engine, encoding and verification (which applies the patch to `pod` in place), and the
     plan's size for the memo. The size is None (not kept) for a plan without a patch, cheap to
     make again and most often a pod of a namespace that is not opted in, and when a mutator
-    failed, so that a failure is never replayed from memory and is logged every time."""
-    outcome = engine.inject(pod, lookup, config)
+    failed, so that a failure is never replayed from memory and is logged every time. `offline`:
+    the CLI's template, not an admitted pod (engine.inject)."""
+    outcome = engine.inject(pod, lookup, config, offline)
     report = outcome.report
     failed = Reason.MUTATOR_ERROR  # read once: an Enum class attribute costs more than the test per decision
     complete = not any(d.reason is failed for d in report.decisions)

@@ -230,7 +230,7 @@ def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[D
     problem = podshape.problem(pod)  # the webhook answers such a review with a 400
     if problem:
         return [], [Decision("pod", None, Reason.MALFORMED_POD, problem.replace("request.object.", ""))]
-    planned, _ = plan(copy.deepcopy(pod), run.namespaces(w.namespace), run.config)  # as the webhook does
+    planned, _ = plan(copy.deepcopy(pod), run.namespaces(w.namespace), run.config, offline=True)  # as the webhook does
     decisions = list(planned.report.decisions)
     if planned.denied or planned.patch is None:
         return [], decisions

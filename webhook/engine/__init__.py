@@ -1,7 +1,8 @@
 """The injection engine: one pod in, explicit patch operations and decisions out.
 
 Pure (no I/O): the webhook and the offline `podmedic inject/explain` CLI call the same
-`inject()`, so they can never disagree. The flow is fixed:
+`inject()`, so they can never disagree (but in one case: offline, toolbox.imagePullSecrets are
+never added to a template that lists none, pod_level.image_unusable). The flow is fixed:
 
     gates (namespace opted in? pod opted out? already injected? a mirror pod? Linux?)
       -> per feature, per target container: a mutator emits operations and one Decision
@@ -185,9 +186,10 @@ def _note_ignored(ctx: PodContext) -> None:
                                         f"{ctx.config.prefix}{key}.{container}", Level.CONTAINER))
 
 
-def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome:
+def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig, offline: bool = False) -> Outcome:
     """Plan and emit the patch for one pod shaped as podshape.problem() accepts (both callers
-    check it first); a failing feature is contained in _run_feature."""
+    check it first); a failing feature is contained in _run_feature. `offline`: a template from
+    `podmedic inject`, which no admission plugin has seen yet (pod_level.image_unusable)."""
     report = Report()
     gate, settings = _gate(lookup, pod, config)
     if gate is not None:
@@ -197,7 +199,7 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig) -> Outcome
     ctx = PodContext(pod, lookup.namespace.name, dict(lookup.namespace.labels), config, settings, report,
                      toolbox_blocked=pod_level.names_taken(pod), log_claim=lookup.namespace.log_claim,
                      limit_range=lookup.namespace.limit_range,
-                     foreign_arch=placement.foreign_arch(pod.get("spec") or {}, config.toolbox.architectures))
+                     image_unusable=pod_level.image_unusable(pod.get("spec") or {}, config, offline))
     ctx.mesh, proxies = mesh.injected(pod_annotations(pod), pod.get("spec") or {})
     _note_ignored(ctx)
     for proxy, mesh_name in proxies.items():  # the mesh's own: no feature changes it

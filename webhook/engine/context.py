@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from webhook.engine.config import GlobalConfig
-from webhook.engine.decisions import Decision, Report
+from webhook.engine.decisions import Decision, Reason, Report
 from webhook.engine.keys import FeatureName
 from webhook.engine.namespace import Constraint
 from webhook.engine.patch import PatchBuilder
@@ -60,7 +60,7 @@ class PodContext:
     status: dict[str, Any] = field(default_factory=dict)  # the injection marker's content
     users: dict[FeatureName, list[Target]] = field(default_factory=dict)  # containers each feature changed
     toolbox_blocked: bool = False  # the pod already uses one of podmedic's volume/container names
-    foreign_arch: str = ""  # what pins the pod to architectures the toolbox lacks (engine.placement), or ""
+    image_unusable: tuple[Reason, str] | None = None  # why podmedic's image cannot run in the pod (pod_level)
     log_claim: str | None = None  # the phase of the namespace's log claim (engine.namespace.Namespace)
     limit_range: tuple[Constraint, ...] = ()  # the namespace's LimitRanges' Container constraints (likewise)
     review: dict[str, Any] = field(default_factory=dict)  # what once() worked out for this review

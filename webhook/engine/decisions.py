@@ -61,6 +61,10 @@ class Reason(str, Enum):
     ARCH_UNSUPPORTED = ("arch-unsupported", "the pod runs only on node architectures (kubernetes.io/arch) that "
                         "podmedic's image is not built for (toolbox.architectures): its init containers and "
                         "toolbox could not run there", True)
+    PULL_SECRETS_OFFLINE = ("pull-secrets-offline", "offline, toolbox.imagePullSecrets are not added to a template "
+                            "that lists no imagePullSecrets (its pods would lose their ServiceAccount's), so "
+                            "nothing needs podmedic's image: inject at admission via the webhook, or list the "
+                            "pull secrets in the template", True)
     NAME_CONFLICT = ("name-conflict", "the pod already has a volume or container with podmedic's name", True)
     MOUNT_CONFLICT = ("mount-conflict", "the container already mounts something at that path", True)
     ENV_CONFLICT = ("env-conflict", "the container already defines an env var podmedic needs", True)

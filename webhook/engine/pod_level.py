@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
-from webhook.engine import limitrange
+from webhook.engine import limitrange, placement
 from webhook.engine.config import GlobalConfig
 from webhook.engine.context import PodContext, Target, pod_annotations
 from webhook.engine.decisions import Decision, Reason
@@ -85,6 +85,28 @@ def names_taken(pod: dict[str, Any]) -> bool:
     return bool(volumes & set(OUR_VOLUMES) or containers & set(OUR_CONTAINERS))
 
 
+def image_unusable(spec: dict[str, Any], config: GlobalConfig, offline: bool) -> tuple[Reason, str] | None:
+    """Why podmedic's image (its init containers, the toolbox they copy) cannot run in this pod,
+    or None; the features that need it skip with the reason.
+
+    - A pod pinned to node architectures the toolbox lacks (engine.placement): nothing the image
+      holds can exec there (exec format error: the pod would never start).
+    - Offline (`podmedic inject` on a template), toolbox.imagePullSecrets configured and the
+      template lists none: at admission the ServiceAccount admission plugin copies the
+      ServiceAccount's pull secrets only into a pod that lists none, so adding ours to the
+      template would take the ServiceAccount's away from its pods (the app's image may need
+      them). Without ours the image needs a login it has not got. At admission the plugin has
+      already run (the webhook sees its copy), and a template that lists some gets no copy
+      anyway: both take ours safely."""
+    arch = placement.foreign_arch(spec, config.toolbox.architectures)
+    if arch:
+        return Reason.ARCH_UNSUPPORTED, arch
+    secrets = config.toolbox.image_pull_secrets
+    if offline and secrets and not spec.get("imagePullSecrets"):
+        return Reason.PULL_SECRETS_OFFLINE, f"toolbox.imagePullSecrets: {', '.join(secrets)}; the template lists none"
+    return None
+
+
 def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -> Decision | None:
     """The skip decision when the toolbox cannot be delivered to this container, or None. A
     mount at, inside or above one of the toolbox's mounts conflicts: the runtime cannot create
@@ -93,13 +115,12 @@ def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -
     review: the feature's level is looked up only for a skip, the conflicts once per set of
     mounts.)
 
-    A pod pinned to node architectures the toolbox lacks (ctx.foreign_arch) is skipped here, per
-    feature, not at the gate as a pod for another OS is: nothing podmedic's image runs can exec
-    on such a node (exec format error: the pod would never start), but the network probes need
-    nothing of it, so the pod keeps them."""
-    if ctx.foreign_arch:
-        return Decision(feature, target.name, Reason.ARCH_UNSUPPORTED, ctx.foreign_arch,
-                        ctx.settings.get(feature, target.name).level)
+    A pod in which podmedic's image cannot run (ctx.image_unusable) is skipped here, per feature,
+    not at the gate as a pod for another OS is: the network probes need nothing of the image, so
+    the pod keeps them."""
+    if ctx.image_unusable:
+        reason, detail = ctx.image_unusable
+        return Decision(feature, target.name, reason, detail, ctx.settings.get(feature, target.name).level)
     if ctx.toolbox_blocked:
         return Decision(feature, target.name, Reason.NAME_CONFLICT, level=ctx.settings.get(feature, target.name).level)
     if ctx.limit_range:

@@ -35,10 +35,10 @@ _NO_TERMINATION_CONFLICT = (None, "", "/dev/termination-log")
 
 def _unavailable(ctx: PodContext) -> tuple[Reason, str] | None:
     """Why the pod's log directory cannot be delivered, or None: the init container that
-    prepares it (podmedic's image) cannot run on the pod's nodes' architecture, or fits not in
-    the namespace's LimitRange, or its volume cannot be used."""
-    if ctx.foreign_arch:
-        return Reason.ARCH_UNSUPPORTED, ctx.foreign_arch
+    prepares it (podmedic's image) cannot run in the pod (pod_level.image_unusable), or fits not
+    in the namespace's LimitRange, or its volume cannot be used."""
+    if ctx.image_unusable:
+        return ctx.image_unusable
     unusable = _volume_unusable(ctx)
     if unusable is None and ctx.limit_range:
         conflict = pod_level.limitrange_conflict(ctx)
