@@ -17,7 +17,7 @@ from tests.engine.test_limitrange import ours as fitted
 from tests.engine.test_limitrange import run as run_in_limitrange
 from tests.engine.test_mutations import run
 from tests.engine.test_qos import CONFIGURED, ours, resourced
-from webhook.engine import limitrange
+from webhook.engine import limitrange, pod_level
 
 
 def both(cpu: str, memory: str) -> dict[str, Any]:
@@ -30,9 +30,10 @@ SMALL = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "50m", 
 
 @pytest.mark.parametrize("app, expected", [
     (SMALL, SMALL),  # charged 50m / 32Mi, as without podmedic (not 100m / 64Mi)
-    # below the floor: the memory limit stays 32Mi (the charge rises by 8Mi), cpu follows the app
+    # below the floors: the limits stay 50m / 32Mi (the charge rises by 30m / 8Mi), requests follow
     ({"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"cpu": "20m", "memory": "24Mi"}},
-     {"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"cpu": "20m", "memory": limitrange.MEMORY_LIMIT_FLOOR}}),
+     {"requests": {"cpu": "5m", "memory": "8Mi"},
+      "limits": {"cpu": pod_level.CPU_LIMIT_FLOOR, "memory": limitrange.MEMORY_LIMIT_FLOOR}}),
     # only what the app sets lower: requests lowered, limits as configured
     ({"requests": {"cpu": "5m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
      {**CONFIGURED, "requests": {"cpu": "5m", "memory": "16Mi"}}),
@@ -41,7 +42,7 @@ SMALL = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "50m", 
      {**CONFIGURED, "requests": {"cpu": "5m", "memory": "8Mi"}}),
     # a request left out is its limit, as the API server defaults it
     ({"limits": {"cpu": "5m", "memory": "2Gi"}, "requests": {"memory": "1Gi"}},
-     {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"cpu": "5m", "memory": "64Mi"}}),
+     {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"cpu": "50m", "memory": "64Mi"}}),
     # an app that asks for more, or writes what cannot be read: as configured
     ({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}, CONFIGURED),
     ({"requests": {"cpu": "lots", "memory": "64Mi"}, "limits": {"cpu": "1Gx", "memory": "1Gi"}}, CONFIGURED),
@@ -52,7 +53,7 @@ def test_a_burstable_apps_init_containers_ask_no_more_than_it(app, expected):
 
 @pytest.mark.parametrize("app, expected", [
     (both("50m", "32Mi"), both("50m", "32Mi")),
-    (both("20m", "16Mi"), both("20m", "32Mi")),  # the floor, requested too: still Guaranteed
+    (both("20m", "16Mi"), both("50m", "32Mi")),  # the floors, requested too: still Guaranteed
     (both("1", "1Gi"), both("100m", "64Mi")),  # as before: the configured limits, requested
 ])
 def test_a_guaranteed_apps_init_containers_request_their_lowered_limits(app, expected):

@@ -416,7 +416,7 @@ _CHARGED = ("cpu", "memory")
 
 def _within_charge(spec: dict[str, Any], configured: Mapping[str, Any]) -> Mapping[str, Any]:
     """`configured` with each cpu and memory request and limit lowered to what the app's
-    containers ask in all (_app_totals), a memory limit to no less than _LIMIT_FLOORS; `configured`
+    containers ask in all (_app_totals), a limit to no less than _LIMIT_FLOORS; `configured`
     itself where nothing is lowered. Why: a ResourceQuota on requests.* or limits.* charges a pod
     the larger of its containers' sum (native sidecars included) and its largest init container
     (k8s.io/component-helpers/resource: PodRequests, PodLimits; ours run first, so no sidecar's
@@ -501,10 +501,14 @@ def _nanos(raw: str | int | float) -> int:
     return math.ceil(quantity(raw) * _NANO)
 
 
-# What _within_charge never lowers a limit below: memory is incompressible, under less podmedic's
-# init containers are OOM-killed (limitrange.MEMORY_LIMIT_FLOOR). CPU only throttles: a lower limit
-# slows the ~0.1 s install, nothing more.
-_LIMIT_FLOORS = {"memory": _nanos(limitrange.MEMORY_LIMIT_FLOOR)}
+# What _within_charge never lowers a limit below. Memory is incompressible: under less podmedic's
+# init containers are OOM-killed (limitrange.MEMORY_LIMIT_FLOOR). CPU only throttles, but each init
+# container is a Python interpreter: on the real node (tests/node/test_init_resources.py) an app
+# at cpu 10m started about 50 s after the same pod without podmedic (20 s per init container),
+# at 20m 25 s, at 50m 10 s, at the configured 100m 5 s. 50m keeps the wait near 10 s; below it a
+# small app's limits.cpu charge rises to 50m (still half the configured 100m).
+CPU_LIMIT_FLOOR = "50m"
+_LIMIT_FLOORS = {"memory": _nanos(limitrange.MEMORY_LIMIT_FLOOR), "cpu": _nanos(CPU_LIMIT_FLOOR)}
 
 
 def _spelled(nanos: int, resource: str) -> str:
