@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import platform
 import subprocess
 import time
 import uuid
@@ -19,11 +20,12 @@ import pytest
 
 from tests import kubeapi
 from tests.conftest import start_server, stop_server
-from webhook.toolbox.build import built_architecture
+from webhook.toolbox.arch import goarch
 
 pytestmark = pytest.mark.integration
 
 PREFIX = "podmedic.io/"
+TOOLBOX_ARCH = goarch(platform.machine())  # what `podmedic toolbox build` records here
 
 
 class Cluster:
@@ -91,8 +93,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def webhook(cluster: Cluster, certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The real server, watching namespaces through the real API, registered as a webhook."""
-    server = start_server(tmp_path_factory.mktemp("it-server"), certs_dir, "--kubeconfig", str(cluster.kubeconfig))
+    """The real server, watching namespaces through the real API, registered as a webhook; its
+    toolbox directory records the toolbox's architecture, as the image's does."""
+    tmp = tmp_path_factory.mktemp("it-server")
+    (tmp / "toolbox").mkdir()
+    (tmp / "toolbox" / "arch").write_text(TOOLBOX_ARCH + "\n")
+    server = start_server(tmp, certs_dir, "--kubeconfig", str(cluster.kubeconfig),
+                          env={"PODMEDIC_TOOLBOX_DIR": str(tmp / "toolbox")})
     register(cluster, server, certs_dir)
     yield server
     stop_server(server)
@@ -268,7 +275,8 @@ def test_a_pod_for_another_architecture_keeps_its_command_and_gets_probes(cluste
     stored with podmedic-toolbox and the supervise command. Now it keeps its command, gets its
     network probes, and kubectl prints why (arch-unsupported)."""
     ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
-    other = "arm64" if built_architecture() != "arm64" else "amd64"
+    other = "arm64" if TOOLBOX_ARCH != "arm64" else "amd64"
+    assert f"toolbox.architectures: {TOOLBOX_ARCH}" in webhook.log.read_text()  # said once at start-up
     done = cluster.create_pod(ns, _pod("pinned", nodeSelector={"kubernetes.io/arch": other}))
     stored = _created(done)
     app = stored["spec"]["containers"][0]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import platform
 import re
 
 import pytest
@@ -73,12 +72,18 @@ def test_toolbox_architectures_listed_by_the_admin(tmp_path):
 
 def test_toolbox_architectures_default_to_the_toolbox_s_own(tmp_path, monkeypatch):
     """`podmedic toolbox build` records the toolbox's architecture; the embedded default is it (an
-    image built for arm64 defaults to arm64), else the machine podmedic runs on."""
+    image built for arm64 defaults to arm64)."""
     (tmp_path / "arch").write_text("arm64\n")
     monkeypatch.setenv("PODMEDIC_TOOLBOX_DIR", str(tmp_path))
     assert config.load().toolbox.architectures == frozenset({"arm64"})
+
+
+def test_without_a_recorded_architecture_none_is_checked(tmp_path, monkeypatch):
+    """No built toolbox here (offline `podmedic inject` on a laptop, a checkout): the machine
+    running the command says nothing of the image's architectures. Before: the machine's, so on
+    an arm64 laptop an amd64-pinned pod lost its features."""
     monkeypatch.setenv("PODMEDIC_TOOLBOX_DIR", str(tmp_path / "none"))
-    assert config.load().toolbox.architectures == frozenset({goarch(platform.machine())})
+    assert config.load().toolbox.architectures is None
 
 
 @pytest.mark.parametrize("machine, arch", [("x86_64", "amd64"), ("aarch64", "arm64"), ("arm64", "arm64"),

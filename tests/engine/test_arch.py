@@ -11,19 +11,18 @@ from typing import Any
 import pytest
 
 from tests import pods
-from tests.engine.test_mutations import PREFIX, reasons, run
+from tests.engine.test_mutations import PREFIX, reasons
 from tests.pods import apply_checked, container
 from webhook import engine
 from webhook.cli import config as configfile
-from webhook.engine.config import from_mapping
+from webhook.engine.config import GlobalConfig, from_mapping
 from webhook.engine.namespace import Namespace
 from webhook.kube.namespaces import StaticSource
-from webhook.toolbox.build import built_architecture
 
 TOOLBOX_FEATURES = ("logs", "supervisor", "forensics")
 
 
-def amd64_only() -> Any:
+def amd64_only() -> GlobalConfig:
     raw = configfile._embedded()
     return from_mapping({**raw, "toolbox": {**raw["toolbox"], "architectures": ["amd64"]}})
 
@@ -31,11 +30,11 @@ def amd64_only() -> Any:
 AMD64 = amd64_only()
 
 
-def run_amd64(pod: dict[str, Any]) -> tuple[dict[str, Any], engine.Outcome]:
+def run_amd64(pod: dict[str, Any], config: GlobalConfig = AMD64) -> tuple[dict[str, Any], engine.Outcome]:
     ns = Namespace("demo", {"podmedic.io/inject": "enabled", "podmedic.io/supervisor": "enabled"}, {})
-    outcome = engine.inject(copy.deepcopy(pod), StaticSource([ns]).get("demo"), AMD64)
+    outcome = engine.inject(copy.deepcopy(pod), StaticSource([ns]).get("demo"), config)
     mutated = apply_checked(pod, outcome.ops)
-    assert engine.inject(copy.deepcopy(mutated), StaticSource([ns]).get("demo"), AMD64).ops == []
+    assert engine.inject(copy.deepcopy(mutated), StaticSource([ns]).get("demo"), config).ops == []
     return mutated, outcome
 
 
@@ -144,12 +143,23 @@ def test_probes_of_a_wrapped_container_need_the_toolbox():
     assert reasons(outcome, "app")["probes"] == "no-probe-port"
 
 
-def test_the_default_is_the_toolbox_s_own_architecture():
-    """The embedded default: the architecture the image's toolbox was built for, so a pod pinned
-    to it is injected as before (the test runs on the machine it built its toolbox on)."""
-    own = built_architecture()
-    _, outcome = run(_app_pod(nodeSelector={ARCH: own}))
+def test_the_default_is_the_toolbox_s_own_architecture(tmp_path, monkeypatch):
+    """The embedded default: the architecture the image's toolbox was built for (recorded by
+    `podmedic toolbox build`), so a pod pinned to it is injected as before."""
+    (tmp_path / "arch").write_text("arm64\n")
+    monkeypatch.setenv("PODMEDIC_TOOLBOX_DIR", str(tmp_path))
+    config = configfile.load()
+    _, outcome = run_amd64(_app_pod(nodeSelector={ARCH: "arm64"}), config)
     assert reasons(outcome, "app")["supervisor"] == "injected"
-    other = "arm64" if own != "arm64" else "amd64"
-    _, outcome = run(_app_pod(nodeSelector={ARCH: other}))
+    _, outcome = run_amd64(_app_pod(nodeSelector={ARCH: "amd64"}), config)
     assert reasons(outcome, "app")["supervisor"] == "arch-unsupported"
+
+
+@pytest.mark.parametrize("arch", ["amd64", "arm64", "s390x"])
+def test_without_a_recorded_architecture_no_pod_is_turned_away(tmp_path, monkeypatch, arch):
+    """No toolbox `arch` file and no setting (offline, from a checkout): nothing is known of the
+    image's architectures, so none is checked. Before: the machine's, so on an arm64 laptop
+    `podmedic inject` took an amd64-pinned pod's features away."""
+    monkeypatch.setenv("PODMEDIC_TOOLBOX_DIR", str(tmp_path / "none"))
+    _, outcome = run_amd64(_app_pod(nodeSelector={ARCH: arch}), configfile.load())
+    assert {reasons(outcome, "app")[f] for f in TOOLBOX_FEATURES} == {"injected"}

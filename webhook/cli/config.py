@@ -18,10 +18,12 @@ from webhook.toolbox.build import built_architecture
 def _embedded() -> dict[str, Any]:
     """Our own file, a map (the tests load it), with toolbox.architectures resolved here, not in
     the pure engine: unset, it is the one the image's toolbox was built for (an image built on
-    arm64 must not claim amd64), which only this process can read."""
+    arm64 must not claim amd64), which only this process can read; without a recorded one it
+    stays unset, and the engine checks no architecture."""
     defaults: dict[str, Any] = yaml.safe_load(resources.files("webhook").joinpath("defaults.yaml").read_text())
     if defaults["toolbox"]["architectures"] is None:
-        defaults["toolbox"]["architectures"] = [built_architecture()]
+        recorded = built_architecture()
+        defaults["toolbox"]["architectures"] = [recorded] if recorded else None
     return defaults
 
 

@@ -18,6 +18,8 @@ from webhook.kube.namespaces import source_from_args
 from webhook.server.gunicorn import Server
 from webhook.server.tls import HANDSHAKE_TIMEOUT, server_context
 
+log = logging.getLogger(__name__)
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the admission webhook (gunicorn, TLS)",
@@ -69,6 +71,9 @@ def serve(args: argparse.Namespace) -> int:
               "(make certs, or podmedic certs init)")
         return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    architectures = config.toolbox.architectures  # resolved from the toolbox's record: say which
+    log.info("toolbox.architectures: %s", ", ".join(sorted(architectures)) if architectures is not None
+             else "none checked (no toolbox architecture recorded)")
     try:
         source_from_args(args.namespaces_file, args.kubeconfig, config.logs.watched_claim)  # a bad file or kubeconfig stops start-up
     except (OSError, ValueError) as exc:

@@ -28,7 +28,8 @@ class ToolboxConfig:
     image: str
     image_pull_policy: str
     resources: Mapping[str, Any]
-    architectures: frozenset[str]  # the node architectures (kubernetes.io/arch) of its static toolbox
+    # The node architectures (kubernetes.io/arch) of its static toolbox; None: unknown, none checked.
+    architectures: frozenset[str] | None
     image_pull_secrets: tuple[str, ...] = ()  # added to the pods that get an init container
 
 
@@ -168,10 +169,13 @@ def _pull_secrets(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _architectures(value: Any) -> frozenset[str]:
+def _architectures(value: Any) -> frozenset[str] | None:
     """A pod pinned to a node architecture outside this list gets no init containers (the engine's
     arch-unsupported). A machine's own name (x86_64) never matches a node's label, so it is
-    refused with the label's name for it; an empty list would turn every pinned pod away."""
+    refused with the label's name for it; an empty list would turn every pinned pod away. None
+    (no list given, no recorded toolbox architecture: webhook.cli.config): none is checked."""
+    if value is None:
+        return None
     if not isinstance(value, list):
         raise ConfigError(f"toolbox.architectures: must be a list of GOARCH names such as amd64, arm64 (got {value!r})")
     if not value:

@@ -17,9 +17,12 @@ OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
 ARCH_LABELS = ("kubernetes.io/arch", "beta.kubernetes.io/arch")
 
 
-def foreign_arch(spec: dict[str, Any], architectures: frozenset[str]) -> str:
+def foreign_arch(spec: dict[str, Any], architectures: frozenset[str] | None) -> str:
     """What says the pod runs only on node architectures outside `architectures` (the decision's
-    detail), or "". A pod without a node selector or affinity (most pods) costs two dict gets."""
+    detail), or "" (always with None: the toolbox's are not known). A pod without a node
+    selector or affinity (most pods) costs two dict gets."""
+    if architectures is None:
+        return ""
     selector = spec.get("nodeSelector")
     if selector:
         for label in ARCH_LABELS:

@@ -42,14 +42,15 @@ def build(dest: str | Path) -> None:
     _open_up(dest)
 
 
-def built_architecture(source: str | Path | None = None) -> str:
-    """The architecture of the built toolbox (what `build` recorded); without one (no toolbox
-    here, as when running from a checkout), the machine's: the image that holds the toolbox
-    runs the webhook too, so the two are the same."""
+def built_architecture(source: str | Path | None = None) -> str | None:
+    """The architecture of the built toolbox (what `build` recorded), or None without one. The
+    image always has it (its Dockerfile builds the toolbox); elsewhere -- offline `podmedic
+    inject` on a laptop, a checkout -- the machine running the command says nothing of the
+    image's architecture, so it is not guessed from it."""
     try:
         return (_source(source) / ARCH_FILE).read_text().strip()
-    except OSError:  # none there (or unreadable): the machine's
-        return goarch(platform.machine())
+    except OSError:  # none there (or unreadable)
+        return None
 
 
 def _source(source: str | Path | None) -> Path:
