@@ -78,6 +78,18 @@ def test_toolbox_architectures_default_to_the_toolbox_s_own(tmp_path, monkeypatc
     assert config.load().toolbox.architectures == frozenset({"arm64"})
 
 
+def test_an_explicit_null_is_unset(tmp_path, monkeypatch):
+    """defaults.yaml calls null "unset": the admin writing it gets the toolbox's own, as when
+    leaving the key out (as `imagePullSecrets:` left empty is []). Before: refused (9aa80ab)."""
+    (tmp_path / "arch").write_text("arm64\n")
+    monkeypatch.setenv("PODMEDIC_TOOLBOX_DIR", str(tmp_path))
+    path = tmp_path / "c.yaml"
+    path.write_text("toolbox:\n  architectures: null\n")
+    assert config.load(path).toolbox.architectures == frozenset({"arm64"})
+    path.write_text("toolbox:\n  architectures:\n")
+    assert config.load(path).toolbox.architectures == frozenset({"arm64"})
+
+
 def test_without_a_recorded_architecture_none_is_checked(tmp_path, monkeypatch):
     """No built toolbox here (offline `podmedic inject` on a laptop, a checkout): the machine
     running the command says nothing of the image's architectures. Before: the machine's, so on

@@ -16,15 +16,20 @@ from webhook.toolbox.build import built_architecture
 
 
 def _embedded() -> dict[str, Any]:
-    """Our own file, a map (the tests load it), with toolbox.architectures resolved here, not in
-    the pure engine: unset, it is the one the image's toolbox was built for (an image built on
-    arm64 must not claim amd64), which only this process can read; without a recorded one it
-    stays unset, and the engine checks no architecture."""
     defaults: dict[str, Any] = yaml.safe_load(resources.files("webhook").joinpath("defaults.yaml").read_text())
-    if defaults["toolbox"]["architectures"] is None:
-        recorded = built_architecture()
-        defaults["toolbox"]["architectures"] = [recorded] if recorded else None
-    return defaults
+    return defaults  # our own file, a map (the tests load it)
+
+
+def _resolved(raw: dict[str, Any]) -> dict[str, Any]:
+    """toolbox.architectures resolved here, not in the pure engine, after the admin's file is
+    merged (its null is unset too, as defaults.yaml says): unset, it is the one the image's
+    toolbox was built for (an image built on arm64 must not claim amd64), which only this
+    process can read; without a recorded one it stays unset, and the engine checks none."""
+    toolbox = raw.get("toolbox")
+    if not isinstance(toolbox, Mapping) or toolbox.get("architectures") is not None:
+        return raw  # a toolbox that is no map is from_mapping()'s to name
+    recorded = built_architecture()
+    return {**raw, "toolbox": {**toolbox, "architectures": [recorded] if recorded else None}}
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,4 +81,4 @@ def load(path: str | Path | None = None) -> GlobalConfig:
                               "(webhook/defaults.yaml lists every key)")
         raw = _merge(raw, override)
         source = str(path)
-    return from_mapping(raw, source)
+    return from_mapping(_resolved(raw), source)
