@@ -118,13 +118,19 @@ def test_a_pod_that_may_run_on_a_toolbox_architecture_is_injected(spec):
         "node-affinity-not-a-map", "required-not-a-map"])
 def test_a_malformed_affinity_breaks_nothing(affinity):
     """The API server refuses such a pod after admission: the review must not fail on it (no
-    mutator-error, no exception), whatever it decides."""
+    mutator-error, no exception), and a malformed term or expression (values not a list of
+    strings: `values: "arm64"` is not [arm64]) rules no node out, so the pod is injected."""
     outcome = _decide(_app_pod(affinity=affinity))
     assert "mutator-error" not in {d.reason.value for d in outcome.report.decisions}
+    assert {reasons(outcome, "app")[f] for f in TOOLBOX_FEATURES} == {"injected"}
 
 
-def test_a_malformed_selector_value_is_not_an_architecture():
-    assert reasons(_decide(_app_pod(nodeSelector={ARCH: 64})), "app")["supervisor"] == "arch-unsupported"
+@pytest.mark.parametrize("value", [64, ["arm64"], ["amd64"], {"amd64": "amd64"}], ids=repr)
+def test_a_malformed_selector_value_is_not_an_architecture(value):
+    """A node label's value is a string: any other never matches a node, so it is not one of ours
+    (a list or map raised TypeError: unhashable, the whole review's mutator-error)."""
+    outcome = _decide(_app_pod(nodeSelector={ARCH: value}))
+    assert {reasons(outcome, "app")[f] for f in TOOLBOX_FEATURES} == {"arch-unsupported"}
 
 
 def _decide(pod: dict[str, Any]) -> engine.Outcome:

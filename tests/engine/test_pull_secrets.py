@@ -133,3 +133,16 @@ def test_the_admins_file_sets_them(tmp_path):
     assert configfile.load(path).toolbox.image_pull_secrets == ("regcred", "mirror.example")
     assert config(None).toolbox.image_pull_secrets == ()  # `imagePullSecrets:` left empty
     assert config(["a" * 253]).toolbox.image_pull_secrets == ("a" * 253,)
+
+
+@pytest.mark.parametrize("listed", [[{"name": ["regcred"]}], [{"name": {"x": 1}}, {"name": "own"}], [{"name": 7}]],
+                         ids=["list", "map", "number"])
+def test_a_malformed_pull_secret_name_breaks_nothing(listed):
+    """A name that is no string (the API server refuses the pod after admission) names none of
+    ours: ours are added, and the review does not fail (a list raised TypeError: unhashable, the
+    whole pod's mutator-error)."""
+    lookup = StaticSource([Namespace("demo", ALL_ON, {})]).get("demo")
+    outcome = engine.inject(_pod(listed), lookup, CONFIG)
+    assert "mutator-error" not in {d.reason.value for d in outcome.report.decisions}
+    added = [op["value"] for op in outcome.ops if op["path"].startswith("/spec/imagePullSecrets/")]
+    assert added == [{"name": "regcred"}, {"name": "mirror.example"}]

@@ -4,7 +4,8 @@ are Linux only) and for the architecture (its static binaries exist for toolbox.
 
 Only what *requires* a node counts: preferred affinity weighs nodes, decides nothing. The pod's
 spec is tenant input the API server validates after admission, so a malformed term never raises
-here and never rules a node out.
+here and never rules a node out: an expression whose values are not a list of strings is ignored.
+A node selector's value that is no string matches no node, so it names none of ours.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def foreign_arch(spec: dict[str, Any], architectures: frozenset[str] | None) -> 
     if selector:
         for label in ARCH_LABELS:
             value = selector.get(label)
-            if value is not None and value not in architectures:
+            if value is not None and (not isinstance(value, str) or value not in architectures):
                 return f"nodeSelector {label}={value}; toolbox.architectures: {', '.join(sorted(architectures))}"
     affinity = spec.get("affinity")
     if affinity and affinity_excludes(affinity, ARCH_LABELS, architectures):
@@ -52,7 +53,8 @@ def _term_allows(term: dict[str, Any], labels: tuple[str, ...], allowed: frozens
     """Whether a node with one of the `allowed` values meets the term's expressions on `labels`:
     they are ANDed, so what In keeps and NotIn leaves of `allowed` must not be empty (In [amd64,
     arm64] with NotIn [arm64] leaves amd64 only). Other operators (Exists; DoesNotExist, which a
-    node without the deprecated beta label meets) rule no value out."""
+    node without the deprecated beta label meets) rule no value out, nor does a malformed
+    expression (values not a list of strings: `values: "arm64"` is not [arm64])."""
     expressions = term.get("matchExpressions")
     if not isinstance(expressions, list):
         return True
@@ -61,7 +63,9 @@ def _term_allows(term: dict[str, Any], labels: tuple[str, ...], allowed: frozens
         if not isinstance(expression, dict) or expression.get("key") not in labels:
             continue
         raw = expression.get("values")
-        values = {v for v in raw if isinstance(v, str)} if isinstance(raw, list) else set()
+        if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+            continue
+        values = set(raw)
         operator = expression.get("operator")
         if operator == "In":
             left = left & values

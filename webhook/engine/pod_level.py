@@ -589,12 +589,13 @@ def _add_pull_secrets(ctx: PodContext, patch: PatchBuilder) -> list[str]:
     its own (the ServiceAccount admission plugin has already copied the ServiceAccount's there
     when the pod had none: it runs before the webhooks); returns the names added, for uninject.
     Without them, where toolbox.image needs a registry login, the init containers' image pull
-    fails and the pod never starts. A list that is not one (an offline manifest's): left alone."""
+    fails and the pod never starts. A list that is not one (an offline manifest's): left alone;
+    an entry or name that is not one (the API server refuses it after admission) names none."""
     spec = ctx.pod.get("spec") or {}
     listed = spec.get("imagePullSecrets")
     if listed is not None and not isinstance(listed, list):
         return []
-    have = {ref.get("name") for ref in listed or () if isinstance(ref, dict)}
+    have = {name for ref in listed or () if isinstance(ref, dict) and isinstance(name := ref.get("name"), str)}
     missing = [name for name in ctx.config.toolbox.image_pull_secrets if name not in have]
     for name in missing:
         patch.append(("spec", "imagePullSecrets"), {"name": name})
