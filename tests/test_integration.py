@@ -508,16 +508,26 @@ PULL_PREFIX = "pull.podmedic.io/"  # the pull-secret server's namespaces are not
 @pytest.fixture(scope="module")
 def pull_webhook(cluster: Cluster, certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A second server with toolbox.imagePullSecrets [regcred], registered beside `webhook`
-    under its own prefix; unregistered before it stops (failurePolicy Fail)."""
-    tmp = tmp_path_factory.mktemp("it-pull")
-    config = tmp / "config.yaml"
-    config.write_text(f"annotationPrefix: {PULL_PREFIX}\ntoolbox:\n  imagePullSecrets: [regcred]\n")
-    server = start_server(tmp, certs_dir, "--kubeconfig", str(cluster.kubeconfig), "--config", str(config))
+    under its own prefix."""
+    with second_webhook(cluster, certs_dir, tmp_path_factory.mktemp("it-pull"), "podmedic-pull", PULL_PREFIX,
+                        "toolbox:\n  imagePullSecrets: [regcred]\n") as server:
+        yield server
+
+
+@contextmanager
+def second_webhook(cluster: Cluster, certs_dir: Path, tmp: Path, name: str, prefix: str,
+                   config: str = "") -> Iterator[Any]:
+    """A server beside `webhook` with annotationPrefix `prefix` (so `webhook`'s namespaces are not
+    opted in for it) and `config` added, registered as configuration `name`; unregistered before
+    it stops (failurePolicy Fail would refuse every pod while it is down)."""
+    path = tmp / "config.yaml"
+    path.write_text(f"annotationPrefix: {prefix}\n{config}")
+    server = start_server(tmp, certs_dir, "--kubeconfig", str(cluster.kubeconfig), "--config", str(path))
     try:
-        register(cluster, server, certs_dir, "podmedic-pull", PULL_PREFIX)
+        register(cluster, server, certs_dir, name, prefix)
         yield server
     finally:
-        cluster.kubectl("delete", "mutatingwebhookconfiguration", "podmedic-pull", "--ignore-not-found")
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found")
         stop_server(server)
 
 
@@ -651,16 +661,9 @@ FIRST_PREFIX = "first.podmedic.io/"
 def first_webhook(cluster: Cluster, certs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A second server registered under Istio's injector's configuration name, after `webhook`
     was: which of the two runs first is the API server's order, not the registrations'."""
-    tmp = tmp_path_factory.mktemp("it-first")
-    config = tmp / "config.yaml"
-    config.write_text(f"annotationPrefix: {FIRST_PREFIX}\n")
-    server = start_server(tmp, certs_dir, "--kubeconfig", str(cluster.kubeconfig), "--config", str(config))
-    try:
-        register(cluster, server, certs_dir, "istio-sidecar-injector", FIRST_PREFIX)
+    with second_webhook(cluster, certs_dir, tmp_path_factory.mktemp("it-first"), "istio-sidecar-injector",
+                        FIRST_PREFIX) as server:
         yield server
-    finally:
-        cluster.kubectl("delete", "mutatingwebhookconfiguration", "istio-sidecar-injector", "--ignore-not-found")
-        stop_server(server)
 
 
 def test_configurations_are_called_in_name_order(cluster, webhook, first_webhook):

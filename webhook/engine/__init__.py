@@ -34,7 +34,6 @@ from webhook.engine.settings import InvalidSetting, Resolved
 
 log = logging.getLogger(__name__)
 
-STATUS_VERSION = marker.VERSION
 # Set by the kubelet on the API object it creates for each static pod (the "mirror pod").
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 LINUX = frozenset(("linux",))
