@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import ROOT
 from webhook.cli.config import load
+from webhook.engine.decisions import Reason
 from webhook.engine.keys import KEYS, OUTPUT_KEYS
 
 README_PATH = ROOT / "README.md"
@@ -158,3 +159,16 @@ def test_every_repository_path_named_in_the_docs_exists(doc: Path):
                for path in REPO_PATH.findall(line)
                if "*" not in path and not (ROOT / path).exists()]
     assert not missing, "\n".join(missing)
+
+
+REASONS_DOC = ROOT / "docs" / "observability.md"
+
+
+def test_the_reason_table_says_what_the_code_says():
+    """Every reason code, its warning flag and its text, as docs/observability.md's table shows
+    them: a new or changed reason is a change to the table too (the code is the one source; the
+    table is for people who read docs, not code)."""
+    rows = re.findall(r"^\| `([a-z-]+)` \| (yes|no) \| (.*) \|$", REASONS_DOC.read_text(), re.MULTILINE)
+    expected = [(r.code, "yes" if r.warn else "no", r.text.replace("{prefix}", "podmedic.io/").replace("|", "\\|"))
+                for r in Reason]
+    assert rows == expected
