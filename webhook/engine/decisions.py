@@ -58,6 +58,8 @@ class Reason(str, Enum):
     NO_PROBE_PORT = ("no-probe-port", "no TCP containerPort and no probe-port annotation", True)
     NAMED_PORT_NOT_FOUND = ("named-port-not-found", "probe-port names a port the container does not declare", True)
     ENTRYPOINT_UNKNOWN = ("entrypoint-unknown", "image entrypoint unknown; set command or {prefix}entrypoint", True)
+    INTERACTIVE_TTY = ("interactive-tty", "an interactive session (stdin: true and tty: true) is not a service: its "
+                       "Ctrl-C would reach the wrapper as a stop; not wrapped", False)
     ARCH_UNSUPPORTED = ("arch-unsupported", "the pod runs only on node architectures (kubernetes.io/arch) that "
                         "podmedic's image is not built for (toolbox.architectures): its init containers and "
                         "toolbox could not run there", True)

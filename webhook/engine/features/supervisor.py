@@ -4,7 +4,8 @@ The webhook cannot see an image's ENTRYPOINT. A container that sets `command` is
 `supervise ... -- <command>` with its `args` untouched (the kubelet appends them). A container
 without `command` is wrapped only when `<prefix>entrypoint` says what the image runs; "args
 without command" and "neither" both count as unknown, because the wrapper must replace
-exactly what the runtime would have started.
+exactly what the runtime would have started. An interactive container (stdin and tty: `kubectl run
+-it`) is not wrapped: a session is not a service, and its Ctrl-C would reach the wrapper.
 
 Where the container has a log directory and forensics is on, the wrapper also has the collector
 write a bundle there on every unexpected exit of the app (the preStop hook never runs after a
@@ -51,11 +52,15 @@ def holds(ctx: PodContext, target: Target) -> bool:
 
 
 def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
+    name = target.name
+    level = ctx.settings.get(FEATURE, name).level
+    if target.spec.get("tty") and target.spec.get("stdin"):
+        # tini makes the wrapper's process group the terminal's foreground group: Ctrl-C, meant
+        # for the command typed, would be SIGINT to the wrapper too, which stops the container
+        return Decision(FEATURE, name, Reason.INTERACTIVE_TTY, level=level)
     skip = pod_level.toolbox_unavailable(ctx, target, FEATURE)
     if skip:
         return skip
-    name = target.name
-    level = ctx.settings.get(FEATURE, name).level
     command = target.spec.get("command")
     original = command if isinstance(command, list) and command else None
     entrypoint = original or ctx.settings.value("entrypoint", name)
