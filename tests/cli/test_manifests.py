@@ -42,6 +42,16 @@ def test_missing_file_and_bad_flags_are_usage_errors(tmp_path):
     assert done.returncode == 1 and "expected KEY=VALUE" in done.stderr
 
 
+def test_a_quantity_with_a_huge_exponent_is_answered_at_once():
+    """`cpu: 1e1000000000` made `podmedic inject` compute the exact power for ever (killed after
+    20 s, tried); now the value is out of range, read as unreadable, and the pod is injected."""
+    pod = pods.pod()
+    pod["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "1e1000000000"}}
+    done = cli("inject", "-f", "-", stdin=json.dumps(pod))
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert json.loads(done.stdout)["metadata"]["annotations"]["podmedic.io/status"]
+
+
 def test_unknown_kind_passes_through_with_a_note():
     text = "# keep me\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
     done = cli("inject", "-f", "-", stdin=text)

@@ -16,6 +16,13 @@ _SUFFIX = {None: Fraction(1), "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), 
            "Gi": Fraction(2**30), "Ti": Fraction(2**40), "Pi": Fraction(2**50), "Ei": Fraction(2**60)}
 
 
+# The largest decimal exponent read. The API server keeps no quantity beyond 2^63-1 (about 9e18)
+# or finer than 1n, so any value past 1e±100 is out of range either way; and the exact power
+# of 1e10000000 takes seconds to compute (a larger one, forever), where a manifest given to the
+# offline CLI may carry one.
+_MAX_EXPONENT = 100
+
+
 def quantity(raw: str | int | float) -> Fraction:
     """A resource.Quantity ("100m", "1Gi", "1e3", "2") as an exact number; ValueError otherwise."""
     match = _QUANTITY.match(str(raw).strip())
@@ -23,5 +30,8 @@ def quantity(raw: str | int | float) -> Fraction:
         raise ValueError(f"not a quantity: {raw!r}")
     number = Fraction(match.group(1))
     if match.group(3):
-        return number * Fraction(10) ** int(match.group(3)[1:])
+        exponent = int(match.group(3)[1:])
+        if abs(exponent) > _MAX_EXPONENT:
+            raise ValueError(f"quantity out of range: {raw!r}")
+        return number * Fraction(10) ** exponent
     return number * _SUFFIX[match.group(4)]
