@@ -7,6 +7,7 @@ after."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -15,9 +16,15 @@ from tests import pods
 from tests.engine.test_limitrange import c
 from tests.engine.test_limitrange import ours as fitted
 from tests.engine.test_limitrange import run as run_in_limitrange
-from tests.engine.test_mutations import run
+from tests.engine.test_mutations import ALL_ON, run
 from tests.engine.test_qos import CONFIGURED, ours, resourced
+from tests.pods import apply_checked
+from webhook import engine
+from webhook.cli import config as configfile
 from webhook.engine import limitrange, pod_level
+from webhook.engine.config import from_mapping
+from webhook.engine.namespace import Namespace
+from webhook.kube.namespaces import StaticSource
 
 
 def both(cpu: str, memory: str) -> dict[str, Any]:
@@ -91,3 +98,19 @@ def test_a_limitrange_max_below_the_floor_is_still_a_conflict():
     _, outcome = run_in_limitrange(pods.pod(resourced("app", app)), c("max", "memory", "24Mi"))
     assert {d.feature for d in outcome.report.decisions if d.reason.code == "limitrange-conflict"} == {
         "logs", "supervisor", "forensics"}
+
+
+def test_a_configured_request_above_the_lowered_limit_comes_down_to_it():
+    """An admin's toolbox.resources requesting more than the floors, and an app that requests
+    nothing (zero) but limits 60m / 48Mi: the limits came down to the app's, the requests stayed
+    100m / 64Mi, above them, and the API server would refuse the pod ("must be less than or equal
+    to cpu limit"). Now the requests come down with them."""
+    raw = configfile._embedded()
+    resources = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}
+    cfg = from_mapping({**raw, "toolbox": {**raw["toolbox"], "resources": resources}})
+    app = {"requests": {"cpu": "0", "memory": "0"}, "limits": {"cpu": "60m", "memory": "48Mi"}}
+    pod = pods.pod(resourced("app", app))
+    lookup = StaticSource([Namespace("demo", dict(ALL_ON), {})]).get("demo")
+    mutated = apply_checked(pod, engine.inject(copy.deepcopy(pod), lookup, cfg).ops)
+    inits = [c["resources"] for c in mutated["spec"]["initContainers"] if c["name"].startswith("podmedic-")]
+    assert inits == [{"requests": {"cpu": "60m", "memory": "48Mi"}, "limits": {"cpu": "60m", "memory": "48Mi"}}] * 2

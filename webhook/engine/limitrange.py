@@ -15,8 +15,9 @@ Per resource, the way LimitRanger checks it (plugin/pkg/admission/limitranger):
 So podmedic raises a request to `min`, lowers a limit to `max` (a request above it comes down
 with it), then raises the request towards the limit until the ratio holds. Raising and lowering
 in that order never undoes an earlier step unless the constraints contradict each other (min
-above max), and a limit is never lowered below what podmedic's toolbox requests as configured
-(the floor: what the admin says it needs to work), nor a memory limit below MEMORY_LIMIT_FLOOR.
+above max), and a limit is never lowered below `floor` (the caller's: toolbox.resources' requests),
+nor a memory limit below MEMORY_LIMIT_FLOOR. (The requests fitted may be lower than the floor:
+pod_level's quota-charge cap asks no more than the app does.)
 Either is no fit: the caller skips the features that need the init containers
 (limitrange-conflict) rather than have the pod refused, or never started.
 `default` and `defaultRequest` are no check: fit() passes them by.

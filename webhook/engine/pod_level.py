@@ -423,17 +423,34 @@ def _within_charge(spec: dict[str, Any], configured: Mapping[str, Any]) -> Mappi
     share adds to theirs), and the configured values made a small app cost the toolbox's (50m
     / 32Mi charged 100m / 64Mi: half the pods a tight quota was sized for refused). Where the
     floor is above the app's total, the charge still rises to it. A request stays within its
-    limit: each container's request is within its own, so the totals are too."""
+    limit (_requests_within)."""
     ceilings = _CEILINGS.get(id(configured), configured)
     if ceilings is None:
         ceilings = _CEILINGS.put(id(configured), _ceilings(configured), configured)
     totals = _app_totals(spec, ceilings)
     lowered: dict[str, dict[str, Any]] = {}
+    final = dict(ceilings)
     for (kind, name), total in totals.items():
         least = max(total, _LIMIT_FLOORS.get(name, total)) if kind == "limits" else total
         if least < ceilings[kind, name]:
+            final[kind, name] = least
             lowered.setdefault(kind, dict(configured[kind]))[name] = _spelled(least, name)
+    if "limits" in lowered:
+        _requests_within(final, lowered, configured)
     return {**configured, **lowered} if lowered else configured
+
+
+def _requests_within(final: dict[tuple[str, str], int], lowered: dict[str, dict[str, Any]],
+                     configured: Mapping[str, Any]) -> None:
+    """A request no higher than its lowered limit, in `lowered`: the API server refuses a
+    container whose request exceeds its limit. A lowered request is the app's total, within its
+    limits' total, but a request that was not lowered (the app's requests sum to zero, or one of
+    them is left out) stays as configured, and an admin's toolbox.resources may request more
+    than the app's limits (requests 100m / 64Mi under an app limited to 60m / 48Mi)."""
+    for name in _CHARGED:
+        request, limit = final.get(("requests", name)), final.get(("limits", name))
+        if request is not None and limit is not None and request > limit:
+            lowered.setdefault("requests", dict(configured["requests"]))[name] = lowered["limits"][name]
 
 
 # toolbox.resources' cpu and memory in nanos, per configuration (the same in every review).
@@ -505,8 +522,9 @@ def _nanos(raw: str | int | float) -> int:
 # init containers are OOM-killed (limitrange.MEMORY_LIMIT_FLOOR). CPU only throttles, but each init
 # container is a Python interpreter: on the real node (tests/node/test_init_resources.py) an app
 # at cpu 10m started about 50 s after the same pod without podmedic (20 s per init container),
-# at 20m 25 s, at 50m 10 s, at the configured 100m 5 s. 50m keeps the wait near 10 s; below it a
-# small app's limits.cpu charge rises to 50m (still half the configured 100m).
+# at 20m 25 s, at 50m 10 s, at the configured 100m 5 s; since the image's standard library is
+# precompiled (93b54bd), about 2 s at 50m. Below 50m a small app's limits.cpu charge rises to it
+# (still half the configured 100m).
 CPU_LIMIT_FLOOR = "50m"
 _LIMIT_FLOORS = {"memory": _nanos(limitrange.MEMORY_LIMIT_FLOOR), "cpu": _nanos(CPU_LIMIT_FLOOR)}
 
