@@ -591,15 +591,16 @@ def _guaranteed(spec: dict[str, Any]) -> bool:
 
 def _requests_its_limits(resources: dict[str, Any]) -> bool:
     """Positive cpu and memory limits, each requested exactly (a request left out is defaulted
-    to the limit; "1" is "1000m"). A quantity that cannot be read: not Guaranteed."""
+    to the limit; "1" is "1000m"). A quantity that cannot be read: not Guaranteed. Read by
+    _read, as the class and charge checks read them: memoised, and none parsed twice a review."""
     limits, requests = resources.get("limits"), resources.get("requests") or {}
     if not (isinstance(limits, dict) and "cpu" in limits and "memory" in limits and isinstance(requests, dict)):
         return False
-    try:
-        return all(0 < quantity(limits[name]) == quantity(requests[name] if name in requests else limits[name])
-                   for name in ("cpu", "memory"))
-    except ValueError:
-        return False
+    for name in _CHARGED:
+        limit = _read(limits[name])
+        if limit is None or limit <= 0 or _read(requests.get(name, limits[name])) != limit:
+            return False
+    return True
 
 
 def _add_pull_secrets(ctx: PodContext, patch: PatchBuilder) -> list[str]:
