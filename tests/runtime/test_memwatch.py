@@ -66,8 +66,22 @@ def summary(tb) -> dict:
 
 
 def stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, as the kubelet stops a container, and the wrapper's stderr once it and everything
+    holding its stderr are gone. The wrapper SIGKILLs the app after stopwaitsecs (10 s): 40 s is
+    slack for a loaded machine. Should that pass, the failure shows what was still running (a CI
+    run once timed out at 20 s and said nothing more)."""
     os.kill(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
+    try:
+        _, err = proc.communicate(timeout=40)
+    except subprocess.TimeoutExpired:
+        exited = proc.poll()
+        listing = subprocess.run(["ps", "-e", "-o", "pid,ppid,sid,stat,etime,args"], capture_output=True,
+                                 text=True, timeout=10).stdout.splitlines()
+        session = [row for row in listing[1:] if row.split()[2] == str(proc.pid)]
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=10)
+        pytest.fail(f"40 s after SIGTERM: tini {'running' if exited is None else f'exited {exited}'}; still in its "
+                    f"session:\n{listing[0]}\n" + "\n".join(session) + f"\nstderr:\n{err}")
     return err
 
 
