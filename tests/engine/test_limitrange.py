@@ -18,7 +18,7 @@ from tests.engine.test_mutations import ALL_ON, CONFIG
 from tests.engine.test_qos import EXACT, resourced
 from tests.pods import apply_checked, container
 from webhook import engine
-from webhook.engine import limitrange
+from webhook.engine import limit_floors, limitrange
 from webhook.engine.namespace import Constraint, Lookup, Namespace
 from webhook.engine.quantity import quantity
 
@@ -169,7 +169,7 @@ def test_fit_keeps_values_as_written():
 def test_a_memory_limit_is_never_lowered_below_what_the_init_containers_need_to_start():
     """Memory is incompressible: under a lower limit they are OOM-killed at every start and the pod
     never starts (tests/node/test_init_memory.py). cpu is only throttled: its floor is the request."""
-    floor = limitrange.MEMORY_LIMIT_FLOOR
+    floor = limit_floors.MEMORY_LIMIT_FLOOR
     assert limitrange.fit(CONFIGURED, (c("max", "memory", floor),), CONFIGURED["requests"])["limits"]["memory"] == floor
     with pytest.raises(limitrange.NoFit, match=f"max memory 31Mi is below {floor}, the least memory"):
         limitrange.fit(CONFIGURED, (c("max", "memory", "31Mi"),), CONFIGURED["requests"])

@@ -2,7 +2,7 @@
 resource, of its containers' sum (native sidecars included) and its largest init container
 (tests/test_integration.py shows the refusal on a real API server). Where every container and
 native sidecar sets a cpu or memory request (or limit), ours ask no more than their total; a
-memory limit never below limitrange.MEMORY_LIMIT_FLOOR, the QoS class kept, the LimitRange fitted
+memory limit never below limit_floors.MEMORY_LIMIT_FLOOR, the QoS class kept, the LimitRange fitted
 after."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.engine.test_qos import CONFIGURED, ours, resourced
 from tests.pods import apply_checked
 from webhook import engine
 from webhook.cli import config as configfile
-from webhook.engine import limitrange, pod_level
+from webhook.engine import limit_floors
 from webhook.engine.config import from_mapping
 from webhook.engine.namespace import Namespace
 from webhook.kube.namespaces import StaticSource
@@ -40,7 +40,7 @@ SMALL = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "50m", 
     # below the floors: the limits stay 50m / 32Mi (the charge rises by 30m / 8Mi), requests follow
     ({"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"cpu": "20m", "memory": "24Mi"}},
      {"requests": {"cpu": "5m", "memory": "8Mi"},
-      "limits": {"cpu": pod_level.CPU_LIMIT_FLOOR, "memory": limitrange.MEMORY_LIMIT_FLOOR}}),
+      "limits": {"cpu": limit_floors.CPU_LIMIT_FLOOR, "memory": limit_floors.MEMORY_LIMIT_FLOOR}}),
     # only what the app sets lower: requests lowered, limits as configured
     ({"requests": {"cpu": "5m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
      {**CONFIGURED, "requests": {"cpu": "5m", "memory": "16Mi"}}),

@@ -4,7 +4,7 @@ kills them at every start (OOMKilled, Init:CrashLoopBackOff) and the pod never s
 worse than not injecting. A namespace's LimitRange `max` lowers that limit (webhook.engine.limitrange).
 Measured on this node with the podmedic image: with every CLI module imported they were killed
 under 26Mi and ran under 28-30Mi; importing only the invoked command's, killed under 12Mi, ran
-under 14Mi. podmedic lowers no memory limit below limitrange.MEMORY_LIMIT_FLOOR (32Mi): where the
+under 14Mi. podmedic lowers no memory limit below limit_floors.MEMORY_LIMIT_FLOOR (32Mi): where the
 LimitRange wants less, the features that need the init containers skip (limitrange-conflict)."""
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """What podmedic's init containers (podmedic-logdir, podmedic-toolbox) carry follows the app's QoS
-class and charge (webhook.engine.pod_level._qos_resources): none in a BestEffort pod, the app's
-own small limits (with equal requests) in a small Guaranteed one, and where a LimitRange would
+class and charge (webhook.engine.init_resources._qos_and_charge): none in a BestEffort pod, the
+app's own small limits (with equal requests) in a small Guaranteed one, and where a LimitRange would
 default them in a pod with pod-level resources, explicit values within the pod's budget. The API
 server accepting such a pod says nothing about whether it starts: here each one runs on a real
 node, wrapped, writing its log directory, in the QoS class its app alone gives it (the same pod
 with inject disabled, beside it).
 
-The cpu limit follows the app down to pod_level.CPU_LIMIT_FLOOR (50m), not to the app's 10m (a
+The cpu limit follows the app down to limit_floors.CPU_LIMIT_FLOOR (50m), not to the app's 10m (a
 1 ms quota per 100 ms period, the least the kubelet enforces): there each init container, one
 Python interpreter, ran on 1 % of a cpu and the app started about 50 s late.
 test_the_time_to_start_an_app_at_the_least_cpu_limit measures what the floor costs."""

@@ -6,7 +6,8 @@ webhooks: toolbox.resources that a tenant's LimitRange does not allow (a cpu req
 `min`, a limit ten times the request where `maxLimitRequestRatio` allows 2) got every pod that
 podmedic injected there refused. Its defaulting (`default`, `defaultRequest`) only fills in what a
 container leaves out, and podmedic's init containers set their requests and limits (the one
-exception, a pod with pod-level resources, whose init containers carry none, is in pod_level).
+exception, a pod with pod-level resources, whose init containers carry none, is in
+init_resources).
 
 Per resource, the way LimitRanger checks it (plugin/pkg/admission/limitranger):
 - `min`: the request is required and must be at least min, and so must a limit that is set;
@@ -16,14 +17,14 @@ So podmedic raises a request to `min`, lowers a limit to `max` (a request above 
 with it), then raises the request towards the limit until the ratio holds. Raising and lowering
 in that order never undoes an earlier step unless the constraints contradict each other (min
 above max), and a limit is never lowered below `floor` (the caller's: toolbox.resources' requests),
-nor a memory limit below MEMORY_LIMIT_FLOOR. (The requests fitted may be lower than the floor:
-pod_level's quota-charge cap asks no more than the app does.)
+nor a memory limit below limit_floors.MEMORY_LIMIT_FLOOR. (The requests fitted may be lower than
+the floor: init_resources' quota-charge cap asks no more than the app does.)
 Either is no fit: the caller skips the features that need the init containers
 (limitrange-conflict) rather than have the pod refused, or never started.
 `default` and `defaultRequest` are no check: fit() passes them by.
 
-pod_level adds a pod's own budget as `max` constraints named POD_BUDGET, so that the same fitting
-keeps its init containers within what the pod's spec.resources allow.
+init_resources adds a pod's own budget as `max` constraints named POD_BUDGET, so that the same
+fitting keeps its init containers within what the pod's spec.resources allow.
 """
 
 from __future__ import annotations
@@ -33,22 +34,14 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
+from webhook.engine.limit_floors import MEMORY_LIMIT_FLOOR
 from webhook.engine.namespace import Constraint
 from webhook.engine.quantity import quantity
 
 
 CHECKED = frozenset(("min", "max", "maxLimitRequestRatio"))  # what LimitRanger checks on a container
-POD_BUDGET = "the pod's spec.resources"  # the `limit_range` of pod_level's budget constraints
+POD_BUDGET = "the pod's spec.resources"  # the `limit_range` of init_resources' budget constraints
 
-# The least memory limit podmedic's init containers are given. Memory is incompressible (cpu only
-# throttles): under a lower limit `podmedic toolbox install` and `podmedic logdir`, one Python
-# interpreter each, are OOM-killed at every start and the pod never starts (Init:CrashLoopBackOff),
-# worse than not injecting. Measured on a real node (cgroup v1, the podmedic image, peak RSS
-# about 14 MB in /usr/bin/time): both were killed under 12Mi and ran under 14Mi (before the CLI
-# imported only the invoked command: killed under 26Mi, ran under 28-30Mi). 32Mi is that with
-# more than twice the margin (page cache, another kernel or Python); the configured requests
-# (16Mi) stay what they are: a request only places the pod.
-MEMORY_LIMIT_FLOOR = "32Mi"
 _MEMORY_FLOOR = quantity(MEMORY_LIMIT_FLOOR)
 
 

@@ -21,7 +21,7 @@ class Constraint(NamedTuple):
     """One constraint of a LimitRange item of type Container, which the API server's LimitRanger
     checks on every container of a pod, podmedic's init containers included, after the mutating
     webhooks (webhook.engine.limitrange fits them in). `default` and `defaultRequest` are no check:
-    what LimitRanger fills in where a container leaves a limit or request out (pod_level keeps
+    what LimitRanger fills in where a container leaves a limit or request out (init_resources keeps
     them out of a pod's budget)."""
 
     kind: ConstraintKind

@@ -1,6 +1,6 @@
 """Resource quantities (resource.Quantity) read the way the API server does, exactly: the
 quarantine's pre-flight sums them, the engine compares a container's requests to its limits
-(pod_level: the pod's QoS class). Pure.
+(init_resources: the pod's QoS class). Pure.
 """
 
 from __future__ import annotations

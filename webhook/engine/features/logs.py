@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from itertools import repeat
 
-from webhook.engine import pod_level
+from webhook.engine import init_resources, pod_level
 from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import INJECTED, Decision, Reason
 from webhook.engine.keys import FeatureName
@@ -41,7 +41,7 @@ def _unavailable(ctx: PodContext) -> tuple[Reason, str] | None:
         return ctx.image_unusable
     unusable = _volume_unusable(ctx)
     if unusable is None and ctx.limit_range:
-        conflict = pod_level.limitrange_conflict(ctx)
+        conflict = init_resources.limitrange_conflict(ctx)
         return (Reason.LIMITRANGE_CONFLICT, conflict) if conflict else None
     return unusable
 
