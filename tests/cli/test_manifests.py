@@ -278,3 +278,19 @@ def test_offline_inject_adds_pull_secrets_to_a_template_that_lists_its_own(tmp_p
     injected = json.loads(done.stdout)["spec"]["template"]["spec"]
     assert injected["imagePullSecrets"] == [{"name": "own"}, {"name": "regcred"}]
     assert "podmedic-toolbox" in {c["name"] for c in injected["initContainers"]}
+
+
+GOOD_POD = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: good}\nspec:\n  containers: [{name: c, image: x}]\n"
+
+
+@pytest.mark.parametrize("mode", ["inject", "explain", "uninject"])
+@pytest.mark.parametrize("kind", ["[Pod]", "{a: 1}"])
+def test_a_kind_that_is_not_a_string_passes_its_document_through(mode, kind):
+    """`kind: [Pod]` or `kind: {a: 1}` was a TypeError traceback (unhashable type) and no output at
+    all: the document now passes through with a note, the others are still processed."""
+    odd = f"apiVersion: v1\nkind: {kind}\nmetadata: {{name: odd}}\n"
+    done = cli(mode, "-f", "-", stdin=odd + GOOD_POD)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-300:]
+    assert f"<stdin>: document 0: kind is not a string; passed through" in done.stderr
+    if mode == "inject":
+        assert done.stdout.startswith(odd) and done.stdout.count("podmedic.io/status") == 1

@@ -175,6 +175,9 @@ def workloads(doc: Any, default_ns: str, err: TextIO, where: str) -> Iterator[Wo
         print(f"podmedic: {where}: not a Kubernetes object; passed through", file=err)
         return
     kind = doc.get("kind")
+    if kind is not None and not isinstance(kind, str):  # a list or map cannot even be looked up below
+        print(f"podmedic: {where}: kind is not a string; passed through", file=err)
+        return
     if kind == "List" or (isinstance(kind, str) and kind.endswith("List") and "items" in doc):
         for i, item in enumerate(doc.get("items") or []):
             yield from workloads(item, default_ns, err, f"{where} item {i}")
