@@ -294,3 +294,17 @@ def test_a_kind_that_is_not_a_string_passes_its_document_through(mode, kind):
     assert f"<stdin>: document 0: kind is not a string; passed through" in done.stderr
     if mode == "inject":
         assert done.stdout.startswith(odd) and done.stdout.count("podmedic.io/status") == 1
+
+
+@pytest.mark.parametrize("mode", ["inject", "explain", "uninject"])
+@pytest.mark.parametrize("items", ["5", "abc", "{kind: Pod}"])
+def test_list_items_that_are_not_a_list_pass_through(mode, items):
+    """`kind: List` with `items: 5` was a TypeError traceback (int is not iterable) and no output;
+    `items: abc` was read letter by letter, a note per letter. Now one note, the document
+    unchanged, the others processed."""
+    odd = f"apiVersion: v1\nkind: List\nitems: {items}\n"
+    done = cli(mode, "-f", "-", stdin=odd + GOOD_POD)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-300:]
+    assert done.stderr == "podmedic: <stdin>: document 0: List items is not a list; passed through\n"
+    if mode == "inject":
+        assert done.stdout.startswith(odd) and done.stdout.count("podmedic.io/status") == 1

@@ -179,7 +179,11 @@ def workloads(doc: Any, default_ns: str, err: TextIO, where: str) -> Iterator[Wo
         print(f"podmedic: {where}: kind is not a string; passed through", file=err)
         return
     if kind == "List" or (isinstance(kind, str) and kind.endswith("List") and "items" in doc):
-        for i, item in enumerate(doc.get("items") or []):
+        items = doc.get("items") or []
+        if not isinstance(items, list):  # a number cannot be iterated, a string would be letter by letter
+            print(f"podmedic: {where}: {kind} items is not a list; passed through", file=err)
+            return
+        for i, item in enumerate(items):
             yield from workloads(item, default_ns, err, f"{where} item {i}")
         return
     if kind not in TEMPLATES:
