@@ -308,3 +308,20 @@ def test_list_items_that_are_not_a_list_pass_through(mode, items):
     assert done.stderr == "podmedic: <stdin>: document 0: List items is not a list; passed through\n"
     if mode == "inject":
         assert done.stdout.startswith(odd) and done.stdout.count("podmedic.io/status") == 1
+
+
+@pytest.mark.parametrize("mode", ["inject", "uninject"])
+def test_an_integer_too_long_to_read_names_its_document(mode):
+    """An integer of more than 4300 digits (Python's limit for reading one) was reported as
+    "Exceeds the limit (4300 digits) for integer string conversion ...; use
+    sys.set_int_max_str_digits()", and an unquoted `2020-13-45` as "month must be in 1..12": no
+    file, no document, no line."""
+    huge = "1" + "0" * 5000
+    text = GOOD_POD + f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  priority: {huge}\n"
+    done = cli(mode, "-f", "-", stdin=text)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and done.stdout == ""
+    assert done.stderr == (f"podmedic {mode}: <stdin>: document 1, line 12: a number of 5001 digits, more than "
+                           "the 4300 that can be read\n")
+    done = cli(mode, "-f", "-", stdin=GOOD_POD + "---\nkind: ConfigMap\ndata: {day: 2020-13-45}\n")
+    assert done.returncode == 1 and done.stdout == ""  # a date that is none ("month must be in 1..12") too
+    assert done.stderr == f"podmedic {mode}: <stdin>: document 1: a value cannot be read: month must be in 1..12\n"

@@ -150,6 +150,23 @@ def parse(chunk: Chunk) -> None:
         raise InputError(f"{chunk.source}: document {chunk.index}{where}: {getattr(exc, 'problem', None) or exc}") from None
     except RecursionError:  # ruamel's parser recurses per level: some hundreds of nested [ or {
         raise InputError(f"{chunk.source}: document {chunk.index}: nested too deeply to read") from None
+    except ValueError as exc:  # a scalar ruamel cannot construct: a huge integer, an unquoted 2020-13-45
+        raise InputError(f"{chunk.source}: document {chunk.index}{_unreadable(chunk, body, exc)}") from None
+
+
+_TOO_MANY_DIGITS = re.compile(r"value has (\d+) digits")
+
+
+def _unreadable(chunk: Chunk, body: str, exc: ValueError) -> str:
+    """Why a value cannot be read, and where when it can be found: Python's own words for an
+    integer longer than it reads ("use sys.set_int_max_str_digits()") speak to a programmer."""
+    digits = _TOO_MANY_DIGITS.search(str(exc))
+    if not digits:
+        return f": a value cannot be read: {exc}"
+    limit = sys.get_int_max_str_digits()
+    number = re.search(rf"\d{{{limit + 1}}}", body)
+    line = chunk.line + body.count("\n", 0, number.start()) if number else None
+    return f"{f', line {line}' if line else ''}: a number of {digits.group(1)} digits, more than the {limit} that can be read"
 
 
 def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, str]]:
