@@ -325,3 +325,27 @@ def test_an_integer_too_long_to_read_names_its_document(mode):
     done = cli(mode, "-f", "-", stdin=GOOD_POD + "---\nkind: ConfigMap\ndata: {day: 2020-13-45}\n")
     assert done.returncode == 1 and done.stdout == ""  # a date that is none ("month must be in 1..12") too
     assert done.stderr == f"podmedic {mode}: <stdin>: document 1: a value cannot be read: month must be in 1..12\n"
+
+
+def test_an_integer_beyond_64_bits_is_read_as_the_webhook_reads_it():
+    """A containerPort of 10**29 reached the engine as a Python integer, its probe's port too, and
+    encoding the patch raised "TypeError: Integer exceeds 64-bit range": a traceback and no output
+    at all. The webhook's JSON decoder reads such a number as a float; so does the CLI now."""
+    odd = pods.pod(container("app", ports=[{"containerPort": 10**29}]))
+    text = json.dumps(odd) + "\n"
+    done = cli("inject", "-f", "-", stdin=text)
+    assert "Traceback" not in done.stderr and done.returncode in (0, 2), done.stderr[-300:]
+    assert json.loads(done.stdout)["metadata"]["annotations"]["podmedic.io/status"]
+    rows = json.loads(cli("explain", "-f", "-", "-o", "json", stdin=text).stdout)
+    assert next(r for r in rows if r["feature"] == "probes")["reason"] == "no-probe-port"  # a float port: none
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan"])
+def test_a_number_json_cannot_hold_fails_its_document_only(value):
+    """Reading the pod as the webhook does, `.inf` (which JSON cannot hold: kubectl refuses such a
+    manifest) is no longer passed on as a float and the document silently injected."""
+    bad = f"apiVersion: v1\nkind: Pod\nmetadata: {{name: bad}}\nspec:\n  containers: [{{name: c, image: x, " \
+          f"resources: {{limits: {{cpu: {value}}}}}}}]\n"
+    done = cli("inject", "-f", "-", stdin=bad + GOOD_POD)
+    assert done.returncode == 2 and "document 0: Pod/bad could not be injected" in done.stderr
+    assert done.stdout.startswith(bad) and done.stdout.count("podmedic.io/status") == 1

@@ -219,10 +219,12 @@ def workloads(doc: Any, default_ns: str, err: TextIO, where: str) -> Iterator[Wo
 
 
 def as_pod(template: Any) -> dict[str, Any]:
-    """The pod the API server would send for this template, as plain JSON types. Its metadata
-    stays exactly as in the template (even absent), so the patch applies to the template too."""
+    """The pod the API server would send for this template, as plain JSON types read by the
+    webhook's own decoder (orjson: an integer beyond 64 bits is a float, as at admission, not one
+    the patch encoder refuses). Its metadata stays exactly as in the template (even absent), so
+    the patch applies to the template too."""
     keys = ("metadata", "spec") if "metadata" in template else ("spec",)
-    return {"apiVersion": "v1", "kind": "Pod", **json.loads(json.dumps({k: template[k] for k in keys}))}
+    return {"apiVersion": "v1", "kind": "Pod", **orjson.loads(json.dumps({k: template[k] for k in keys}, allow_nan=False))}
 
 
 def _expanded_size(node: Any, seen: dict[int, int]) -> int:
@@ -249,7 +251,7 @@ def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[D
                              f"maxRequestBytes ({run.config.max_request_bytes}): too many YAML aliases")]
     try:
         pod = as_pod(w.template)
-    except TypeError as exc:  # a YAML date, !!binary or tagged value: the API server would get no such pod
+    except (TypeError, ValueError) as exc:  # a YAML date, !!binary, tagged value, .inf: no pod the API server gets
         return [], [Decision("pod", None, Reason.MALFORMED_POD, f"a value JSON cannot hold, quote it: {exc}")]
     problem = podshape.problem(pod)  # the webhook answers such a review with a 400
     if problem:
