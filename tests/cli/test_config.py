@@ -193,3 +193,19 @@ def test_namespace_roots_are_keyed_by_namespace_names(tmp_path, name):
     done = _check(tmp_path, f"logs: {{namespaceRoots: {{'{name}': /mnt/x}}}}\n")
     assert done.returncode == 1
     assert done.stderr == f"podmedic inject: logs.namespaceRoots: {name!r} is not a namespace name (DNS-1123 label)\n"
+
+
+@pytest.mark.parametrize("data,problem", [
+    (b"onError: allow\n# caf\xe9\n", "not UTF-8 (byte 0xe9 at offset 20)"),
+    (b"maxRequestBytes: 1" + b"0" * 5000 + b"\n", "a number of 5001 digits, more than the 4300 that can be read"),
+    (b"defaults: " + b"[" * 10000 + b"\n", "nested too deeply to read"),
+], ids=["latin-1", "huge-number", "deep"])
+def test_a_file_that_cannot_be_read_is_named(tmp_path, data, problem):
+    """A Latin-1 byte was "'utf-8' codec can't decode byte 0xe9 in position 20: invalid
+    continuation byte", a huge number Python's "use sys.set_int_max_str_digits()": neither named
+    the file. Ten thousand `[` were a RecursionError traceback."""
+    path = tmp_path / "c.yaml"
+    path.write_bytes(data)
+    done = podmedic("inject", "--config", str(path), "-f", "-", input="kind: Service\n")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-300:]
+    assert done.stderr == f"podmedic inject: cannot read config {path}: {problem}\n"

@@ -5,6 +5,8 @@ admin's YAML file (`--config`) merged over them key by key, then validated by th
 
 from __future__ import annotations
 
+import re
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -64,15 +66,31 @@ def _unknown_keys(base: Mapping[str, Any], override: Mapping[str, Any]) -> list[
     return unknown
 
 
+def unreadable(exc: ValueError) -> str:
+    """Why a YAML value cannot be read, for a person: Python's own words for an integer longer
+    than it reads ("use sys.set_int_max_str_digits()") speak to a programmer."""
+    digits = re.search(r"value has (\d+) digits", str(exc))
+    if not digits:
+        return f"a value cannot be read: {exc}"
+    return f"a number of {digits.group(1)} digits, more than the {sys.get_int_max_str_digits()} that can be read"
+
+
 def load(path: str | Path | None = None) -> GlobalConfig:
     """The embedded defaults, with `path` (the admin's file) merged over them."""
     raw = _embedded()
     source = "embedded"
     if path:
         try:
-            override = yaml.safe_load(Path(path).read_text()) or {}
+            override = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"cannot read config {path}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} "
+                              f"at offset {exc.start})") from None
+        except ValueError as exc:  # a scalar the loader cannot construct: a huge integer, 2020-13-45
+            raise ConfigError(f"cannot read config {path}: {unreadable(exc)}") from None
+        except RecursionError:  # the loader recurses per level of nesting
+            raise ConfigError(f"cannot read config {path}: nested too deeply to read") from None
         if not isinstance(override, Mapping):
             raise ConfigError(f"config {path}: top level must be a mapping")
         unknown = _unknown_keys(raw, override)

@@ -32,7 +32,7 @@ from ruamel.yaml.error import YAMLError
 
 from webhook.admission import podshape
 from webhook.admission.plan import plan
-from webhook.cli.config import load
+from webhook.cli.config import load, unreadable
 from webhook.engine import uninject
 from webhook.engine.config import ConfigError, GlobalConfig
 from webhook.engine.decisions import Decision, Reason
@@ -154,19 +154,12 @@ def parse(chunk: Chunk) -> None:
         raise InputError(f"{chunk.source}: document {chunk.index}{_unreadable(chunk, body, exc)}") from None
 
 
-_TOO_MANY_DIGITS = re.compile(r"value has (\d+) digits")
-
-
 def _unreadable(chunk: Chunk, body: str, exc: ValueError) -> str:
-    """Why a value cannot be read, and where when it can be found: Python's own words for an
-    integer longer than it reads ("use sys.set_int_max_str_digits()") speak to a programmer."""
-    digits = _TOO_MANY_DIGITS.search(str(exc))
-    if not digits:
-        return f": a value cannot be read: {exc}"
-    limit = sys.get_int_max_str_digits()
-    number = re.search(rf"\d{{{limit + 1}}}", body)
+    """Why a value cannot be read, and on which line when it is a number too long to read."""
+    problem = unreadable(exc)
+    number = re.search(rf"\d{{{sys.get_int_max_str_digits() + 1}}}", body) if "digits" in problem else None
     line = chunk.line + body.count("\n", 0, number.start()) if number else None
-    return f"{f', line {line}' if line else ''}: a number of {digits.group(1)} digits, more than the {limit} that can be read"
+    return f"{f', line {line}' if line else ''}: {problem}"
 
 
 def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, str]]:
