@@ -349,3 +349,18 @@ def test_a_number_json_cannot_hold_fails_its_document_only(value):
     done = cli("inject", "-f", "-", stdin=bad + GOOD_POD)
     assert done.returncode == 2 and "document 0: Pod/bad could not be injected" in done.stderr
     assert done.stdout.startswith(bad) and done.stdout.count("podmedic.io/status") == 1
+
+
+@pytest.mark.parametrize("data,problem", [
+    (b"kind: Namespace\nmetadata: {name: default, labels: " + b"[" * 10000 + b"\n", "nested too deeply to read"),
+    (b"kind: Namespace\nmetadata: {name: default, uid: 1" + b"0" * 5000 + b"}\n",
+     "a number of 5001 digits, more than the 4300 that can be read"),
+], ids=["deep", "huge-number"])
+def test_a_namespaces_file_that_cannot_be_read_is_named(tmp_path, data, problem):
+    """Ten thousand `[` in `--namespaces-file` were a RecursionError traceback (from PyYAML), a
+    huge number Python's "use sys.set_int_max_str_digits()" without the file's name."""
+    path = tmp_path / "ns.yaml"
+    path.write_bytes(data)
+    done = cli("inject", "-f", "-", "--namespaces-file", str(path), stdin=GOOD_POD)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-300:]
+    assert done.stderr == f"podmedic inject: namespaces file {path} cannot be read: {problem}\n"

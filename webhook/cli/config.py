@@ -5,15 +5,13 @@ admin's YAML file (`--config`) merged over them key by key, then validated by th
 
 from __future__ import annotations
 
-import re
-import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-from webhook.engine.config import ConfigError, GlobalConfig, from_mapping
+from webhook.engine.config import ConfigError, GlobalConfig, from_mapping, unreadable
 from webhook.toolbox.build import built_architecture
 
 
@@ -64,15 +62,6 @@ def _unknown_keys(base: Mapping[str, Any], override: Mapping[str, Any]) -> list[
         if isinstance(given, Mapping):  # a section of another type is from_mapping()'s to name
             unknown += [".".join((*section, str(key))) for key in given if key not in known]
     return unknown
-
-
-def unreadable(exc: ValueError) -> str:
-    """Why a YAML value cannot be read, for a person: Python's own words for an integer longer
-    than it reads ("use sys.set_int_max_str_digits()") speak to a programmer."""
-    digits = re.search(r"value has (\d+) digits", str(exc))
-    if not digits:
-        return f"a value cannot be read: {exc}"
-    return f"a number of {digits.group(1)} digits, more than the {sys.get_int_max_str_digits()} that can be read"
 
 
 def load(path: str | Path | None = None) -> GlobalConfig:

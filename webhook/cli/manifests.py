@@ -32,9 +32,9 @@ from ruamel.yaml.error import YAMLError
 
 from webhook.admission import podshape
 from webhook.admission.plan import plan
-from webhook.cli.config import load, unreadable
+from webhook.cli.config import load
 from webhook.engine import uninject
-from webhook.engine.config import ConfigError, GlobalConfig
+from webhook.engine.config import ConfigError, GlobalConfig, unreadable
 from webhook.engine.decisions import Decision, Reason
 from webhook.engine.namespace import Lookup, Namespace
 from webhook.kube.namespaces import FileSource, StaticSource, live_lookup

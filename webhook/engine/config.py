@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import posixpath
 import re
+import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal, Mapping, TypeGuard
@@ -21,6 +22,15 @@ from webhook.toolbox.arch import ARCHITECTURES, GOARCH
 
 class ConfigError(ValueError):
     """The global configuration is unusable; the message names the key."""
+
+
+def unreadable(exc: ValueError) -> str:
+    """Why a YAML value cannot be read, for a person: Python's own words for an integer longer
+    than it reads ("use sys.set_int_max_str_digits()") speak to a programmer."""
+    digits = re.search(r"value has (\d+) digits", str(exc))
+    if not digits:
+        return f"a value cannot be read: {exc}"
+    return f"a number of {digits.group(1)} digits, more than the {sys.get_int_max_str_digits()} that can be read"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import yaml
 
+from webhook.engine.config import unreadable
 from webhook.engine.decisions import Reason
 from webhook.engine.namespace import Constraint, Lookup, Namespace
 from webhook.kube.client import kube_api_client
@@ -121,6 +122,10 @@ class FileSource(StaticSource):
             raise ValueError(f"cannot read namespaces file {path}: {exc.strerror}") from exc
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ValueError(f"namespaces file {path} is not valid YAML: {exc}") from exc
+        except ValueError as exc:  # a scalar the loader cannot construct: a huge integer, 2020-13-45
+            raise ValueError(f"namespaces file {path} cannot be read: {unreadable(exc)}") from None
+        except RecursionError:  # the loader recurses per level of nesting
+            raise ValueError(f"namespaces file {path} cannot be read: nested too deeply to read") from None
         namespaces, phases, ranges = [], {}, LimitRanges()
         for where, obj in _objects(documents, str(path)):
             kind = obj.get("kind") if isinstance(obj, Mapping) else None
