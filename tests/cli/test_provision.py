@@ -79,6 +79,15 @@ def test_the_claim_name_comes_from_the_configuration_and_options_are_honoured(tm
     (["a", "--root", "/l/../etc", *REQUIRED], "--root must be"),
     (["a", "--root", "/l/a\n# x", *REQUIRED], "--root must be"),  # printed in the header comment and the YAML
     (["a", "--root", "/l/a", "--cluster-id", "", "--fs-name", "f"], "--cluster-id must not be empty"),
+    # Each printed before, exit 0, in objects the API server refuses ("quantities must match the
+    # regular expression", "a lowercase RFC 1123 subdomain"): the admin learnt it at apply time.
+    (["a", "--root", "/l/a", *REQUIRED, "--size", "abc"], "--size must be a quantity such as 100Gi, got 'abc'"),
+    (["a", "--root", "/l/a", *REQUIRED, "--size", "0"], "--size must be a quantity such as 100Gi, got '0'"),
+    (["a", "--root", "/l/a", *REQUIRED, "--size", "1e1000000000"], "--size must be a quantity such as 100Gi"),
+    (["a", "--root", "/l/a", *REQUIRED, "--secret", "Bad Secret"], "--secret must be a Secret name (DNS-1123 "
+                                                                     "subdomain), got 'Bad Secret'"),
+    (["a", "--root", "/l/a", *REQUIRED, "--secret-namespace", "NS X"], "--secret-namespace must be a namespace name "
+                                                                        "(DNS-1123 label), got 'NS X'"),
 ])
 def test_bad_input_is_a_clear_error(args, message):
     done = provision(*args)

@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 
 from webhook.cli.config import load
-from webhook.engine.config import ConfigError, is_namespace_name
+from webhook.engine.config import ConfigError, is_namespace_name, is_subdomain_name
+from webhook.engine.quantity import quantity
 
 ROOT_MODE = "1777"
 DRIVER = "cephfs.csi.ceph.com"
@@ -45,6 +46,12 @@ def render(namespace: str, root: str, *, claim: str, size: str, cluster_id: str,
                         ("--secret-namespace", secret_namespace), ("--size", size), ("--driver", driver)):
         if not value:
             raise ProvisionError(f"{flag} must not be empty")
+    if not _is_size(size):
+        raise ProvisionError(f"--size must be a quantity such as 100Gi, got {size!r}")
+    if not is_subdomain_name(secret):
+        raise ProvisionError(f"--secret must be a Secret name (DNS-1123 subdomain), got {secret!r}")
+    if not is_namespace_name(secret_namespace):
+        raise ProvisionError(f"--secret-namespace must be a namespace name (DNS-1123 label), got {secret_namespace!r}")
     pv = f"podmedic-logs-{namespace}"
     labels = {"app.kubernetes.io/part-of": "podmedic", "podmedic.io/log-namespace": namespace}
     volume = {
@@ -68,6 +75,14 @@ def render(namespace: str, root: str, *, claim: str, size: str, cluster_id: str,
                  "volumeMode": "Filesystem", "storageClassName": "", "volumeName": pv},
     }
     return [volume, claim_obj]
+
+
+def _is_size(size: str) -> bool:
+    """A capacity the API server takes: a positive quantity (it refuses `abc` in both objects)."""
+    try:
+        return quantity(size) > 0
+    except ValueError:
+        return False
 
 
 def header(namespace: str, root: str) -> str:

@@ -126,6 +126,11 @@ def is_namespace_name(name: object) -> TypeGuard[str]:
     return isinstance(name, str) and len(name) <= 63 and _LABEL.fullmatch(name) is not None
 
 
+def is_subdomain_name(name: object) -> TypeGuard[str]:
+    """A name a Secret or a PersistentVolumeClaim can have: a DNS-1123 subdomain (at most 253)."""
+    return isinstance(name, str) and len(name) <= 253 and _SUBDOMAIN.fullmatch(name) is not None
+
+
 def _namespace(name: Any) -> str:
     """A key no namespace can have would leave its root unused, that namespace's logs under hostRoot."""
     if not is_namespace_name(name):
@@ -171,7 +176,7 @@ def _pull_secrets(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"toolbox.imagePullSecrets: must be a list of Secret names (got {value!r})")
     for i, name in enumerate(value):
-        if not isinstance(name, str) or len(name) > 253 or not _SUBDOMAIN.fullmatch(name):
+        if not is_subdomain_name(name):
             raise ConfigError(f"toolbox.imagePullSecrets[{i}]: must be a Secret name (a DNS-1123 subdomain: "
                               f"lowercase letters, digits, '-' and '.', at most 253 characters), got {name!r}")
         if name in value[:i]:
@@ -235,7 +240,7 @@ def _backend(value: Any) -> LogBackend:
 
 
 def _claim_name(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > 253 or not _SUBDOMAIN.fullmatch(value):
+    if not is_subdomain_name(value):
         raise ConfigError(f"logs.claimName must be a PersistentVolumeClaim name (DNS-1123 subdomain), got {value!r}")
     return value
 
