@@ -364,3 +364,13 @@ def test_a_namespaces_file_that_cannot_be_read_is_named(tmp_path, data, problem)
     done = cli("inject", "-f", "-", "--namespaces-file", str(path), stdin=GOOD_POD)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-300:]
     assert done.stderr == f"podmedic inject: namespaces file {path} cannot be read: {problem}\n"
+
+
+def test_a_document_that_cannot_be_injected_says_why():
+    """"document 0: Pod/x could not be injected" said where but not what was wrong: the reader had
+    to run `podmedic explain` to learn that spec.containers was 5. The line now carries the reason."""
+    text = "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers: 5\n"
+    done = cli("inject", "-f", "-", stdin=text)
+    assert done.returncode == 2 and done.stdout == text
+    detail = json.loads(cli("explain", "-f", "-", "-o", "json", stdin=text).stdout)[0]["detail"]
+    assert done.stderr == f"podmedic: <stdin>: document 0: Pod/x could not be injected: {detail}\n"

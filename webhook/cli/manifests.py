@@ -277,9 +277,12 @@ def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
                 return
             continue
         ops, decisions = inject_template(run, w)
-        if any(d.reason in (Reason.VERIFY_FAILED, Reason.MUTATOR_ERROR, Reason.MALFORMED_POD) for d in decisions):
+        failures = [d for d in decisions if d.reason in (Reason.VERIFY_FAILED, Reason.MUTATOR_ERROR, Reason.MALFORMED_POD)]
+        if failures:
             run.failed = True
-            print(f"podmedic: {chunk.source}: document {chunk.index}: {w.name} could not be injected", file=run.err)
+            why = "; ".join(d.detail or d.reason.value for d in failures)
+            print(f"podmedic: {chunk.source}: document {chunk.index}: {w.name} could not be injected: {why}",
+                  file=run.err)
         if mode == "explain":
             run.explained.extend({"workload": w.name, "namespace": w.namespace, **d.as_dict(),
                                   "why": d.reason.render(run.config.prefix)} for d in decisions)
