@@ -374,3 +374,23 @@ def test_a_document_that_cannot_be_injected_says_why():
     assert done.returncode == 2 and done.stdout == text
     detail = json.loads(cli("explain", "-f", "-", "-o", "json", stdin=text).stdout)[0]["detail"]
     assert done.stderr == f"podmedic: <stdin>: document 0: Pod/x could not be injected: {detail}\n"
+
+
+def test_a_yaml_alias_is_patched_once_per_place_it_is_used():
+    """Two containers sharing one env list by a YAML alias (`env: &env` ... `env: *env`), and a
+    top-level `x-env` the list is anchored at: the patch was applied to the one shared list once
+    per container, so each got PODMEDIC_POD_NAME twice and x-env got them too. Each place now
+    gets its own copy, patched once, and the pod is the one the webhook would make."""
+    text = ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nx-env: &env\n- {name: A, value: '1'}\n"
+            "spec:\n  template:\n    spec:\n      containers:\n"
+            "      - {name: a, image: x, env: *env, ports: [{containerPort: 80}]}\n"
+            "      - {name: b, image: y, env: *env, ports: [{containerPort: 81}]}\n")
+    done = cli("inject", "-f", "-", stdin=text)
+    assert done.returncode == 0, done.stderr
+    out = YAML(typ="safe").load(done.stdout)
+    assert out["x-env"] == [{"name": "A", "value": "1"}]
+    for c in out["spec"]["template"]["spec"]["containers"]:
+        names = [e["name"] for e in c["env"]]
+        assert names == ["A", "PODMEDIC_POD_NAME", "PODMEDIC_POD_UID"], (c["name"], names)
+    expanded = json.dumps(YAML(typ="safe").load(text))  # the same manifest without aliases
+    assert YAML(typ="safe").load(cli("inject", "-f", "-", stdin=expanded).stdout)["spec"] == out["spec"]

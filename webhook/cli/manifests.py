@@ -37,6 +37,7 @@ from webhook.engine import uninject
 from webhook.engine.config import ConfigError, GlobalConfig, unreadable
 from webhook.engine.decisions import Decision, Reason
 from webhook.engine.namespace import Lookup, Namespace
+from webhook.engine.patch import tokens
 from webhook.kube.namespaces import FileSource, StaticSource, live_lookup
 
 # kind -> path of the pod template inside the object
@@ -256,15 +257,40 @@ def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[D
     return orjson.loads(planned.patch), decisions
 
 
-def _apply_to_template(template: Any, ops: list[dict[str, Any]]) -> None:
+def _apply_to_template(uses: dict[int, int], template: Any, ops: list[dict[str, Any]]) -> None:
     """The ops address /metadata/... and /spec/..., which a template has as well; applying
-    them to the ruamel map in place keeps its comments and key order."""
+    them to the ruamel map in place keeps its comments and key order. A node the document uses
+    in more than one place (a YAML alias) is copied first where an op goes through it: patched
+    in place, it would be patched once per use (two containers' `env: *env` each got podmedic's
+    variables twice) and change its other places too. `uses` is _uses() of the document."""
+    for op in ops:
+        node = template
+        for token in tokens(op["path"])[:-1]:
+            key: Any = int(token) if isinstance(node, list) and token.isdigit() else token
+            if not isinstance(node, (dict, list)) or key not in (range(len(node)) if isinstance(node, list) else node):
+                break
+            child = node[key]
+            if isinstance(child, (dict, list)) and uses.get(id(child), 1) > 1:
+                uses[id(child)] -= 1
+                node[key] = child = copy.deepcopy(child)
+            node = child
     jsonpatch.apply_patch(template, ops, in_place=True)
+
+
+def _uses(node: Any, uses: dict[int, int]) -> dict[int, int]:
+    """How many places of the document each map and list is used at (more than one: an alias)."""
+    uses[id(node)] = uses.get(id(node), 0) + 1
+    if uses[id(node)] == 1:  # its children are counted once, however often it is used
+        for child in node.values() if isinstance(node, dict) else node if isinstance(node, list) else ():
+            if isinstance(child, (dict, list)):
+                _uses(child, uses)
+    return uses
 
 
 # ------------------------------------------------------------------ commands
 
 def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
+    uses: dict[int, int] | None = None  # counted once per document, when a first patch is applied
     for w in workloads(chunk.doc, run.default_namespace, run.err, f"{chunk.source}: document {chunk.index}"):
         if mode == "uninject":
             try:
@@ -287,7 +313,8 @@ def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
             run.explained.extend({"workload": w.name, "namespace": w.namespace, **d.as_dict(),
                                   "why": d.reason.render(run.config.prefix)} for d in decisions)
         elif ops:
-            _apply_to_template(w.template, ops)
+            uses = _uses(chunk.doc, {}) if uses is None else uses
+            _apply_to_template(uses, w.template, ops)
             chunk.changed = True
 
 
