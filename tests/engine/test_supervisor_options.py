@@ -121,3 +121,35 @@ def test_the_wrapper_gets_each_value_in_its_canonical_form(key, value, rendered)
     mutated, outcome = run(original)
     assert reasons(outcome, "app")["supervisor"] == "injected"
     assert flags(c0(mutated)["command"])[key] == rendered
+
+
+@pytest.mark.parametrize("grace,waits", [(40, "40"), (None, "30"), (0, "2"), (1, "2"), (100000, "100000")])
+def test_unset_stopwaitsecs_waits_the_pods_grace_period(grace, waits):
+    """The kubelet gives the app terminationGracePeriodSeconds after the stop signal (at least 2 s);
+    a wrapper that killed it sooner cut its shutdown short."""
+    spec = {} if grace is None else {"terminationGracePeriodSeconds": grace}
+    a, b = (container(name, command=["/" + name], ports=[{"containerPort": port}]) for name, port in (("a", 1), ("b", 2)))
+    mutated, _ = run(pods.pod(a, b, **spec))
+    assert [flags(c["command"])["stopwaitsecs"] for c in mutated["spec"]["containers"]] == [waits, waits]
+
+
+def test_stopwaitsecs_set_anywhere_is_the_wait_whatever_the_grace_period():
+    original = pods.pod(container("a", command=["/a"], ports=[{"containerPort": 1}]),
+                        container("b", command=["/b"], ports=[{"containerPort": 2}]),
+                        container("c", command=["/c"], ports=[{"containerPort": 3}]),
+                        annotations={PREFIX + "stopwaitsecs.b": "5"}, terminationGracePeriodSeconds=60)
+    mutated, _ = run(original)
+    assert [flags(c["command"])["stopwaitsecs"] for c in mutated["spec"]["containers"]] == ["60", "5", "60"]
+    mutated, _ = run(original, {PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled",
+                                PREFIX + "stopwaitsecs": "20"})
+    assert [flags(c["command"])["stopwaitsecs"] for c in mutated["spec"]["containers"]] == ["20", "5", "20"]
+
+
+def test_each_pod_waits_its_own_grace_period_though_its_namespace_shares_the_wrappers_flags():
+    """The flags are kept across reviews by settings (per_pod); the grace period is the pod's."""
+    waits = []
+    for grace in (45, 90, 45):
+        mutated, _ = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
+                                  terminationGracePeriodSeconds=grace))
+        waits.append(flags(c0(mutated)["command"])["stopwaitsecs"])
+    assert waits == ["45", "90", "45"]

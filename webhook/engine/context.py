@@ -47,6 +47,9 @@ class Target:
         return f"Target({self.kind}[{self.index}] {self.name!r})"
 
 
+DEFAULT_GRACE = 30  # terminationGracePeriodSeconds where a pod sets none (the API's default)
+
+
 @dataclass
 class PodContext:
     """Everything a mutator may read, resolved once per review."""
@@ -91,6 +94,13 @@ class PodContext:
         except KeyError:
             value = derived[what] = make()
             return value
+
+    def grace_seconds(self) -> int:
+        """The pod's terminationGracePeriodSeconds: how long the kubelet gives its containers
+        between the stop (preStop hooks, then the stop signal) and SIGKILL. The API server sets
+        30 before admission where the pod sets none; a manifest given offline may not have it."""
+        grace = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+        return grace if isinstance(grace, int) and grace >= 0 else DEFAULT_GRACE
 
     def applied(self, feature: FeatureName, container: str) -> bool:
         records = self.status.get("containers")

@@ -23,16 +23,13 @@ from webhook.toolbox import argv as toolbox
 FEATURE = FeatureName.FORENSICS
 # As module globals: read per container (see decisions.INJECTED).
 _LOGS = FeatureName.LOGS
-DEFAULT_GRACE = 30
 STOP_RESERVE = 5  # seconds of the grace period kept for the app's own shutdown
 
 
 def budget(ctx: PodContext, target: Target) -> tuple[int, int]:
     """(budget granted, budget asked): shrunk to fit the grace period after STOP_RESERVE."""
     asked = ctx.settings.value("forensics-budget-seconds", target.name)
-    grace = (ctx.pod.get("spec") or {}).get("terminationGracePeriodSeconds")
-    grace = grace if isinstance(grace, int) and grace >= 0 else DEFAULT_GRACE
-    return min(asked, grace - STOP_RESERVE), asked
+    return min(asked, ctx.grace_seconds() - STOP_RESERVE), asked
 
 
 def chained(collector: list[str], user_command: list[str], mount: str = toolbox.TOOLBOX_MOUNT) -> list[str]:

@@ -18,6 +18,9 @@ container (restartPolicy Never or OnFailure: a Job's, a CronJob's) gets --autore
 it, and the kubelet's restart policy and the Job controller's backoffLimit act on its exit code.
 Otherwise a Job that succeeds within a second ran 4 times and its pod was held for an hour, and
 a failing one was restarted where neither the kubelet nor backoffLimit could see it.
+
+Stopping is the kubelet's: unless stopwaitsecs is set, the wrapper's SIGKILL after the stop
+signal waits the pod's terminationGracePeriodSeconds, so the app stops as it would unwrapped.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ _LOGS, _FORENSICS = FeatureName.LOGS, FeatureName.FORENSICS
 # a pod or container annotation setting one of them is the pod author's choice and is honoured.
 _RUN_ONCE = MappingProxyType({"autorestart": "false", "startsecs": "0"})
 _AUTHOR = (Level.POD, Level.CONTAINER)
+# Where stopwaitsecs is unset, the wrapper waits as long as the kubelet does before its SIGKILL:
+# the pod's grace period, but at least the kubelet's own minimum (minimumGracePeriodInSeconds).
+# A shorter wait cut short the shutdown the pod gives its app (supervisord's 10 s killed an app
+# draining for 15 s of a 40 s grace period); a longer one never comes, the kubelet kills first.
+KUBELET_MIN_GRACE = 2
 # per_pod()'s name for the wrapper, by (exit bundles?, run to completion?)
 _WRAPPER = {(False, False): "supervisor-wrapper", (True, False): "supervisor-wrapper+bundles",
             (False, True): "supervisor-wrapper+run-once", (True, True): "supervisor-wrapper+bundles+run-once"}
@@ -76,6 +84,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     # with or without bundles (its logs feature), as a service or run once (its restart policy)
     flags, note = ctx.per_pod(_WRAPPER[bundles is not None, run_once], name,
                               lambda: _wrapper(ctx, name, bundles, run_once))
+    if ctx.settings.value("stopwaitsecs", name) is None:
+        flags = (*flags, ctx.once("stopwaitsecs", lambda: f"--stopwaitsecs={max(ctx.grace_seconds(), KUBELET_MIN_GRACE)}"))
     patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=entrypoint),
               target.spec)
     ctx.record(target, FEATURE, {"command": original})
@@ -117,7 +127,8 @@ def _options(ctx: PodContext, name: str) -> Mapping[str, str]:
     reads a leading 0 as octal ("08" is a syntax error that kills the wrapper, "010" is 8) and the
     wrapper matches exit codes as text. So ints go out as plain decimal and exit codes joined by
     "," (a value already written that way comes out byte for byte as written)."""
-    return MappingProxyType({key: _canonical(ctx.settings.value(key, name)) for key in toolbox.SUPERVISOR_OPTIONS})
+    values = ((key, ctx.settings.value(key, name)) for key in toolbox.SUPERVISOR_OPTIONS)
+    return MappingProxyType({key: _canonical(value) for key, value in values if value is not None})
 
 
 def _canonical(value: int | str | list[int]) -> str:
