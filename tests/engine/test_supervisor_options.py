@@ -123,7 +123,8 @@ def test_the_wrapper_gets_each_value_in_its_canonical_form(key, value, rendered)
     assert flags(c0(mutated)["command"])[key] == rendered
 
 
-@pytest.mark.parametrize("grace,waits", [(40, "40"), (None, "30"), (0, "2"), (1, "2"), (100000, "100000")])
+@pytest.mark.parametrize("grace,waits", [(40, "40"), (None, "30"), (0, "2"), (1, "2"), (86400, "86400"),
+                                         (86401, "86400"), (2**63 - 1, "86400")])
 def test_unset_stopwaitsecs_waits_the_pods_grace_period(grace, waits):
     """The kubelet gives the app terminationGracePeriodSeconds after the stop signal (at least 2 s);
     a wrapper that killed it sooner cut its shutdown short."""

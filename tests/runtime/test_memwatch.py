@@ -7,6 +7,7 @@ snapshot), and an exit bundle waits for a snapshot still being written (but a st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -78,7 +79,8 @@ def stop(proc: subprocess.Popen[str]) -> str:
         listing = subprocess.run(["ps", "-e", "-o", "pid,ppid,sid,stat,etime,args"], capture_output=True,
                                  text=True, timeout=10).stdout.splitlines()
         session = [row for row in listing[1:] if row.split()[2] == str(proc.pid)]
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # its last process may have just ended
+            os.killpg(proc.pid, signal.SIGKILL)
         _, err = proc.communicate(timeout=10)
         pytest.fail(f"40 s after SIGTERM: tini {'running' if exited is None else f'exited {exited}'}; still in its "
                     f"session:\n{listing[0]}\n" + "\n".join(session) + f"\nstderr:\n{err}")

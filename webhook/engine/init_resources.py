@@ -57,8 +57,8 @@ def _fitted(spec: dict[str, Any], config: GlobalConfig, constraints: tuple[Const
     """The class-keeping, charge-capped resources fitted into `constraints`, no lower than the
     configured requests (what the toolbox needs). Resources that already fit are left as they were
     (the same patch). In a pod with pod-level resources, what LimitRanger would fill in is set
-    instead, within the pod's budget (_pod_budget). A pod's quantity that cannot be read (ValueError): the API server
-    refuses that pod anyway, the features skip."""
+    instead, within the pod's budget (_pod_budget). A pod's quantity that cannot be read
+    (ValueError): the API server refuses that pod anyway, the features skip."""
     qos = _qos_and_charge(spec, config)
     try:
         budget = _pod_budget(spec, constraints) if qos == {} else ()

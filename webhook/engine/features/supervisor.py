@@ -48,7 +48,9 @@ _AUTHOR = (Level.POD, Level.CONTAINER)
 # the pod's grace period, but at least the kubelet's own minimum (minimumGracePeriodInSeconds).
 # A shorter wait cut short the shutdown the pod gives its app (supervisord's 10 s killed an app
 # draining for 15 s of a 40 s grace period); a longer one never comes, the kubelet kills first.
-KUBELET_MIN_GRACE = 2
+# At most a day, the longest stopwaitsecs an annotation may set: the wrapper multiplies it by 100
+# in 64-bit shell arithmetic, and a grace period near 2**63 (valid) wrapped to an immediate kill.
+KUBELET_MIN_GRACE, LONGEST_WAIT = 2, 86400
 # per_pod()'s name for the wrapper, by (exit bundles?, run to completion?)
 _WRAPPER = {(False, False): "supervisor-wrapper", (True, False): "supervisor-wrapper+bundles",
             (False, True): "supervisor-wrapper+run-once", (True, True): "supervisor-wrapper+bundles+run-once"}
@@ -85,7 +87,7 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     flags, note = ctx.per_pod(_WRAPPER[bundles is not None, run_once], name,
                               lambda: _wrapper(ctx, name, bundles, run_once))
     if ctx.settings.value("stopwaitsecs", name) is None:
-        flags = (*flags, ctx.once("stopwaitsecs", lambda: f"--stopwaitsecs={max(ctx.grace_seconds(), KUBELET_MIN_GRACE)}"))
+        flags = (*flags, ctx.once("stopwaitsecs", lambda: f"--stopwaitsecs={_grace_wait(ctx)}"))
     patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=entrypoint),
               target.spec)
     ctx.record(target, FEATURE, {"command": original})
@@ -94,6 +96,13 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         return Decision(FEATURE, name, INJECTED,
                         f"wrapping {source}; run-to-completion (restartPolicy {policy}): {note}", level)
     return Decision(FEATURE, name, INJECTED, f"wrapping {source}; {note}", level)
+
+
+def _grace_wait(ctx: PodContext) -> int:
+    """Seconds from the stop signal to the wrapper's SIGKILL where stopwaitsecs is unset: the pod's
+    grace period within [KUBELET_MIN_GRACE, LONGEST_WAIT]. (Beyond a day, a day: the kubelet's own
+    SIGKILL may then come later than the wrapper's, for a pod that waits that long to stop.)"""
+    return min(max(ctx.grace_seconds(), KUBELET_MIN_GRACE), LONGEST_WAIT)
 
 
 def _wrapper(ctx: PodContext, name: str, bundles: tuple[str, int] | None,
