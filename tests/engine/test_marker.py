@@ -296,6 +296,42 @@ def test_uninject_of_a_good_marker_still_exits_0() -> None:
     assert YAML(typ="safe").load(done.stdout) == YAML(typ="safe").load(_pod_yaml("x", None))
 
 
+ELSEWHERE = {  # a marker naming what podmedic never makes: uninject removed or added it
+    "created the root": ({"created": ["/"]}, "created: '/' is not a path podmedic creates"),
+    "created the spec": ({"created": ["/spec"]}, "created: '/spec' is not a path podmedic creates"),
+    "created a user's list": ({"created": ["/spec/tolerations"]}, "created: '/spec/tolerations' is not"),
+    "created a container's list": ({"created": ["/spec/containers/0/args"]}, "created: '/spec/containers/0/args' is not"),
+    "replaced a user's field": ({"replaced": {"/spec/hostname": ""}}, "replaced: '/spec/hostname' is not a path"),
+    "a user's volume": ({"pod": {"volumes": ["data"], "initContainers": []}},
+                        "pod.volumes: 'data' is not a volume podmedic adds"),
+    "a user's init container": ({"pod": {"volumes": [], "initContainers": ["migrate"]}},
+                                "pod.initContainers: 'migrate' is not an init container podmedic adds"),
+    "a user's annotation": ({"pod": {"volumes": [], "initContainers": [], "annotations": {"keep": None}}},
+                            "pod.annotations: 'keep' is not an annotation podmedic sets"),
+}
+USER_POD = ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  annotations:\n    keep: 'yes'\n"
+            "    {key}: '{status}'\nspec:\n  tolerations: []\n  initContainers:\n  - {{name: migrate, image: m}}\n"
+            "  containers:\n  - {{name: app, image: x, args: []}}\n  volumes:\n  - {{name: data, emptyDir: {{}}}}\n")
+
+
+@pytest.mark.parametrize("changes,message", ELSEWHERE.values(), ids=ELSEWHERE.keys())
+def test_uninject_refuses_a_marker_that_points_at_the_users_own_parts(changes: dict[str, Any],
+                                                                       message: str) -> None:
+    """A hand-edited marker whose `created` named `/spec/tolerations` or whose pod record named
+    the user's `data` volume made `podmedic uninject` delete the user's tolerations, volume, init
+    container or annotation and exit 0. Such a marker is now refused like any malformed one: that
+    document is written unchanged, the others are uninjected."""
+    status = json.dumps({"containers": {}, "version": 2, "created": [], **changes})
+    tampered = USER_POD.format(name="tampered", key=KEY, status=status)
+    injected = podmedic("inject", "-f", "-", stdin=_pod_yaml("good", None)).stdout
+    done = podmedic("uninject", "-f", "-", stdin=tampered + "---\n" + injected)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"<stdin>: document 0: Pod/tampered could not be uninjected: {KEY}: {message}" in done.stderr
+    tampered_out, good_out = done.stdout.split("---\n")
+    assert tampered_out == tampered  # byte for byte
+    assert YAML(typ="safe").load(good_out) == YAML(typ="safe").load(_pod_yaml("good", None))
+
+
 # ------------------------------------------------------------------ uninject(inject(x)) == x, exactly
 
 def _run(mode: str, text: str, extra: list[str]) -> str:

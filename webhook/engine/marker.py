@@ -27,17 +27,23 @@ and re-applied manifests compare the text):
                 from an absent one (`annotations: null` must come back as null, not vanish)
 
 Strictness: unknown keys are rejected at every level, as are wrong types, a version other than
-1, 2 or 3, and markers longer than MAX_LENGTH (the API server's limit for all annotations together). A
-later format that adds a key must bump the version, so an older podmedic refuses it instead of
-removing half of what a newer one added. A marker says the oldest version that holds it: one
+1, 2 or 3, names and pointers podmedic never makes (a `created` of `/spec`, a `pod.volumes` of
+the user's own volume: uninject would delete the user's parts), and markers longer than
+MAX_LENGTH (the API server's limit for all annotations together). A later format that adds a
+key must bump the version, so an older podmedic refuses it instead of removing half of what a
+newer one added. A marker says the oldest version that holds it: one
 without pull secrets stays the text every earlier podmedic wrote and reads.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
 import orjson
+
+from webhook.engine.patch import pointer
+from webhook.engine.pod_level import OUR_CONTAINERS, OUR_VOLUMES, SAFE_TO_EVICT
 
 VERSION: Final = 3
 PLAIN_VERSION: Final = 2  # what a marker without pod.imagePullSecrets says (_version)
@@ -46,6 +52,13 @@ PLAIN_VERSION: Final = 2  # what a marker without pod.imagePullSecrets says (_ve
 READABLE_VERSIONS = (1, PLAIN_VERSION, VERSION)
 MAX_LENGTH = 256 * 1024  # bytes: the API server's limit for a pod's annotations, all together
 PROBE_FIELDS = ("readinessProbe", "livenessProbe", "startupProbe")
+# Every map or list the patch can create (PatchBuilder.append/ensure_map in pod_level.py and the
+# features), and what it can also overwrite when null or empty (its `set`s); nothing else.
+_CONTAINER = r"/spec/(?:containers|initContainers)/(?:0|[1-9][0-9]*)/"
+_CREATED = rf"/metadata|/metadata/annotations|/spec/(?:volumes|initContainers|imagePullSecrets)|{_CONTAINER}(?:env|volumeMounts|lifecycle)"
+CREATED = re.compile(_CREATED)
+REPLACED = re.compile(rf"{_CREATED}|{re.escape(pointer(('metadata', 'annotations', SAFE_TO_EVICT)))}"
+                      rf"|{_CONTAINER}(?:command|{'|'.join(PROBE_FIELDS)}|lifecycle/preStop)")
 
 
 class SupervisorRecord(TypedDict):
@@ -144,17 +157,20 @@ def parse(text: object) -> Marker:
         _container(record, f"containers[{name!r}]")
     if "pod" in obj:
         pod = _object(obj["pod"], "pod", ("volumes", "initContainers"), _POD_OPTIONAL[version])
-        _strings(pod["volumes"], "pod.volumes")
-        _strings(pod["initContainers"], "pod.initContainers")
-        _strings(pod.get("imagePullSecrets", []), "pod.imagePullSecrets")
-        for key, original in _object(pod.get("annotations", {}), "pod.annotations").items():
+        _ours(_strings(pod["volumes"], "pod.volumes"), OUR_VOLUMES, "pod.volumes", "a volume")
+        _ours(_strings(pod["initContainers"], "pod.initContainers"), OUR_CONTAINERS, "pod.initContainers",
+              "an init container")
+        _strings(pod.get("imagePullSecrets", []), "pod.imagePullSecrets")  # the configured Secrets: any name
+        annotations = _object(pod.get("annotations", {}), "pod.annotations")
+        _ours(list(annotations), (SAFE_TO_EVICT,), "pod.annotations", "an annotation", "sets")
+        for key, original in annotations.items():
             if original is not None and not isinstance(original, str):
                 raise MarkerError(f"pod.annotations[{key!r}] must be a string or null, not {_kind(original)}")
     for ptr in _strings(obj["created"], "created"):
-        _pointer(ptr, "created")
+        _pointer(ptr, "created", CREATED, "creates")
     if "replaced" in obj:
         for ptr, original in _object(obj["replaced"], "replaced").items():
-            _pointer(ptr, "replaced")
+            _pointer(ptr, "replaced", REPLACED, "replaces")
             if original not in (None, {}, [], ""):
                 raise MarkerError(f"replaced[{ptr!r}] must be null or empty, not {_kind(original)}")
     return obj  # type: ignore[return-value]  # validated above, field by field
@@ -205,9 +221,19 @@ def _strings(value: object, where: str) -> list[str]:
     return value
 
 
-def _pointer(ptr: str, where: str) -> None:
+def _pointer(ptr: str, where: str, ours: re.Pattern[str], verb: str) -> None:
+    """A pointer podmedic's patch can have written there: uninject deletes or sets what it names."""
     if not ptr.startswith("/"):
         raise MarkerError(f"{where}: {ptr!r} is not a JSON pointer")
+    if not ours.fullmatch(ptr):
+        raise MarkerError(f"{where}: {ptr!r} is not a path podmedic {verb}")
+
+
+def _ours(names: list[str], ours: tuple[str, ...], where: str, what: str, verb: str = "adds") -> None:
+    """Names podmedic itself adds: uninject removes what they name from the user's pod."""
+    for name in names:
+        if name not in ours:
+            raise MarkerError(f"{where}: {name!r} is not {what} podmedic {verb}")
 
 
 def _kind(value: object) -> str:
