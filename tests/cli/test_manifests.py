@@ -205,6 +205,21 @@ def test_alias_bomb_fails_its_document_without_hanging():
     done = cli("inject", "-f", "-", stdin=bomb + good)  # cli()'s timeout: 60 s
     assert done.returncode == 2 and "document 0: Pod/bomb could not be injected" in done.stderr
     assert done.stdout.startswith(bomb) and done.stdout.count("podmedic.io/status") == 1
+    assert "once its YAML aliases are expanded" in done.stderr
+
+
+def test_a_pod_over_max_request_bytes_is_blamed_on_its_size_not_on_aliases(tmp_path):
+    """A pod simply larger than maxRequestBytes, with no alias in it, was refused for "too many
+    YAML aliases". The refusal now gives its size and the limit, and names aliases only when
+    they expanded it (test_alias_bomb_fails_its_document_without_hanging)."""
+    config = tmp_path / "config.yaml"
+    config.write_text("maxRequestBytes: 2000\n")
+    pod = pods.pod()
+    pod["metadata"]["annotations"] = {"note": "x" * 3000}
+    done = cli("inject", "-f", "-", "--config", str(config), stdin=json.dumps(pod))
+    assert done.returncode == 2 and done.stdout == json.dumps(pod)
+    assert "could not be injected: the pod is about 3" in done.stderr
+    assert "bytes of JSON, over maxRequestBytes (2000)\n" in done.stderr and "alias" not in done.stderr
 
 
 @pytest.mark.parametrize("mode", ["inject", "uninject"])

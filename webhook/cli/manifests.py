@@ -237,12 +237,19 @@ def _expanded_size(node: Any, seen: dict[int, int]) -> int:
     return size
 
 
+def _too_large(template: Any, size: int, config: GlobalConfig) -> str:
+    """Why a template is refused for its size: aliases are blamed only when the template uses a
+    map or list in more than one place (a plain large pod was "too many YAML aliases")."""
+    aliased = any(n > 1 for n in _uses(template, {}).values())
+    return (f"the pod is about {size} bytes of JSON{' once its YAML aliases are expanded' if aliased else ''}, "
+            f"over maxRequestBytes ({config.max_request_bytes})")
+
+
 def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[Decision]]:
     """The webhook's patch for a pod made from this template (verified), and the decisions."""
     size = _expanded_size(w.template, {})
     if size > run.config.max_request_bytes:  # aliases (a billion laughs): as_pod would expand them forever
-        return [], [Decision("pod", None, Reason.MALFORMED_POD, f"expands to about {size} bytes of JSON, over "
-                             f"maxRequestBytes ({run.config.max_request_bytes}): too many YAML aliases")]
+        return [], [Decision("pod", None, Reason.MALFORMED_POD, _too_large(w.template, size, run.config))]
     try:
         pod = as_pod(w.template)
     except (TypeError, ValueError) as exc:  # a YAML date, !!binary, tagged value, .inf: no pod the API server gets
