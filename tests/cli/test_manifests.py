@@ -69,6 +69,19 @@ def test_directory_and_stdin_and_json(tmp_path):
     assert json.loads(done.stdout)["metadata"]["annotations"]["podmedic.io/status"]
 
 
+@pytest.mark.parametrize("mode", ["inject", "explain", "uninject"])
+def test_a_directory_without_manifests_is_an_input_error(tmp_path, mode):
+    """`-f DIR` naming a directory with no .yaml, .yml or .json file (a typo'd path, manifests
+    named .yaml.tpl) exited 0 with no output and no note, as if there was nothing to do. As
+    kubectl's "error: no objects passed to apply", it is now an input error naming the directory,
+    and nothing is written, even for the other -f."""
+    (tmp_path / "README.txt").write_text("kind: Pod\n")
+    (tmp_path / "deploy.yaml.tpl").write_text(json.dumps(pods.pod()))
+    done = cli(mode, "-f", "-", "-f", str(tmp_path), stdin=json.dumps(pods.pod()))
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == f"podmedic {mode}: {tmp_path}: no .yaml, .yml or .json file in this directory\n"
+
+
 def test_document_that_cannot_be_injected_exits_2():
     broken = pods.pod(container("app", ports=[{"containerPort": 80}]), container("app"))  # duplicate names
     done = cli("inject", "-f", "-", stdin=json.dumps(broken))

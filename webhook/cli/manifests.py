@@ -163,6 +163,17 @@ def _unreadable(chunk: Chunk, body: str, exc: ValueError) -> str:
     return f"{f', line {line}' if line else ''}: {problem}"
 
 
+def _files(path: Path) -> list[Path]:
+    """The file, or the manifests in the directory: one without any is an error, as kubectl's
+    "no objects passed to apply" (an exit 0 with no output looked like nothing to do)."""
+    if not path.is_dir():
+        return [path]
+    files = sorted(f for f in path.rglob("*") if f.suffix in (".yaml", ".yml", ".json"))
+    if not files:
+        raise InputError(f"{path}: no .yaml, .yml or .json file in this directory")
+    return files
+
+
 def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, str]]:
     for path in paths:
         if path == "-":
@@ -170,9 +181,7 @@ def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, 
                 raise InputError("<stdin>: cannot read: standard input is closed")
             yield "<stdin>", stdin.read()
             continue
-        p = Path(path)
-        files = sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml", ".json")) if p.is_dir() else [p]
-        for f in files:
+        for f in _files(Path(path)):
             try:
                 yield str(f), f.read_text()
             except (OSError, UnicodeDecodeError) as exc:
