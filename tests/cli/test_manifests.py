@@ -422,3 +422,27 @@ def test_a_yaml_alias_is_patched_once_per_place_it_is_used():
         assert names == ["A", "PODMEDIC_POD_NAME", "PODMEDIC_POD_UID"], (c["name"], names)
     expanded = json.dumps(YAML(typ="safe").load(text))  # the same manifest without aliases
     assert YAML(typ="safe").load(cli("inject", "-f", "-", stdin=expanded).stdout)["spec"] == out["spec"]
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_crlf_file_keeps_its_line_endings(tmp_path, how):
+    """A manifest saved with CRLF line endings (Windows editors, git autocrlf): from a file the
+    reader turned every line ending into LF, so the whole output changed; from stdin a `---\\r`
+    was no separator and a two-document stream was refused ("but found another document"), and
+    a changed document was written with LF among unchanged CRLF ones. The file's line endings
+    are kept: unchanged documents byte for byte, changed ones written with CRLF too."""
+    service = "apiVersion: v1\r\nkind: Service\r\nmetadata: {name: s}  # keep\r\n"
+    pod = ("---\r\napiVersion: v1\r\nkind: Pod\r\nmetadata: {name: p}\r\nspec:\r\n  containers:\r\n"
+           "  - {name: a, image: x, ports: [{containerPort: 80}]}\r\n")
+    path = tmp_path / "crlf.yaml"
+    path.write_bytes((service + pod).encode())
+    args = ["-f", str(path)] if how == "file" else ["-f", "-"]
+    exe = [str(BIN / "podmedic")] if (BIN / "podmedic").exists() else [sys.executable, "-m", "webhook.cli"]
+    for mode in ("inject", "uninject"):
+        done = subprocess.run([*exe, mode, *args], input=path.read_bytes(), capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        out = done.stdout.decode()
+        assert out.startswith(service) and out.count("\n") == out.count("\r\n"), out
+        path.write_bytes(done.stdout)
+    safe = YAML(typ="safe")
+    assert list(safe.load_all(out)) == list(safe.load_all(service + pod))  # uninject(inject(x)) == x

@@ -61,7 +61,7 @@ PLAIN_KINDS = frozenset({
     "ValidatingAdmissionPolicyBinding", "LimitRange", "ResourceQuota", "PriorityClass", "Endpoints",
     "EndpointSlice", "IngressClass", "Kustomization",
 })
-_SEPARATOR = re.compile(r"^---(?:[ \t].*)?$|^\.\.\.[ \t]*$", re.M)
+_SEPARATOR = re.compile(r"^---(?:[ \t][^\r\n]*)?\r?$|^\.\.\.[ \t]*\r?$", re.M)  # a CRLF line's \r too
 
 EXIT_OK, EXIT_INPUT, EXIT_NOT_INJECTED = 0, 1, 2
 
@@ -183,9 +183,11 @@ def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, 
             continue
         for f in _files(Path(path)):
             try:
-                yield str(f), f.read_text()
+                with f.open(newline="") as file:  # line endings as written: CRLF ones are kept (_render)
+                    text = file.read()
             except (OSError, UnicodeDecodeError) as exc:
                 raise InputError(f"{f}: cannot read: {exc}") from None
+            yield str(f), text
 
 
 # ------------------------------------------------------------------ workloads
@@ -335,14 +337,20 @@ def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
 
 
 def _render(chunk: Chunk, as_json: bool) -> str:
+    """A changed document in the line endings it was read with (CRLF stays CRLF)."""
     if not chunk.changed:
         return chunk.text
+    newline = "\r\n" if "\r\n" in chunk.text else "\n"
+    return _dump(chunk, as_json).replace("\n", newline)
+
+
+def _dump(chunk: Chunk, as_json: bool) -> str:
     if as_json:
         return json.dumps(chunk.doc, indent=2) + "\n"
     out = StringIO()
     separator = _SEPARATOR.match(chunk.text)
     if separator:
-        out.write(separator.group(0) + "\n")
+        out.write(separator.group(0).rstrip("\r") + "\n")
     yaml = _yaml()
     yaml.version = chunk.version  # ruamel writes the directive and its `---` again
     yaml.dump(chunk.doc, out)
