@@ -154,3 +154,38 @@ def test_each_pod_waits_its_own_grace_period_though_its_namespace_shares_the_wra
                                   terminationGracePeriodSeconds=grace))
         waits.append(flags(c0(mutated)["command"])["stopwaitsecs"])
     assert waits == ["45", "90", "45"]
+
+
+def _stopping(name: str, port: int, signal: str | None = None) -> dict:
+    lifecycle = {"lifecycle": {"stopSignal": signal}} if signal else {}
+    return container(name, command=["/" + name], ports=[{"containerPort": port}], **lifecycle)
+
+
+def test_a_containers_own_stop_signal_is_the_wrappers_stopsignal():
+    """The kubelet sends lifecycle.stopSignal to PID 1 instead of SIGTERM: forwarded as a plain
+    signal, an app that exits on it was started again in the middle of its pod's shutdown. Each
+    container its own: the flags the namespace shares (per_pod) stay TERM for the others."""
+    original = pods.pod(_stopping("a", 1, "SIGQUIT"), _stopping("b", 2), _stopping("c", 3, "SIGUSR1"),
+                        os={"name": "linux"})
+    mutated, outcome = run(original)
+    commands = [c["command"] for c in mutated["spec"]["containers"]]
+    assert [flags(command)["stopsignal"] for command in commands] == ["QUIT", "TERM", "USR1"]
+    assert [sum(f.startswith("--stopsignal=") for f in command) for command in commands] == [1, 1, 1]
+    assert {reasons(outcome, name)["supervisor"] for name in "abc"} == {"injected"}
+
+
+def test_a_stopsignal_annotation_of_the_pod_author_is_kept_and_a_namespace_one_gives_way():
+    original = pods.pod(_stopping("a", 1, "SIGQUIT"), _stopping("b", 2, "SIGQUIT"), os={"name": "linux"},
+                        annotations={PREFIX + "stopsignal.b": "INT"})
+    mutated, _ = run(original, {PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled",
+                                PREFIX + "stopsignal": "WINCH"})
+    assert [flags(c["command"])["stopsignal"] for c in mutated["spec"]["containers"]] == ["QUIT", "INT"]
+
+
+@pytest.mark.parametrize("signal", ["SIGPWR", "SIGRTMIN+3", "SIGABRT"])
+def test_a_stop_signal_the_wrapper_cannot_stop_on_skips_the_supervisor_with_a_warning(signal):
+    mutated, outcome = run(pods.pod(_stopping("app", 80, signal), os={"name": "linux"}))
+    assert reasons(outcome, "app")["supervisor"] == "stop-signal-unsupported"
+    assert c0(mutated)["command"] == ["/app"]
+    assert any(signal in w and w.startswith("podmedic: container app: supervisor:")
+               for w in outcome.report.warnings(PREFIX)), outcome.report.warnings(PREFIX)

@@ -60,6 +60,9 @@ class Reason(str, Enum):
     ENTRYPOINT_UNKNOWN = ("entrypoint-unknown", "image entrypoint unknown; set command or {prefix}entrypoint", True)
     INTERACTIVE_TTY = ("interactive-tty", "an interactive session (stdin: true and tty: true) is not a service: its "
                        "Ctrl-C would reach the wrapper as a stop; not wrapped", False)
+    STOP_SIGNAL_UNSUPPORTED = ("stop-signal-unsupported", "the container's lifecycle.stopSignal is none the wrapper "
+                               "can stop on (stopsignal: TERM, HUP, INT, QUIT, KILL, USR1, USR2, WINCH): the "
+                               "kubelet's stop would reach the app as a plain signal; not wrapped", True)
     ARCH_UNSUPPORTED = ("arch-unsupported", "the pod runs only on node architectures (kubernetes.io/arch) that "
                         "podmedic's image is not built for (toolbox.architectures): its init containers and "
                         "toolbox could not run there", True)

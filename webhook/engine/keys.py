@@ -109,6 +109,11 @@ def _int_parser(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+# The signals the wrapper can stop on (its stopsignal): a container's lifecycle.stopSignal among
+# them becomes the wrapper's, any other one skips the supervisor (features/supervisor.py).
+STOP_SIGNALS = ("TERM", "HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "WINCH")
+
+
 def _choice_parser(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw in choices:
@@ -220,7 +225,7 @@ KEYS: dict[str, Key] = _keys(
     Key("startsecs", _F.SUPERVISOR, _SECONDS, "supervisord startsecs"),
     Key("startretries", _F.SUPERVISOR, _int_parser(0, 100), "supervisord startretries"),
     Key("exitcodes", _F.SUPERVISOR, parse_exitcodes, "supervisord exitcodes (expected exit codes)"),
-    Key("stopsignal", _F.SUPERVISOR, _choice_parser("TERM", "HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "WINCH"),
+    Key("stopsignal", _F.SUPERVISOR, _choice_parser(*STOP_SIGNALS),
         "supervisord stopsignal"),
     Key("stopwaitsecs", _F.SUPERVISOR, _SECONDS,
         "supervisord stopwaitsecs (unset: the pod's terminationGracePeriodSeconds)", optional=True),

@@ -20,7 +20,11 @@ Otherwise a Job that succeeds within a second ran 4 times and its pod was held f
 a failing one was restarted where neither the kubelet nor backoffLimit could see it.
 
 Stopping is the kubelet's: unless stopwaitsecs is set, the wrapper's SIGKILL after the stop
-signal waits the pod's terminationGracePeriodSeconds, so the app stops as it would unwrapped.
+signal waits the pod's terminationGracePeriodSeconds, so the app stops as it would unwrapped. A
+container's own stop signal (lifecycle.stopSignal, which the kubelet sends instead of SIGTERM) is
+the wrapper's stopsignal unless a pod or container annotation sets one: forwarded as a plain
+signal, QUIT or USR1 ended the app and the wrapper started it again in the middle of the shutdown.
+A stop signal the wrapper cannot stop on skips the supervisor.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from types import MappingProxyType
 from webhook.engine import pod_level
 from webhook.engine.context import PodContext, Target
 from webhook.engine.decisions import INJECTED, Decision, Reason
-from webhook.engine.keys import FeatureName, Level
+from webhook.engine.keys import STOP_SIGNALS, FeatureName, Level
 from webhook.engine.patch import PatchBuilder
 from webhook.engine.settings import InvalidSetting
 from webhook.toolbox import argv as toolbox
@@ -76,6 +80,9 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     entrypoint = original or ctx.settings.value("entrypoint", name)
     if not entrypoint:
         return Decision(FEATURE, name, Reason.ENTRYPOINT_UNKNOWN, level=level)
+    stop = own_stop_signal(ctx, target)
+    if stop and stop not in STOP_SIGNALS:
+        return Decision(FEATURE, name, Reason.STOP_SIGNAL_UNSUPPORTED, f"SIG{stop}", level)
     bundles = exit_bundles(ctx, name)
     # Its own restartPolicy (Kubernetes 1.34+ container restart rules), else the pod's; the API
     # server defaults a missing one to Always before admission. (Only regular containers are
@@ -88,6 +95,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
                               lambda: _wrapper(ctx, name, bundles, run_once))
     if ctx.settings.value("stopwaitsecs", name) is None:
         flags = (*flags, ctx.once("stopwaitsecs", lambda: f"--stopwaitsecs={_grace_wait(ctx)}"))
+    if stop:  # in place of the settings' one (per_pod's flags are shared: a new tuple)
+        flags = (*(flag for flag in flags if not flag.startswith("--stopsignal=")), f"--stopsignal={stop}")
     patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=entrypoint),
               target.spec)
     ctx.record(target, FEATURE, {"command": original})
@@ -103,6 +112,18 @@ def _grace_wait(ctx: PodContext) -> int:
     grace period within [KUBELET_MIN_GRACE, LONGEST_WAIT]. (Beyond a day, a day: the kubelet's own
     SIGKILL may then come later than the wrapper's, for a pod that waits that long to stop.)"""
     return min(max(ctx.grace_seconds(), KUBELET_MIN_GRACE), LONGEST_WAIT)
+
+
+def own_stop_signal(ctx: PodContext, target: Target) -> str | None:
+    """The container's lifecycle.stopSignal without its SIG prefix, where it decides the
+    wrapper's stopsignal: the kubelet sends it to PID 1 instead of SIGTERM, so the wrapper must
+    take it as the stop. None without one, or where a pod or container annotation sets
+    stopsignal (the pod author's own choice, honoured)."""
+    lifecycle = target.spec.get("lifecycle")
+    signal = lifecycle.get("stopSignal") if isinstance(lifecycle, dict) else None
+    if not isinstance(signal, str) or ctx.settings.get("stopsignal", target.name).level in _AUTHOR:
+        return None
+    return signal.removeprefix("SIG")
 
 
 def _wrapper(ctx: PodContext, name: str, bundles: tuple[str, int] | None,

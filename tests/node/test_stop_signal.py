@@ -1,0 +1,48 @@
+"""A container's own stop signal (`lifecycle.stopSignal`, Kubernetes ContainerStopSignals), on a
+real node: the kubelet sends it to PID 1 -- tini, which hands it to the wrapper. The wrapper
+once forwarded QUIT or USR1 as a plain signal, not a stop: an app that exits on it with a code
+other than 0 (unexpected) was started again in the middle of its pod's shutdown, and ran until
+the kubelet's SIGKILL at the end of the grace period. Without podmedic it stops once, at once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.node.conftest import BUSYBOX, Cluster, wait_for
+
+pytestmark = pytest.mark.node
+
+LOGS = "/var/log/podmedic"  # log-path's default: where the pod's log directory is mounted
+GRACE = 30
+
+
+@pytest.mark.parametrize("signal", ["QUIT", "USR1"])
+def test_an_app_stopped_by_its_own_stop_signal_is_not_started_again(deployed: Cluster, signal: str) -> None:
+    ns = deployed.namespace(inject="enabled", supervisor="enabled")
+    script = (f"trap 'echo {signal.lower()} >> {LOGS}/app.log; exit 3' {signal}; "
+              f"echo started | tee -a {LOGS}/app.log; while :; do sleep 1 & wait; done")
+    deployed.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stopper", "namespace": ns},
+                    "spec": {"os": {"name": "linux"}, "terminationGracePeriodSeconds": GRACE, "containers": [
+                        {"name": "app", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                         "command": ["sh", "-c", script], "lifecycle": {"stopSignal": "SIG" + signal}}]}})
+    pod = deployed.get("pod", "stopper", ns)
+    if "stopSignal" not in pod["spec"]["containers"][0].get("lifecycle", {}):
+        pytest.skip("the API server dropped lifecycle.stopSignal: its ContainerStopSignals feature gate is off")
+
+    def running() -> dict | None:
+        pod = deployed.get("pod", "stopper", ns)
+        return pod if pod.get("status", {}).get("phase") == "Running" else None
+
+    pod = wait_for("the pod to run", running, timeout=90)
+    assert pod["spec"]["containers"][0]["command"][0] == "/podmedic/bin/tini"  # it does run wrapped
+    meta = pod["metadata"]
+    log = f"{meta['namespace']}_{meta['name']}_{meta['uid']}/app/app.log"
+    node = pod["spec"]["nodeName"]
+    wait_for("the app to start", lambda: "started" in deployed.kubectl("-n", ns, "logs", "stopper", check=False).stdout)
+    began = time.monotonic()
+    deployed.kubectl("-n", ns, "delete", "pod", "stopper", "--wait=true", timeout=90)
+    took = time.monotonic() - began
+    assert (deployed.node_file(node, log) or "").splitlines() == ["started", signal.lower()]
+    assert took < GRACE / 2, f"the pod took {took:.0f}s to stop: the kubelet's SIGKILL, not the app's exit"
