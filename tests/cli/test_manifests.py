@@ -446,3 +446,34 @@ def test_a_crlf_file_keeps_its_line_endings(tmp_path, how):
         path.write_bytes(done.stdout)
     safe = YAML(typ="safe")
     assert list(safe.load_all(out)) == list(safe.load_all(service + pod))  # uninject(inject(x)) == x
+
+
+def test_a_template_shared_by_two_workloads_is_patched_only_where_it_is_injected(tmp_path):
+    """Deployment d1 (namespace a, opted in) and d2 (namespace b, not opted in) sharing one pod
+    template by a YAML alias (`template: &t` / `template: *t`), or one whole `spec`: the copy
+    made for a shared node started below the template, so the patch went into the one shared map
+    and d2 was written injected with namespace a's settings while `explain` said it was skipped.
+    Every shared node from the document's root down is now copied where the patch goes, so the
+    output is the one the same manifest without aliases gives."""
+    namespaces = tmp_path / "ns.yaml"
+    namespaces.write_text("apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: "
+                          "{name: a, annotations: {podmedic.io/inject: enabled}}}\n"
+                          "- {apiVersion: v1, kind: Namespace, metadata: {name: b}}\n")
+    pod = "metadata: {labels: {app: x}}\n      spec:\n        containers:\n" \
+          "        - {name: c, image: x, ports: [{containerPort: 80}]}\n"
+    shared_template = ("apiVersion: v1\nkind: List\nitems:\n- apiVersion: apps/v1\n  kind: Deployment\n"
+                       "  metadata: {name: d1, namespace: a}\n  spec:\n    template: &t\n      " + pod +
+                       "- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: d2, namespace: b}\n"
+                       "  spec:\n    template: *t\n")
+    shared_spec = ("apiVersion: v1\nkind: List\nitems:\n- apiVersion: apps/v1\n  kind: Deployment\n"
+                   "  metadata: {name: d1, namespace: b}\n  spec: &s\n    template:\n      " + pod +
+                   "- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: d2, namespace: a}\n  spec: *s\n")
+    for text in (shared_template, shared_spec):
+        done = cli("inject", "-f", "-", "--namespaces-file", str(namespaces), stdin=text)
+        assert done.returncode == 0, done.stderr
+        expanded = json.dumps(YAML(typ="safe").load(text))  # the same manifest without aliases
+        plain = cli("inject", "-f", "-", "--namespaces-file", str(namespaces), stdin=expanded)
+        out = YAML(typ="safe").load(done.stdout)
+        assert out == json.loads(plain.stdout)
+        assert [bool(item["spec"]["template"].get("metadata", {}).get("annotations")) for item in out["items"]] \
+            == [item["metadata"]["namespace"] == "a" for item in out["items"]]

@@ -90,6 +90,7 @@ class Workload:
     name: str
     namespace: str
     template: Any  # the ruamel map holding metadata + spec
+    path: tuple[str | int, ...] = ()  # keys from the document's root to the template
 
 
 @dataclass
@@ -192,7 +193,8 @@ def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, 
 
 # ------------------------------------------------------------------ workloads
 
-def workloads(doc: Any, default_ns: str, err: TextIO, where: str) -> Iterator[Workload]:
+def workloads(doc: Any, default_ns: str, err: TextIO, where: str,
+              path: tuple[str | int, ...] = ()) -> Iterator[Workload]:
     if not isinstance(doc, dict):
         print(f"podmedic: {where}: not a Kubernetes object; passed through", file=err)
         return
@@ -206,7 +208,7 @@ def workloads(doc: Any, default_ns: str, err: TextIO, where: str) -> Iterator[Wo
             print(f"podmedic: {where}: {kind} items is not a list; passed through", file=err)
             return
         for i, item in enumerate(items):
-            yield from workloads(item, default_ns, err, f"{where} item {i}")
+            yield from workloads(item, default_ns, err, f"{where} item {i}", (*path, "items", i))
         return
     if kind not in TEMPLATES:
         if kind not in PLAIN_KINDS:
@@ -220,7 +222,8 @@ def workloads(doc: Any, default_ns: str, err: TextIO, where: str) -> Iterator[Wo
         return
     metadata = doc.get("metadata")
     metadata = metadata if isinstance(metadata, dict) else {}
-    yield Workload(f"{kind}/{metadata.get('name', '?')}", str(metadata.get("namespace") or default_ns), template)
+    yield Workload(f"{kind}/{metadata.get('name', '?')}", str(metadata.get("namespace") or default_ns), template,
+                   (*path, *TEMPLATES[kind]))
 
 
 def as_pod(template: Any) -> dict[str, Any]:
@@ -275,24 +278,34 @@ def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[D
     return orjson.loads(planned.patch), decisions
 
 
-def _apply_to_template(uses: dict[int, int], template: Any, ops: list[dict[str, Any]]) -> None:
+def _apply_to_template(uses: dict[int, int], doc: Any, w: Workload, ops: list[dict[str, Any]]) -> None:
     """The ops address /metadata/... and /spec/..., which a template has as well; applying
     them to the ruamel map in place keeps its comments and key order. A node the document uses
-    in more than one place (a YAML alias) is copied first where an op goes through it: patched
-    in place, it would be patched once per use (two containers' `env: *env` each got podmedic's
-    variables twice) and change its other places too. `uses` is _uses() of the document."""
+    in more than one place (a YAML alias) is copied first where the patch goes through it, from
+    the document's root down (a List item, a Deployment's `spec`, the template, a container's
+    `env`): patched in place, it would be patched once per use (two containers' `env: *env` each
+    got podmedic's variables twice) and change its other places too (a `template: *t` of a
+    workload in a namespace that has not opted in). `uses` is _uses() of the document."""
+    template = doc
+    for step in w.path:
+        template = _own(uses, template, step)
     for op in ops:
         node = template
         for token in tokens(op["path"])[:-1]:
             key: Any = int(token) if isinstance(node, list) and token.isdigit() else token
             if not isinstance(node, (dict, list)) or key not in (range(len(node)) if isinstance(node, list) else node):
                 break
-            child = node[key]
-            if isinstance(child, (dict, list)) and uses.get(id(child), 1) > 1:
-                uses[id(child)] -= 1
-                node[key] = child = copy.deepcopy(child)
-            node = child
+            node = _own(uses, node, key)
     jsonpatch.apply_patch(template, ops, in_place=True)
+
+
+def _own(uses: dict[int, int], parent: Any, key: Any) -> Any:
+    """parent[key], replaced by a copy of its own first when the document uses it elsewhere too."""
+    child = parent[key]
+    if isinstance(child, (dict, list)) and uses.get(id(child), 1) > 1:
+        uses[id(child)] -= 1
+        parent[key] = child = copy.deepcopy(child)
+    return child
 
 
 def _uses(node: Any, uses: dict[int, int]) -> dict[int, int]:
@@ -332,7 +345,7 @@ def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
                                   "why": d.reason.render(run.config.prefix)} for d in decisions)
         elif ops:
             uses = _uses(chunk.doc, {}) if uses is None else uses
-            _apply_to_template(uses, w.template, ops)
+            _apply_to_template(uses, chunk.doc, w, ops)
             chunk.changed = True
 
 
