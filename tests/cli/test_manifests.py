@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -477,3 +478,23 @@ def test_a_template_shared_by_two_workloads_is_patched_only_where_it_is_injected
         assert out == json.loads(plain.stdout)
         assert [bool(item["spec"]["template"].get("metadata", {}).get("annotations")) for item in out["items"]] \
             == [item["metadata"]["namespace"] == "a" for item in out["items"]]
+
+
+def test_an_integer_too_long_to_read_is_found_where_it_is_quickly():
+    """The line of a number too long to read was the first run of 4301 digits anywhere: a quoted
+    string or a comment before it was named instead (line 5, the number on line 8), and the
+    unanchored search took 28 s on 2 MB of long quoted digit strings before it printed the error.
+    The line is now that of the integer ruamel could not read, found within about a second."""
+    digits = "1" * 5000
+    text = (f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\n# {digits}\ndata:\n  quoted: \"{digits}\"\n"
+            f"spec:\n  n: {digits}\n")
+    done = cli("inject", "-f", "-", stdin=text)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == ("podmedic inject: <stdin>: document 0, line 8: a number of 5000 digits, more than the "
+                           "4300 that can be read\n")
+    slow = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n" + "".join(
+        f"  k{i}: \"{'1' * 4300}\"\n" for i in range(480)) + f"  z: {'2' * 4301}\n"  # 2 MB
+    started = time.monotonic()
+    done = cli("inject", "-f", "-", stdin=slow)
+    assert done.returncode == 1 and "line 485: a number of 4301 digits" in done.stderr, done.stderr
+    assert time.monotonic() - started < 5

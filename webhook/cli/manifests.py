@@ -29,6 +29,7 @@ import jsonpatch
 import orjson
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from webhook.admission import podshape
 from webhook.admission.plan import plan
@@ -159,9 +160,30 @@ def parse(chunk: Chunk) -> None:
 def _unreadable(chunk: Chunk, body: str, exc: ValueError) -> str:
     """Why a value cannot be read, and on which line when it is a number too long to read."""
     problem = unreadable(exc)
-    number = re.search(rf"\d{{{sys.get_int_max_str_digits() + 1}}}", body) if "digits" in problem else None
-    line = chunk.line + body.count("\n", 0, number.start()) if number else None
-    return f"{f', line {line}' if line else ''}: {problem}"
+    number = _long_integer(body) if "digits" in problem else None
+    return f"{f', line {chunk.line + number.start_mark.line}' if number else ''}: {problem}"
+
+
+def _long_integer(body: str) -> Any:
+    """The first integer scalar with more digits than Python reads, as ruamel composes it (the
+    document read again, on this error path only): a search of the text for a run of digits found
+    one in a quoted string or a comment first, and took seconds on a large file."""
+    limit = sys.get_int_max_str_digits()
+    pending = [_yaml().compose(body)]
+    seen: set[int] = set()  # an alias is the node it names: visited once
+    while pending:
+        node = pending.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, ScalarNode):
+            if node.tag == "tag:yaml.org,2002:int" and sum(c.isdigit() for c in node.value) > limit:
+                return node
+        elif isinstance(node, MappingNode):
+            pending.extend(reversed([n for pair in node.value for n in pair]))
+        elif isinstance(node, SequenceNode):
+            pending.extend(reversed(node.value))
+    return None
 
 
 def _files(path: Path) -> list[Path]:
