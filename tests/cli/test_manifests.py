@@ -372,11 +372,14 @@ def test_an_integer_beyond_64_bits_is_read_as_the_webhook_reads_it():
 @pytest.mark.parametrize("value", [".inf", ".nan"])
 def test_a_number_json_cannot_hold_fails_its_document_only(value):
     """Reading the pod as the webhook does, `.inf` (which JSON cannot hold: kubectl refuses such a
-    manifest) is no longer passed on as a float and the document silently injected."""
+    manifest) is no longer passed on as a float and the document silently injected. Its message
+    said "quote it", which gives a string where a number belongs: it says to use a number now."""
     bad = f"apiVersion: v1\nkind: Pod\nmetadata: {{name: bad}}\nspec:\n  containers: [{{name: c, image: x, " \
           f"resources: {{limits: {{cpu: {value}}}}}}}]\n"
     done = cli("inject", "-f", "-", stdin=bad + GOOD_POD)
-    assert done.returncode == 2 and "document 0: Pod/bad could not be injected" in done.stderr
+    assert done.returncode == 2 and done.stderr == (
+        "podmedic: <stdin>: document 0: Pod/bad could not be injected: .inf or .nan is a number JSON "
+        "cannot hold: replace it with a finite number\n")  # was "quote it": a string is no number either
     assert done.stdout.startswith(bad) and done.stdout.count("podmedic.io/status") == 1
 
 

@@ -289,7 +289,7 @@ def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[D
     try:
         pod = as_pod(w.template)
     except (TypeError, ValueError) as exc:  # a YAML date, !!binary, tagged value, .inf: no pod the API server gets
-        return [], [Decision("pod", None, Reason.MALFORMED_POD, f"a value JSON cannot hold, quote it: {exc}")]
+        return [], [Decision("pod", None, Reason.MALFORMED_POD, _not_json(exc))]
     problem = podshape.problem(pod)  # the webhook answers such a review with a 400
     if problem:
         return [], [Decision("pod", None, Reason.MALFORMED_POD, problem.replace("request.object.", ""))]
@@ -298,6 +298,14 @@ def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[D
     if planned.denied or planned.patch is None:
         return [], decisions
     return orjson.loads(planned.patch), decisions
+
+
+def _not_json(exc: TypeError | ValueError) -> str:
+    """What to do about a value JSON cannot hold: a date or a tagged value is text once quoted,
+    but a quoted `.inf` is a string where a number belongs, no better."""
+    if "Out of range float" in str(exc):  # json.dumps(allow_nan=False)
+        return ".inf or .nan is a number JSON cannot hold: replace it with a finite number"
+    return f"a value JSON cannot hold, quote it: {exc}"
 
 
 def _apply_to_template(uses: dict[int, int], doc: Any, w: Workload, ops: list[dict[str, Any]]) -> None:
