@@ -332,6 +332,25 @@ def test_uninject_refuses_a_marker_that_points_at_the_users_own_parts(changes: d
     assert YAML(typ="safe").load(good_out) == YAML(typ="safe").load(_pod_yaml("good", None))
 
 
+@pytest.mark.parametrize("command", [None, ["/old"]], ids=["null", "another command"])
+def test_uninject_refuses_a_supervisor_record_for_a_command_podmedic_did_not_wrap(command: Any) -> None:
+    """A marker saying `supervisor: {"command": null}` for a container whose command is the
+    user's own (podmedic's wrapper starts with <toolbox mount>/bin/tini) made `podmedic uninject`
+    delete the user's command, or put the marker's in its place, and exit 0. Such a document is
+    now refused like any malformed marker: written unchanged, the others uninjected."""
+    status = json.dumps({"containers": {"app": {"supervisor": {"command": command}}}, "version": 2, "created": []})
+    tampered = _pod_yaml("tampered", f"'{status}'")
+    injected = podmedic("inject", "-f", "-", stdin=_pod_yaml("good", None)).stdout
+    done = podmedic("uninject", "-f", "-", stdin=tampered + "---\n" + injected)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr == (f"podmedic: <stdin>: document 0: Pod/tampered could not be uninjected: {KEY}: "
+                           "containers['app'].supervisor: the container's command is not podmedic's wrapper "
+                           "(/podmedic/bin/tini ...); document left unchanged\n")
+    tampered_out, good_out = done.stdout.split("---\n")
+    assert tampered_out == tampered  # byte for byte: the user's command: [/app] kept
+    assert YAML(typ="safe").load(good_out) == YAML(typ="safe").load(_pod_yaml("good", None))
+
+
 # ------------------------------------------------------------------ uninject(inject(x)) == x, exactly
 
 def _run(mode: str, text: str, extra: list[str]) -> str:

@@ -7,7 +7,8 @@ create, and the null or empty members it overwrote. Removing by name (not by rep
 working when someone edited the manifest after injection.
 
 The marker is untrusted: it is parsed and validated completely before the template is touched,
-so a malformed one raises MarkerError and leaves the template as it was.
+so a malformed one raises MarkerError and leaves the template as it was; so does a supervisor
+record for a container whose command is not podmedic's wrapper (it would delete the user's).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from webhook.engine import marker, pod_level
 from webhook.engine.config import GlobalConfig
 from webhook.engine.marker import MarkerError
 from webhook.engine.patch import tokens
+from webhook.toolbox import argv as toolbox
 
 __all__ = ["MarkerError", "template"]
 
 OUR_ENV = (pod_level.POD_NAME_ENV, pod_level.POD_UID_ENV)
 OUR_MOUNTS = (pod_level.TOOLBOX_VOLUME, pod_level.STATE_VOLUME, pod_level.LOGS_VOLUME)
+WRAPPER = toolbox.supervise_command(name="", flags=(), app=())[0]  # what a wrapped command starts with
 
 
 def _drop(items: Any, names: tuple[str, ...] | list[str]) -> None:
@@ -96,6 +99,17 @@ def _put_back(template: dict[str, Any], replaced: dict[str, Any]) -> None:
             node[last] = original
 
 
+def _check_wrapped(t: dict[str, Any], status: marker.Marker) -> None:
+    """A supervisor record is trusted only for a container that runs podmedic's wrapper: it says
+    which command to put back, so on the user's own command it would delete or replace it."""
+    for name, added in status["containers"].items():
+        c = _container(t, name) if "supervisor" in added else None
+        command = c.get("command") if c is not None else None
+        if c is not None and not (isinstance(command, list) and command[:1] == [WRAPPER]):
+            raise MarkerError(f"containers[{name!r}].supervisor: the container's command is not podmedic's "
+                              f"wrapper ({WRAPPER} ...)")
+
+
 def template(t: dict[str, Any], config: GlobalConfig) -> bool:
     """Uninject one pod template (or pod) in place; False when it carries no marker, MarkerError
     (before any change) when its marker is not one podmedic wrote."""
@@ -104,6 +118,7 @@ def template(t: dict[str, Any], config: GlobalConfig) -> bool:
     if not isinstance(annotations, dict) or config.status_key not in annotations:
         return False
     status = marker.parse(annotations[config.status_key])
+    _check_wrapped(t, status)
     for name, added in status["containers"].items():
         c = _container(t, name)
         if c is not None:
