@@ -142,7 +142,8 @@ def _local_node() -> Iterator[Cluster]:
     # and test_stop_signal.py cannot show what the wrapper does with it. Only pods that set it differ.
     gates = "--feature-gates=ContainerStopSignals=true"
     started = subprocess.run([str(KUBE_NODE / "start"), str(state)], capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "EXTRA_APISERVER_FLAGS": gates, "EXTRA_KUBELET_FLAGS": gates})
+                             env={**os.environ, **{name: f"{os.environ.get(name, '')} {gates}".strip()
+                                                   for name in ("EXTRA_APISERVER_FLAGS", "EXTRA_KUBELET_FLAGS")}})
     try:
         if started.returncode != 0:
             pytest.fail("kube-node did not start: " + (started.stdout + started.stderr)[-3000:])

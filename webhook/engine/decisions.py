@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple, get_args
 
-from webhook.engine.keys import FeatureName, Level, OtherScope, Scope
+from webhook.engine.keys import STOP_SIGNALS, FeatureName, Level, OtherScope, Scope
 
 
 class Reason(str, Enum):
@@ -61,7 +61,7 @@ class Reason(str, Enum):
     INTERACTIVE_TTY = ("interactive-tty", "an interactive session (stdin: true and tty: true) is not a service: its "
                        "Ctrl-C would reach the wrapper as a stop; not wrapped", False)
     STOP_SIGNAL_UNSUPPORTED = ("stop-signal-unsupported", "the container's lifecycle.stopSignal is none the wrapper "
-                               "can stop on (stopsignal: TERM, HUP, INT, QUIT, KILL, USR1, USR2, WINCH): the "
+                               f"can stop on (stopsignal: {', '.join(STOP_SIGNALS)}): the "
                                "kubelet's stop would reach the app as a plain signal; not wrapped", True)
     ARCH_UNSUPPORTED = ("arch-unsupported", "the pod runs only on node architectures (kubernetes.io/arch) that "
                         "podmedic's image is not built for (toolbox.architectures): its init containers and "
