@@ -459,10 +459,7 @@ def test_a_template_shared_by_two_workloads_is_patched_only_where_it_is_injected
     and d2 was written injected with namespace a's settings while `explain` said it was skipped.
     Every shared node from the document's root down is now copied where the patch goes, so the
     output is the one the same manifest without aliases gives."""
-    namespaces = tmp_path / "ns.yaml"
-    namespaces.write_text("apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: "
-                          "{name: a, annotations: {podmedic.io/inject: enabled}}}\n"
-                          "- {apiVersion: v1, kind: Namespace, metadata: {name: b}}\n")
+    namespaces = _namespaces_a_and_b(tmp_path)
     pod = "metadata: {labels: {app: x}}\n      spec:\n        containers:\n" \
           "        - {name: c, image: x, ports: [{containerPort: 80}]}\n"
     shared_template = ("apiVersion: v1\nkind: List\nitems:\n- apiVersion: apps/v1\n  kind: Deployment\n"
@@ -473,10 +470,10 @@ def test_a_template_shared_by_two_workloads_is_patched_only_where_it_is_injected
                    "  metadata: {name: d1, namespace: b}\n  spec: &s\n    template:\n      " + pod +
                    "- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: d2, namespace: a}\n  spec: *s\n")
     for text in (shared_template, shared_spec):
-        done = cli("inject", "-f", "-", "--namespaces-file", str(namespaces), stdin=text)
+        done = cli("inject", "-f", "-", "--namespaces-file", namespaces, stdin=text)
         assert done.returncode == 0, done.stderr
         expanded = json.dumps(YAML(typ="safe").load(text))  # the same manifest without aliases
-        plain = cli("inject", "-f", "-", "--namespaces-file", str(namespaces), stdin=expanded)
+        plain = cli("inject", "-f", "-", "--namespaces-file", namespaces, stdin=expanded)
         out = YAML(typ="safe").load(done.stdout)
         assert out == json.loads(plain.stdout)
         assert [bool(item["spec"]["template"].get("metadata", {}).get("annotations")) for item in out["items"]] \
@@ -501,3 +498,50 @@ def test_an_integer_too_long_to_read_is_found_where_it_is_quickly():
     done = cli("inject", "-f", "-", stdin=slow)
     assert done.returncode == 1 and "line 485: a number of 4301 digits" in done.stderr, done.stderr
     assert time.monotonic() - started < 5
+
+
+def _namespaces_a_and_b(tmp_path: Path) -> str:
+    """Namespace a opted in, b not: a shared template is injected in one and not the other."""
+    namespaces = tmp_path / "ns.yaml"
+    namespaces.write_text("apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: "
+                          "{name: a, annotations: {podmedic.io/inject: enabled}}}\n"
+                          "- {apiVersion: v1, kind: Namespace, metadata: {name: b}}\n")
+    return str(namespaces)
+
+
+_D1 = "- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: d1, namespace: a}\n"
+_D2 = "- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: d2, namespace: %s}\n"
+_SHARED_TEMPLATE = "    template: &t\n      metadata: {labels: {app: x}}\n      spec:\n"
+
+
+@pytest.mark.parametrize("text", [
+    ("apiVersion: v1\nkind: List\nitems:\n" + _D1 + "  spec:\n" + _SHARED_TEMPLATE +
+     "        containers:\n        - {name: app, image: x, command: [/app], env: &e [{name: A, value: '1'}]}\n"
+     "        - {name: side, image: y, command: [/y], env: *e}\n" + _D2 % "b" + "  spec:\n    template: *t\n"),
+    ("apiVersion: v1\nkind: List\nitems:\n" + _D1 + "  spec:\n" + _SHARED_TEMPLATE +
+     "        volumes: [{name: data, emptyDir: {}}]\n        containers:\n"
+     "        - {name: app, image: x, command: [/app], volumeMounts: &m [{name: data, mountPath: /data}]}\n"
+     "        - {name: side, image: y, command: [/y], volumeMounts: *m}\n" + _D2 % "b" + "  spec:\n    template: *t\n"),
+    ("apiVersion: v1\nkind: List\nitems:\n" + _D1 + "  spec: &s\n" + _SHARED_TEMPLATE +
+     "        containers:\n        - &c {name: app, image: x, command: [/app], env: &e [{name: A, value: '1'}]}\n"
+     "        - {name: side, image: y, command: [/y], env: *e}\n" + _D2 % "a" + "  spec: *s\n"
+     "- apiVersion: apps/v1\n  kind: StatefulSet\n  metadata: {name: s3, namespace: b}\n"
+     "  spec:\n    serviceName: s\n    template: *t\n"),
+], ids=["env-in-shared-template", "mounts-in-shared-template", "shared-spec-and-template"])
+def test_an_alias_inside_a_shared_template_is_patched_once_per_place(tmp_path, text):
+    """A template shared by `template: *t` (or a `spec: *s`) whose containers share an `env: *e`
+    or `volumeMounts: *m` inside it: the copy made of the shared template was not counted, so the
+    aliases inside the copy looked used once and got podmedic's entries once per container --
+    /var/log/podmedic, /podmedic and /podmedic-state mounted twice in each container, which the
+    API server refuses. The output is now the one the same manifest without aliases gives."""
+    namespaces = _namespaces_a_and_b(tmp_path)
+    done = cli("inject", "-f", "-", "--namespaces-file", namespaces, stdin=text)
+    assert done.returncode == 0, done.stderr
+    out = YAML(typ="safe").load(done.stdout)
+    for item in out["items"]:
+        for c in item["spec"]["template"]["spec"]["containers"]:
+            for key, name in (("env", "name"), ("volumeMounts", "mountPath")):
+                values = [entry[name] for entry in c.get(key, [])]
+                assert len(values) == len(set(values)), (item["metadata"]["name"], c["name"], values)
+    expanded = json.dumps(YAML(typ="safe").load(text))  # the same manifest without aliases
+    assert out == json.loads(cli("inject", "-f", "-", "--namespaces-file", namespaces, stdin=expanded).stdout)

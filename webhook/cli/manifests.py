@@ -335,6 +335,7 @@ def _own(uses: dict[int, int], parent: Any, key: Any) -> Any:
     if isinstance(child, (dict, list)) and uses.get(id(child), 1) > 1:
         uses[id(child)] -= 1
         parent[key] = child = copy.deepcopy(child)
+        _uses(child, uses)  # the copy's own shared nodes (its `env: &e` ... `env: *e`) are shared in it too
     return child
 
 
