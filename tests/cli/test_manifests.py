@@ -428,6 +428,14 @@ def test_a_yaml_alias_is_patched_once_per_place_it_is_used():
     assert YAML(typ="safe").load(cli("inject", "-f", "-", stdin=expanded).stdout)["spec"] == out["spec"]
 
 
+def _run_bytes(*args: str, stdin: bytes) -> bytes:
+    """The CLI on bytes in and out: text mode would hide the line endings under test."""
+    exe = [str(BIN / "podmedic")] if (BIN / "podmedic").exists() else [sys.executable, "-m", "webhook.cli"]
+    done = subprocess.run([*exe, *args], input=stdin, capture_output=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.mark.parametrize("how", ["file", "stdin"])
 def test_a_crlf_file_keeps_its_line_endings(tmp_path, how):
     """A manifest saved with CRLF line endings (Windows editors, git autocrlf): from a file the
@@ -441,13 +449,11 @@ def test_a_crlf_file_keeps_its_line_endings(tmp_path, how):
     path = tmp_path / "crlf.yaml"
     path.write_bytes((service + pod).encode())
     args = ["-f", str(path)] if how == "file" else ["-f", "-"]
-    exe = [str(BIN / "podmedic")] if (BIN / "podmedic").exists() else [sys.executable, "-m", "webhook.cli"]
     for mode in ("inject", "uninject"):
-        done = subprocess.run([*exe, mode, *args], input=path.read_bytes(), capture_output=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        out = done.stdout.decode()
+        done = _run_bytes(mode, *args, stdin=path.read_bytes())
+        out = done.decode()
         assert out.startswith(service) and out.count("\n") == out.count("\r\n"), out
-        path.write_bytes(done.stdout)
+        path.write_bytes(done)
     safe = YAML(typ="safe")
     assert list(safe.load_all(out)) == list(safe.load_all(service + pod))  # uninject(inject(x)) == x
 
@@ -545,3 +551,18 @@ def test_an_alias_inside_a_shared_template_is_patched_once_per_place(tmp_path, t
                 assert len(values) == len(set(values)), (item["metadata"]["name"], c["name"], values)
     expanded = json.dumps(YAML(typ="safe").load(text))  # the same manifest without aliases
     assert out == json.loads(cli("inject", "-f", "-", "--namespaces-file", namespaces, stdin=expanded).stdout)
+
+
+def test_a_crlf_document_with_comments_round_trips_byte_for_byte(tmp_path):
+    """Comments inside a changed CRLF document came out ending in \\r\\r\\n: ruamel keeps a CRLF
+    line's \\r in its comment tokens and every \\n was then written as \\r\\n, so
+    uninject(inject(x)) was not x. Each line ending is now written once, as the file's."""
+    text = ("apiVersion: v1\r\nkind: Pod\r\nmetadata:\r\n  name: a\r\n# full-line comment\r\nspec:\r\n"
+            "  containers:\r\n  - name: app   # trailing\r\n    image: x\r\n    command: [/app]\r\n"
+            "    args:\r\n    - |\r\n      line1\r\n      line2\r\n").encode()
+    path = tmp_path / "crlf.yaml"
+    path.write_bytes(text)
+    injected = _run_bytes("inject", "-f", str(path), stdin=b"")
+    assert b"\r\r" not in injected and injected.count(b"\n") == injected.count(b"\r\n"), injected
+    path.write_bytes(injected)
+    assert _run_bytes("uninject", "-f", str(path), stdin=b"") == text

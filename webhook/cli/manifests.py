@@ -381,11 +381,12 @@ def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
 
 
 def _render(chunk: Chunk, as_json: bool) -> str:
-    """A changed document in the line endings it was read with (CRLF stays CRLF)."""
+    """A changed document in the line endings it was read with (CRLF stays CRLF). ruamel keeps a
+    CRLF line's \r in its comments: each line ending is made \n first, then the file's, once."""
     if not chunk.changed:
         return chunk.text
     newline = "\r\n" if "\r\n" in chunk.text else "\n"
-    return _dump(chunk, as_json).replace("\n", newline)
+    return _dump(chunk, as_json).replace("\r\n", "\n").replace("\n", newline)
 
 
 def _dump(chunk: Chunk, as_json: bool) -> str:
