@@ -566,3 +566,20 @@ def test_a_crlf_document_with_comments_round_trips_byte_for_byte(tmp_path):
     assert b"\r\r" not in injected and injected.count(b"\n") == injected.count(b"\r\n"), injected
     path.write_bytes(injected)
     assert _run_bytes("uninject", "-f", str(path), stdin=b"") == text
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_file_with_cr_line_endings_is_read(tmp_path, how):
+    """Classic Mac line endings (\\r only) were read as universal newlines until CRLF files kept
+    theirs; then a two-document CR file was one line to ruamel and refused ("but found another
+    document"). A text with \\r but no \\r\\n is read as \\n lines again, and written with them."""
+    pod = ("apiVersion: v1\rkind: Pod\rmetadata:\r  name: %s  # comment\rspec:\r  containers:\r"
+           "  - name: app\r    image: x\r    command: [/app]\r    ports: [{containerPort: 80}]\r")
+    path = tmp_path / "cr.yaml"
+    path.write_bytes((pod % "a" + "---\r" + pod % "b").encode())
+    args = ["-f", str(path)] if how == "file" else ["-f", "-"]
+    out = _run_bytes("inject", *args, stdin=path.read_bytes()).decode()
+    assert "\r" not in out and "  name: a  # comment\n" in out
+    docs = list(YAML(typ="safe").load_all(out))
+    assert [d["metadata"]["name"] for d in docs] == ["a", "b"]
+    assert all(d["metadata"]["annotations"]["podmedic.io/status"] for d in docs)

@@ -202,7 +202,7 @@ def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, 
         if path == "-":
             if stdin is None:  # started with fd 0 closed (`<&-`)
                 raise InputError("<stdin>: cannot read: standard input is closed")
-            yield "<stdin>", stdin.read()
+            yield "<stdin>", _cr_as_lf(stdin.read())
             continue
         for f in _files(Path(path)):
             try:
@@ -210,7 +210,13 @@ def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, 
                     text = file.read()
             except (OSError, UnicodeDecodeError) as exc:
                 raise InputError(f"{f}: cannot read: {exc}") from None
-            yield str(f), text
+            yield str(f), _cr_as_lf(text)
+
+
+def _cr_as_lf(text: str) -> str:
+    """Classic Mac line endings (\r alone) as \n, as universal newlines read them: the document
+    separators are found by line, and a CR file was one line to them. CRLF is kept (_render)."""
+    return text.replace("\r", "\n") if "\r" in text and "\r\n" not in text else text
 
 
 # ------------------------------------------------------------------ workloads
