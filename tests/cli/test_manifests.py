@@ -583,3 +583,17 @@ def test_a_file_with_cr_line_endings_is_read(tmp_path, how):
     docs = list(YAML(typ="safe").load_all(out))
     assert [d["metadata"]["name"] for d in docs] == ["a", "b"]
     assert all(d["metadata"]["annotations"]["podmedic.io/status"] for d in docs)
+
+
+def test_a_changed_document_with_mixed_line_endings_keeps_its_most_common_one():
+    """One CRLF line in a document (a line pasted from a Windows editor) turned the whole changed
+    document into CRLF. A changed document is now written with the line ending most of its lines
+    have, either way."""
+    lines = ["apiVersion: v1", "kind: Pod", "metadata:", "  name: a  # comment", "spec:", "  containers:",
+             "  - name: app", "    image: x", "    command: [/app]", "    ports: [{containerPort: 80}]"]
+    mostly_lf = "".join(line + ("\r\n" if i < 3 else "\n") for i, line in enumerate(lines)).encode()
+    out = _run_bytes("inject", "-f", "-", stdin=mostly_lf)
+    assert b"\r" not in out and b"  name: a  # comment\n" in out, out
+    mostly_crlf = "".join(line + ("\n" if i == 3 else "\r\n") for i, line in enumerate(lines)).encode()
+    out = _run_bytes("inject", "-f", "-", stdin=mostly_crlf)
+    assert out.count(b"\n") == out.count(b"\r\n") and b"\r\r" not in out, out

@@ -387,11 +387,13 @@ def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
 
 
 def _render(chunk: Chunk, as_json: bool) -> str:
-    """A changed document in the line endings it was read with (CRLF stays CRLF). ruamel keeps a
-    CRLF line's \r in its comments: each line ending is made \n first, then the file's, once."""
+    """A changed document in the line ending most of its lines were read with (CRLF stays CRLF;
+    one CRLF line pasted among LF ones does not turn the document to CRLF). ruamel keeps a CRLF
+    line's \r in its comments: each line ending is made \n first, then the document's, once."""
     if not chunk.changed:
         return chunk.text
-    newline = "\r\n" if "\r\n" in chunk.text else "\n"
+    crlf = chunk.text.count("\r\n")
+    newline = "\r\n" if crlf > chunk.text.count("\n") - crlf else "\n"
     return _dump(chunk, as_json).replace("\r\n", "\n").replace("\n", newline)
 
 
