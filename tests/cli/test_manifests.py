@@ -369,17 +369,19 @@ def test_an_integer_beyond_64_bits_is_read_as_the_webhook_reads_it():
     assert next(r for r in rows if r["feature"] == "probes")["reason"] == "no-probe-port"  # a float port: none
 
 
-@pytest.mark.parametrize("value", [".inf", ".nan"])
+@pytest.mark.parametrize("value", [".inf", ".nan", "1e400"])
 def test_a_number_json_cannot_hold_fails_its_document_only(value):
     """Reading the pod as the webhook does, `.inf` (which JSON cannot hold: kubectl refuses such a
     manifest) is no longer passed on as a float and the document silently injected. Its message
-    said "quote it", which gives a string where a number belongs: it says to use a number now."""
+    said "quote it", which gives a string where a number belongs: it says to use a number now.
+    `1e400` is read as infinity too, and was told about ".inf or .nan", which it did not write:
+    the message now names numbers beyond JSON's range as well."""
     bad = f"apiVersion: v1\nkind: Pod\nmetadata: {{name: bad}}\nspec:\n  containers: [{{name: c, image: x, " \
           f"resources: {{limits: {{cpu: {value}}}}}}}]\n"
     done = cli("inject", "-f", "-", stdin=bad + GOOD_POD)
     assert done.returncode == 2 and done.stderr == (
-        "podmedic: <stdin>: document 0: Pod/bad could not be injected: .inf or .nan is a number JSON "
-        "cannot hold: replace it with a finite number\n")  # was "quote it": a string is no number either
+        "podmedic: <stdin>: document 0: Pod/bad could not be injected: a number JSON cannot hold (.inf, .nan, "
+        "or beyond its range such as 1e400): replace it with a finite number\n")  # was "quote it": a string is no number either
     assert done.stdout.startswith(bad) and done.stdout.count("podmedic.io/status") == 1
 
 

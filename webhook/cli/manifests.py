@@ -308,9 +308,12 @@ def inject_template(run: Run, w: Workload) -> tuple[list[dict[str, Any]], list[D
 
 def _not_json(exc: TypeError | ValueError) -> str:
     """What to do about a value JSON cannot hold: a date or a tagged value is text once quoted,
-    but a quoted `.inf` is a string where a number belongs, no better."""
+    but a quoted `.inf` is a string where a number belongs, no better. YAML reads a number beyond
+    a float's range (`1e400`) as infinity: the message names that too, so it is true of what the
+    user wrote."""
     if "Out of range float" in str(exc):  # json.dumps(allow_nan=False)
-        return ".inf or .nan is a number JSON cannot hold: replace it with a finite number"
+        return ("a number JSON cannot hold (.inf, .nan, or beyond its range such as 1e400): "
+                "replace it with a finite number")
     return f"a value JSON cannot hold, quote it: {exc}"
 
 
