@@ -60,6 +60,8 @@ class Reason(str, Enum):
     ENTRYPOINT_UNKNOWN = ("entrypoint-unknown", "image entrypoint unknown; set command or {prefix}entrypoint", True)
     INTERACTIVE_TTY = ("interactive-tty", "an interactive session (stdin: true and tty: true) is not a service: its "
                        "Ctrl-C would reach the wrapper as a stop; not wrapped", False)
+    PID1_REQUIRED = ("pid1-required", "the command is an init that runs only as PID 1 (busybox init, systemd, "
+                     "s6-overlay's /init, runit): wrapped, it would not be PID 1 and would exit; not wrapped", True)
     STOP_SIGNAL_UNSUPPORTED = ("stop-signal-unsupported", "the container's lifecycle.stopSignal is none the wrapper "
                                f"can stop on (stopsignal: {', '.join(STOP_SIGNALS)}): the "
                                "kubelet's stop would reach the app as a plain signal; not wrapped", True)

@@ -5,7 +5,8 @@ The webhook cannot see an image's ENTRYPOINT. A container that sets `command` is
 without `command` is wrapped only when `<prefix>entrypoint` says what the image runs; "args
 without command" and "neither" both count as unknown, because the wrapper must replace
 exactly what the runtime would have started. An interactive container (stdin and tty: `kubectl run
--it`) is not wrapped: a session is not a service, and its Ctrl-C would reach the wrapper.
+-it`) is not wrapped: a session is not a service, and its Ctrl-C would reach the wrapper. Nor is
+an init that runs only as PID 1 (pid1_init): under the wrapper it is not, and it exits.
 
 Where the container has a log directory and forensics is on, the wrapper also has the collector
 write a bundle there on every unexpected exit of the app (the preStop hook never runs after a
@@ -55,6 +56,16 @@ _AUTHOR = (Level.POD, Level.CONTAINER)
 # At most a day, the longest stopwaitsecs an annotation may set: the wrapper multiplies it by 100
 # in 64-bit shell arithmetic, and a grace period near 2**63 (valid) wrapped to an immediate kill.
 KUBELET_MIN_GRACE, LONGEST_WAIT = 2, 86400
+# Inits that exit unless they are PID 1 (see pid1_init), each as its source or documentation says:
+# busybox init "must be run as PID 1" (init/init.c), runit "must be run as process no 1" (runit.c),
+# systemd "Explicit --user argument required to run as user manager" (src/core/main.c), s6-overlay
+# v3's /init "s6-overlay-suexec: fatal: can only run as pid 1". /sbin/init and friends are busybox's,
+# sysvinit's or systemd's. Podman detects systemd the same way (--systemd=true: /sbin/init,
+# /usr/sbin/init, /usr/local/sbin/init, or any path whose base name is systemd).
+_INIT_PATHS = frozenset({"init", "/sbin/init", "/usr/sbin/init", "/bin/init", "/usr/local/sbin/init", "/init"})
+_INIT_NAMES = frozenset({"systemd", "runit"})
+# The base names of all of them: the only commands pid1_init() needs to look at.
+_INIT_BASES = frozenset({*(path.rpartition("/")[2] for path in _INIT_PATHS), *_INIT_NAMES, "busybox"})
 # per_pod()'s name for the wrapper, by (exit bundles?, run to completion?)
 _WRAPPER = {(False, False): "supervisor-wrapper", (True, False): "supervisor-wrapper+bundles",
             (False, True): "supervisor-wrapper+run-once", (True, True): "supervisor-wrapper+bundles+run-once"}
@@ -80,6 +91,10 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     entrypoint = original or ctx.settings.value("entrypoint", name)
     if not entrypoint:
         return Decision(FEATURE, name, Reason.ENTRYPOINT_UNKNOWN, level=level)
+    if entrypoint[0].rpartition("/")[2] in _INIT_BASES:  # the common path: one look-up, no call
+        init = pid1_init(entrypoint, target.spec.get("args"))
+        if init:
+            return Decision(FEATURE, name, Reason.PID1_REQUIRED, init, level)
     stop = own_stop_signal(ctx, target)
     if stop and stop not in STOP_SIGNALS:
         return Decision(FEATURE, name, Reason.STOP_SIGNAL_UNSUPPORTED, f"SIG{stop}", level)
@@ -105,6 +120,33 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         return Decision(FEATURE, name, INJECTED,
                         f"wrapping {source}; run-to-completion (restartPolicy {policy}): {note}", level)
     return Decision(FEATURE, name, INJECTED, f"wrapping {source}; {note}", level)
+
+
+def pid1_init(command: list[str], args: object) -> str | None:
+    """The init the container runs, where it is one that refuses to run unless it is PID 1 (so
+    the wrapper, whose tini is PID 1 instead, would break a pod that runs without podmedic), else None.
+    `command` is what the runtime starts (the container's command or its entrypoint setting),
+    `args` the container's args, which the runtime appends to it.
+
+    The rule is on the first word, as the pod writes it (no PATH search, no symlinks: the webhook
+    sees no image). A name that only an init has matches by its base name (`systemd`, `runit`,
+    `busybox` with its `init` applet, also as the first of args): any path to it is that init.
+    `init` itself matches only as the paths where an init lives, or bare (a PATH search finds the
+    system's): an app may ship its own `/app/init` or `./init`, a script that runs fine wrapped,
+    and its container would lose the supervisor for nothing. Likewise `/init` only at the root,
+    where s6-overlay v3 puts it. (A wrong match costs a container its wrapper, with a warning; a
+    missed init costs the pod: so the list takes every system path of an init.) An init started through a shell (`sh -c "exec /sbin/init"`)
+    is not seen: the wrapper cannot tell what a script runs."""
+    first = command[0]
+    if first in _INIT_PATHS:
+        return first
+    base = first.rpartition("/")[2]
+    if base in _INIT_NAMES:
+        return first
+    if base == "busybox":
+        applet = command[1] if len(command) > 1 else args[0] if isinstance(args, list) and args else None
+        return f"{first} init" if applet == "init" else None
+    return None
 
 
 def _grace_wait(ctx: PodContext) -> int:
