@@ -99,6 +99,20 @@ class Cluster:
     def exec(self, namespace: str, pod: str, container: str, *argv: str) -> subprocess.CompletedProcess[str]:
         return self.kubectl("-n", namespace, "exec", pod, "-c", container, "--", *argv, check=False, timeout=60)
 
+    def wrapped_app_started(self, namespace: str, pod: str) -> tuple[str, str]:
+        """Wait until `pod` runs, its container `app` wrapped, and the app has printed "started";
+        (its node, its `app.log` under the log root) for node_file once the pod is gone."""
+        def running() -> dict[str, Any] | None:
+            got = self.get("pod", pod, namespace)
+            return got if got.get("status", {}).get("phase") == "Running" else None
+
+        got = wait_for("the pod to run", running, timeout=90)
+        assert got["spec"]["containers"][0]["command"][0] == "/podmedic/bin/tini"  # it does run wrapped
+        meta = got["metadata"]
+        wait_for("the app to start",
+                 lambda: "started" in self.kubectl("-n", namespace, "logs", pod, check=False).stdout)
+        return got["spec"]["nodeName"], f"{meta['namespace']}_{meta['name']}_{meta['uid']}/app/app.log"
+
     def node_file(self, node: str, path: str) -> str | None:
         """A file on a node's disk under the log root, read through a reader pod on that node
         (which works the same on this machine's node and on a remote cluster's)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.node.conftest import BUSYBOX, Cluster, wait_for
+from tests.node.conftest import BUSYBOX, Cluster
 
 pytestmark = pytest.mark.node
 
@@ -24,16 +24,6 @@ def test_an_app_that_drains_for_15_s_of_a_40_s_grace_period_finishes(deployed: C
                     "spec": {"terminationGracePeriodSeconds": 40, "containers": [
                         {"name": "app", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
                          "command": ["sh", "-c", script]}]}})
-
-    def running() -> dict | None:
-        pod = deployed.get("pod", "drainer", ns)
-        return pod if pod.get("status", {}).get("phase") == "Running" else None
-
-    pod = wait_for("the pod to run", running, timeout=90)
-    assert pod["spec"]["containers"][0]["command"][0] == "/podmedic/bin/tini"  # it does run wrapped
-    meta = pod["metadata"]
-    log = f"{meta['namespace']}_{meta['name']}_{meta['uid']}/app/app.log"
-    node = pod["spec"]["nodeName"]
-    wait_for("the app to start", lambda: "started" in deployed.kubectl("-n", ns, "logs", "drainer", check=False).stdout)
+    node, log = deployed.wrapped_app_started(ns, "drainer")
     deployed.kubectl("-n", ns, "delete", "pod", "drainer", "--wait=true", timeout=90)
     assert (deployed.node_file(node, log) or "").splitlines() == ["started", "drained"]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.node.conftest import BUSYBOX, Cluster, wait_for
+from tests.node.conftest import BUSYBOX, Cluster
 
 pytestmark = pytest.mark.node
 
@@ -31,16 +31,7 @@ def test_an_app_stopped_by_its_own_stop_signal_is_not_started_again(deployed: Cl
     if "stopSignal" not in pod["spec"]["containers"][0].get("lifecycle", {}):
         pytest.skip("the API server dropped lifecycle.stopSignal: its ContainerStopSignals feature gate is off")
 
-    def running() -> dict | None:
-        pod = deployed.get("pod", "stopper", ns)
-        return pod if pod.get("status", {}).get("phase") == "Running" else None
-
-    pod = wait_for("the pod to run", running, timeout=90)
-    assert pod["spec"]["containers"][0]["command"][0] == "/podmedic/bin/tini"  # it does run wrapped
-    meta = pod["metadata"]
-    log = f"{meta['namespace']}_{meta['name']}_{meta['uid']}/app/app.log"
-    node = pod["spec"]["nodeName"]
-    wait_for("the app to start", lambda: "started" in deployed.kubectl("-n", ns, "logs", "stopper", check=False).stdout)
+    node, log = deployed.wrapped_app_started(ns, "stopper")
     began = time.monotonic()
     deployed.kubectl("-n", ns, "delete", "pod", "stopper", "--wait=true", timeout=90)
     took = time.monotonic() - began
