@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -126,3 +127,37 @@ def test_a_pod_whose_directory_name_cannot_exist_is_let_through_without_the_log_
         assert "File name too long" in done.stdout  # what the kubelet would meet too
         assert reasons(outcome, "app")["logs"] == "log-dir-name-too-long"
         assert logs_volume(mutated) is None
+
+
+@pytest.fixture
+def unwritable_root(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A log root on a tmpfs that is read-only or full, as a CephFS out of space or mounted
+    read-only: (param) "read-only" or "full"."""
+    root = tmp_path / "root"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=8", "tmpfs", str(root)], check=True)
+    try:
+        if request.param == "read-only":
+            subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
+        else:
+            with contextlib.suppress(OSError):
+                for i in range(100):  # every inode taken (a directory needs one, not a block)
+                    (root / f"fill{i}").write_bytes(b"x")
+        yield root
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a tmpfs")
+@pytest.mark.parametrize("unwritable_root,error", [("read-only", "Read-only file system"),
+                                                   ("full", "No space left on device")],
+                         indirect=["unwritable_root"])
+def test_an_unwritable_root_is_said_to_stop_the_pod_until_it_is_writable(unwritable_root, error):
+    """The preparer exits 0 as always, but must not promise that the kubelet creates the
+    directories: on a full or read-only root its subPath mkdir fails too, and the app's container
+    waits (CreateContainerConfigError) until the root is writable (seen on the real node,
+    docs/operations.md "Log roots")."""
+    code, printed = logdir_as(0, unwritable_root, "demo_web-1_uid-1", "app")
+    assert code == 0 and f"cannot prepare {unwritable_root}/demo_web-1_uid-1: {error}" in printed, printed
+    assert "the kubelet creates the directories instead" not in printed
+    assert "until the log root is writable" in printed

@@ -5,6 +5,7 @@ podmedic's init containers run (webhook.toolbox does the work).
 from __future__ import annotations
 
 import argparse
+import errno
 import subprocess
 from typing import Any
 
@@ -46,6 +47,16 @@ def _register_logdir(sub: Any) -> None:
     p.set_defaults(func=_logdir)
 
 
+# What follows a failed preparation. Where only this UID may not write (a claim root that is not
+# 1777), the kubelet creates the directories itself when it mounts them, root-owned. Where nobody
+# may (a full or read-only root: seen on the real node), its subPath mkdir fails as well and the
+# app's containers wait until the root is writable again; exiting 0 here still lets them start then.
+_KUBELET_CREATES = "the kubelet creates the directories instead, root-owned (the log root's mode: 1777 lets any UID write)"
+_UNWRITABLE = ("the kubelet cannot create them either: the pod's containers wait (CreateContainerConfigError, "
+               "\"failed to create subPath directory\") until the log root is writable again")
+_NOBODY_WRITES = frozenset((errno.ENOSPC, errno.EROFS, errno.EDQUOT))
+
+
 def _logdir(args: argparse.Namespace) -> int:
     for name in [args.pod_dir, *args.containers]:
         if "/" in name or name in ("", ".", ".."):
@@ -53,9 +64,9 @@ def _logdir(args: argparse.Namespace) -> int:
             return 1
     try:
         made = prepare(args.root, args.pod_dir, args.containers)
-    except OSError as exc:  # never break the pod: it starts, its logs may not be writable by a non-root app
-        print(f"podmedic logdir: cannot prepare {args.root}/{args.pod_dir}: {exc.strerror or exc}; the kubelet "
-              "creates the directories instead, root-owned (the log root's mode: 1777 lets any UID write)")
+    except OSError as exc:  # never fail the pod here: what the kubelet can still do is said
+        print(f"podmedic logdir: cannot prepare {args.root}/{args.pod_dir}: {exc.strerror or exc}; "
+              + (_UNWRITABLE if exc.errno in _NOBODY_WRITES else _KUBELET_CREATES))
         return 0
     for path in made:
         print(f"podmedic logdir: {path} ready")
