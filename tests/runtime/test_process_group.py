@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import shutil
 import signal
 import subprocess
 import termios
@@ -104,3 +105,55 @@ def test_on_a_terminal_the_app_is_the_foreground_group(tb):
         assert [h["state"] for h in tb.state()["history"]][-2:] == ["STOPPING", "STOPPED"]
     finally:
         os.close(controller)
+
+
+def crashing_app(tb, ran_for: str) -> tuple[str, Path, Path]:
+    """An app that starts a background child (a worker holding the port its restarted parent must
+    bind) and exits 1 after `ran_for` seconds; it writes its runs and its children's pids. The
+    child is the system's sleep: the collector does not list the toolbox's own processes."""
+    runs, kids = tb.work / "runs", tb.work / "kids"
+    app = tb.program("app.sh", f"{shutil.which('sleep')} 600 &\necho $! >> {kids}\necho run >> {runs}\nsleep {ran_for}\nexit 1")
+    return app, runs, kids
+
+
+def test_a_restart_after_running_ends_the_dead_apps_children(tb):
+    """Without podmedic a crash restarts the container and the kernel kills everything in it; under
+    the wrapper the dead app's background children ran on beside every restarted app. Its exit
+    bundle (written before the kill) still lists them, as left behind."""
+    logs = tb.work / "logs"
+    logs.mkdir()
+    logs.chmod(0o1777)
+    app, runs, kids = crashing_app(tb, "1.3")
+    for backoff in ("0", "1"):  # a restart at once, and one after the back-off
+        proc = tb.supervise(app, {**RESTARTS, "restart-backoff-max": backoff}, exit_bundles=(str(logs), 5))
+        wait_for(lambda: len(lines(runs)) >= 3, timeout=25)
+        first, second = (int(k) for k in lines(kids)[:2])
+        wait_for(lambda: not alive(first) and not alive(second), timeout=3)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+        runs.unlink()
+        kids.unlink()
+    left = [(b / "left_behind.txt").read_text() for b in sorted((logs / "forensics").glob("*-app-exit-*"))]
+    assert left and all("sleep 600" in text for text in left), left
+
+
+def test_a_restart_after_an_early_exit_ends_the_dead_apps_children(tb):
+    """STARTING -> BACKOFF -> STARTING: the same, for an app that exits before startsecs."""
+    app, runs, kids = crashing_app(tb, "0.2")
+    proc = tb.supervise(app, {**RESTARTS, "startsecs": "5", "startretries": "3"})
+    wait_for(lambda: len(lines(runs)) >= 2, timeout=20)
+    first = int(lines(kids)[0])
+    wait_for(lambda: not alive(first), timeout=3)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(20)
+
+
+def test_a_held_container_keeps_the_dead_apps_children_for_inspection(tb):
+    """FATAL with on-fatal=hold: no restart, so nothing is killed; the operator who execs in sees
+    what the app left."""
+    app, runs, kids = crashing_app(tb, "0.2")
+    proc = tb.supervise(app, {**RESTARTS, "startsecs": "5", "startretries": "0"})
+    wait_for(lambda: (tb.work / "state" / "app.json").exists() and tb.state()["held_since"] is not None, timeout=20)
+    assert alive(int(lines(kids)[0]))
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(20)
