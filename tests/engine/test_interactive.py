@@ -1,7 +1,9 @@
 """Interactive containers (`stdin: true` and `tty: true`, what `kubectl run -it` makes) are not
-wrapped by the supervisor: tini gives the wrapper's process group the terminal, so Ctrl-C in the
-session reached the wrapper, which stops the container on SIGINT (shown on a real node in
-tests/node/test_tty.py). A session is not a service; the other features still apply."""
+wrapped by the supervisor: a session is not a service. The wrapper would restart a shell whose
+`exit` carries a failed command's status (code 1: unexpected) instead of ending the session, and
+its log lines would land in the user's terminal. (Ctrl-C no longer stopped the container once the
+app got a foreground process group of its own, b685f90; tests/node/test_tty.py shows the session
+unwrapped on a real node.) The other features still apply."""
 
 from __future__ import annotations
 

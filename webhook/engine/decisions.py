@@ -58,8 +58,9 @@ class Reason(str, Enum):
     NO_PROBE_PORT = ("no-probe-port", "no TCP containerPort and no probe-port annotation", True)
     NAMED_PORT_NOT_FOUND = ("named-port-not-found", "probe-port names a port the container does not declare", True)
     ENTRYPOINT_UNKNOWN = ("entrypoint-unknown", "image entrypoint unknown; set command or {prefix}entrypoint", True)
-    INTERACTIVE_TTY = ("interactive-tty", "an interactive session (stdin: true and tty: true) is not a service: its "
-                       "Ctrl-C would reach the wrapper as a stop; not wrapped", False)
+    INTERACTIVE_TTY = ("interactive-tty", "an interactive session (stdin: true and tty: true) is not a service: the "
+                       "wrapper would restart a shell whose exit carries a failed command's status, and log into "
+                       "the terminal; not wrapped", False)
     PID1_REQUIRED = ("pid1-required", "the command is an init that runs only as PID 1 (busybox init, systemd, "
                      "s6-overlay's /init, runit): wrapped, it would not be PID 1 and would exit; not wrapped", True)
     STOP_SIGNAL_UNSUPPORTED = ("stop-signal-unsupported", "the container's lifecycle.stopSignal is none the wrapper "

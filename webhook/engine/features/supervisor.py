@@ -5,7 +5,8 @@ The webhook cannot see an image's ENTRYPOINT. A container that sets `command` is
 without `command` is wrapped only when `<prefix>entrypoint` says what the image runs; "args
 without command" and "neither" both count as unknown, because the wrapper must replace
 exactly what the runtime would have started. An interactive container (stdin and tty: `kubectl run
--it`) is not wrapped: a session is not a service, and its Ctrl-C would reach the wrapper. Nor is
+-it`) is not wrapped: a session is not a service (the wrapper would restart a shell that ends with a
+failed command's status, and log into its terminal). Nor is
 an init that runs only as PID 1 (pid1_init): under the wrapper it is not, and it exits.
 
 Where the container has a log directory and forensics is on, the wrapper also has the collector
@@ -80,8 +81,9 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     name = target.name
     level = ctx.settings.get(FEATURE, name).level
     if target.spec.get("tty") and target.spec.get("stdin"):
-        # tini makes the wrapper's process group the terminal's foreground group: Ctrl-C, meant
-        # for the command typed, would be SIGINT to the wrapper too, which stops the container
+        # a session, not a service: `exit` after a failed command is exit code 1, which the
+        # wrapper restarts (a new shell, not the end of the session), and the wrapper's log
+        # lines land in the user's terminal. (Ctrl-C reaches the app's group alone: sigreset)
         return Decision(FEATURE, name, Reason.INTERACTIVE_TTY, level=level)
     skip = pod_level.toolbox_unavailable(ctx, target, FEATURE)
     if skip:
