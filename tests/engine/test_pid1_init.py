@@ -55,6 +55,8 @@ def test_the_entrypoint_setting_names_the_init_of_a_container_without_command():
     (["busybox"], ["sh"]),
     (["/usr/bin/systemd-tmpfiles"], None),
     (["sh", "-c", "exec /sbin/init"], None),  # what a script runs is not seen
+    (["/usr/lib/systemd/systemd", "--user"], None),  # the per-user manager runs fine as any pid
+    (["systemd"], ["--log-level=info", "--user"]),    # --user among the args the runtime appends
 ], ids=lambda value: str(value))
 def test_other_commands_are_wrapped(command, args):
     mutated, outcome = run(pods.pod(container(command=command, args=args, ports=[{"containerPort": 1}])))

@@ -132,7 +132,8 @@ def pid1_init(command: list[str], args: object) -> str | None:
 
     The rule is on the first word, as the pod writes it (no PATH search, no symlinks: the webhook
     sees no image). A name that only an init has matches by its base name (`systemd`, `runit`,
-    `busybox` with its `init` applet, also as the first of args): any path to it is that init.
+    `busybox` with its `init` applet, also as the first of args): any path to it is that init,
+    except `systemd --user` (the flag anywhere in command or args), the per-user manager.
     `init` itself matches only as the paths where an init lives, or bare (a PATH search finds the
     system's): an app may ship its own `/app/init` or `./init`, a script that runs fine wrapped,
     and its container would lose the supervisor for nothing. Likewise `/init` only at the root,
@@ -143,6 +144,8 @@ def pid1_init(command: list[str], args: object) -> str | None:
     if first in _INIT_PATHS:
         return first
     base = first.rpartition("/")[2]
+    if base == "systemd" and "--user" in [*command[1:], *(args if isinstance(args, list) else ())]:
+        return None  # the per-user manager, which runs as any pid (its refusal names this flag)
     if base in _INIT_NAMES:
         return first
     if base == "busybox":
