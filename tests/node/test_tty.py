@@ -5,7 +5,10 @@ terminal drives them: with podmedic and the supervisor on they must behave as wi
 Under the wrapper they did not: tini makes its child's process group the terminal's foreground
 group, so Ctrl-C sent SIGINT to the wrapper too, which stops the container on SIGINT. An
 interactive shell escaped this (its job control takes a process group of its own), but an app
-that handles Ctrl-C itself (a REPL, psql, redis-cli) lost its whole session to one Ctrl-C."""
+that handles Ctrl-C itself (a REPL, psql, redis-cli) lost its whole session to one Ctrl-C.
+(Since b685f90 the app's own group has the terminal, so Ctrl-C would reach only the app; such a
+container stays unwrapped for the reasons `interactive-tty` gives, and this test shows it behaves
+as without podmedic.)"""
 
 from __future__ import annotations
 
