@@ -69,12 +69,7 @@ def test_kill_minus_pid_at_exit_ends_the_apps_background_children(tb):
     runs, kids = tb.work / "runs", tb.work / "kids"
     app = tb.program("app.sh", f"trap 'kill -- -$$' EXIT\nsleep 600 &\necho $! >> {kids}\necho run >> {runs}\n"
                                "sleep 1.3\nexit 1")
-    proc = tb.supervise(app, RESTARTS)
-    wait_for(lambda: len(lines(runs)) >= 2, timeout=20)
-    first_kid = int(lines(kids)[0])
-    wait_for(lambda: not alive(first_kid), timeout=3)
-    os.kill(proc.pid, signal.SIGTERM)
-    proc.wait(20)
+    first_child_gone_after_a_restart(tb.supervise(app, RESTARTS), runs, kids)
 
 
 def test_on_a_terminal_the_app_is_the_foreground_group(tb):
@@ -105,6 +100,15 @@ def test_on_a_terminal_the_app_is_the_foreground_group(tb):
         assert [h["state"] for h in tb.state()["history"]][-2:] == ["STOPPING", "STOPPED"]
     finally:
         os.close(controller)
+
+
+def first_child_gone_after_a_restart(proc: subprocess.Popen[str], runs: Path, kids: Path) -> None:
+    """Once the app ran twice, the child its first run started is gone; then stop the wrapper."""
+    wait_for(lambda: len(lines(runs)) >= 2, timeout=20)
+    first = int(lines(kids)[0])
+    wait_for(lambda: not alive(first), timeout=3)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(20)
 
 
 def crashing_app(tb, ran_for: str) -> tuple[str, Path, Path]:
@@ -140,12 +144,7 @@ def test_a_restart_after_running_ends_the_dead_apps_children(tb):
 def test_a_restart_after_an_early_exit_ends_the_dead_apps_children(tb):
     """STARTING -> BACKOFF -> STARTING: the same, for an app that exits before startsecs."""
     app, runs, kids = crashing_app(tb, "0.2")
-    proc = tb.supervise(app, {**RESTARTS, "startsecs": "5", "startretries": "3"})
-    wait_for(lambda: len(lines(runs)) >= 2, timeout=20)
-    first = int(lines(kids)[0])
-    wait_for(lambda: not alive(first), timeout=3)
-    os.kill(proc.pid, signal.SIGTERM)
-    proc.wait(20)
+    first_child_gone_after_a_restart(tb.supervise(app, {**RESTARTS, "startsecs": "5", "startretries": "3"}), runs, kids)
 
 
 def test_a_held_container_keeps_the_dead_apps_children_for_inspection(tb):
