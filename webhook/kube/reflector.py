@@ -121,9 +121,9 @@ class Reflector:
     def _relist(self) -> str:
         response = self._list(_preload_content=False, _request_timeout=self._request_timeout, **self._selector)
         body = json.loads(response.data)
-        self._handler.replace(body["items"])
-        if self.synced:
+        if self.synced:  # counted before the view changes: whoever sees the new view sees the count
             self.relists += 1
+        self._handler.replace(body["items"])
         # The failure count (the backoff) is not reset here but once a watch works: when LIST is
         # allowed and WATCH is not (RBAC missing `watch`), every round lists fine and then fails,
         # and resetting here relisted several times a second, for ever, warning each time.
