@@ -5,15 +5,24 @@ and heading."""
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from pathlib import Path
+from types import MappingProxyType
+from typing import get_args
 
 import pytest
 
 from tests.conftest import ROOT
+from webhook.admission.audit_record import Outcome
+from webhook.admission.handle import Answer, handle
 from webhook.cli.config import load
 from webhook.engine.decisions import Reason
 from webhook.engine.keys import KEYS, OUTPUT_KEYS
+from webhook.engine.namespace import Namespace
+from webhook.kube.namespaces import StaticSource
+from webhook.server import audit
 
 README_PATH = ROOT / "README.md"
 README = README_PATH.read_text()
@@ -172,3 +181,36 @@ def test_the_reason_table_says_what_the_code_says():
     expected = [(r.code, "yes" if r.warn else "no", r.text.replace("{prefix}", "podmedic.io/").replace("|", "\\|"))
                 for r in Reason]
     assert rows == expected
+
+
+def audit_bullet() -> str:
+    """The "Audit line." bullet of docs/observability.md, up to the next bullet."""
+    return REASONS_DOC.read_text().split("- **Audit line.**", 1)[1].split("\n- **", 1)[0]
+
+
+def emitted(answer: Answer) -> dict[str, object]:
+    """The audit line the server writes for `answer`, as a log pipeline reads it."""
+    out = io.StringIO()
+    assert answer.audit is not None
+    audit.emit(answer.audit, out)
+    return json.loads(out.getvalue())
+
+
+def test_the_audit_line_is_the_documented_one():
+    """The audit line's fields and its `outcome` values (also podmedic_reviews_total's label) are
+    the ones docs/observability.md lists: log pipelines and alerts are written from that list, so
+    a field or an outcome the code adds is a change to the list too."""
+    bullet = audit_bullet()
+    listed = re.search(r"`outcome` \(([^)]*)\)", bullet)
+    assert listed, "docs/observability.md: the audit bullet lists no outcomes"
+    outcomes = re.findall(r"`([a-z-]+)`", listed.group(1))
+    assert sorted(outcomes) == sorted(get_args(Outcome))
+    config = load(None)
+    body = (ROOT / "examples" / "review.json").read_bytes()
+    demo = StaticSource([Namespace("demo", MappingProxyType({"podmedic.io/inject": "enabled"}), MappingProxyType({}))])
+    lines = [emitted(handle(body, "application/json", demo.get, config)),
+             emitted(handle(body, "application/json", demo.get, config, late=True)),
+             emitted(handle(b"{}", "application/json", demo.get, config))]
+    assert [line["outcome"] for line in lines] == ["patched", "deadline-exceeded", "bad-request"]
+    fields = set(re.findall(r"`([A-Za-z_]+)`", bullet)) - set(outcomes)
+    assert set().union(*lines) == fields

@@ -4,10 +4,14 @@ auditAnnotation value, both renderings of the same decisions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from webhook.admission.wire import AdmissionRequest
 from webhook.engine.decisions import SCOPE_NAMES, Reason, Report, as_dicts
+
+# How a review ended: the audit line's `outcome` and the label of podmedic_reviews_total. The one
+# list: docs/observability.md shows it (tests/test_docs.py holds the two together).
+Outcome = Literal["patched", "unchanged", "ignored", "denied", "deadline-exceeded", "bad-request"]
 
 
 def summary(report: Report) -> str:
@@ -38,7 +42,7 @@ def _map(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def audit_record(request: AdmissionRequest, report: Report, ops: int, outcome: str, cached: bool = False) -> dict[str, Any]:
+def audit_record(request: AdmissionRequest, report: Report, ops: int, outcome: Outcome, cached: bool = False) -> dict[str, Any]:
     metadata = _map(_map(request.get("object")).get("metadata"))
     user = _map(request.get("userInfo"))
     return {
