@@ -214,3 +214,40 @@ def test_the_audit_line_is_the_documented_one():
     assert [line["outcome"] for line in lines] == ["patched", "deadline-exceeded", "bad-request"]
     fields = set(re.findall(r"`([A-Za-z_]+)`", bullet)) - set(outcomes)
     assert set().union(*lines) == fields
+
+
+DESIGN_DOC = ROOT / "docs" / "design.md"
+# Command modules are named in the tree by their commands (serve, certs, ...), not by file.
+LAYOUT_BY_COMMAND = {"cli"}
+
+
+def layout_tree() -> dict[str, set[str]]:
+    """docs/design.md's code layout: each package under webhook/ (`engine`, `engine/features`)
+    and the file names its lines give."""
+    text = DESIGN_DOC.read_text().split("## Code layout", 1)[1]
+    block = text.split("```\n", 2)[1]
+    tree: dict[str, set[str]] = {}
+    parents: list[tuple[int, str]] = []
+    for line in block.splitlines()[1:]:
+        match = re.match(r"^( +)([a-z_]+)/ ", line)
+        if match:
+            depth = len(match.group(1))
+            parents = [p for p in parents if p[0] < depth]
+            parents.append((depth, "/".join([p[1] for p in parents] + [match.group(2)])))
+        tree.setdefault(parents[-1][1], set()).update(re.findall(r"[\w-]+\.(?:py|c)\b|\b(?:supervise|pmctl|forensics)\b", line))
+    return tree
+
+
+def test_the_code_layout_names_every_module():
+    """design.md's code layout says "a feature's file can be named from the tree": so every file of
+    every package under webhook/ is in it, and none that is gone."""
+    tree = layout_tree()
+    problems = []
+    for package in sorted(set(tree) - LAYOUT_BY_COMMAND):
+        files = {p.name for p in (ROOT / "webhook" / package).iterdir() if p.is_file()} - {"__init__.py"}
+        named = tree[package] - {"__init__.py"}
+        problems += [f"webhook/{package}/{name} is not in the code layout" for name in sorted(files - named)]
+        problems += [f"the code layout names webhook/{package}/{name}, which does not exist" for name in sorted(named - files)]
+    packages = {p.parent.relative_to(ROOT / "webhook").as_posix() for p in (ROOT / "webhook").rglob("__init__.py")} - {"."}
+    problems += [f"webhook/{package}/ is not in the code layout" for package in sorted(packages - set(tree))]
+    assert not problems, "docs/design.md:\n" + "\n".join(problems)
