@@ -21,7 +21,9 @@ from webhook.cli.config import load
 from webhook.engine.decisions import Reason
 from webhook.engine.keys import KEYS, OUTPUT_KEYS
 from webhook.engine.namespace import Namespace
+from webhook.janitor.plan import Why as JanitorWhy
 from webhook.kube.namespaces import StaticSource
+from webhook.quarantine.reasons import Reason as QuarantineReason
 from webhook.server import audit
 
 README_PATH = ROOT / "README.md"
@@ -251,3 +253,18 @@ def test_the_code_layout_names_every_module():
     packages = {p.parent.relative_to(ROOT / "webhook").as_posix() for p in (ROOT / "webhook").rglob("__init__.py")} - {"."}
     problems += [f"webhook/{package}/ is not in the code layout" for package in sorted(packages - set(tree))]
     assert not problems, "docs/design.md:\n" + "\n".join(problems)
+
+
+# The reason codes of the controllers beside the webhook, and the page an operator reads them on.
+CODE_TABLES = [(QuarantineReason, ROOT / "docs" / "quarantine.md"), (JanitorWhy, ROOT / "docs" / "logs.md")]
+
+
+@pytest.mark.parametrize(("codes", "doc"), CODE_TABLES, ids=[doc.name for _, doc in CODE_TABLES])
+def test_every_reason_code_of_the_controllers_is_in_its_doc(codes, doc):
+    """The quarantine controller's and the log janitor's reason codes are their Events' text, the
+    `quarantine-reason` annotation, the audit lines and the `reason` label of
+    podmedic_quarantine_decisions_total: an operator alerts and greps on them from the doc, so
+    each one is named there."""
+    text = doc.read_text()
+    missing = [code.value for code in codes if f"`{code.value}`" not in text]
+    assert not missing, f"{doc.relative_to(ROOT)} names no {missing}"
