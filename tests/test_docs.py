@@ -268,3 +268,16 @@ def test_every_reason_code_of_the_controllers_is_in_its_doc(codes, doc):
     text = doc.read_text()
     missing = [code.value for code in codes if f"`{code.value}`" not in text]
     assert not missing, f"{doc.relative_to(ROOT)} names no {missing}"
+
+
+AUDIT_EVENT = re.compile(r'"event": "(janitor[a-z-]*)"')
+
+
+def test_every_janitor_audit_event_is_in_its_doc():
+    """Each kind of line `podmedic logs janitor` writes (`"event": ...` in webhook/) is named in
+    docs/logs.md: its audit lines are what an admin greps a failed Job's log for."""
+    events = {event for path in (ROOT / "webhook").rglob("*.py") for event in AUDIT_EVENT.findall(path.read_text())}
+    assert {"janitor", "janitor-summary"} <= events, "the pattern no longer finds the janitor's events"
+    text = (ROOT / "docs" / "logs.md").read_text()
+    missing = sorted(event for event in events if f"`{event}`" not in text and f'`"event":"{event}"`' not in text)
+    assert not missing, f"docs/logs.md names no audit line {missing}"
