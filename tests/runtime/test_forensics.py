@@ -259,3 +259,112 @@ def test_environment_without_supervisor_is_the_containers_main_process(tb, jvms)
     assert env.startswith("# environment of pid 1, the container's main process"), env
     assert_the_apps_environment(env)
     assert "ONLY_THE_LATER_ONE" not in env
+
+
+# ---- a shared process namespace: the other containers' processes are not this container's
+
+def _hierarchy(layout: str) -> Path:
+    """The root of a cgroup hierarchy to make two sibling cgroups in: v2 (/sys/fs/cgroup, or
+    /sys/fs/cgroup/unified beside v1 controllers) or v1 (the pids controller's)."""
+    if os.geteuid() != 0:
+        pytest.skip("moving processes between cgroups needs root")
+    candidates = {"v1": [Path("/sys/fs/cgroup/pids")],
+                  "v2": [Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")]}[layout]
+    for root in candidates:
+        if (root / "cgroup.procs").exists() and (root / "cgroup.controllers").exists() == (layout == "v2"):
+            return root
+    pytest.skip(f"no cgroup {layout} hierarchy under /sys/fs/cgroup")
+
+
+def _unshare() -> str:
+    """util-linux unshare (busybox's has no --cgroup)."""
+    found = shutil.which("unshare")
+    if found is None:
+        pytest.skip("no unshare (util-linux) to make a cgroup namespace")
+    return found
+
+
+@pytest.fixture(params=["v1", "v2", "v2-cgroupns"])
+def pod_cgroups(request: pytest.FixtureRequest) -> Iterator[tuple[Path, Path, str]]:
+    """Two containers of one pod: sibling cgroups `this` (the app and the collector) and `other`,
+    and the layout. v2-cgroupns: the collector sees its cgroup as `0::/`, the other's as
+    `0::/../other-...`, as in a container on cgroup v2. Request it before `tb`."""
+    layout = request.param
+    root = _hierarchy(layout.removesuffix("-cgroupns"))
+    tag = f"{os.getpid()}-{os.urandom(3).hex()}"
+    made = []
+    try:
+        for role in ("this", "other"):
+            made.append(root / f"podmedic-pidns-{role}-{tag}")
+            made[-1].mkdir()
+    except OSError as exc:
+        for cg in made[:-1]:
+            cg.rmdir()
+        pytest.skip(f"cannot create a cgroup in {root}: {exc}")
+    try:
+        yield made[0], made[1], layout
+    finally:
+        for cg in made:
+            deadline = time.monotonic() + 10
+            while cg.exists() and time.monotonic() < deadline:
+                for pid in (cg / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    cg.rmdir()
+                time.sleep(0.05)
+            assert not cg.exists(), f"could not remove the test cgroup {cg}"
+
+
+def test_only_this_containers_processes_with_a_shared_process_namespace(pod_cgroups, tb, jvms):
+    """shareProcessNamespace (or hostPID): the collector sees the other containers' processes.
+    It lists, dumps and calls "left behind" only those of its own cgroup: the other container's
+    JVM gets no SIGQUIT (a thread dump on its stdout) and its processes are not in the bundle."""
+    this, other, layout = pod_cgroups
+    logs = tb.work / "logs"
+    logs.mkdir()
+    logs.chmod(0o1777)
+    rec = {k: tb.work / f"rec-{k}" for k in ("app", "other")}
+    tb.supervise(tb.program("java-app", f"exec {jvms['java']} {rec['app']}"), {"startsecs": "0"}, cgroup=this)
+    theirs, left = ("other-container-" + os.urandom(4).hex(), "left-behind-" + os.urandom(4).hex())
+
+    def entered(cg: Path, *argv: str) -> list[str]:  # argv, run in cgroup cg
+        return [tb.busybox, "sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "enter", *argv]
+
+    # the other container's JVM and one more of its processes; a process the app left behind
+    neighbours = [spawn(entered(other, jvms["java"], str(rec["other"]))),
+                  spawn(entered(other, jvms["server"], str(tb.work / theirs)))]
+    leftover = spawn(entered(this, jvms["server"], str(tb.work / left)))
+    into_this = entered(this, *([_unshare(), "--cgroup"] if layout == "v2-cgroupns" else []))
+    with started(*neighbours, leftover):
+        wait_for(lambda: all(r.exists() for r in [*rec.values(), tb.work / theirs, tb.work / left]))
+        app = wait_for(lambda: tb.state()["pid"])
+        done, _ = collect(tb, str(logs), prefix=tuple(into_this))
+        assert done.returncode == 0, done.stderr
+        [bundle] = (logs / "forensics").iterdir()
+        threads = (bundle / "threads.txt").read_text()
+        signalled = {int(p) for p in re.findall(r"^pid (\d+): sent SIGQUIT", threads, re.M)}
+        assert signalled == {app}, threads
+        processes = (bundle / "processes.txt").read_text()
+        assert f"=== pid {app}:" in processes and left in processes
+        assert f"=== pid {neighbours[0].pid}:" not in processes and theirs not in processes, processes
+        exit_mode = [*into_this, tb.busybox, "sh", str(tb.root / "forensics"), "--name", "app", "--out", str(logs),
+                     "--exit", "3"]
+        done = subprocess.run(exit_mode, env=tb.env(), capture_output=True, text=True, timeout=20)
+        assert done.returncode == 0, done.stderr
+        [exit_bundle] = (logs / "forensics").glob("*-exit-3")
+        behind = (exit_bundle / "left_behind.txt").read_text()
+        assert f"pid {leftover.pid} " in behind and left in behind and f"pid {app} " in behind
+        assert f"pid {neighbours[0].pid} " not in behind and theirs not in behind, behind
+        wait_for(lambda: quits(rec["app"]))
+        time.sleep(0.5)  # a SIGQUIT to the other container's JVM would have arrived by now
+        assert (quits(rec["app"]), quits(rec["other"])) == (1, 0)
+    # a container without supervisor whose processes are all gone: no other's environment instead
+    alone = tb.work / "alone"
+    alone.mkdir()
+    alone.chmod(0o1777)
+    into_other = entered(other, *([_unshare(), "--cgroup"] if layout == "v2-cgroupns" else []))
+    done, _ = collect(tb, str(alone), prefix=tuple(into_other), PODMEDIC_STATE_DIR=str(tb.work / "no-state"))
+    assert done.returncode == 0, done.stderr
+    [bundle] = (alone / "forensics").iterdir()
+    assert (bundle / "redacted_env.txt").read_text() == "no app process found\n"
