@@ -193,7 +193,7 @@ def node() -> Iterator[Cluster]:
     yield from (_given_cluster(given) if given else _local_node())
 
 
-def _archive(*args: str) -> Path:
+def image_archive(*args: str) -> Path:
     """An image archive from ../shared/kube-node's `image` tool (it writes, imports nothing)."""
     if not (KUBE_NODE / "image").exists():
         pytest.skip(f"the node tests' images are built with {KUBE_NODE / 'image'} (../shared is missing)")
@@ -218,8 +218,8 @@ def images(node: Cluster, tmp_path_factory: pytest.TempPathFactory) -> None:
     rootfs = tmp_path_factory.mktemp("static-rootfs")
     subprocess.run(["gcc", "-static", "-Os", "-s", "-o", str(rootfs / "app"), str(Path(__file__).with_name("app.c"))],
                    check=True, capture_output=True, timeout=120)
-    for archive in (_podmedic_archive(), _archive("busybox", BUSYBOX),
-                    _archive("rootfs", str(rootfs), STATIC, "--entrypoint", '["/app"]')):
+    for archive in (_podmedic_archive(), image_archive("busybox", BUSYBOX),
+                    image_archive("rootfs", str(rootfs), STATIC, "--entrypoint", '["/app"]')):
         node.load(archive)
 
 
