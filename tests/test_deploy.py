@@ -265,6 +265,43 @@ def test_config_map_name_carries_a_content_hash(rendered):
     assert re.fullmatch(r"podmedic-config-[a-z0-9]{10}", volume["configMap"]["name"])
 
 
+def documented_overlay(tmp_path: Path) -> Path:
+    """docs/operations.md's overlay (the Image section's kustomization plus the Log roots section's
+    policy patch) beside a copy of deploy/, as an admin would lay it out."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    kustomization = re.search(r"```yaml\n# my-overlay/kustomization.yaml\n(.*?)```", text, re.S)
+    patches = re.search(r"## Log roots.*?```yaml\n(patches:.*?)```", text, re.S)
+    assert kustomization and patches, "docs/operations.md no longer shows the overlay"
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    overlay = tmp_path / "my-overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(kustomization.group(1) + patches.group(1))
+    return overlay
+
+
+def test_documented_overlay_gives_the_admins_config_to_server_and_janitor(tmp_path, monkeypatch):
+    """What the docs tell an admin to write must reach every reader of config.yaml: the janitor
+    has its own copy in podmedic-janitor, and a copy left at the base's content keeps it on the
+    shipped roots and in dry-run whatever the admin set."""
+    if not shutil.which("kubectl"):
+        pytest.skip("kubectl is not installed: `kubectl kustomize` renders deploy/")
+    overlay = documented_overlay(tmp_path)
+    admin = yaml.safe_load((DEPLOY / "base" / "config.yaml").read_text())
+    admin["toolbox"]["image"] = "registry.example.com/podmedic:0.1.0"
+    admin["logs"].update(hostRoot="/mnt/cephfs/logs", namespaceRoots={"team-a": "/mnt/team-a"},
+                         janitor={"dryRun": False})
+    (overlay / "config.yaml").write_text(yaml.safe_dump(admin))
+    objs = render(overlay)
+    copies = {c["metadata"]["namespace"]: c for c in find(objs, "ConfigMap")
+              if c["metadata"]["name"].startswith("podmedic-config-")}
+    assert set(copies) == {"podmedic-system", JANITOR_NS}
+    for namespace, cm in copies.items():
+        assert yaml.safe_load(cm["data"]["config.yaml"]) == admin, f"{namespace} keeps the base's config.yaml"
+    loaded = server_config(objs, tmp_path, monkeypatch)
+    assert loaded.toolbox.image == container(objs)["image"] == janitor_pod(objs)["containers"][0]["image"]
+    assert policy_roots(objs) == {"*": loaded.logs.host_root, **loaded.logs.namespace_roots}
+
+
 # -- the Deployment ---------------------------------------------------------------------------
 
 def test_deployment_runs_two_replicas_spread_across_nodes(rendered):
