@@ -251,6 +251,22 @@ def test_a_stop_signal_pod_is_injected_and_accepted(cluster, webhook):
     assert app["command"][0].startswith("/podmedic/") and PREFIX + "status" in pod["metadata"]["annotations"]
 
 
+def test_a_pod_with_secret_sourced_env_tells_the_collector_and_is_accepted(cluster, webhook):
+    """A secretKeyRef variable and an envFrom secretRef without prefix (every name a Secret's but
+    GREETING, declared plainly): the wrapper and the preStop collector are told, to redact those
+    values in the bundles (engine/secret_env.py), and the API server stores the pod."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    env = [{"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}},
+           {"name": "GREETING", "value": "hello"}]
+    container = {"args": ["--dsn", "$(DATABASE_URL)"], "env": env, "envFrom": [{"secretRef": {"name": "app"}}]}
+    pod = _created(cluster.create_pod(ns, _pod("secretenv", container=container)))
+    app = pod["spec"]["containers"][0]
+    flags = ["--redact-env=DATABASE_URL", "--redact-env-prefix=", "--plain-env=GREETING"]
+    assert app["command"][-6:] == [*flags, "--", "/app", "--serve"] and app["args"] == container["args"]
+    assert app["lifecycle"]["preStop"]["exec"]["command"][-3:] == flags
+    assert PREFIX + "status" in pod["metadata"]["annotations"]
+
+
 @pytest.mark.parametrize("spec", [
     {"os": {"name": "windows"}},
     {"nodeSelector": {"kubernetes.io/os": "windows"}},

@@ -151,6 +151,27 @@ def test_an_app_that_exits_at_once_is_held_not_ready_for_exec(workloads: Workloa
     assert any(b.endswith("-app-exit-3") for b in bundles), bundles
 
 
+def test_a_crashed_apps_exit_bundle_holds_no_secret_value(deployed: Cluster) -> None:
+    """A Secret's value under names that do not look secret (DATABASE_URL, envFrom's DB_url), and
+    expanded by the kubelet into the app's arguments: the exit bundle the wrapper has written on
+    the node's log volume shows neither (engine/secret_env.py, docs/toolbox.md)."""
+    ns = deployed.namespace(inject="enabled", supervisor="enabled")
+    deployed.kubectl("-n", ns, "create", "secret", "generic", "db", "--from-literal=url=postgres://u:hunter2@db")
+    env = [{"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}]
+    container = app(BUSYBOX, ["sh", "-c", "echo started; sleep 2; exit 3", "crash"], ports=[],
+                    args=["--dsn", "$(DATABASE_URL)"], env=env, envFrom=[{"prefix": "DB_", "secretRef": {"name": "db"}}])
+    deployed.kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(bare("secret", container)))
+    node, _ = deployed.wrapped_app_started(ns, "secret")
+    pod = deployed.get("pod", "secret", ns)
+    bundle = wait_for("an exit bundle", lambda: [b for b in deployed.node_ls(node, f"{pod_dir(pod)}/app/forensics")
+                                                 if b.endswith("-app-exit-3")], timeout=60)[0]
+    files = wait_for("the bundle's summary", lambda: "summary.json" in (
+        found := deployed.node_ls(node, f"{pod_dir(pod)}/app/forensics/{bundle}")) and found, timeout=30)
+    texts = {f: deployed.node_file(node, f"{pod_dir(pod)}/app/forensics/{bundle}/{f}") or "" for f in files}
+    assert "--dsn <redacted>" in texts["processes.txt"], texts["processes.txt"]
+    assert not [f for f, text in texts.items() if "hunter2" in text], texts
+
+
 def test_deleting_a_pod_writes_the_forensics_bundle_then_runs_the_users_prestop(workloads: Workloads) -> None:
     cluster, ns = workloads.cluster, workloads.on
     pod = workloads.ready("stop")

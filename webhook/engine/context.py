@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from webhook.engine import secret_env
 from webhook.engine.config import GlobalConfig
 from webhook.engine.decisions import Decision, Reason, Report
 from webhook.engine.keys import FeatureName
@@ -25,7 +26,7 @@ class Target:
     class: a 20-container pod makes 40 of them per review, several times faster than a frozen
     dataclass's.)"""
 
-    __slots__ = ("kind", "index", "spec", "name", "path", "_mount_paths")
+    __slots__ = ("kind", "index", "spec", "name", "path", "_mount_paths", "_redact_flags")
 
     def __init__(self, kind: str, index: int, spec: dict[str, Any]):
         self.kind = kind      # "containers" or "initContainers"
@@ -34,6 +35,7 @@ class Target:
         self.name = str(spec.get("name", ""))
         self.path: tuple[str, str, int] = ("spec", kind, index)
         self._mount_paths: frozenset[str] | None = None
+        self._redact_flags: tuple[str, ...] | None = None
 
     def mount_paths(self) -> frozenset[str]:
         """Where the container mounts volumes (three features ask: worked out once)."""
@@ -42,6 +44,13 @@ class Target:
             self._mount_paths = frozenset(m["mountPath"] for m in mounts
                                           if isinstance(m, dict) and isinstance(m.get("mountPath"), str))
         return self._mount_paths
+
+    def redact_flags(self) -> tuple[str, ...]:
+        """The forensics collector's flags naming the container's Secret-sourced variables
+        (secret_env): the wrapper and the preStop both ask, and a 20-container pod's env is long."""
+        if self._redact_flags is None:
+            self._redact_flags = secret_env.collector_flags(self.spec)
+        return self._redact_flags
 
     def __repr__(self) -> str:
         return f"Target({self.kind}[{self.index}] {self.name!r})"

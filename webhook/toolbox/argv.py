@@ -44,10 +44,26 @@ def supervise_command(mount: str = TOOLBOX_MOUNT, *, name: str, flags: Sequence[
             "--name", name, *flags, "--", *app]
 
 
-def forensics_argv(mount: str = TOOLBOX_MOUNT, *, name: str, out_dir: str | None, budget_seconds: int) -> list[str]:
-    """The exec preStop command; without out_dir the summary goes to the termination message."""
+def forensics_argv(mount: str = TOOLBOX_MOUNT, *, name: str, out_dir: str | None, budget_seconds: int,
+                   redact: Sequence[str] = ()) -> list[str]:
+    """The exec preStop command; without out_dir the summary goes to the termination message.
+    redact: redact_flags() for a container with Secret-sourced variables."""
     argv = [f"{mount}/bin/busybox", "sh", f"{mount}/forensics", "--name", name, "--budget", str(budget_seconds)]
-    return argv + (["--out", out_dir] if out_dir else [])
+    return argv + (["--out", out_dir] if out_dir else []) + list(redact)
+
+
+def redact_flags(names: Sequence[str], prefixes: Sequence[str], plain: Sequence[str]) -> tuple[str, ...]:
+    """The collector's flags (and the wrapper's, which hands them on) naming the variables whose
+    values come from Secrets: --redact-env= the names, --redact-env-prefix= the prefixes (an
+    empty one: every name), --plain-env= the names exempt from the prefixes. Each list is joined
+    by "=", the one character a variable name cannot hold (since Kubernetes 1.30 any other
+    printable one, "," and spaces too): one argument per list, whatever the names."""
+    flags = [f"--redact-env={'='.join(names)}"] if names else []
+    if prefixes:
+        flags.append(f"--redact-env-prefix={'='.join(prefixes)}")
+        if plain:
+            flags.append(f"--plain-env={'='.join(plain)}")
+    return tuple(flags)
 
 
 def pmctl_argv(check: Literal["alive", "ready", "status"], mount: str = TOOLBOX_MOUNT, *, name: str) -> list[str]:

@@ -59,7 +59,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if granted < 1:
         return Decision(FEATURE, name, Reason.GRACE_TOO_SHORT, f"needs more than {STOP_RESERVE}s", level)
     out_dir = ctx.settings.value("log-path", name) if ctx.applied(_LOGS, name) else None
-    collector = toolbox.forensics_argv(name=name, out_dir=out_dir, budget_seconds=granted)
+    collector = toolbox.forensics_argv(name=name, out_dir=out_dir, budget_seconds=granted,
+                                       redact=target.redact_flags())
     command = chained(collector, user_command) if user_command else collector
     lifecycle_path = target.path + ("lifecycle",)
     patch.ensure_map(lifecycle_path, target.spec)

@@ -112,6 +112,9 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
                               lambda: _wrapper(ctx, name, bundles, run_once))
     if ctx.settings.value("stopwaitsecs", name) is None:
         flags = (*flags, ctx.once("stopwaitsecs", lambda: f"--stopwaitsecs={_grace_wait(ctx)}"))
+    redact = target.redact_flags()  # for its exit bundles and pre-mortem snapshots
+    if redact:
+        flags = (*flags, *redact)
     if stop:  # in place of the settings' one (per_pod's flags are shared: a new tuple)
         flags = (*(flag for flag in flags if not flag.startswith("--stopsignal=")), f"--stopsignal={stop}")
     patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=entrypoint),
