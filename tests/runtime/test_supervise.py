@@ -361,3 +361,18 @@ def test_a_state_dir_it_cannot_write_costs_no_error_lines(tb):
                                     PODMEDIC_STATE_DIR=str(readonly)), 10)
     assert code == 0 and "EXITED" in err
     assert "can't create" not in err and "Permission denied" not in err, err
+
+
+def test_an_option_of_a_newer_podmedic_is_ignored_and_the_app_runs(tb):
+    # the webhook rolled ahead of toolbox.image: its new flag made every wrapped container exit 2
+    marker = tb.work / "started"
+    code, err = finish(tb.supervise(tb.program("app.sh", f"echo > {marker}; exit 3"),
+                                    {"startsecs": "0", "autorestart": "false"}, redact=("--from-the-future=1",)), 10)
+    assert code == 3 and marker.exists(), err
+    assert "app: ignoring unknown option --from-the-future (toolbox.image older than the webhook?)" in err
+
+
+def test_a_stray_argument_before_the_double_dash_is_refused(tb):
+    marker = tb.work / "started"
+    code, err = finish(tb.supervise(tb.program("app.sh", f"echo > {marker}"), redact=("stray",)), 10)
+    assert code == 2 and "unknown argument stray" in err and not marker.exists()

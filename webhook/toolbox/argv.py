@@ -39,7 +39,10 @@ def supervise_command(mount: str = TOOLBOX_MOUNT, *, name: str, flags: Sequence[
     sigreset (exec with every signal at its default action, none blocked) sits between tini and
     the shell: a POSIX shell cannot trap a signal that was ignored when it started, and a runtime
     or a parent shell (nohup, a background job) may hand over HUP, INT or QUIT ignored -- then
-    HUP would never be forwarded and INT would never stop the app."""
+    HUP would never be forwarded and INT would never stop the app.
+
+    Every flag is one `--key=value` word: a wrapper older than the webhook (toolbox.image behind
+    an upgrade) skips one it does not know, and a value in a word of its own would not be skipped."""
     return [f"{mount}/bin/tini", "-s", "--", f"{mount}/bin/sigreset", f"{mount}/bin/busybox", "sh", f"{mount}/supervise",
             "--name", name, *flags, "--", *app]
 
