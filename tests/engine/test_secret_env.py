@@ -60,3 +60,19 @@ def test_the_prestop_and_the_wrapper_get_the_flags_and_uninject_removes_them() -
     assert wrapped["lifecycle"]["preStop"]["exec"]["command"][-3:] == flags
     assert not any("redact" in arg for arg in other["command"] + other["lifecycle"]["preStop"]["exec"]["command"])
     assert uninject.template(injected, CONFIG) and injected == pod
+
+
+def test_lists_too_long_for_one_argument_fall_back_to_every_name() -> None:
+    # Linux refuses one argument over 128 KiB (MAX_ARG_STRLEN): the container could not start.
+    # 3500 secretKeyRef names of 38 characters: every name instead; an oversized --plain-env goes
+    many = [{"name": f"SECRET_{i:031d}", **SECRET} for i in range(3500)]
+    plain = [{"name": f"PLAIN_{i:032d}", "value": "v"} for i in range(3500)]
+    assert secret_env.collector_flags({"env": many}) == ("--redact-env-prefix=",)
+    assert secret_env.collector_flags({"env": many + [{"name": "G", "value": "v"}]}) == \
+        ("--redact-env-prefix=", "--plain-env=G")
+    assert secret_env.collector_flags({"env": plain, "envFrom": [{"secretRef": {"name": "app"}}]}) == \
+        ("--redact-env-prefix=",)
+    prefixes = [{"prefix": f"P{i:037d}_", "secretRef": {"name": "s"}} for i in range(3500)]
+    assert secret_env.collector_flags({"envFrom": prefixes}) == ("--redact-env-prefix=",)
+    assert all(len(flag) <= secret_env.FLAG_MAX + len("--redact-env-prefix=")
+               for flag in secret_env.collector_flags({"env": many + plain[:800]}))

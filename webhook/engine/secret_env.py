@@ -9,7 +9,8 @@ prefix (an empty prefix: every name). An explicit env entry overrides envFrom, s
 container declares with a literal value, a fieldRef, a resourceFieldRef or a configMapKeyRef is
 not a Secret's even under such a prefix: those are the plain names. Over-redaction is the safe
 error: a name both a Secret's and declared plainly (twice in env) counts as a Secret's, and a
-configMapRef after a secretRef may override keys nobody can see here.
+configMapRef after a secretRef may override keys nobody can see here, and a list too long for
+one argument gives way to every name (FLAG_MAX).
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from typing import Any
 
 from webhook.toolbox import argv as toolbox
 
+# Each list is one argument, and Linux refuses an argument over MAX_ARG_STRLEN (128 KiB): the
+# container would not start. The flags are on two command lines (the wrapper's and the preStop's),
+# each within the exec's ARG_MAX (2 MiB with the usual 8 MiB stack) beside the container's
+# environment: 32 KiB a list (about 850 names of 38 characters) leaves room for all of that.
+# Longer: the safe side, every name (--redact-env-prefix=), and no --plain-env.
+FLAG_MAX = 32 * 1024
 
 def collector_flags(spec: Mapping[str, Any]) -> tuple[str, ...]:
     """The collector's flags for this container's Secret-sourced variables (toolbox.redact_flags);
@@ -38,7 +45,16 @@ def collector_flags(spec: Mapping[str, Any]) -> tuple[str, ...]:
         if isinstance(env_from, list) else []
     if not names and not prefixes:
         return ()
-    return toolbox.redact_flags(names, prefixes, [name for name in plain if name not in names])
+    secret = set(names)
+    plain = [name for name in plain if name not in secret]
+    if _too_long(names) or _too_long(prefixes):
+        names, prefixes = [], [""]
+    return toolbox.redact_flags(names, prefixes, [] if _too_long(plain) else plain)
+
+
+def _too_long(items: list[str]) -> bool:
+    """Would "=".join(items) as one argument be over FLAG_MAX?"""
+    return sum(map(len, items)) + len(items) > FLAG_MAX
 
 
 def _any_value_from(env: Any) -> bool:
@@ -55,5 +71,7 @@ def _any_value_from(env: Any) -> bool:
 
 
 def _prefix(env_from: Mapping[str, Any]) -> str:
+    """The prefix an envFrom secretRef puts before the Secret's keys; none (or no string) is the
+    empty prefix, which every name has: the Secret's keys are unknown at admission."""
     prefix = env_from.get("prefix")
     return prefix if isinstance(prefix, str) else ""
