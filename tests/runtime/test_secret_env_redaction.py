@@ -11,6 +11,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.runtime.conftest import NOBODY, wait_for
 from webhook.engine import secret_env
 from webhook.toolbox import argv as toolbox
@@ -82,3 +84,95 @@ def test_exit_bundle_of_a_crash_has_no_secret_sourced_value(tb):
     text = bundle_text(logs)
     assert "exit code 3" in text and "--dsn <redacted>" in text  # tini's and the wrapper's command lines
     assert "hunter2" not in text and STRIPE not in text, text
+
+
+def collector(tb, which: str, flags: tuple[str, ...], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """One collector (--collector), as the preStop's collect() runs it, with the container's env."""
+    argv = [tb.busybox, "sh", str(tb.root / "forensics"), "--collector", which, "--name", "app", *flags]
+    return subprocess.run(argv, env=tb.env(**env), capture_output=True, text=True, timeout=60)
+
+
+def running(tb, args: tuple[str, ...], env: dict[str, str], flags: tuple[str, ...] = (), body: str = "") -> None:
+    """The supervised app srv.sh ARGS (starting `body` first) with the container's env `env`."""
+    prog = tb.program("srv.sh", body + "while :; do sleep 0.1; done")
+    tb.supervise(prog, {"startsecs": "1"}, args=args, redact=flags, **env)
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+
+
+# Since Kubernetes 1.30 a name may hold any printable character but "=", and envFrom passes a
+# Secret's keys as they are: busybox sh drops such names from what it starts (the wrapper's
+# children, the collector's own helpers), only the original environment block keeps them
+ODD_NAMES = ["database-url", "db.url", "DB URL", "it's"]
+
+
+@pytest.mark.parametrize("spec", [
+    {"envFrom": [{"secretRef": {"name": "app"}}]},
+    {"env": [{"name": name, **SECRET_KEY_REF} for name in ODD_NAMES]},
+], ids=["envFrom", "secretKeyRef"])
+def test_a_secret_whose_name_is_no_shell_identifier_stays_out_of_the_prestop_bundle(tb, spec):
+    env = {name: DSN + "/" * i for i, name in enumerate(ODD_NAMES)}  # "--dsn" has the first one
+    text = prestop_bundle(tb, spec, env)
+    assert "hunter2" not in text, [line for line in text.splitlines() if "hunter2" in line]
+    assert "--dsn <redacted>" in text
+
+
+def test_a_secret_whose_name_is_no_shell_identifier_stays_out_of_the_exit_bundle(tb):
+    logs = log_directory(tb)
+    proc = tb.supervise(tb.program("crash.sh", "sleep 1.2; exit 3"), {"startsecs": "1", "autorestart": "false"},
+                        user=NOBODY, exit_bundles=(str(logs), 5), args=("--dsn", DSN),
+                        redact=secret_env.collector_flags({"envFrom": [{"secretRef": {"name": "app"}}]}),
+                        **{"database-url": DSN})
+    proc.communicate(timeout=30)
+    text = bundle_text(logs)
+    assert "exit code 3" in text and "--dsn <redacted>" in text
+    assert "hunter2" not in text, [line for line in text.splitlines() if "hunter2" in line]
+
+
+def test_names_that_look_secret_hide_values_in_the_environment_listing_only(tb):
+    # no Secret-sourced variable: the name rule hides AUTH_ENABLED's value in redacted_env, and
+    # nothing else: "true", "redis" and a directory on command lines and in other values stay
+    env = {"AUTH_ENABLED": "true", "SESSION_STORE": "redis", "SSL_CERT_DIR": "/etc/ssl/certs",
+           "REDIS_HOST": "redis.svc"}
+    running(tb, ("--tls=true", "--host", "redis.svc", "--ca", "/etc/ssl/certs/ca.pem"), env)
+    processes = collector(tb, "processes", (), env).stdout
+    assert "--tls=true --host redis.svc --ca /etc/ssl/certs/ca.pem" in processes, processes
+    listing = collector(tb, "redacted_env", (), env).stdout
+    assert "AUTH_ENABLED=<redacted>" in listing and "SSL_CERT_DIR=<redacted>" in listing
+    assert "REDIS_HOST=redis.svc" in listing, listing
+
+
+def test_every_name_leaves_the_runtimes_own_variables_unsearched(tb):
+    flags = secret_env.collector_flags({"envFrom": [{"secretRef": {"name": "app"}}]})
+    env = {"HOME": "/home/app", "HOSTNAME": "web-6f7c9", "DB_SERVICE_HOST": "10.96.0.7",
+           "DB_PORT": "tcp://10.96.0.7:5432", "KUBERNETES_SERVICE_HOST": "10.96.0.1", "DSN": DSN}
+    args = ("-jar", "/home/app/app.jar", "--node", "web-6f7c9", "--db", "10.96.0.7", "--dsn", DSN)
+    running(tb, args, env, flags)
+    processes = collector(tb, "processes", flags, env).stdout
+    assert "-jar /home/app/app.jar --node web-6f7c9 --db 10.96.0.7 --dsn <redacted>" in processes, processes
+    assert "hunter2" not in processes
+
+
+def test_a_secret_longer_than_the_kept_command_line_is_never_cut_through(tb):
+    big = "BEGINSECRET" + "x" * 9000 + "ENDSECRET"
+    flags = secret_env.collector_flags({"env": [{"name": "DATABASE_URL", **SECRET_KEY_REF}]})
+    running(tb, ("--dsn", big), {"DATABASE_URL": big}, flags)
+    processes = collector(tb, "processes", flags, {"DATABASE_URL": big}).stdout
+    assert "SECRET" not in processes and "--dsn <redacted>" in processes, processes[:500]
+
+
+def test_every_process_is_listed_with_hundreds_of_service_links_under_every_name(tb):
+    # an unprefixed envFrom secretRef in a namespace of 100 Services (7 variables each): the
+    # processes collector keeps within its 3 s slice with 115 processes
+    env = {"DSN": DSN}
+    for i in range(100):
+        ip = f"10.96.{i}.{i + 10}"
+        env.update({f"S{i}_SERVICE_HOST": ip, f"S{i}_SERVICE_PORT": "8080", f"S{i}_PORT": f"tcp://{ip}:8080",
+                    f"S{i}_PORT_8080_TCP": f"tcp://{ip}:8080", f"S{i}_PORT_8080_TCP_PROTO": "tcp",
+                    f"S{i}_PORT_8080_TCP_PORT": "8080", f"S{i}_PORT_8080_TCP_ADDR": ip})
+    flags = secret_env.collector_flags({"envFrom": [{"secretRef": {"name": "app"}}]})
+    running(tb, ("--dsn", DSN), env, flags, body="i=0; while [ $i -lt 110 ]; do sleep 100 & i=$((i+1)); done; ")
+    wait_for(lambda: collector(tb, "processes", (), {}).stdout.count("=== pid") >= 115)
+    argv = [tb.busybox, "timeout", "3", tb.busybox, "sh", str(tb.root / "forensics"), "--collector", "processes", "--name", "app", *flags]
+    done = subprocess.run(argv, env=tb.env(**env), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.count("=== pid") >= 115, (done.returncode, done.stdout.count("=== pid"))
+    assert "hunter2" not in done.stdout and "--dsn <redacted>" in done.stdout
