@@ -305,15 +305,33 @@ def pod_cgroups(request: pytest.FixtureRequest) -> Iterator[tuple[Path, Path, st
         yield made[0], made[1], layout
     finally:
         for cg in made:
-            deadline = time.monotonic() + 10
-            while cg.exists() and time.monotonic() < deadline:
-                for pid in (cg / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
-                with contextlib.suppress(OSError):
-                    cg.rmdir()
-                time.sleep(0.05)
-            assert not cg.exists(), f"could not remove the test cgroup {cg}"
+            _remove_cgroup(cg)
+
+
+def _remove_cgroup(cg: Path) -> None:
+    """Kill its processes and remove it, its child cgroups (a test's `this/worker`) first."""
+    for child in [d for d in cg.iterdir() if d.is_dir()]:
+        _remove_cgroup(child)
+    deadline = time.monotonic() + 10
+    while cg.exists() and time.monotonic() < deadline:
+        for pid in (cg / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            cg.rmdir()
+        time.sleep(0.05)
+    assert not cg.exists(), f"could not remove the test cgroup {cg}"
+
+
+def _entered(tb, cg: Path, *argv: str) -> list[str]:
+    """argv, run in cgroup cg (as a process of that container)."""
+    return [tb.busybox, "sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "enter", *argv]
+
+
+def _collector_in(tb, cg: Path, layout: str) -> list[str]:
+    """The prefix that runs the collector in cg, as that container's preStop (in a cgroup
+    namespace of its own for v2-cgroupns)."""
+    return _entered(tb, cg, *([_unshare(), "--cgroup"] if layout == "v2-cgroupns" else []))
 
 
 def test_only_this_containers_processes_with_a_shared_process_namespace(pod_cgroups, tb, jvms):
@@ -328,14 +346,11 @@ def test_only_this_containers_processes_with_a_shared_process_namespace(pod_cgro
     tb.supervise(tb.program("java-app", f"exec {jvms['java']} {rec['app']}"), {"startsecs": "0"}, cgroup=this)
     theirs, left = ("other-container-" + os.urandom(4).hex(), "left-behind-" + os.urandom(4).hex())
 
-    def entered(cg: Path, *argv: str) -> list[str]:  # argv, run in cgroup cg
-        return [tb.busybox, "sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "enter", *argv]
-
     # the other container's JVM and one more of its processes; a process the app left behind
-    neighbours = [spawn(entered(other, jvms["java"], str(rec["other"]))),
-                  spawn(entered(other, jvms["server"], str(tb.work / theirs)))]
-    leftover = spawn(entered(this, jvms["server"], str(tb.work / left)))
-    into_this = entered(this, *([_unshare(), "--cgroup"] if layout == "v2-cgroupns" else []))
+    neighbours = [spawn(_entered(tb, other, jvms["java"], str(rec["other"]))),
+                  spawn(_entered(tb, other, jvms["server"], str(tb.work / theirs)))]
+    leftover = spawn(_entered(tb, this, jvms["server"], str(tb.work / left)))
+    into_this = _collector_in(tb, this, layout)
     with started(*neighbours, leftover):
         wait_for(lambda: all(r.exists() for r in [*rec.values(), tb.work / theirs, tb.work / left]))
         app = wait_for(lambda: tb.state()["pid"])
@@ -363,8 +378,73 @@ def test_only_this_containers_processes_with_a_shared_process_namespace(pod_cgro
     alone = tb.work / "alone"
     alone.mkdir()
     alone.chmod(0o1777)
-    into_other = entered(other, *([_unshare(), "--cgroup"] if layout == "v2-cgroupns" else []))
+    into_other = _collector_in(tb, other, layout)
     done, _ = collect(tb, str(alone), prefix=tuple(into_other), PODMEDIC_STATE_DIR=str(tb.work / "no-state"))
     assert done.returncode == 0, done.stderr
     [bundle] = (alone / "forensics").iterdir()
     assert (bundle / "redacted_env.txt").read_text() == "no app process found\n"
+
+
+# A process that forks one child that exits at once and is never reaped (a zombie), and one whose
+# main thread exits while another thread runs on (pthread_exit in main): on cgroup v1 the kernel
+# prints "/" on every v1 line of /proc/PID/cgroup for both. Their pids go to argv[1].
+EXITED_TASKS = """
+import ctypes, os, sys, threading, time
+zombie = os.fork()
+if zombie == 0:
+    os._exit(0)
+leaderless = os.fork()
+if leaderless == 0:
+    threading.Thread(target=time.sleep, args=(60,)).start()
+    ctypes.CDLL(None).pthread_exit(None)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(f"{zombie} {leaderless}")
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(60)
+"""
+
+
+def _exited_tasks(tb, cg: Path, tag: str) -> tuple[subprocess.Popen, int, int]:
+    """EXITED_TASKS run in cg: the process, its zombie child and its child without a main thread."""
+    pids = tb.work / f"pids-{tag}"
+    proc = spawn(_entered(tb, cg, sys.executable, "-c", EXITED_TASKS, str(pids), tag))
+    zombie, leaderless = (int(p) for p in wait_for(lambda: pids.exists() and pids.read_text()).split())
+    wait_for(lambda: Path(f"/proc/{zombie}/stat").read_text().rsplit(") ", 1)[1].startswith("Z")
+             and Path(f"/proc/{leaderless}/cmdline").read_bytes() == b"")  # its main thread is gone
+    return proc, zombie, leaderless
+
+
+def test_zombies_exited_main_threads_and_child_cgroups_are_this_containers(pod_cgroups, tb, jvms):
+    """A zombie of the app, a process of the app whose main thread exited, and a JVM the app moved
+    into a child cgroup (this/worker) are listed and (the JVM) dumped; the other container's
+    zombie and the JVM in its child cgroup are not. Run in every layout: on v1 the exited tasks'
+    cgroup reads "/", under a cgroup namespace the other's child reads "0::/../other-.../worker"."""
+    this, other, layout = pod_cgroups
+    logs = tb.work / "logs"
+    logs.mkdir()
+    logs.chmod(0o1777)
+    rec = {k: tb.work / f"rec-{k}" for k in ("worker", "other-worker")}
+    for cg in (this, other):
+        (cg / "worker").mkdir()
+    workers = [spawn(_entered(tb, this / "worker", jvms["java"], str(rec["worker"]))),
+               spawn(_entered(tb, other / "worker", jvms["java"], str(rec["other-worker"])))]
+    parent, zombie, leaderless = _exited_tasks(tb, this, "this-" + os.urandom(4).hex())
+    theirs, their_zombie, their_leaderless = _exited_tasks(tb, other, "other-" + os.urandom(4).hex())
+    with started(*workers, parent, theirs):
+        wait_for(lambda: all(r.exists() for r in rec.values()))
+        done, _ = collect(tb, str(logs), prefix=tuple(_collector_in(tb, this, layout)))
+        assert done.returncode == 0, done.stderr
+        [bundle] = (logs / "forensics").iterdir()
+        processes = (bundle / "processes.txt").read_text()
+        listed = {int(p) for p in re.findall(r"^=== pid (\d+):", processes, re.M)}
+        assert {parent.pid, zombie, leaderless, workers[0].pid} <= listed, processes
+        assert not {theirs.pid, their_zombie, their_leaderless, workers[1].pid} & listed, processes
+        assert re.search(rf"^=== pid {zombie}:.*\n(.*\n)*?State:\tZ", processes, re.M), processes
+        threads = (bundle / "threads.txt").read_text()
+        signalled = {int(p) for p in re.findall(r"^pid (\d+): sent SIGQUIT", threads, re.M)}
+        assert signalled == {workers[0].pid}, threads
+        dumped = {int(p) for p in re.findall(r"^pid (\d+) tid ", threads, re.M)}
+        assert {zombie, leaderless} <= dumped and not {their_zombie, their_leaderless} & dumped, threads
+        wait_for(lambda: quits(rec["worker"]))
+        time.sleep(0.5)  # a SIGQUIT to the other container's JVM would have arrived by now
+        assert (quits(rec["worker"]), quits(rec["other-worker"])) == (1, 0)
