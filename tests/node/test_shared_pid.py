@@ -46,6 +46,12 @@ def test_the_prestop_collector_leaves_the_other_containers_jvm_alone(jvm_image: 
     pod = cluster.get("pod", "shared", ns)
     app, jvm = pod["spec"]["containers"]
     assert "lifecycle" not in jvm and jvm.get("command") is None  # podmedic left it as written
+    # the namespace is shared: the other container's JVM is visible from the app's container, or
+    # this test would pass without the collector ever choosing
+    seen_from_app = cluster.exec(ns, "shared", "app", "sh", "-c",
+                                 'for c in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$c"; echo; done')
+    assert seen_from_app.returncode == 0, seen_from_app.stderr
+    assert "/jdk/bin/java /dev/stdout " in seen_from_app.stdout, seen_from_app.stdout
     # the kubelet's preStop, by the same exec into the container
     done = cluster.exec(ns, "shared", "app", *app["lifecycle"]["preStop"]["exec"]["command"])
     assert done.returncode == 0, done.stderr
