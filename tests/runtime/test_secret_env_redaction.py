@@ -15,6 +15,7 @@ import pytest
 
 from tests.runtime.conftest import NOBODY, wait_for
 from webhook.engine import secret_env
+from webhook.engine.features import forensics
 from webhook.toolbox import argv as toolbox
 
 DSN = "postgres://u:hunter2@db"
@@ -40,9 +41,10 @@ def bundle_text(logs: Path) -> str:
     return "".join(f"=== {f.name}\n{f.read_text(errors='replace')}" for f in sorted(bundle.rglob("*")) if f.is_file())
 
 
-def prestop_bundle(tb, spec: dict, env: dict[str, str]) -> str:
+def prestop_bundle(tb, spec: dict, env: dict[str, str], chained: bool = False) -> str:
     """Run the supervised app with `--dsn $(DATABASE_URL)` and the preStop collector as the
-    engine renders them for `spec`, both with the container's environment `env`."""
+    engine renders them for `spec`, both with the container's environment `env`; chained: as
+    the engine chains it before a user's exec preStop (under busybox sh -c)."""
     logs = log_directory(tb)
     flags = secret_env.collector_flags(spec)
     proc = tb.supervise(tb.program("srv.sh", "while :; do sleep 0.1; done"), {"startsecs": "1"}, user=NOBODY,
@@ -50,6 +52,8 @@ def prestop_bundle(tb, spec: dict, env: dict[str, str]) -> str:
     wait_for(lambda: tb.pmctl("ready").returncode == 0)
     try:
         argv = toolbox.forensics_argv(str(tb.root), name="app", out_dir=str(logs), budget_seconds=10, redact=flags)
+        if chained:
+            argv = forensics.chained(argv, [tb.busybox, "true"], mount=str(tb.root))
         done = subprocess.run(argv, env=tb.env(**env), capture_output=True, text=True, timeout=20,
                               user=NOBODY, group=NOBODY, extra_groups=[])
         assert done.returncode == 0, done.stderr
@@ -116,6 +120,16 @@ def test_a_secret_whose_name_is_no_shell_identifier_stays_out_of_the_prestop_bun
     assert "--dsn <redacted>" in text
 
 
+@pytest.mark.parametrize("chained", [False, True], ids=["alone", "chained"])
+def test_a_secret_whose_name_is_no_shell_identifier_stays_out_of_a_chained_prestop_bundle(tb, chained):
+    # the collector is then a child of busybox sh -c, whose block lacks database-url: the values
+    # come from the block of that shell, which the kubelet exec'd
+    spec = {"env": [{"name": "database-url", **SECRET_KEY_REF}, {"name": "LINK", "value": "see $(database-url)"}]}
+    text = prestop_bundle(tb, spec, {"database-url": DSN, "LINK": f"see {DSN}"}, chained=chained)
+    assert "hunter2" not in text, [line for line in text.splitlines() if "hunter2" in line]
+    assert "--dsn <redacted>" in text and "LINK=see <redacted>" in text
+
+
 def test_a_secret_whose_name_is_no_shell_identifier_stays_out_of_the_exit_bundle(tb):
     logs = log_directory(tb)
     proc = tb.supervise(tb.program("crash.sh", "sleep 1.2; exit 3"), {"startsecs": "1", "autorestart": "false"},
@@ -150,6 +164,35 @@ def test_every_name_leaves_the_runtimes_own_variables_unsearched(tb):
     processes = collector(tb, "processes", flags, env).stdout
     assert "-jar /home/app/app.jar --node web-6f7c9 --db 10.96.0.7 --dsn <redacted>" in processes, processes
     assert "hunter2" not in processes
+
+
+# Every name is a Secret's: an unprefixed envFrom secretRef, or secretKeyRef names over 32 KiB
+EVERY_NAME = [{"envFrom": [{"secretRef": {"name": "app"}}]},
+              {"env": [{"name": f"SECRET_{i:030d}", **SECRET_KEY_REF} for i in range(900)]}]
+# the kubelet's Service links of a Service "kubernetes" (port https) and an IPv6 Service "db"
+LINKS = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443",
+         "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": "tcp://10.96.0.1:443",
+         "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+         "KUBERNETES_PORT_443_TCP_PORT": "443", "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1",
+         "DB_SERVICE_HOST": "fd00::7", "DB_SERVICE_PORT": "5432", "DB_PORT": "tcp://[fd00::7]:5432",
+         "DB_PORT_5432_TCP": "tcp://[fd00::7]:5432", "DB_PORT_5432_TCP_ADDR": "fd00::7"}
+
+
+@pytest.mark.parametrize("spec", EVERY_NAME, ids=["envFrom", "over-32KiB"])
+def test_every_name_searches_a_runtime_looking_name_whose_value_is_not_the_runtimes(tb, spec):
+    # a Secret's keys may look like the runtime's (KUBERNETES_*, *_PORT): only a value of the
+    # runtime's shape is left unsearched, the kubelet's links still hide nothing
+    flags = secret_env.collector_flags(spec)
+    assert flags == ("--redact-env-prefix=",)
+    token, proxy = "eyJhbGciOi." + STRIPE, "tcp://u:pw@proxy:3128"
+    env = {**LINKS, "KUBERNETES_BEARER_TOKEN": token, "UPSTREAM_PORT": proxy, "HOME": "/home/app"}
+    args = ("--api", "tcp://10.96.0.1:443", "--db", "fd00::7", "--ports", "5432,443", "--jar", "/home/app/a.jar",
+            "--header", token, "--proxy", proxy)
+    running(tb, args, env, flags)
+    processes = collector(tb, "processes", flags, env).stdout
+    assert "--api tcp://10.96.0.1:443 --db fd00::7 --ports 5432,443 --jar /home/app/a.jar" in processes, processes
+    assert "--header <redacted> --proxy <redacted>" in processes, processes
+    assert STRIPE not in processes and "u:pw" not in processes
 
 
 def test_a_secret_longer_than_the_kept_command_line_is_never_cut_through(tb):

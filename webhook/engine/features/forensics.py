@@ -42,10 +42,12 @@ def chained(collector: list[str], user_command: list[str], mount: str = toolbox.
     also hands on the environment block this shell was exec'd with (--environ-of=$$): busybox sh
     drops `spring.datasource.url` and every other name that is not a shell identifier. So no
     `exec`, whose sigreset would read the shell's reduced block, and an `exit $?` after it (busybox
-    sh execs a script's last command). A sigreset older than the option (toolbox.image behind the
-    webhook) fails the `true` probe: the user's command then runs as that release ran it."""
+    sh execs a script's last command). The collector, this shell's child, takes the Secrets'
+    values to redact from that block too (--environ-of=$$; an older collector skips the option).
+    A sigreset older than the option (toolbox.image behind the webhook) fails the `true` probe:
+    the user's command then runs as that release ran it."""
     sigreset, busybox = shlex.quote(mount + "/bin/sigreset"), shlex.quote(mount + "/bin/busybox")
-    script = (shlex.join(collector) + f'; {sigreset} --environ-of=$$ {busybox} true 2>/dev/null'
+    script = (shlex.join(collector) + f' --environ-of=$$; {sigreset} --environ-of=$$ {busybox} true 2>/dev/null'
               f' || exec {sigreset} "$@"; {sigreset} --environ-of=$$ "$@"; exit $?')
     return [f"{mount}/bin/busybox", "sh", "-c", script, "podmedic-prestop", *user_command]
 
