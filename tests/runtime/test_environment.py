@@ -7,6 +7,7 @@ block the shell was exec'd with from /proc/PID/environ."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def dumper(record: Path, code: int = 0) -> list[str]:
 
 
 def blocks(record: Path) -> list[list[str]]:
-    import ast
+    """The entries of each block dumper() recorded, one list per run (the repr of bytes it wrote)."""
     return [ast.literal_eval(line).decode().split("\0")[:-1] for line in record.read_text().splitlines()]
 
 
@@ -52,12 +53,19 @@ def test_the_app_gets_the_containers_environment_across_restarts(tb):
     assert restarted == first
 
 
-def test_the_chained_prestop_gets_the_containers_environment_and_its_exit_code(tb):
-    record = tb.work / "environ"
+def chained_prestop(tb, record: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """Run the collector chained before a user's preStop, dumper(record) exiting 3, as the kubelet
+    execs it with the container's environment (EXOTIC); its result and that environment."""
     collector = toolbox.forensics_argv(str(tb.root), name="app", out_dir=None, budget_seconds=2)
     env = tb.env(PODMEDIC_TERMINATION_LOG=str(tb.work / "termination-log"), **EXOTIC)
     done = subprocess.run(forensics.chained(collector, dumper(record, code=3), mount=str(tb.root)), env=env,
                           capture_output=True, text=True, timeout=30)
+    return done, env
+
+
+def test_the_chained_prestop_gets_the_containers_environment_and_its_exit_code(tb):
+    record = tb.work / "environ"
+    done, env = chained_prestop(tb, record)
     assert done.returncode == 3, done.stderr
     assert blocks(record) == [expected(env)]
 
@@ -69,10 +77,7 @@ def test_the_chained_prestop_still_runs_under_an_older_sigreset(tb):
     tb.program("old-sigreset", 'exec "$@"')
     (tb.work / "old-sigreset").rename(tb.root / "bin" / "sigreset")
     record = tb.work / "environ"
-    collector = toolbox.forensics_argv(str(tb.root), name="app", out_dir=None, budget_seconds=2)
-    env = tb.env(PODMEDIC_TERMINATION_LOG=str(tb.work / "termination-log"), **EXOTIC)
-    done = subprocess.run(forensics.chained(collector, dumper(record, code=3), mount=str(tb.root)), env=env,
-                          capture_output=True, text=True, timeout=30)
+    done, _ = chained_prestop(tb, record)
     assert done.returncode == 3, done.stderr
     assert "OK_NAME=kept" in blocks(record)[0]
 

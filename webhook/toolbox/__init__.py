@@ -5,7 +5,7 @@ copied into each pod by the init container's `podmedic toolbox install /podmedic
 
     bin/busybox   Debian busybox-static: a shell and the applets, statically linked
     bin/tini      Debian tini-static: PID 1 that reaps zombies and forwards signals
-    bin/sigreset  a few lines of C, static: starts the app with default signal actions, leading
+    bin/sigreset  a small static C program: starts the app with default signal actions, leading
                   its own process group, with the container's whole environment (see .c)
     bin/<applet>  links to busybox (created at install), the collector's PATH
     supervise     the supervisor wrapper (POSIX sh)
