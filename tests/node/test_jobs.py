@@ -36,3 +36,31 @@ def test_a_job_whose_app_succeeds_at_once_runs_it_once_and_completes(deployed: C
     meta = pod["metadata"]
     log = deployed.node_file(pod["spec"]["nodeName"], f"{meta['namespace']}_{meta['name']}_{meta['uid']}/app/app.log")
     assert (log or "").splitlines() == ["migrated"]  # once, not once per failed start
+
+
+def test_a_failed_apps_last_log_lines_are_its_termination_message_as_without_podmedic(deployed: Cluster) -> None:
+    """terminationMessagePolicy FallbackToLogsOnError: the kubelet makes the log's tail the
+    termination message (what `kubectl describe pod` and CI systems show) only when the
+    termination-message file is empty. The wrapper's summary there once replaced the app's
+    `FATAL: config missing` with podmedic's JSON."""
+    plain, wrapped = deployed.namespace(), deployed.namespace(inject="enabled", supervisor="enabled")
+    for ns in (plain, wrapped):
+        deployed.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fails", "namespace": ns},
+                        "spec": {"restartPolicy": "Never", "containers": [
+                            {"name": "app", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                             "terminationMessagePolicy": "FallbackToLogsOnError",
+                             "command": ["sh", "-c", "echo 'FATAL: config missing'; exit 1"]}]}})
+
+    def terminated(ns: str) -> dict[str, object] | None:
+        statuses = deployed.get("pod", "fails", ns).get("status", {}).get("containerStatuses", [])
+        state: dict[str, object] | None = statuses[0]["state"].get("terminated") if statuses else None
+        return state
+
+    unwrapped = wait_for("the unwrapped app to fail", lambda: terminated(plain), timeout=90)
+    got = wait_for("the wrapped app to fail", lambda: terminated(wrapped), timeout=90)
+    assert deployed.get("pod", "fails", wrapped)["spec"]["containers"][0]["command"][0] == "/podmedic/bin/tini"
+    assert unwrapped["exitCode"] == got["exitCode"] == 1
+    assert unwrapped["message"] == "FATAL: config missing\n"
+    # the log's tail, the app's line in it (and the wrapper's own log lines after it), no summary
+    message = str(got.get("message", ""))
+    assert "FATAL: config missing\n" in message and '"podmedic":"summary"' not in message, message

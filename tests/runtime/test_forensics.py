@@ -28,9 +28,10 @@ APP_ENV = {"DB_PASSWORD": SECRET, "API_TOKEN": SECRET, "TLS_KEY": PEM, "GREETING
 
 
 def collect(tb, out: str | None, budget: int = 10, user: int | None = None, prefix: tuple[str, ...] = (),
-            **env: str):
+            termination_log: bool = True, **env: str):
     """Run the preStop collector as the kubelet's exec does: its environment is its own, not the app's."""
-    argv = [*prefix, *toolbox.forensics_argv(str(tb.root), name="app", out_dir=out, budget_seconds=budget)]
+    argv = [*prefix, *toolbox.forensics_argv(str(tb.root), name="app", out_dir=out, budget_seconds=budget,
+                                             termination_log=termination_log)]
     ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
     started = time.monotonic()
     done = subprocess.run(argv, env=tb.env(ONLY_THE_COLLECTOR="has-this", **env),
@@ -96,6 +97,15 @@ def test_without_log_directory_writes_the_termination_message(tb):
     text = term.read_text()
     assert "podmedic forensics" in text and "container app" in text and len(text) <= 4096
     assert SECRET not in text
+
+
+def test_without_log_directory_and_with_termination_log_off_leaves_the_message_empty(tb):
+    """terminationMessagePolicy FallbackToLogsOnError: the kubelet makes the log's tail the
+    message only while the termination log is empty."""
+    term = tb.work / "termination-log"
+    term.write_text("")  # the kubelet creates it for every container start
+    done, _ = collect(tb, None, termination_log=False, PODMEDIC_TERMINATION_LOG=str(term))
+    assert done.returncode == 0 and term.read_text() == ""
 
 
 def test_budget_bounds_the_run_and_it_always_exits_zero(tb):

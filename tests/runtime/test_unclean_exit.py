@@ -142,6 +142,36 @@ def test_the_termination_log_holds_the_summary(tb):
     assert termlog.read_text() == "app: cannot reach the database\n"
 
 
+def test_with_termination_log_off_a_failed_app_leaves_it_empty_and_the_summary_in_the_state_dir(tb):
+    """terminationMessagePolicy FallbackToLogsOnError: the kubelet shows the log's tail only
+    while the termination log is empty. A run-to-completion app that fails, then a group kill and
+    a new start: the termination log stays empty, the state dir's summary still finds the kill."""
+    termlog = tb.work / "termination-log"
+    termlog.write_text("")  # the kubelet creates it for every container start
+    once = {"autorestart": "false", "startsecs": "0"}  # a Job's container (supervisor.py _RUN_ONCE)
+    failing = tb.program("fail.sh", "echo 'FATAL: config missing' >&2; exit 1")
+    done = tb.supervise(failing, once, termination_log=False, PODMEDIC_TERMINATION_LOG=str(termlog),
+                        PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    _, err = done.communicate(timeout=20)
+    assert done.returncode == 1 and "FATAL: config missing" in err
+    assert termlog.read_text() == ""
+    assert summary(tb)["last_exit_code"] == 1 and summary(tb)["clean"] is True
+
+    app = tb.program("srv.sh", SERVER)
+    first = tb.supervise(app, FAST, termination_log=False, PODMEDIC_TERMINATION_LOG=str(termlog),
+                         PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    wait_for(lambda: running(tb))
+    wait_for(lambda: summary(tb)["state"] == "RUNNING")
+    before = tb.state()["wrapper_pid"]
+    group_kill(tb, first)
+    second = tb.supervise(app, FAST, termination_log=False, PODMEDIC_TERMINATION_LOG=str(termlog),
+                          PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    wait_for(lambda: running(tb, before))
+    assert tb.state()["previous_exit"] == "unclean"
+    stop(second)
+    assert termlog.read_text() == ""
+
+
 def fake_cgroup(path: Path, files: dict[str, str]) -> str:
     path.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():

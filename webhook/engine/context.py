@@ -57,6 +57,10 @@ class Target:
 
 
 DEFAULT_GRACE = 30  # terminationGracePeriodSeconds where a pod sets none (the API's default)
+# A container's terminationMessagePolicy under which the kubelet makes the log's tail the
+# termination message on an error, but only while the termination-message file is empty: the
+# toolbox must then write nothing there (toolbox.NO_TERMINATION_LOG).
+LOGS_ON_ERROR = "FallbackToLogsOnError"
 
 
 @dataclass

@@ -13,6 +13,10 @@ TOOLBOX_MOUNT = "/podmedic"
 SUPERVISOR_OPTIONS = ("autorestart", "startsecs", "startretries", "exitcodes", "stopsignal", "stopwaitsecs",
                       "on-fatal", "max-hold", "restart-limit", "restart-window", "restart-backoff-max",
                       "memwatch-interval", "memwatch-threshold")
+# The wrapper's and the collector's flag for a container whose termination message is its log's
+# tail on an error (terminationMessagePolicy FallbackToLogsOnError): the kubelet takes the tail
+# only while the termination-message file is empty, so neither may write a summary there.
+NO_TERMINATION_LOG = "--termination-log=off"
 
 
 def supervise_flags(options: Mapping[str, str], exit_bundles: tuple[str, int] | None = None) -> tuple[str, ...]:
@@ -48,11 +52,16 @@ def supervise_command(mount: str = TOOLBOX_MOUNT, *, name: str, flags: Sequence[
 
 
 def forensics_argv(mount: str = TOOLBOX_MOUNT, *, name: str, out_dir: str | None, budget_seconds: int,
-                   redact: Sequence[str] = ()) -> list[str]:
-    """The exec preStop command; without out_dir the summary goes to the termination message.
-    redact: redact_flags() for a container with Secret-sourced variables."""
+                   redact: Sequence[str] = (), termination_log: bool = True) -> list[str]:
+    """The exec preStop command; without out_dir the summary goes to the termination message,
+    unless termination_log is False (NO_TERMINATION_LOG). redact: redact_flags() for a container
+    with Secret-sourced variables."""
     argv = [f"{mount}/bin/busybox", "sh", f"{mount}/forensics", "--name", name, "--budget", str(budget_seconds)]
-    return argv + (["--out", out_dir] if out_dir else []) + list(redact)
+    if out_dir:
+        argv += ["--out", out_dir]
+    if not termination_log:
+        argv.append(NO_TERMINATION_LOG)
+    return argv + list(redact)
 
 
 def redact_flags(names: Sequence[str], prefixes: Sequence[str], plain: Sequence[str]) -> tuple[str, ...]:

@@ -1,6 +1,8 @@
 """The preStop forensics hook: before the kubelet stops a container (deletion, liveness
 failure), the toolbox collector writes a diagnostics bundle into the pod's log directory, or a
-summary into the termination message when the container has no log directory.
+summary into the termination message when the container has no log directory (none where
+terminationMessagePolicy is FallbackToLogsOnError: the message is then the log's tail, which the
+kubelet takes only from an empty termination-message file).
 
 A user's exec preStop is chained (ours first, within its budget, then theirs with its arguments
 unchanged); httpGet, tcpSocket and sleep hooks cannot be chained and are kept as they are. The
@@ -13,7 +15,7 @@ import shlex
 from typing import Any
 
 from webhook.engine import pod_level
-from webhook.engine.context import PodContext, Target
+from webhook.engine.context import LOGS_ON_ERROR, PodContext, Target
 from webhook.engine.decisions import INJECTED, Decision, Reason
 from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
@@ -68,8 +70,10 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if granted < 1:
         return Decision(FEATURE, name, Reason.GRACE_TOO_SHORT, f"needs more than {STOP_RESERVE}s", level)
     out_dir = ctx.settings.value("log-path", name) if ctx.applied(_LOGS, name) else None
+    # without a log directory its summary goes to the termination message, unless that is the log's tail
+    termination_log = out_dir is not None or target.spec.get("terminationMessagePolicy") != LOGS_ON_ERROR
     collector = toolbox.forensics_argv(name=name, out_dir=out_dir, budget_seconds=granted,
-                                       redact=target.redact_flags())
+                                       redact=target.redact_flags(), termination_log=termination_log)
     command = chained(collector, user_command) if user_command else collector
     lifecycle_path = target.path + ("lifecycle",)
     patch.ensure_map(lifecycle_path, target.spec)
@@ -79,5 +83,5 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     ctx.record(target, FEATURE, {"preStop": existing})
     if granted < asked:
         ctx.report.add(Decision(FEATURE, name, Reason.GRACE_TOO_SHORT, f"budget shrunk to {granted}s", level))
-    where = out_dir or "termination message"
+    where = out_dir or ("termination message" if termination_log else f"no summary ({LOGS_ON_ERROR})")
     return Decision(FEATURE, name, INJECTED, f"{where}, {granted}s" + (", chained" if user_command else ""), level)

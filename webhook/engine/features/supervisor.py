@@ -27,6 +27,10 @@ container's own stop signal (lifecycle.stopSignal, which the kubelet sends inste
 the wrapper's stopsignal unless a pod or container annotation sets one: forwarded as a plain
 signal, QUIT or USR1 ended the app and the wrapper started it again in the middle of the shutdown.
 A stop signal the wrapper cannot stop on skips the supervisor.
+
+A container with terminationMessagePolicy FallbackToLogsOnError gets a wrapper that writes its
+summary to the state dir alone: the kubelet shows the log's tail (a failed app's `FATAL: config
+missing`) only while the termination-message file is empty, and a summary there replaced it.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from webhook.engine import pod_level
-from webhook.engine.context import PodContext, Target
+from webhook.engine.context import LOGS_ON_ERROR, PodContext, Target
 from webhook.engine.decisions import INJECTED, Decision, Reason
 from webhook.engine.keys import STOP_SIGNALS, FeatureName, Level
 from webhook.engine.patch import PatchBuilder
@@ -112,6 +116,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
                               lambda: _wrapper(ctx, name, bundles, run_once))
     if ctx.settings.value("stopwaitsecs", name) is None:
         flags = (*flags, ctx.once("stopwaitsecs", lambda: f"--stopwaitsecs={_grace_wait(ctx)}"))
+    if target.spec.get("terminationMessagePolicy") == LOGS_ON_ERROR:  # its message: the log's tail
+        flags = (*flags, toolbox.NO_TERMINATION_LOG)
     redact = target.redact_flags()  # for its exit bundles and pre-mortem snapshots
     if redact:
         flags = (*flags, *redact)
