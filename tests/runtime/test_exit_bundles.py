@@ -171,6 +171,24 @@ def test_a_bundle_stays_under_its_bound_with_megabyte_log_lines_and_command_line
     assert len(line) < 4096 + 100
 
 
+def test_a_command_line_the_name_rule_lengthens_is_still_cut_at_4096_bytes(tb):
+    # 700 `--key x` pairs (5600 bytes): each x becomes <redacted>; without a Secret's value to
+    # search the line once came out 8704 bytes long
+    logs = log_directory(tb)
+    marker = "lengthened-" + os.urandom(4).hex()
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker, *["--key", "x"] * 700],
+                                start_new_session=True)
+    try:
+        done = exit_bundle(tb, logs, "--exit", "3")
+    finally:
+        leftover.kill()
+        leftover.wait()
+    assert done.returncode == 0, done.stderr
+    [bundle] = bundles(logs)
+    [line] = [ln for ln in (bundle / "left_behind.txt").read_text().splitlines() if marker in ln]
+    assert "--key <redacted>" in line and len(line) < 4096 + 100, len(line)
+
+
 def test_an_oversized_collector_output_is_cut_and_says_so(tb):
     logs = log_directory(tb)
     # 300 processes (forks of one: cheap), each with a 5000-byte command line, cut at 4096 bytes:
