@@ -9,6 +9,7 @@ import http.client
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -470,3 +471,66 @@ def test_protocol_versions_and_suites(gunicorn: Gunicorn, low: ssl.TLSVersion, h
     # not a client that could not say hello).
     with pytest.raises(ssl.SSLError, match=expected):
         gunicorn.handshake(context)
+
+
+# -- podmedic serve before a usable pair exists ------------------------------------------------
+
+def answer_to_a_client_hello(port: int) -> bytes:
+    """The raw bytes the server sends back to a ClientHello, until it closes or resets the
+    connection (no TLS client state on this side, so a plaintext answer shows as what it is)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_context(V.TLSv1_2, V.MAXIMUM_SUPPORTED).wrap_bio(incoming, outgoing)
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        raw.sendall(outgoing.read())
+        try:
+            while chunk := raw.recv(65536):
+                answer += chunk
+        except ConnectionResetError:  # closed with our ClientHello unread: a close all the same
+            pass
+    return answer
+
+
+def test_serve_without_a_usable_pair_closes_handshakes_then_serves_the_first_one(tmp_path: Path) -> None:
+    """Started on an expired pair (a Secret whose renewal failed), `podmedic serve` has nothing
+    to present: it must end each handshake at once, in TLS terms -- not answer a TLS ClientHello
+    with a plaintext HTTP 400 (which clients report as "not TLS at all") and a warning per
+    connection -- and serve the first usable pair that appears, without a restart."""
+    secret = SecretDir(tmp_path / "secret")
+    expired, good = pair_expiring_in(-60), new_pair()
+    secret.publish(expired.cert_pem, expired.key_pem)
+    port, log = free_port(), tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "webhook.cli", "serve", "--bind", f"127.0.0.1:{port}",
+                                 "--tls-cert-file", str(secret.cert), "--tls-private-key-file", str(secret.key),
+                                 "--cert-reload-interval", str(INTERVAL),
+                                 "--namespaces-file", str(ROOT / "tests" / "data" / "namespaces.yaml")],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"})
+    try:
+        wait_for(lambda: "Booting worker" in log.read_text(), 30, "the workers to start")
+        for _ in range(3):
+            assert proc.poll() is None, log.read_text()
+            assert answer_to_a_client_hello(port) == b""
+        secret.publish(good.cert_pem, good.key_pem)
+        server = Gunicorn(port, secret, log)
+
+        def serves_good() -> bool:
+            try:
+                return server.serves(good)
+            except OSError:  # still closed: the reloader has not looked again yet
+                return False
+
+        wait_for(serves_good, 5, "the first usable pair")
+        time.sleep(INTERVAL * 2)  # the other worker may have looked just before the pair came: its next look takes it
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=verifying_context(good))
+        conn.request("GET", "/readyz")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    text = log.read_text()
+    assert "no certificate to serve yet" in text and "Invalid request" not in text, text

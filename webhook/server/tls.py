@@ -149,8 +149,17 @@ def served_certificate(context: ssl.SSLContext) -> bytes:
     raise ssl.SSLError("no certificate presented in a handshake with the loaded pair")
 
 
-class CertificateUnavailable(ssl.SSLError):
-    """No usable certificate has been loaded yet: the handshake cannot be served."""
+class CertificateUnavailable(ssl.SSLEOFError):
+    """No usable certificate has been loaded yet: the handshake cannot be served.
+
+    An end of stream, as a stalled handshake is (_TimedSSLSocket.do_handshake): gunicorn then
+    closes the connection quietly. Any other SSLError from its `ssl_context` hook makes it
+    answer the ClientHello with a plaintext HTTP 403 and a warning per connection; clients
+    report that as a server that does not speak TLS at all, and the reloader has already
+    logged why there is no certificate."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ssl.SSL_ERROR_EOF, message)
 
 
 def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
