@@ -11,7 +11,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,6 +154,31 @@ def tb(built: Path) -> Iterator[Toolbox]:
             installed.kill_all()
         finally:
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def small_volume(tb: Toolbox) -> Iterator[Callable[[str, int], Path]]:
+    """small_volume(NAME, KIB): a tmpfs of KIB KiB mounted at tb.work/NAME (mode 1777), as the
+    kubelet mounts a sizeLimit'd memory emptyDir (the 1Mi state dir) and as a full log volume
+    answers: ENOSPC. Mounting needs root (CAP_SYS_ADMIN): the test skips without it."""
+    mounted: list[Path] = []
+
+    def mount(name: str, kib: int) -> Path:
+        path = tb.work / name
+        path.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k,mode=1777", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    try:
+        yield mount
+    finally:
+        tb.kill_all()  # nothing may hold the volume open
+        for path in mounted:
+            subprocess.run(["umount", "-l", str(path)], check=True)
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):

@@ -259,3 +259,21 @@ def test_recent_logs_of_many_files_is_not_a_failure(tb):
     summary = json.loads((bundle / "summary.json").read_text())
     assert "recent_logs" in summary["ran"], summary["failed"]
     assert (bundle / "recent_logs.txt").read_text().count("=== ") == 20
+
+
+def test_a_full_log_volume_keeps_the_rate_limit(tb, small_volume):
+    """An app that crashes because its log volume is full: the bucket cannot be written either. A
+    collector that went on anyway wrote a bundle of empty files for every exit and said "bundle"."""
+    logs = small_volume("logs", 2048)
+    (logs / "forensics").mkdir()
+    with contextlib.suppress(OSError):  # ENOSPC: full
+        (logs / "app.log").write_bytes(b"x" * 4 * 2**20)
+    outcomes = [exit_bundle(tb, logs, "--exit", "1", budget=2) for _ in range(6)]
+    assert all(o.returncode == 0 for o in outcomes)
+    assert bundles(logs) == [], sorted(p.name for p in (logs / "forensics").iterdir())
+    assert "exit 1: cannot record the rate limit" in outcomes[-1].stderr and " bundle /" not in outcomes[-1].stderr
+    assert not any(p.name.endswith(".tmp") for p in (logs / "forensics").iterdir())
+    # room again: bundles as before, three of them
+    (logs / "app.log").unlink()
+    assert all(exit_bundle(tb, logs, "--exit", "1", budget=2).returncode == 0 for _ in range(4))
+    assert len(bundles(logs)) == 3
