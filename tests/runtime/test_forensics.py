@@ -458,3 +458,28 @@ def test_zombies_exited_main_threads_and_child_cgroups_are_this_containers(pod_c
         wait_for(lambda: quits(rec["worker"]))
         time.sleep(0.5)  # a SIGQUIT to the other container's JVM would have arrived by now
         assert (quits(rec["worker"]), quits(rec["other-worker"])) == (1, 0)
+
+
+def test_bundles_in_the_same_second_never_share_a_directory(tb):
+    """Two preStops of one container (the kubelet's kill after a liveness failure and the pod's
+    deletion), an exit bundle, and a container named like that exit bundle (`app-exit-1`), all in
+    one second: each writes a directory of its own, never into another's (mkdir -p shared them)."""
+    logs = tb.work / "logs"
+    logs.mkdir()
+    logs.chmod(0o1777)
+    prestop = [toolbox.forensics_argv(str(tb.root), name=n, out_dir=str(logs), budget_seconds=5)
+               for n in ("app", "app", "app-exit-1")]
+    exit_one = [tb.busybox, "sh", str(tb.root / "forensics"), "--name", "app", "--budget", "5", "--out", str(logs),
+                "--exit", "1"]
+    time.sleep(1 - time.time() % 1)  # at the start of a second: all four take the same time stamp
+    procs = [subprocess.Popen(argv, env=tb.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for argv in (*prestop, exit_one)]
+    assert [p.wait(timeout=30) for p in procs] == [0] * 4
+    found = [(json.loads((d / "summary.json").read_text()), d.name) for d in (logs / "forensics").iterdir()
+             if d.is_dir()]
+    if len({s["time"] for s, _ in found}) > 1:  # the only timing this test depends on: say so
+        pytest.skip(f"the collectors did not all start within one second: {[name for _, name in found]}")
+    kinds = sorted((s["container"], s.get("kind", "preStop")) for s, _ in found)
+    assert kinds == [("app", "exit"), ("app", "preStop"), ("app", "preStop"), ("app-exit-1", "preStop")], found
+    for summary, name in found:  # each directory holds its own collectors' files, all of them
+        assert summary["failed"] == [] and len(summary["ran"]) >= 7, (name, summary)
