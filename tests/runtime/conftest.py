@@ -165,7 +165,7 @@ def small_volume(tb: Toolbox) -> Iterator[Callable[[str, int], Path]]:
 
     def mount(name: str, kib: int) -> Path:
         path = tb.work / name
-        path.mkdir()
+        path.mkdir(exist_ok=True)  # "state": the wrapper's usual state dir, now on the volume
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k,mode=1777", "tmpfs", str(path)],
                               capture_output=True, text=True)
         if done.returncode:

@@ -13,6 +13,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -356,3 +357,30 @@ def test_another_containers_exit_bundle_leaves_this_containers_snapshot_alone(tb
     assert ran["premortem"] is None
     assert (premortem(tb) / "supervisor.txt").exists() and summary(tb)["premortem"] == str(premortem(tb))
     stop(proc)
+
+
+def test_a_snapshot_of_many_processes_leaves_room_in_the_1mi_state_dir(tb, small_volume):
+    """The snapshot is written into the state dir, a 1Mi memory emptyDir that also holds the
+    wrapper's state file and summary: with 1700 processes its process list (and the copy cap_file
+    made of it) filled the volume, the list was cut without saying so, and the wrapper's writes
+    at that moment, just before the OOM kill, failed. Run as the wrapper runs it."""
+    state = small_volume("state", 1024)
+    forker = ("import os, time\nfor _ in range(1700):\n    if os.fork() == 0:\n        time.sleep(120); os._exit(0)\n"
+              "print('forked', flush=True); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", forker, "many-" + "x" * 400], start_new_session=True,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "forked\n"
+        snap = state / "app.premortem"
+        done = subprocess.run([tb.busybox, "timeout", "60", tb.busybox, "sh", str(tb.root / "forensics"), "--name", "app",
+                               "--premortem", str(snap), "--usage", str(95 * MiB), "--limit", str(LIMIT)],
+                              env=tb.env(), capture_output=True, text=True, timeout=90)
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+    assert done.returncode == 0 and "No space left" not in done.stderr, done.stderr
+    listed = (snap / "processes.txt").read_text()
+    assert f"many-{'x' * 100}" in listed
+    assert "[podmedic: cut at 131072 bytes;" in listed.splitlines()[-1], listed[-300:]
+    used = sum(f.stat().st_size for f in snap.iterdir())
+    assert used < 512 * 1024, used  # half the volume at most: the wrapper's own files need the rest
