@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -277,3 +278,22 @@ def test_a_full_log_volume_keeps_the_rate_limit(tb, small_volume):
     (logs / "app.log").unlink()
     assert all(exit_bundle(tb, logs, "--exit", "1", budget=2).returncode == 0 for _ in range(4))
     assert len(bundles(logs)) == 3
+
+
+
+def test_a_bundle_removed_mid_write_is_one_line_saying_so(tb):
+    """The bundle goes while the collectors write (a log cleaner, an operator): the collector
+    still exits 0, with the one stderr line the container's log gets, and that line says the
+    bundle is incomplete (it said "bundle ...", after a line per file it could not write)."""
+    logs = log_directory(tb)
+    proc = subprocess.Popen([tb.busybox, "sh", str(tb.root / "forensics"), "--name", "app", "--budget", "5",
+                             "--out", str(logs), "--exit", "1"], env=tb.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    [exit_txt] = wait_for(lambda: list(logs.glob("forensics/*-exit-1/exit.txt")), timeout=10, interval=0.005)
+    bundle = exit_txt.parent
+    while bundle.exists():  # files appear while it goes
+        shutil.rmtree(bundle, ignore_errors=True)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert err.splitlines() == [f"podmedic-forensics: app: exit 1: bundle {bundle} incomplete: cannot write its "
+                                "summary.json (log volume read-only, full or gone?)"], err
