@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -37,10 +38,16 @@ if TYPE_CHECKING:  # the client is slow to import; file mode must not pay for it
 
 T = TypeVar("T")
 
+# How long a review waits for a namespace its watch has not delivered yet (KubeSource._awaited):
+# far below reviewDeadlineSeconds' default 3 s, far above a healthy watch's milliseconds.
+ARRIVAL_WAIT_SECONDS = 1.0
+GIVE_UP_SECONDS = 30.0
+
 
 class NamespaceSource(Protocol):
     def get(self, name: str) -> Lookup:
-        """Never raises, never blocks on I/O: served from memory on every admission review."""
+        """Never raises, never does I/O: served from memory on every admission review (a watched
+        source may wait, bounded, for a namespace its watch has not delivered yet)."""
 
     def ready(self) -> bool:
         """The first full list is done (a file: parsed); /readyz reports it."""
@@ -203,7 +210,8 @@ class KubeSource:
         self._phases: dict[str, str] = {}  # namespace -> its log claim's phase
         self._ranges = LimitRanges()
         self._claim = claim
-        self._write = threading.Lock()
+        self._write = threading.Condition()  # notified when namespaces arrive (get() may wait for one)
+        self._given_up: dict[str, float] = {}  # namespace -> when get() last waited for it in vain
         self._ready = False  # every reflector has synced (see ready())
         self.on_sync: Callable[[float], None] | None = None  # called with last_sync whenever it moves
         self._reflectors = [Reflector("namespaces", api.list_namespace, _Namespaces(self), on_sync=self._synced,
@@ -239,7 +247,22 @@ class KubeSource:
     def get(self, name: str) -> Lookup:
         if not self.ready():
             return Lookup(None, Reason.NAMESPACE_SOURCE_NOT_SYNCED)
-        return _lookup(self._cache, name)
+        namespace = self._cache.get(name)
+        return Lookup(namespace, None) if namespace else self._awaited(name)
+
+    def _awaited(self, name: str) -> Lookup:
+        """A namespace the cache lacks, waited for up to ARRIVAL_WAIT_SECONDS. The API server's
+        NamespaceLifecycle admission refuses a pod in a namespace that does not exist, before any
+        webhook, so a review for one the cache lacks means the watch has not delivered it yet:
+        `kubectl apply` of a Namespace, its ServiceAccount and a pod in one go sent the pod within
+        the watch's lag (about 1 review in 120 on the real API server here, which skipped it as
+        namespace-unknown). A name waited for in vain is not waited for again for
+        GIVE_UP_SECONDS, so a broken watch cannot hold every review of a namespace a second."""
+        with self._write:
+            if time.monotonic() - self._given_up.get(name, -GIVE_UP_SECONDS) >= GIVE_UP_SECONDS:
+                if not self._write.wait_for(lambda: name in self._cache, ARRIVAL_WAIT_SECONDS):
+                    self._given_up[name] = time.monotonic()
+            return _lookup(self._cache, name)
 
     def ready(self) -> bool:
         """Latched: get() asks on every admission review, and a reflector's `synced` never goes
@@ -276,6 +299,8 @@ class KubeSource:
         with self._write:
             self._namespaces = namespaces
             self._cache = {name: self._with_facts(ns) for name, ns in namespaces.items()}
+            self._given_up.clear()
+            self._write.notify_all()
 
     def set_namespace(self, name: str, ns: Namespace | None) -> None:
         with self._write:
@@ -285,6 +310,8 @@ class KubeSource:
             else:
                 self._namespaces[name] = ns
                 self._cache[name] = self._with_facts(ns)
+                self._given_up.pop(name, None)
+                self._write.notify_all()
 
     def set_phases(self, phases: dict[str, str]) -> None:
         with self._write:
