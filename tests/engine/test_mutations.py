@@ -187,6 +187,23 @@ def test_volume_named_like_ours_skips_toolbox_and_logs(volume):
     assert [v["name"] for v in mutated["spec"]["volumes"]] == [volume]
 
 
+@pytest.mark.parametrize("keep_init", [True, False])
+def test_a_copy_of_an_injected_pod_without_its_marker_is_not_injected_again(keep_init):
+    """kubectl debug --copy-to: annotations and probes dropped, the rest copied (tests/node/test_debug.py)."""
+    injected, _ = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}])))
+    copied = copy.deepcopy(injected)
+    del copied["metadata"]["annotations"]
+    for key in ("livenessProbe", "readinessProbe", "startupProbe"):
+        c0(copied).pop(key, None)
+    if not keep_init:
+        del copied["spec"]["initContainers"]
+    _, outcome = run(copied)
+    (decision,) = outcome.report.decisions
+    assert (decision.feature, decision.reason) == ("pod", Reason.COPY_OF_INJECTED) and outcome.ops == []
+    assert decision.detail == ("init container podmedic-logdir" if keep_init
+                               else "container app mounts podmedic-toolbox at /podmedic")
+
+
 @pytest.mark.parametrize("written", ["/var/log/podmedic/", "//var/log/podmedic", "/var/log/./podmedic",
                                      "/var/log/x/../podmedic"])
 def test_a_mount_at_the_log_path_written_otherwise_is_a_conflict(written):

@@ -4,7 +4,8 @@ Pure (no I/O): the webhook and the offline `podmedic inject/explain` CLI call th
 `inject()`, so they can never disagree (but in one case: offline, toolbox.imagePullSecrets are
 never added to a template that lists none, pod_level.image_unusable). The flow is fixed:
 
-    gates (namespace opted in? pod opted out? already injected? a mirror pod? Linux?)
+    gates (namespace opted in? pod opted out? already injected? a mirror pod? Linux?
+           a copy of an injected pod, marker dropped? pod_level.copied_parts)
       -> per feature, per target container: a mutator emits operations and one Decision
          (the features that need podmedic's init containers skip a pod pinned to a node
          architecture its toolbox lacks: pod_level.toolbox_unavailable)
@@ -195,8 +196,13 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig, offline: b
         report.add(gate)
         return Outcome([], report)
     assert settings is not None and lookup.namespace is not None  # what _gate lets through
+    taken = pod_level.names_taken(pod)
+    copied = taken and pod_level.copied_parts(pod)
+    if copied:  # a gate too, after _gate: only a pod that uses our names pays for it
+        report.add(Decision("pod", None, Reason.COPY_OF_INJECTED, copied, Level.POD))
+        return Outcome([], report)
     ctx = PodContext(pod, lookup.namespace.name, dict(lookup.namespace.labels), config, settings, report,
-                     toolbox_blocked=pod_level.names_taken(pod), log_claim=lookup.namespace.log_claim,
+                     toolbox_blocked=taken, log_claim=lookup.namespace.log_claim,
                      limit_range=lookup.namespace.limit_range,
                      image_unusable=pod_level.image_unusable(pod.get("spec") or {}, config, offline))
     ctx.mesh, proxies = mesh.injected(pod_annotations(pod), pod.get("spec") or {})

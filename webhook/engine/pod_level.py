@@ -82,6 +82,30 @@ def names_taken(pod: dict[str, Any]) -> bool:
     return bool(volumes & set(OUR_VOLUMES) or containers & set(OUR_CONTAINERS))
 
 
+def copied_parts(pod: dict[str, Any]) -> str:
+    """Which of podmedic's own parts a pod without its marker carries (the decision's detail), or
+    "": such a pod is a copy of an injected one, and is not injected again.
+
+    `kubectl debug --copy-to` copies an injected pod's spec -- podmedic's init containers,
+    volumes, mounts and wrapped commands -- but drops its annotations, the marker with them, and
+    its probes, so that the kubelet leaves the copy's debug shell or broken app alone. Injected
+    again, the copy got fresh probes on the app's port: a shell that serves nothing never became
+    Ready and was killed at the startup bound. Only podmedic names its init containers so and
+    mounts its toolbox volume at the toolbox's path: a user's volume that merely bears one of our
+    names (names_taken) is no copy, and its pod keeps what needs no toolbox. Called only when
+    names_taken: the usual pod pays nothing."""
+    spec = pod.get("spec") or {}
+    for init in spec.get("initContainers") or []:
+        if isinstance(init, dict) and init.get("name") in OUR_CONTAINERS:
+            return f"init container {init['name']}"
+    for container in spec.get("containers") or []:
+        for mount in (container.get("volumeMounts") or []) if isinstance(container, dict) else []:
+            if isinstance(mount, dict) and mount.get("name") == TOOLBOX_VOLUME \
+                    and mount.get("mountPath") == toolbox.TOOLBOX_MOUNT:
+                return f"container {container.get('name')} mounts {TOOLBOX_VOLUME} at {toolbox.TOOLBOX_MOUNT}"
+    return ""
+
+
 def image_unusable(spec: dict[str, Any], config: GlobalConfig, offline: bool) -> tuple[Reason, str] | None:
     """Why podmedic's image (its init containers, the toolbox they copy) cannot run in this pod,
     or None; the features that need it skip with the reason.
