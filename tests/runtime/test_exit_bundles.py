@@ -281,6 +281,23 @@ def test_a_full_log_volume_keeps_the_rate_limit(tb, small_volume):
 
 
 
+def test_a_volume_that_fills_after_the_rate_limit_is_one_line_saying_so(tb, small_volume):
+    """One page left: the rate limit's bucket takes it (a container's first exit), then exit.txt
+    cannot be written. Each of its lines said "sh: write error: No space left on device" in the
+    container's log, before the one line the collector promises."""
+    logs = small_volume("logs", 256)
+    (logs / "forensics").mkdir()
+    fill = logs / "fill"
+    with contextlib.suppress(OSError):  # ENOSPC: full
+        fill.write_bytes(b"x" * 2**20)
+    os.truncate(fill, fill.stat().st_size - 4096)
+    done = exit_bundle(tb, logs, "--exit", "1", budget=2)
+    assert done.returncode == 0
+    [bundle] = bundles(logs)
+    assert done.stderr.splitlines() == [f"podmedic-forensics: app: exit 1: bundle {bundle} incomplete: cannot write "
+                                        "its summary.json (log volume read-only, full or gone?)"], done.stderr
+
+
 def test_a_bundle_removed_mid_write_is_one_line_saying_so(tb):
     """The bundle goes while the collectors write (a log cleaner, an operator): the collector
     still exits 0, with the one stderr line the container's log gets, and that line says the
