@@ -38,16 +38,17 @@ if TYPE_CHECKING:  # the client is slow to import; file mode must not pay for it
 
 T = TypeVar("T")
 
-# How long a review waits for a namespace its watch has not delivered yet (KubeSource._awaited):
-# far below reviewDeadlineSeconds' default 3 s, far above a healthy watch's milliseconds.
+# How long a review waits at most for a namespace its watch has not delivered yet
+# (KubeSource._awaited; never past the review's deadline): far above a healthy watch's milliseconds.
 ARRIVAL_WAIT_SECONDS = 1.0
 GIVE_UP_SECONDS = 30.0
 
 
 class NamespaceSource(Protocol):
-    def get(self, name: str) -> Lookup:
-        """Never raises, never does I/O: served from memory on every admission review (a watched
-        source may wait, bounded, for a namespace its watch has not delivered yet)."""
+    def get(self, name: str, wait: float = 0.0) -> Lookup:
+        """Never raises, never does I/O: served from memory on every admission review. `wait`:
+        seconds a watched source may wait for a namespace its watch has not delivered yet (an
+        admission review passes what its deadline leaves; other readers pass none)."""
 
     def ready(self) -> bool:
         """The first full list is done (a file: parsed); /readyz reports it."""
@@ -100,7 +101,8 @@ class StaticSource:
                 raise ValueError(f"namespace {ns.name} is listed twice")
             self._cache[ns.name] = ns
 
-    def get(self, name: str) -> Lookup:
+    def get(self, name: str, wait: float = 0.0) -> Lookup:
+        """The file or list is the whole truth: nothing to wait for."""
         return _lookup(self._cache, name)
 
     def ready(self) -> bool:
@@ -244,14 +246,16 @@ class KubeSource:
     def relists(self) -> int:
         return sum(r.relists for r in self._reflectors)
 
-    def get(self, name: str) -> Lookup:
+    def get(self, name: str, wait: float = 0.0) -> Lookup:
         if not self.ready():
             return Lookup(None, Reason.NAMESPACE_SOURCE_NOT_SYNCED)
         namespace = self._cache.get(name)
-        return Lookup(namespace, None) if namespace else self._awaited(name)
+        if namespace:
+            return Lookup(namespace, None)
+        return self._awaited(name, wait) if wait > 0 else Lookup(None, Reason.NAMESPACE_UNKNOWN)
 
-    def _awaited(self, name: str) -> Lookup:
-        """A namespace the cache lacks, waited for up to ARRIVAL_WAIT_SECONDS. The API server's
+    def _awaited(self, name: str, wait: float) -> Lookup:
+        """A namespace the cache lacks, waited for up to `wait` seconds. The API server's
         NamespaceLifecycle admission refuses a pod in a namespace that does not exist, before any
         webhook, so a review for one the cache lacks means the watch has not delivered it yet:
         `kubectl apply` of a Namespace, its ServiceAccount and a pod in one go sent the pod within
@@ -260,7 +264,7 @@ class KubeSource:
         GIVE_UP_SECONDS, so a broken watch cannot hold every review of a namespace a second."""
         with self._write:
             if time.monotonic() - self._given_up.get(name, -GIVE_UP_SECONDS) >= GIVE_UP_SECONDS:
-                if not self._write.wait_for(lambda: name in self._cache, ARRIVAL_WAIT_SECONDS):
+                if not self._write.wait_for(lambda: name in self._cache, wait):
                     self._given_up[name] = time.monotonic()
             return _lookup(self._cache, name)
 

@@ -7,6 +7,7 @@ and webhook.engine, which know nothing of HTTP.
 from __future__ import annotations
 
 import time
+from functools import partial
 from collections.abc import Mapping
 from typing import Any, Callable, Protocol
 
@@ -21,7 +22,7 @@ from webhook.admission.memo import PlanMemo
 from webhook.admission.plan import Plan
 from webhook.admission.responses import error_body
 from webhook.engine.config import GlobalConfig
-from webhook.kube.namespaces import NamespaceSource
+from webhook.kube.namespaces import ARRIVAL_WAIT_SECONDS, NamespaceSource
 from webhook.server import audit, deadline, metrics
 
 
@@ -72,9 +73,10 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
                 answer = _bad(f"body of {length} bytes exceeds the limit of {config.max_request_bytes}")
             else:
                 body = request.stream.read(config.max_request_bytes + 1)
-                late = deadline.waited() > config.review_deadline_seconds
-                answer = handle(body, environ.get("CONTENT_TYPE"), namespaces.get, config, late=late,
-                                          plans=plans)
+                left = config.review_deadline_seconds - deadline.waited()
+                # a namespace the watch has not delivered yet is waited for, never past the deadline
+                lookup = partial(namespaces.get, wait=min(left, ARRIVAL_WAIT_SECONDS))
+                answer = handle(body, environ.get("CONTENT_TYPE"), lookup, config, late=left < 0, plans=plans)
         except OSError as exc:  # the client stalled past the socket timeout, or went away
             answer = _bad(f"request body not received: {exc}")
         except ParseException as exc:  # gunicorn parses a chunked body as it is read; it then
