@@ -375,6 +375,23 @@ def test_the_unbounded_startup_probe_beside_the_apps_liveness_is_accepted(cluste
     assert app["startupProbe"]["failureThreshold"] == 2147483647
 
 
+def test_a_namespace_readiness_path_checks_tls_and_grpc_ports_the_way_they_answer(cluster, webhook):
+    """A namespace-wide readiness-path gave every container a plain HTTP GET: on a port named
+    https the kubelet got a 400 (plain HTTP to a TLS server) and the pod never became Ready; on a
+    port named grpc the GET failed too. The port's name says its protocol (Istio's convention)."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "readiness-path": "/healthz"})
+    pod = _pod("tls-and-grpc", container={"ports": [{"name": "https", "containerPort": 8443}]})
+    pod["spec"]["containers"].append({"name": "api", "image": "registry.example/api:1", "command": ["/api"],
+                                      "ports": [{"name": "grpc-api", "containerPort": 9090}]})
+    done = cluster.create_pod(ns, pod)
+    app, api = _created(done)["spec"]["containers"]
+    assert app["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8443, "scheme": "HTTPS"}
+    assert api["readinessProbe"]["tcpSocket"] == {"port": 9090} and "httpGet" not in api["readinessProbe"]
+    assert app["livenessProbe"]["tcpSocket"] == {"port": 8443}  # no liveness-path: as before
+    detail = [line for line in webhook.audit_lines() if line.get("namespace") == ns]
+    assert "port grpc-api is gRPC: tcpSocket, not httpGet" in json.dumps(detail)
+
+
 _GUARANTEED = {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "250m", "memory": "64Mi"}}
 
 

@@ -1,15 +1,16 @@
 """Default probes: readiness and liveness (and startup, below) where a container has none of its
 own. A probe the user wrote is never touched.
 
-Handler choice, per probe kind: exec when `<kind>-command` is set, else httpGet when
-`<kind>-path` is set, else tcpSocket on the probe port. The startup probe uses liveness's
-handler: it guards the same check during a long initialisation. A container without a
-startupProbe gets one with every liveness podmedic adds that checks the app (anything but the
-wrapper's `pmctl alive`): an app that opens its port after failureThreshold x period (~30 s: a
-JVM, a database replaying its log) runs fine without probes, and podmedic's liveness alone would
-kill it again and again (not on a native sidecar: see _guards_slow_start). Its failureThreshold
-is `startup-timeout`'s budget, else the API's largest: no bound, as without podmedic; liveness
-only kills an app that had answered once.
+Handler choice, per probe kind: exec when `<kind>-command` is set, else httpGet when `<kind>-path`
+is set, else tcpSocket on the probe port. The httpGet follows the protocol the probe port's name
+declares (_http_check): HTTPS on an `https` port, tcpSocket on a gRPC, TLS, database or plain TCP
+one. The startup probe uses liveness's handler: it guards the same check during a long
+initialisation. A container without a startupProbe gets one with every liveness podmedic adds that
+checks the app (anything but the wrapper's `pmctl alive`): an app that opens its port after
+failureThreshold x period (~30 s: a JVM, a database replaying its log) runs fine without probes,
+and podmedic's liveness alone would kill it again and again (not on a native sidecar: see
+_guards_slow_start). Its failureThreshold is `startup-timeout`'s budget, else the API's largest: no
+bound, as without podmedic; liveness only kills an app that had answered once.
 `startup-timeout` also adds one beside a liveness the user wrote (the admin asked for a budget).
 When the supervisor wrapper holds crashed apps (on-fatal=hold), the liveness probe asks the
 wrapper (`pmctl alive`), so a held container is not killed; without a port, a wrapped container's
@@ -49,6 +50,13 @@ _WRAPPER_TIMINGS = "wrapper-liveness-probe-timings"
 _WRAPPER_ALIVE_PERIOD = 60
 _WRAPPER_ALIVE_TIMEOUT = 10
 UNBOUNDED = 2**31 - 1  # the API's largest failureThreshold (int32): no bound on start-up
+# The protocols a port name declares (Istio's protocol selection: `<protocol>` or
+# `<protocol>-<suffix>`; a container port has no appProtocol) on which a plain HTTP GET fails,
+# with the name the decision's detail gives them. grpc-web's head is grpc. https is not here (it
+# gets scheme HTTPS), nor http, http2 or udp: those, and names that declare no known protocol,
+# keep the plain HTTP GET.
+_NOT_HTTP = MappingProxyType({"grpc": "gRPC", "mongo": "MongoDB", "mysql": "MySQL", "redis": "Redis",
+                              "tcp": "TCP", "tls": "TLS"})
 
 
 class NoPort(Exception):
@@ -81,9 +89,43 @@ def probe_port(ctx: PodContext, target: Target) -> int | str:
     return port
 
 
-def handler(ctx: PodContext, target: Target, kind: str, ports: list[int | str]) -> dict[str, Any]:
+def _port_name(target: Target, port: int | str) -> str | None:
+    """The probe port's declared name: a name is its own; a number (`probe-port`, or the first TCP
+    port) stands for the container's TCP port with that number, so `probe-port: 8443` says what
+    `probe-port: https` says. None for a number the container does not declare, or no name."""
+    if isinstance(port, str):
+        return port
+    for declared in target.spec.get("ports") or ():
+        if (isinstance(declared, dict) and declared.get("containerPort") == port
+                and declared.get("protocol", "TCP") == "TCP"):
+            name = declared.get("name")
+            return name if isinstance(name, str) else None
+    return None
+
+
+def _http_check(target: Target, path: str, port: int | str, notes: list[str]) -> dict[str, Any]:
+    """The handler for `<kind>-path` on `port`, by the protocol the port's name declares. A plain
+    HTTP GET on a TLS port gets a 400 and on a gRPC or database port fails: the container never
+    becomes Ready (a liveness restarts it forever), though it runs without podmedic. On `https`
+    the GET says HTTPS (the kubelet does not verify the certificate); on the other known protocols
+    tcpSocket checks what it can, and `notes` gets why (once per container, for the decision)."""
+    name = _port_name(target, port)
+    protocol = name.partition("-")[0] if name else ""
+    if protocol == "https":
+        return {"httpGet": {"path": path, "port": port, "scheme": "HTTPS"}}
+    label = _NOT_HTTP.get(protocol)
+    if label is None:
+        return {"httpGet": {"path": path, "port": port}}
+    if not notes:
+        notes.append(f"port {name} is {label}: tcpSocket, not httpGet")
+    return {"tcpSocket": {"port": port}}
+
+
+def handler(ctx: PodContext, target: Target, kind: str, ports: list[int | str],
+            notes: list[str]) -> dict[str, Any]:
     """The probe handler for `kind` ("readiness" or "liveness"). `ports`: the container's probe
-    port once found (by the handler of another kind), so it is looked for once per container."""
+    port once found (by the handler of another kind), so it is looked for once per container;
+    `notes`: why a path's httpGet became a tcpSocket (_http_check)."""
     name = target.name
     command = ctx.settings.value(_COMMAND[kind], name)
     if command:
@@ -105,19 +147,20 @@ def handler(ctx: PodContext, target: Target, kind: str, ports: list[int | str]) 
             return {"exec": {"command": toolbox.pmctl_argv(check, name=name)}}
         raise
     if path:
-        return {"httpGet": {"path": path, "port": port}}
+        return _http_check(target, path, port, notes)
     return {"tcpSocket": {"port": port}}
 
 
-def build(ctx: PodContext, target: Target, kind: str, ports: list[int | str]) -> dict[str, Any]:
+def build(ctx: PodContext, target: Target, kind: str, ports: list[int | str],
+          notes: list[str]) -> dict[str, Any]:
     """A complete probe that satisfies API validation (liveness/startup successThreshold = 1):
     the container's handler, then the timings (the same for every container: once per pod)."""
     name = target.name
     if kind == "startup":
         timings = ctx.per_pod("startup-probe-timings", name, lambda: _timings(ctx, name, kind))
-        return {**handler(ctx, target, "liveness", ports), **timings}
+        return {**handler(ctx, target, "liveness", ports, notes), **timings}
     ctx.settings.value("probe-timeout-seconds", name)  # an invalid timeout is reported before a missing port
-    probe = handler(ctx, target, kind, ports)
+    probe = handler(ctx, target, kind, ports, notes)
     if kind == "liveness" and _asks_wrapper(probe):
         return {**probe, **ctx.per_pod(_WRAPPER_TIMINGS, name, lambda: _wrapper_timings(ctx, name))}
     return {**probe, **ctx.per_pod(_TIMINGS[kind], name, lambda: _timings(ctx, name, kind))}
@@ -191,13 +234,14 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     level = ctx.settings.get(FEATURE, name).level
     built: dict[str, dict[str, Any]] = {}
     ports: list[int | str] = []
+    notes: list[str] = []
     try:
         for kind in _KINDS:
             if not spec.get(_FIELD[kind]):
-                built[kind] = build(ctx, target, kind, ports)
+                built[kind] = build(ctx, target, kind, ports, notes)
         if not spec.get("startupProbe") and (_guards_slow_start(target, built.get("liveness"))
                                              or ctx.settings.value("startup-timeout", name)):
-            built["startup"] = build(ctx, target, "startup", ports)
+            built["startup"] = build(ctx, target, "startup", ports, notes)
     except NoPort as exc:
         return Decision(FEATURE, name, exc.reason, exc.detail, level)
     unusable = mesh.UNUSABLE_PROBES.get(ctx.mesh)
@@ -214,4 +258,7 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         fields.append(field)
         summary.append(f"{kind}:{next(iter(probe))}")
     ctx.record(target, FEATURE, fields)
-    return Decision(FEATURE, name, INJECTED, ", ".join(summary), level)
+    detail = ", ".join(summary)
+    if notes and "tcpSocket" in detail:  # not when a mesh took the tcpSocket probes out
+        detail = f"{detail}; {notes[0]}"
+    return Decision(FEATURE, name, INJECTED, detail, level)
