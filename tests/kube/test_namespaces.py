@@ -10,6 +10,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from tests.fakekube import FakeKube
 from webhook.cli.config import load
 from webhook.engine.decisions import Reason
 from webhook.engine.namespace import Lookup, Namespace
-from webhook.kube.namespaces import FileSource, KubeSource, StaticSource, source_from_args
+from webhook.kube.namespaces import ARRIVAL_WAIT_SECONDS, FileSource, KubeSource, StaticSource, source_from_args
 from webhook.kube.reflector import Reflector, backoff_delay
 
 EXAMPLE = ROOT / "examples" / "namespaces.yaml"
@@ -411,3 +412,18 @@ def test_fakekube_writes_behave_like_the_api_server(kube: FakeKube) -> None:
     assert admission.list_mutating_webhook_configuration().items == []
     methods = {r.method for r in kube.requests}
     assert methods == {"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+
+def test_a_wait_cut_short_by_its_deadline_does_not_stop_the_next_reviews_wait(kube: FakeKube,
+                                                                            source: KubeSource) -> None:
+    """A review with 5 ms of its deadline left waits 5 ms in vain; the next, with the whole wait,
+    still waits, and finds the namespace the watch delivers 0.2 s later. A give-up after any wait
+    had it skip its wait and let the pod through as namespace-unknown for 30 s."""
+    assert source.get("fresh", wait=0.005).reason is Reason.NAMESPACE_UNKNOWN
+    delivery = threading.Timer(0.2, kube.set_namespace, ("fresh", ON))
+    delivery.start()
+    try:
+        found = source.get("fresh", wait=ARRIVAL_WAIT_SECONDS)
+    finally:
+        delivery.join()
+    assert annotations(found) == ON, found

@@ -260,11 +260,12 @@ class KubeSource:
         webhook, so a review for one the cache lacks means the watch has not delivered it yet:
         `kubectl apply` of a Namespace, its ServiceAccount and a pod in one go sent the pod within
         the watch's lag (about 1 review in 120 on the real API server here, which skipped it as
-        namespace-unknown). A name waited for in vain is not waited for again for
-        GIVE_UP_SECONDS, so a broken watch cannot hold every review of a namespace a second."""
+        namespace-unknown). A name waited for the whole ARRIVAL_WAIT_SECONDS in vain is not waited
+        for again for GIVE_UP_SECONDS, so a broken watch cannot hold every review of a namespace a
+        second; a wait its review's deadline cut short says nothing about the watch."""
         with self._write:
             if time.monotonic() - self._given_up.get(name, -GIVE_UP_SECONDS) >= GIVE_UP_SECONDS:
-                if not self._write.wait_for(lambda: name in self._cache, wait):
+                if not self._write.wait_for(lambda: name in self._cache, wait) and wait >= ARRIVAL_WAIT_SECONDS:
                     self._given_up[name] = time.monotonic()
             return _lookup(self._cache, name)
 
