@@ -204,6 +204,56 @@ def test_a_copy_of_an_injected_pod_without_its_marker_is_not_injected_again(keep
                                else "container app mounts podmedic-toolbox at /podmedic")
 
 
+def _kubectl_debug_copy(injected: dict[str, Any], keep_init: bool) -> dict[str, Any]:
+    """What `kubectl debug --copy-to` makes of an injected pod: annotations and probes dropped,
+    init containers too with --keep-init-containers=false, the rest copied."""
+    copied = copy.deepcopy(injected)
+    copied["metadata"].pop("annotations", None)
+    for key in ("livenessProbe", "readinessProbe", "startupProbe"):
+        c0(copied).pop(key, None)
+    if not keep_init:
+        copied["spec"].pop("initContainers", None)
+    return copied
+
+
+@pytest.mark.parametrize("drop", ["", "mount"])
+def test_a_copy_of_a_logs_only_injection_without_init_containers_is_not_injected_again(drop):
+    """forensics disabled: no toolbox, only the log directory's init container, which
+    --keep-init-containers=false drops; the log mount (podmedic's subPathExpr) and the
+    PODMEDIC_POD_* env that it resolves with are what remains of the injection (the env alone
+    too, in a copy whose mount was edited away)."""
+    settings = {"podmedic.io/inject": "enabled", "podmedic.io/forensics": "disabled"}
+    injected, _ = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}])), settings)
+    copied = _kubectl_debug_copy(injected, keep_init=False)
+    if drop == "mount":
+        del c0(copied)["volumeMounts"]
+    _, outcome = run(copied, settings)
+    (decision,) = outcome.report.decisions
+    assert (decision.feature, decision.reason) == ("pod", Reason.COPY_OF_INJECTED) and outcome.ops == []
+    assert decision.detail == ("container app has env PODMEDIC_POD_NAME from metadata.name" if drop == "mount"
+                               else "container app mounts podmedic-logs at podmedic's subPathExpr")
+
+
+def test_a_volume_named_podmedic_logs_mounted_by_the_user_is_no_copy():
+    """Only podmedic's subPathExpr (the kubelet's pod directory naming over its env) marks a copy."""
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}],
+                                  volumeMounts=[{"name": "podmedic-logs", "mountPath": "/data", "subPath": "app"}]),
+                        volumes=[{"name": "podmedic-logs", "emptyDir": {}}])
+    _, outcome = run(original)
+    r = reasons(outcome, "app")
+    assert r["logs"] == "name-conflict" and r["probes"] == "injected"
+
+
+def test_a_copy_of_a_probes_only_injection_gets_probes_again():
+    """Nothing of a probes-only injection survives the copy but the probes kubectl drops: podmedic
+    cannot tell the copy from a new pod (docs/toolbox.md, kubectl debug)."""
+    settings = {"podmedic.io/inject": "enabled", "podmedic.io/logs": "disabled", "podmedic.io/forensics": "disabled"}
+    injected, _ = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}])), settings)
+    assert "initContainers" not in injected["spec"] and "volumes" not in injected["spec"]
+    _, outcome = run(_kubectl_debug_copy(injected, keep_init=True), settings)
+    assert reasons(outcome, "app")["probes"] == "injected"
+
+
 @pytest.mark.parametrize("written", ["/var/log/podmedic/", "//var/log/podmedic", "/var/log/./podmedic",
                                      "/var/log/x/../podmedic"])
 def test_a_mount_at_the_log_path_written_otherwise_is_a_conflict(written):
