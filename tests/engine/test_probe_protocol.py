@@ -93,3 +93,33 @@ def test_a_udp_port_of_the_same_number_does_not_name_the_tcp_port():
              {"name": "https", "containerPort": 53}]
     app, _ = injected(ports, annotations={PREFIX + "probe-port": "53"})
     assert app["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+
+
+def warned(namespace: dict[str, str], annotations: dict[str, str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The probes decisions (code, detail) of container `app` on a `tcp-web` port, and the
+    review's warnings."""
+    original = pods.pod(container(command=["/app"], ports=[{"name": "tcp-web", "containerPort": 8080}]),
+                        annotations=annotations)
+    mutated, outcome = run(original, namespace)
+    assert c0(mutated)["readinessProbe"]["tcpSocket"] == {"port": 8080}
+    found = [(d.reason.code, d.detail) for d in outcome.report.decisions
+             if d.container == "app" and d.feature == "probes"]
+    return found, outcome.report.warnings(PREFIX)
+
+
+@pytest.mark.parametrize("annotation", ["readiness-path", "readiness-path.app"])
+def test_an_explicit_path_on_a_non_http_port_warns_and_says_how_to_get_the_http_get(annotation):
+    """The user asked this pod (or container) for an httpGet and gets a tcpSocket: say so."""
+    found, warnings = warned(PROBES_ONLY, {PREFIX + annotation: "/ready"})
+    assert sorted(found) == [("injected", "readiness:tcpSocket, liveness:tcpSocket, startup:tcpSocket; port tcp-web "
+                                          "is TCP: tcpSocket, not httpGet"),
+                             ("probe-path-not-http", f"{PREFIX}{annotation}: port tcp-web is TCP")]
+    (warning,) = warnings
+    assert "container app: probes:" in warning and "rename the port" in warning
+    assert f"{PREFIX}probe-port" in warning
+
+
+def test_a_namespace_path_on_a_non_http_port_stays_quiet():
+    """Every pod of the namespace would warn, for ports its owners named on purpose."""
+    found, warnings = warned(READY, {})
+    assert [code for code, _ in found] == ["injected"] and warnings == []

@@ -92,6 +92,11 @@ class Reason(str, Enum):
                    "(Istio rewrites the probes it sees), set the probe in the manifest, use "
                    "{prefix}readiness-command / {prefix}liveness-command, or, under Linkerd, {prefix}readiness-path "
                    "/ {prefix}liveness-path", True)
+    PROBE_PATH_NOT_HTTP = ("probe-path-not-http", "{prefix}readiness-path / {prefix}liveness-path asks for an httpGet, "
+                           "but the probe port's name declares a protocol on which a plain HTTP GET fails (grpc, "
+                           "mongo, mysql, redis, tcp, tls, or <protocol>-<suffix>): a tcpSocket probe instead. For "
+                           "the httpGet, rename the port (http-<suffix>, or a name that declares no protocol) or set "
+                           "{prefix}probe-port to a port whose name does not declare one of these", True)
     MESH_PROXY = ("mesh-proxy", "the service mesh's proxy container; left to the mesh", False)
     PRESTOP_NOT_EXEC = ("prestop-not-exec", "container has a non-exec preStop hook; kept, forensics hook not added", True)
     GRACE_TOO_SHORT = ("grace-too-short", "terminationGracePeriodSeconds leaves too little time for the collector", True)

@@ -59,6 +59,9 @@ _NOT_HTTP = MappingProxyType({"grpc": "gRPC", "mongo": "MongoDB", "mysql": "MySQ
                               "tcp": "TCP", "tls": "TLS"})
 
 
+_OWN_LEVELS = (Level.POD, Level.CONTAINER)  # a path the pod's owner set (_warn_explicit_paths)
+
+
 class NoPort(Exception):
     def __init__(self, reason: Reason, detail: str = ""):
         super().__init__(detail)
@@ -117,7 +120,7 @@ def _http_check(target: Target, path: str, port: int | str, notes: list[str]) ->
     if label is None:
         return {"httpGet": {"path": path, "port": port}}
     if not notes:
-        notes.append(f"port {name} is {label}: tcpSocket, not httpGet")
+        notes.append(f"port {name} is {label}")
     return {"tcpSocket": {"port": port}}
 
 
@@ -260,5 +263,22 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     ctx.record(target, FEATURE, fields)
     detail = ", ".join(summary)
     if notes and "tcpSocket" in detail:  # not when a mesh took the tcpSocket probes out
-        detail = f"{detail}; {notes[0]}"
+        detail = f"{detail}; {notes[0]}: tcpSocket, not httpGet"
+        _warn_explicit_paths(ctx, name, built, notes[0])
     return Decision(FEATURE, name, INJECTED, detail, level)
+
+
+def _warn_explicit_paths(ctx: PodContext, name: str, built: dict[str, dict[str, Any]], note: str) -> None:
+    """Warn when a path set on this pod or container got a tcpSocket (the port's name declares a
+    protocol a plain GET fails on, _http_check): its owner asked for that httpGet, and the decision
+    tells how to get it. A namespace's or the admin's path stays in the injected decision's detail
+    alone: it asks every pod of the namespace, whose owners named their ports for what they serve,
+    and a warning on each of their pods would be noise they cannot act on but by renaming ports."""
+    asked: dict[str, Level] = {}
+    for kind, probe in built.items():
+        setting = ctx.settings.get(_PATH["liveness" if kind == "startup" else kind], name)
+        if "tcpSocket" in probe and setting.raw and setting.level in _OWN_LEVELS:
+            asked.setdefault(setting.annotation, setting.level)
+    if asked:
+        ctx.report.add(Decision(FEATURE, name, Reason.PROBE_PATH_NOT_HTTP, f"{', '.join(asked)}: {note}",
+                                next(iter(asked.values()))))
