@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +46,21 @@ def log_root() -> str:
     return str(config["logs"]["hostRoot"])
 
 
+def remove_log_dirs(root: Path, namespaces: Iterable[str], subdirs: Iterable[str]) -> list[str]:
+    """Remove what the run left under the log root: the pod directories of the namespaces it made
+    (`<namespace>_<pod>_<uid>`, the kubelet's naming that podmedic's log directory follows) and
+    the subdirectories its tests made there (Cluster.log_subdirs); returns their names. Nothing
+    else: the root also holds other runs' and other people's directories."""
+    prefixes = tuple(f"{name}_" for name in namespaces)
+    wanted = set(subdirs)
+    removed = []
+    for entry in sorted(root.iterdir()) if root.is_dir() else ():
+        if entry.is_dir() and not entry.is_symlink() and (entry.name.startswith(prefixes) or entry.name in wanted):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.5) -> T:
     """Poll until probe() returns something true; fail naming what did not happen."""
     deadline = time.monotonic() + timeout
@@ -63,6 +79,7 @@ class Cluster:
     load: Callable[[Path], None]
     readers: dict[str, str] = field(default_factory=dict)  # node name -> "namespace/pod"
     namespaces: list[str] = field(default_factory=list)    # made by the tests, deleted after them
+    log_subdirs: list[str] = field(default_factory=list)   # made by the tests under log_root()
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -145,13 +162,16 @@ class Cluster:
 
 def _local_node() -> Iterator[Cluster]:
     """../shared/kube-node, started in a fresh state directory (<= 70 characters: the kubelet
-    puts unix sockets below it) and stopped with everything it started."""
+    puts unix sockets below it) and stopped with everything it started, including the log
+    directories its pods left under log_root(): there deploy/'s hostPath root is this machine's
+    own filesystem, which `stop --wipe` does not touch (hundreds of directories piled up)."""
     if not (KUBE_NODE / "start").exists():
         pytest.skip(f"no real node at {KUBE_NODE} (../shared is missing); "
                     "or set PODMEDIC_E2E_KUBECONFIG to run the node group against another cluster")
     if os.geteuid() != 0:
         pytest.skip("../shared/kube-node needs root (it runs a kubelet)")
     state = Path(tempfile.mkdtemp(prefix="pm-kn-", dir="/tmp"))
+    cluster: Cluster | None = None
     # ContainerStopSignals (alpha in 1.36) on: otherwise the API server drops lifecycle.stopSignal
     # and test_stop_signal.py cannot show what the wrapper does with it. Only pods that set it differ.
     gates = "--feature-gates=ContainerStopSignals=true"
@@ -170,9 +190,12 @@ def _local_node() -> Iterator[Cluster]:
             subprocess.run([str(KUBE_NODE / "image"), "archive", str(archive), "--state", str(state)],
                            check=True, capture_output=True, timeout=300)
 
-        yield Cluster(env, load)
+        cluster = Cluster(env, load)
+        yield cluster
     finally:
         subprocess.run([str(KUBE_NODE / "stop"), str(state), "--wipe"], capture_output=True, timeout=300)
+        if cluster is not None:  # once the node is gone, nothing writes there any more
+            remove_log_dirs(Path(log_root()), cluster.namespaces, cluster.log_subdirs)
 
 
 def _given_cluster(kubeconfig: str) -> Iterator[Cluster]:

@@ -79,6 +79,7 @@ def _one_shot(node: Cluster, namespace: str, name: str, script: str) -> None:
 
 def _claim(node: Cluster, namespace: str, subdir: str) -> None:
     """The namespace's root (mode 1777, as documented), a static PV on it and the claim, bound."""
+    node.log_subdirs.append(subdir)
     _one_shot(node, node.namespace(), "mkroot", f"mkdir -p /logs/{subdir} && chmod 1777 /logs/{subdir}")
     pv = f"podmedic-logs-{namespace}"
     node.apply(
