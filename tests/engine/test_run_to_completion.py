@@ -89,3 +89,16 @@ def test_run_once_and_service_containers_of_one_configuration_do_not_share_flags
     service_again, _ = run(pods.pod(container(command=["/svc"], ports=[{"containerPort": 1}])))
     assert run_options(c0(service)["command"]) == run_options(c0(service_again)["command"]) == SERVICE
     assert run_options(c0(job)["command"]) == RUN_ONCE
+
+
+@pytest.mark.parametrize("policy", ["Always", "Never"])
+def test_a_container_with_restart_rules_hands_every_exit_to_the_kubelet(policy):
+    """Container restart rules (on by default in 1.36): the kubelet acts on each exit code, to
+    restart the container or the whole pod in place (RestartAllContainers), so a service's
+    wrapper runs its app once too. Restarted in the container, an Always app's exit 42 never
+    reached the kubelet, and the pod its rule asked to restart never was."""
+    rules = [{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [42]}}]
+    mutated, outcome = run(pods.pod(container(command=["/svc"], restartPolicy=policy, restartPolicyRules=rules)))
+    assert run_options(c0(mutated)["command"]) == RUN_ONCE
+    why = "restartPolicyRules" if policy == "Always" else "restartPolicy Never"
+    assert f"run-to-completion ({why}): app runs once" in supervisor_detail(outcome)

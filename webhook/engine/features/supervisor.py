@@ -19,7 +19,8 @@ container (restartPolicy Never or OnFailure: a Job's, a CronJob's) gets --autore
 --startsecs=0 instead: its app runs once per container start, exactly as the kubelet would run
 it, and the kubelet's restart policy and the Job controller's backoffLimit act on its exit code.
 Otherwise a Job that succeeds within a second ran 4 times and its pod was held for an hour, and
-a failing one was restarted where neither the kubelet nor backoffLimit could see it.
+a failing one was restarted where neither the kubelet nor backoffLimit could see it. So does a
+container with restartPolicyRules, whatever its policy: the kubelet acts on each exit code.
 
 Stopping is the kubelet's: unless stopwaitsecs is set, the wrapper's SIGKILL after the stop
 signal waits the pod's terminationGracePeriodSeconds, so the app stops as it would unwrapped. A
@@ -110,7 +111,10 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     # wrapped: a native sidecar, an init container with restartPolicy Always, never comes here.)
     # Read per container: two lookups cost less than ctx.once().
     policy = target.spec.get("restartPolicy") or ctx.pod["spec"].get("restartPolicy") or "Always"
-    run_once = policy != "Always"
+    # With restart rules the kubelet acts on each exit code (restart this container, or the whole
+    # pod in place: RestartAllContainers), so every exit must reach it, a service's too: restarted
+    # in the container, an Always app's exit 42 never restarted the pod its rule asked for.
+    run_once = policy != "Always" or bool(target.spec.get("restartPolicyRules"))
     # with or without bundles (its logs feature), as a service or run once (its restart policy)
     flags, note = ctx.per_pod(_WRAPPER[bundles is not None, run_once], name,
                               lambda: _wrapper(ctx, name, bundles, run_once))
@@ -128,8 +132,9 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     ctx.record(target, FEATURE, {"command": original})
     source = "command" if original else f"{ctx.config.prefix}entrypoint"
     if run_once:
+        why = f"restartPolicy {policy}" if policy != "Always" else "restartPolicyRules"
         return Decision(FEATURE, name, INJECTED,
-                        f"wrapping {source}; run-to-completion (restartPolicy {policy}): {note}", level)
+                        f"wrapping {source}; run-to-completion ({why}): {note}", level)
     return Decision(FEATURE, name, INJECTED, f"wrapping {source}; {note}", level)
 
 
