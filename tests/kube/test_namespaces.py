@@ -427,3 +427,13 @@ def test_a_wait_cut_short_by_its_deadline_does_not_stop_the_next_reviews_wait(ku
     finally:
         delivery.join()
     assert annotations(found) == ON, found
+
+
+def test_a_namespace_that_never_comes_costs_one_window_whatever_each_review_may_wait(source: KubeSource) -> None:
+    """Reviews with half a second each (reviewDeadlineSeconds 0.5): the first two wait, together
+    ARRIVAL_WAIT_SECONDS from the first miss, the rest not at all. A give-up recorded only after
+    a wait of the whole ARRIVAL_WAIT_SECONDS never came, and each review waited its half second."""
+    started = time.monotonic()
+    for _ in range(6):
+        assert source.get("ghost", wait=0.5).reason is Reason.NAMESPACE_UNKNOWN
+    assert time.monotonic() - started < ARRIVAL_WAIT_SECONDS + 0.3

@@ -213,7 +213,7 @@ class KubeSource:
         self._ranges = LimitRanges()
         self._claim = claim
         self._write = threading.Condition()  # notified when namespaces arrive (get() may wait for one)
-        self._given_up: dict[str, float] = {}  # namespace -> when get() last waited for it in vain
+        self._missed_at: dict[str, float] = {}  # namespace -> when a review first found it missing
         self._ready = False  # every reflector has synced (see ready())
         self.on_sync: Callable[[float], None] | None = None  # called with last_sync whenever it moves
         self._reflectors = [Reflector("namespaces", api.list_namespace, _Namespaces(self), on_sync=self._synced,
@@ -260,13 +260,18 @@ class KubeSource:
         webhook, so a review for one the cache lacks means the watch has not delivered it yet:
         `kubectl apply` of a Namespace, its ServiceAccount and a pod in one go sent the pod within
         the watch's lag (about 1 review in 120 on the real API server here, which skipped it as
-        namespace-unknown). A name waited for the whole ARRIVAL_WAIT_SECONDS in vain is not waited
-        for again for GIVE_UP_SECONDS, so a broken watch cannot hold every review of a namespace a
-        second; a wait its review's deadline cut short says nothing about the watch."""
+        namespace-unknown). A name has ARRIVAL_WAIT_SECONDS from the first review that found it
+        missing to arrive, whatever each review's deadline leaves it; after that no review waits
+        for it until GIVE_UP_SECONDS after that first review, so a broken watch cannot hold every
+        review of a namespace."""
         with self._write:
-            if time.monotonic() - self._given_up.get(name, -GIVE_UP_SECONDS) >= GIVE_UP_SECONDS:
-                if not self._write.wait_for(lambda: name in self._cache, wait) and wait >= ARRIVAL_WAIT_SECONDS:
-                    self._given_up[name] = time.monotonic()
+            now = time.monotonic()
+            first = self._missed_at.setdefault(name, now)
+            if now - first >= GIVE_UP_SECONDS:  # missing for long: one more window
+                first = self._missed_at[name] = now
+            window = first + ARRIVAL_WAIT_SECONDS - now
+            if window > 0:
+                self._write.wait_for(lambda: name in self._cache, min(wait, window))
             return _lookup(self._cache, name)
 
     def ready(self) -> bool:
@@ -304,7 +309,7 @@ class KubeSource:
         with self._write:
             self._namespaces = namespaces
             self._cache = {name: self._with_facts(ns) for name, ns in namespaces.items()}
-            self._given_up.clear()
+            self._missed_at.clear()
             self._write.notify_all()
 
     def set_namespace(self, name: str, ns: Namespace | None) -> None:
@@ -315,7 +320,7 @@ class KubeSource:
             else:
                 self._namespaces[name] = ns
                 self._cache[name] = self._with_facts(ns)
-                self._given_up.pop(name, None)
+                self._missed_at.pop(name, None)
                 self._write.notify_all()
 
     def set_phases(self, phases: dict[str, str]) -> None:
