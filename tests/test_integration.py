@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import platform
+import re
 import subprocess
 import time
 import uuid
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from tests import kubeapi
 from tests.conftest import start_server, stop_server
@@ -710,3 +714,215 @@ def test_configurations_are_called_in_name_order(cluster, webhook, first_webhook
     seen = {(d["feature"], d["reason"]) for d in _audit_of(webhook, ns, "ordered")["decisions"] if d.get("container") == "app"}
     assert ("probes", "has-own-probe") in seen
     assert len([line for line in webhook.audit_lines() if line.get("name") == "ordered"]) == 1
+
+
+# -- the differential hunt: the same pod with and without podmedic, through the whole chain ----
+
+CHAIN_EXAMPLES = int(os.environ.get("PODMEDIC_CHAIN_EXAMPLES", "50"))
+CPU = ["10m", "25m", "50m", "100m", "250m", "500m", "1", "2"]
+MEMORY = ["8Mi", "16Mi", "32Mi", "64Mi", "128Mi", "256Mi", "1Gi"]
+RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+              "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+class Rest:
+    """The API server over HTTP, without a kubectl process per call: a dry-run costs ~10 ms, so
+    a hunt of hundreds of examples fits in `make test`."""
+
+    def __init__(self, api: kubeapi.KubeAPI):
+        self.url = api.url
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.verify = str(api.ca)
+        self.session.headers["Authorization"] = "Bearer " + api.token_file.read_text().strip()
+
+    def call(self, method: str, path: str, body: Any = None, **params: str) -> tuple[int, dict[str, Any]]:
+        answer = self.session.request(method, self.url + path, json=body, params=params, timeout=30,
+                                      headers={"Content-Type": "application/merge-patch+json"} if method == "PATCH" else None)
+        return answer.status_code, answer.json()
+
+
+def _levels(draw: Any, scale: list[str], count: int) -> list[str]:
+    """`count` values of `scale`, ascending (repeats allowed): min <= defaultRequest <= default <= max."""
+    return sorted(draw(st.lists(st.sampled_from(scale), min_size=count, max_size=count)), key=scale.index)
+
+
+@st.composite
+def limit_ranges(draw: Any) -> dict[str, Any] | None:
+    """A valid Container item: per resource, some of min <= defaultRequest <= default <= max, and
+    maybe a maxLimitRequestRatio (max/min allows it when both are set)."""
+    if not draw(st.booleans()):
+        return None
+    item: dict[str, Any] = {"type": "Container"}
+    for name, scale in (("cpu", CPU), ("memory", MEMORY)):
+        fields = [f for f in ("min", "defaultRequest", "default", "max") if draw(st.booleans())]
+        for field, value in zip(fields, _levels(draw, scale, len(fields))):
+            item.setdefault(field, {})[name] = value
+        if draw(st.integers(0, 3)) == 0:
+            item.setdefault("maxLimitRequestRatio", {})[name] = draw(st.sampled_from(["1", "2", "4", "10"]))
+    return item
+
+
+@st.composite
+def quotas(draw: Any) -> tuple[dict[str, str], list[str]] | None:
+    if not draw(st.booleans()):
+        return None
+    hard = {}
+    for kind in ("requests", "limits"):
+        for name, scale in (("cpu", CPU[3:]), ("memory", MEMORY[2:])):
+            if draw(st.booleans()):
+                hard[f"{kind}.{name}"] = draw(st.sampled_from(scale))
+    if draw(st.booleans()):
+        hard["pods"] = draw(st.sampled_from(["0", "5"]))
+    return (hard, draw(st.sampled_from([[], ["NotBestEffort"], ["BestEffort"]]))) if hard else None
+
+
+@st.composite
+def resources(draw: Any, cpu: list[str] = CPU, memory: list[str] = MEMORY) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, scale in (("cpu", cpu), ("memory", memory)):
+        request, limit = draw(st.sampled_from([None, *scale])), draw(st.sampled_from([None, *scale]))
+        if request and limit and scale.index(request) > scale.index(limit):
+            request, limit = limit, request  # request > limit is refused with or without podmedic
+        if request:
+            out.setdefault("requests", {})[name] = request
+        if limit:
+            out.setdefault("limits", {})[name] = limit
+    return out
+
+
+@st.composite
+def chain_containers(draw: Any, name: str, restricted: bool) -> dict[str, Any]:
+    c: dict[str, Any] = {"name": name, "image": "registry.example/app:1"}
+    if draw(st.integers(0, 3)):
+        c["command"] = ["/app", "--serve"]
+    port = draw(st.sampled_from([None, 8080, 9090]))
+    if port:
+        c["ports"] = [{"containerPort": port, **({"name": draw(st.sampled_from(["http", "metrics"]))}
+                                                  if draw(st.booleans()) else {})}]
+        if draw(st.integers(0, 3)) == 0:
+            c["readinessProbe"] = {"httpGet": {"path": "/ready", "port": port}}
+    if (spec := draw(resources())):
+        c["resources"] = spec
+    if restricted:
+        c["securityContext"] = RESTRICTED
+    return c
+
+
+@st.composite
+def chain_pods(draw: Any) -> dict[str, Any]:
+    """1-3 app containers, maybe an init container and a native sidecar, resources from none to
+    all, pod-level resources sometimes, restricted-compliant or not."""
+    restricted = draw(st.booleans())
+    names = ["app", "worker", "metrics"][:draw(st.integers(1, 3))]
+    spec: dict[str, Any] = {"containers": [draw(chain_containers(n, restricted)) for n in names]}
+    inits = []
+    if draw(st.booleans()):
+        init = draw(chain_containers("migrate", restricted))
+        init.pop("readinessProbe", None)  # only sidecars may have probes among init containers
+        inits.append(init)
+    if draw(st.booleans()):
+        inits.append({**draw(chain_containers("proxy", restricted)), "restartPolicy": "Always"})
+    if inits:
+        spec["initContainers"] = inits
+    if draw(st.integers(0, 3)) == 0:
+        spec["resources"] = draw(resources(CPU[4:], MEMORY[4:]))
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "diff"}, "spec": spec}
+
+
+namespace_annotations = st.fixed_dictionaries({}, optional={
+    **{PREFIX + f: st.sampled_from(["enabled", "disabled"]) for f in ("probes", "supervisor", "logs", "forensics")},
+    PREFIX + "readiness-path": st.sampled_from(["/healthz", "/ready"]),
+    PREFIX + "probe-port": st.sampled_from(["8080", "http", "metrics", "9999"]),
+})
+
+
+def _verdict(status: int, body: dict[str, Any]) -> str:
+    """'accepted', or which part of the chain refused the pod (its message names containers and
+    amounts, which podmedic's additions change: the part is the reason), or the fields a
+    validation error names."""
+    if status == 201:
+        return "accepted"
+    message = body.get("message", "")
+    for marker, part in (("exceeded quota", "quota"), ("must specify", "quota"), ("per Container", "limitrange"),
+                         ("per Pod", "limitrange"), ("violates PodSecurity", "pod-security"),
+                         ("admission webhook", "webhook")):
+        if marker in message:
+            return part
+    unindexed = re.sub(r"\[\d+\]", "[*]", message)  # podmedic's init containers shift the indices
+    fields = sorted(set(re.findall(r"spec\.[\w.*\[\]-]+", unindexed)))  # listed in map order: random
+    return f"{body.get('reason')}: {', '.join(fields) or unindexed}"
+
+
+class Chain:
+    """One namespace per example with the drawn constraints, created NOT opted in; the opt-in
+    annotations come last and the hunt waits until the webhook's audit shows it saw them, so its
+    LimitRange watch (an older event) has delivered the LimitRange too."""
+
+    def __init__(self, rest: Rest, webhook: Any):
+        self.rest, self.webhook = rest, webhook
+
+    def namespace(self, annotations: dict[str, str], level: str | None, limit: dict[str, Any] | None,
+                  quota: tuple[dict[str, str], list[str]] | None) -> str | None:
+        """The namespace's name, or None when the API server refuses the drawn constraints."""
+        name = "chain-" + uuid.uuid4().hex[:8]
+        labels = {"pod-security.kubernetes.io/enforce": level} if level else {}
+        self.rest.call("POST", "/api/v1/namespaces", {"metadata": {"name": name, "labels": labels}})
+        self.rest.call("POST", f"/api/v1/namespaces/{name}/serviceaccounts", {"metadata": {"name": "default"}})
+        if limit and self.rest.call("POST", f"/api/v1/namespaces/{name}/limitranges", {
+                "metadata": {"name": "tenant"}, "spec": {"limits": [limit]}})[0] != 201:
+            return None
+        if quota:
+            hard, scopes = quota
+            self.rest.call("POST", f"/api/v1/namespaces/{name}/resourcequotas",
+                           {"metadata": {"name": "room"}, "spec": {"hard": hard, "scopes": scopes}})
+            self.rest.call("PATCH", f"/api/v1/namespaces/{name}/resourcequotas/room/status",
+                           {"status": {"hard": hard, "used": dict.fromkeys(hard, "0")}})
+        self.rest.call("PATCH", f"/api/v1/namespaces/{name}",
+                       {"metadata": {"annotations": {PREFIX + "inject": "enabled", **annotations}}})
+        return name
+
+    def create(self, namespace: str, pod: dict[str, Any], podmedic: bool) -> str:
+        if not podmedic:
+            pod = {**pod, "metadata": {**pod["metadata"], "annotations": {PREFIX + "inject": "disabled"}}}
+        return _verdict(*self.rest.call("POST", f"/api/v1/namespaces/{namespace}/pods", pod, dryRun="All"))
+
+    def with_podmedic(self, namespace: str, pod: dict[str, Any]) -> str:
+        """The verdict once the webhook knows the namespace opted in (a few polls at most)."""
+        deadline = time.monotonic() + 10
+        while True:
+            verdict = self.create(namespace, pod, podmedic=True)
+            if self._seen(namespace) or time.monotonic() > deadline:
+                return verdict
+            time.sleep(0.1)
+
+    def _seen(self, namespace: str) -> bool:
+        lines = [line for line in self.webhook.audit_lines() if line.get("namespace") == namespace]
+        return bool(lines) and not any(d.get("reason") in ("namespace-not-enabled", "namespace-unknown")
+                                       for d in lines[-1]["decisions"])
+
+
+@pytest.fixture(scope="module")
+def chain(cluster: Cluster, webhook: Any) -> Chain:
+    return Chain(Rest(cluster.api), webhook)
+
+
+@settings(max_examples=CHAIN_EXAMPLES, deadline=None, derandomize=not os.environ.get("PODMEDIC_FUZZ_RANDOM"),
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(annotations=namespace_annotations, level=st.sampled_from([None, "baseline", "restricted"]),
+       limit=limit_ranges(), quota=quotas(), pod=chain_pods())
+def test_podmedic_never_turns_an_accepted_pod_into_a_refused_one(chain, annotations, level, limit, quota, pod):
+    """Differential, through the real API server's whole admission chain (defaults of 1.36:
+    LimitRanger, ServiceAccount, PodSecurity, ResourceQuota, ...): the same pod, dry-run in the
+    same namespace with podmedic (opted in with drawn settings) and without (opted out by
+    annotation, so the webhook is not called). A pod refused without podmedic may be refused with
+    it only by the same part of the chain; one accepted without it must be accepted with it.
+    `make test` draws CHAIN_EXAMPLES namespaces and pods; PODMEDIC_CHAIN_EXAMPLES draws more."""
+    namespace = chain.namespace(annotations, level, limit, quota)
+    assume(namespace is not None)
+    plain = chain.create(namespace, pod, podmedic=False)
+    injected = chain.with_podmedic(namespace, pod)
+    if injected != plain:
+        time.sleep(1)  # a watch event late on a loaded machine is not a defect: ask once more
+        injected = chain.create(namespace, pod, podmedic=True)
+    assert injected == plain, f"without podmedic: {plain}; with podmedic: {injected}"
