@@ -216,22 +216,31 @@ def _kubectl_debug_copy(injected: dict[str, Any], keep_init: bool) -> dict[str, 
     return copied
 
 
-@pytest.mark.parametrize("drop", ["", "mount"])
-def test_a_copy_of_a_logs_only_injection_without_init_containers_is_not_injected_again(drop):
+def test_a_copy_of_a_logs_only_injection_without_init_containers_is_not_injected_again():
     """forensics disabled: no toolbox, only the log directory's init container, which
-    --keep-init-containers=false drops; the log mount (podmedic's subPathExpr) and the
-    PODMEDIC_POD_* env that it resolves with are what remains of the injection (the env alone
-    too, in a copy whose mount was edited away)."""
+    --keep-init-containers=false drops; the log mount at podmedic's subPathExpr is what remains
+    of the injection."""
     settings = {"podmedic.io/inject": "enabled", "podmedic.io/forensics": "disabled"}
     injected, _ = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}])), settings)
-    copied = _kubectl_debug_copy(injected, keep_init=False)
-    if drop == "mount":
-        del c0(copied)["volumeMounts"]
-    _, outcome = run(copied, settings)
+    _, outcome = run(_kubectl_debug_copy(injected, keep_init=False), settings)
     (decision,) = outcome.report.decisions
     assert (decision.feature, decision.reason) == ("pod", Reason.COPY_OF_INJECTED) and outcome.ops == []
-    assert decision.detail == ("container app has env PODMEDIC_POD_NAME from metadata.name" if drop == "mount"
-                               else "container app mounts podmedic-logs at podmedic's subPathExpr")
+    assert decision.detail == "container app mounts podmedic-logs at podmedic's subPathExpr"
+
+
+def test_a_users_pod_env_and_podmedic_logs_volume_are_no_copy():
+    """A user's pod may set PODMEDIC_POD_NAME from the downward API itself and name its own
+    emptyDir podmedic-logs: podmedic only adds that env together with its subPathExpr mount, so
+    the env alone marks no copy and the pod keeps its probes (the reviewer's pod_env.yaml)."""
+    original = pods.pod(container(ports=[{"name": "http", "containerPort": 8080}],
+                                  env=[delivery.pod_env()[0]],
+                                  volumeMounts=[{"name": "podmedic-logs", "mountPath": "/var/log/app"}]),
+                        volumes=[{"name": "podmedic-logs", "emptyDir": {}}])
+    mutated, outcome = run(original)
+    r = reasons(outcome, "app")
+    assert reasons(outcome) == {} and r["probes"] == "injected"
+    assert r["logs"] == r["forensics"] == "name-conflict"
+    assert {"readinessProbe", "livenessProbe", "startupProbe"} <= c0(mutated).keys()
 
 
 def test_a_volume_named_podmedic_logs_mounted_by_the_user_is_no_copy():

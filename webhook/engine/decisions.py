@@ -45,8 +45,8 @@ class Reason(str, Enum):
     NOT_LINUX = ("not-linux", "the pod runs only on another OS than Linux (spec.os.name, a kubernetes.io/os node "
                  "selector or affinity, or HostProcess): podmedic's toolbox and init containers are Linux-only; "
                  "not injecting", True)
-    COPY_OF_INJECTED = ("copy-of-injected", "the pod carries podmedic's init containers, toolbox mount, log mount "
-                        "or pod env but not its marker: a copy of an injected pod (kubectl debug --copy-to drops annotations, and probes "
+    COPY_OF_INJECTED = ("copy-of-injected", "the pod carries podmedic's init containers, toolbox mount or log mount "
+                        "but not its marker: a copy of an injected pod (kubectl debug --copy-to drops annotations, and probes "
                         "unless --keep-liveness/--keep-readiness/--keep-startup); not injecting again", True)
     MIRROR_POD = ("mirror-pod", "mirror of a static pod: the kubelet runs the manifest on its disk, not this object; "
                   "not injecting", False)

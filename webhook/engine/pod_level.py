@@ -92,12 +92,12 @@ def copied_parts(pod: dict[str, Any]) -> str:
     Injected again, the copy got fresh probes on the app's port: a shell that serves nothing
     never became Ready and was killed at the startup bound. Only podmedic names its init
     containers so, mounts its toolbox volume at the toolbox's path, mounts its log volume at the
-    kubelet's pod directory naming over its env (subPathExpr), and sets that env from the
-    downward API: a user's volume that merely bears one of our names (names_taken) is no copy,
-    and its pod keeps what needs no toolbox. The mounts and env count because
-    `--keep-init-containers=false` drops the init containers, and an injection without the
-    toolbox (forensics and supervisor off) has no toolbox mount. Called only when names_taken:
-    the usual pod pays nothing."""
+    kubelet's pod directory naming over its env (subPathExpr): a user's volume that merely bears
+    one of our names (names_taken) is no copy, and its pod keeps what needs no toolbox. The
+    PODMEDIC_POD_* env is no sign: podmedic only adds it with that mount, and a user's pod may
+    set the same downward-API env itself. The mounts count because `--keep-init-containers=false`
+    drops the init containers, and an injection without the toolbox (forensics and supervisor
+    off) has no toolbox mount. Called only when names_taken: the usual pod pays nothing."""
     spec = pod.get("spec") or {}
     for init in spec.get("initContainers") or []:
         if isinstance(init, dict) and init.get("name") in OUR_CONTAINERS:
@@ -114,7 +114,7 @@ _POD_DIR_VARS = f"_$({POD_NAME_ENV})_$({POD_UID_ENV})/"  # in pod_dir(): our sub
 
 def _copied_part(container: dict[str, Any]) -> str:
     """The part of podmedic's that one container of a pod without the marker carries, or ""
-    (copied_parts): its toolbox mount, then its log mount, then its env."""
+    (copied_parts): its toolbox mount, then its log mount."""
     mounts = [m for m in container.get("volumeMounts") or [] if isinstance(m, dict)]
     for mount in mounts:
         if mount.get("name") == TOOLBOX_VOLUME and mount.get("mountPath") == toolbox.TOOLBOX_MOUNT:
@@ -123,9 +123,6 @@ def _copied_part(container: dict[str, Any]) -> str:
         expr = mount.get("subPathExpr")
         if mount.get("name") == LOGS_VOLUME and isinstance(expr, str) and _POD_DIR_VARS in expr:
             return f"mounts {LOGS_VOLUME} at podmedic's subPathExpr"
-    for var in container.get("env") or []:
-        if var in _POD_ENV:
-            return f"has env {var['name']} from {var['valueFrom']['fieldRef']['fieldPath']}"
     return ""
 
 
@@ -226,9 +223,6 @@ def pod_env() -> list[dict[str, Any]]:
     """Downward-API env vars that name this pod incarnation (for subPathExpr and $(VAR) args)."""
     return [{"name": POD_NAME_ENV, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
             {"name": POD_UID_ENV, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.uid"}}}]
-
-
-_POD_ENV = pod_env()  # copied_parts compares a copy's env with ours
 
 
 def pod_dir(namespace: str) -> str:
