@@ -123,3 +123,19 @@ def test_a_namespace_path_on_a_non_http_port_stays_quiet():
     """Every pod of the namespace would warn, for ports its owners named on purpose."""
     found, warnings = warned(READY, {})
     assert [code for code, _ in found] == ["injected"] and warnings == []
+
+
+def test_an_explicit_path_on_a_non_http_port_warns_under_linkerd_too():
+    """Linkerd injected the pod first: the tcpSocket the tcp-web port got would always pass through
+    its proxy and is taken out (mesh-probes, whose text says to use readiness-path, which the user
+    did); the warning says why the path gave no httpGet (the reviewer's linkerd.yaml)."""
+    original = pods.pod(container(command=["/app"], ports=[{"name": "tcp-web", "containerPort": 8080}]),
+                        container("linkerd-proxy"),
+                        annotations={"linkerd.io/proxy-version": "stable-2.14", PREFIX + "readiness-path.app": "/ready"})
+    mutated, outcome = run(original, PROBES_ONLY)
+    assert "readinessProbe" not in c0(mutated)
+    found = sorted((d.reason.code, d.detail) for d in outcome.report.decisions
+                   if d.container == "app" and d.feature == "probes")
+    assert found == [("mesh-probes", "linkerd: readiness:tcpSocket, liveness:tcpSocket, startup:tcpSocket"),
+                     ("probe-path-not-http", f"{PREFIX}readiness-path.app: port tcp-web is TCP")]
+    assert any("container app: probes:" in w and "rename the port" in w for w in outcome.report.warnings(PREFIX))

@@ -247,6 +247,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
             built["startup"] = build(ctx, target, "startup", ports, notes)
     except NoPort as exc:
         return Decision(FEATURE, name, exc.reason, exc.detail, level)
+    if notes:  # before a mesh takes the tcpSocket out: the path still gave no httpGet
+        _warn_explicit_paths(ctx, name, built, notes[0])
     unusable = mesh.UNUSABLE_PROBES.get(ctx.mesh)
     skipped = _drop_unusable(ctx, name, built, unusable, level) if unusable else None
     if not built:
@@ -264,14 +266,14 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     detail = ", ".join(summary)
     if notes and "tcpSocket" in detail:  # not when a mesh took the tcpSocket probes out
         detail = f"{detail}; {notes[0]}: tcpSocket, not httpGet"
-        _warn_explicit_paths(ctx, name, built, notes[0])
     return Decision(FEATURE, name, INJECTED, detail, level)
 
 
 def _warn_explicit_paths(ctx: PodContext, name: str, built: dict[str, dict[str, Any]], note: str) -> None:
     """Warn when a path set on this pod or container got a tcpSocket (the port's name declares a
     protocol a plain GET fails on, _http_check): its owner asked for that httpGet, and the decision
-    tells how to get it. A namespace's or the admin's path stays in the injected decision's detail
+    tells how to get it. Decided from the probes built, before a mesh's filter (_drop_unusable)
+    takes the tcpSocket out: its mesh-probes text alone would tell them to set the path they set. A namespace's or the admin's path stays in the injected decision's detail
     alone: it asks every pod of the namespace, whose owners named their ports for what they serve,
     and a warning on each of their pods would be noise they cannot act on but by renaming ports."""
     asked: dict[str, Level] = {}
