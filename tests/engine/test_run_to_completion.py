@@ -91,14 +91,44 @@ def test_run_once_and_service_containers_of_one_configuration_do_not_share_flags
     assert run_options(c0(job)["command"]) == RUN_ONCE
 
 
-@pytest.mark.parametrize("policy", ["Always", "Never"])
-def test_a_container_with_restart_rules_hands_every_exit_to_the_kubelet(policy):
+def rules(*actions: str) -> list[dict[str, Any]]:
+    return [{"action": action, "exitCodes": {"operator": "In", "values": [42 + i]}} for i, action in enumerate(actions)]
+
+
+@pytest.mark.parametrize("policy, actions", [
+    ("Always", ["RestartAllContainers"]), ("Always", ["Restart", "RestartAllContainers"]),
+    ("Never", ["RestartAllContainers"]), ("Never", ["Restart"]), ("OnFailure", ["Restart"]),
+])
+def test_a_container_with_restart_rules_hands_every_exit_to_the_kubelet(policy, actions):
     """Container restart rules (on by default in 1.36): the kubelet acts on each exit code, to
     restart the container or the whole pod in place (RestartAllContainers), so a service's
     wrapper runs its app once too. Restarted in the container, an Always app's exit 42 never
     reached the kubelet, and the pod its rule asked to restart never was."""
-    rules = [{"action": "RestartAllContainers", "exitCodes": {"operator": "In", "values": [42]}}]
-    mutated, outcome = run(pods.pod(container(command=["/svc"], restartPolicy=policy, restartPolicyRules=rules)))
+    mutated, outcome = run(pods.pod(container(command=["/svc"], restartPolicy=policy,
+                                              restartPolicyRules=rules(*actions))))
     assert run_options(c0(mutated)["command"]) == RUN_ONCE
-    why = "restartPolicyRules" if policy == "Always" else "restartPolicy Never"
+    why = "restartPolicyRules" if policy == "Always" else f"restartPolicy {policy}"
     assert f"run-to-completion ({why}): app runs once" in supervisor_detail(outcome)
+
+
+def test_restart_rules_that_only_restart_an_always_container_keep_the_service():
+    """With restartPolicy Always the kubelet restarts the container on every exit anyway: a rule
+    whose action is Restart changes nothing, and the wrapper stays a service, held on FATAL
+    (the reviewer's rules.yaml)."""
+    mutated, outcome = run(pods.pod(container(command=["/app"], ports=[{"name": "http", "containerPort": 8080}],
+                                              restartPolicy="Always", restartPolicyRules=rules("Restart"))))
+    assert run_options(c0(mutated)["command"]) == SERVICE
+    assert "run-to-completion" not in supervisor_detail(outcome)
+    assert "pmctl" in " ".join(c0(mutated)["livenessProbe"]["exec"]["command"])
+
+
+@pytest.mark.parametrize("own, spec", [({}, {"restartPolicy": "Never"}),
+                                       ({"restartPolicyRules": rules("RestartAllContainers")}, {})])
+def test_a_run_once_container_is_not_held_so_its_liveness_asks_the_app(own, spec):
+    """The run-once wrapper quits after its app's exit and never holds: the wrapper's `pmctl
+    alive` would pass as long as a hung app runs, and it would never be restarted. The app's
+    own liveness check, behind a startup probe, restarts it."""
+    mutated, _ = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 8080}], **own), **spec))
+    app = c0(mutated)
+    assert run_options(app["command"]) == RUN_ONCE
+    assert app["livenessProbe"]["tcpSocket"] == {"port": 8080} and app["startupProbe"]["tcpSocket"] == {"port": 8080}

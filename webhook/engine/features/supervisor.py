@@ -20,7 +20,9 @@ container (restartPolicy Never or OnFailure: a Job's, a CronJob's) gets --autore
 it, and the kubelet's restart policy and the Job controller's backoffLimit act on its exit code.
 Otherwise a Job that succeeds within a second ran 4 times and its pod was held for an hour, and
 a failing one was restarted where neither the kubelet nor backoffLimit could see it. So does a
-container with restartPolicyRules, whatever its policy: the kubelet acts on each exit code.
+container with restartPolicy Always and a restart rule whose action is not Restart
+(RestartAllContainers): the kubelet acts on its exit code. Such a wrapper never holds, so the
+container's liveness probe asks the app (holds).
 
 Stopping is the kubelet's: unless stopwaitsecs is set, the wrapper's SIGKILL after the stop
 signal waits the pod's terminationGracePeriodSeconds, so the app stops as it would unwrapped. A
@@ -78,8 +80,31 @@ _WRAPPER = {(False, False): "supervisor-wrapper", (True, False): "supervisor-wra
 
 
 def holds(ctx: PodContext, target: Target) -> bool:
-    """Will the wrapper keep this container alive after FATAL (so liveness must not kill it)?"""
-    return ctx.applied(FEATURE, target.name) and ctx.settings.value("on-fatal", target.name) == "hold"
+    """Will the wrapper keep this container alive after FATAL (so liveness must not kill it)?
+    Never when it runs the app once: it quits after the app's exit, and a hung app must be
+    restarted by a liveness check that asks the app, not the wrapper's `pmctl alive`."""
+    return (ctx.applied(FEATURE, target.name) and ctx.settings.value("on-fatal", target.name) == "hold"
+            and not run_once(ctx, target))
+
+
+def run_once(ctx: PodContext, target: Target) -> str:
+    """Why the wrapper runs this container's app once, handing every exit to the kubelet, or ""
+    for a service. Its own restartPolicy (Kubernetes 1.34+ container restart rules), else the
+    pod's; the API server defaults a missing one to Always before admission. (Only regular
+    containers are wrapped: a native sidecar, an init container with restartPolicy Always, never
+    comes here.) With Always, a restart rule whose action is Restart changes nothing (the kubelet
+    restarts on every exit anyway); one with another action (RestartAllContainers: the whole pod
+    in place) needs the exit code: restarted in the container, an Always app's exit 42 never
+    restarted the pod its rule asked for. Read per container: two lookups cost less than
+    ctx.once()."""
+    policy = target.spec.get("restartPolicy") or ctx.pod["spec"].get("restartPolicy") or "Always"
+    if policy != "Always":
+        return f"restartPolicy {policy}"
+    rules = target.spec.get("restartPolicyRules")
+    if isinstance(rules, list) and any(not isinstance(rule, dict) or rule.get("action") != "Restart"
+                                       for rule in rules):
+        return "restartPolicyRules"
+    return ""
 
 
 def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
@@ -106,18 +131,10 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if stop and stop not in STOP_SIGNALS:
         return Decision(FEATURE, name, Reason.STOP_SIGNAL_UNSUPPORTED, f"SIG{stop}", level)
     bundles = exit_bundles(ctx, name)
-    # Its own restartPolicy (Kubernetes 1.34+ container restart rules), else the pod's; the API
-    # server defaults a missing one to Always before admission. (Only regular containers are
-    # wrapped: a native sidecar, an init container with restartPolicy Always, never comes here.)
-    # Read per container: two lookups cost less than ctx.once().
-    policy = target.spec.get("restartPolicy") or ctx.pod["spec"].get("restartPolicy") or "Always"
-    # With restart rules the kubelet acts on each exit code (restart this container, or the whole
-    # pod in place: RestartAllContainers), so every exit must reach it, a service's too: restarted
-    # in the container, an Always app's exit 42 never restarted the pod its rule asked for.
-    run_once = policy != "Always" or bool(target.spec.get("restartPolicyRules"))
+    once = run_once(ctx, target)
     # with or without bundles (its logs feature), as a service or run once (its restart policy)
-    flags, note = ctx.per_pod(_WRAPPER[bundles is not None, run_once], name,
-                              lambda: _wrapper(ctx, name, bundles, run_once))
+    flags, note = ctx.per_pod(_WRAPPER[bundles is not None, bool(once)], name,
+                              lambda: _wrapper(ctx, name, bundles, bool(once)))
     if ctx.settings.value("stopwaitsecs", name) is None:
         flags = (*flags, ctx.once("stopwaitsecs", lambda: f"--stopwaitsecs={_grace_wait(ctx)}"))
     if target.spec.get("terminationMessagePolicy") == LOGS_ON_ERROR:  # its message: the log's tail
@@ -131,10 +148,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
               target.spec)
     ctx.record(target, FEATURE, {"command": original})
     source = "command" if original else f"{ctx.config.prefix}entrypoint"
-    if run_once:
-        why = f"restartPolicy {policy}" if policy != "Always" else "restartPolicyRules"
-        return Decision(FEATURE, name, INJECTED,
-                        f"wrapping {source}; run-to-completion ({why}): {note}", level)
+    if once:
+        return Decision(FEATURE, name, INJECTED, f"wrapping {source}; run-to-completion ({once}): {note}", level)
     return Decision(FEATURE, name, INJECTED, f"wrapping {source}; {note}", level)
 
 
