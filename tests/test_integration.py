@@ -705,14 +705,16 @@ def first_webhook(cluster: Cluster, certs_dir: Path, tmp_path_factory: pytest.Te
 
 def test_configurations_are_called_in_name_order(cluster, webhook, first_webhook):
     """Measured: `istio-sidecar-injector` (registered last) is called before `podmedic`, and
-    podmedic sees what it added (the app's probes: has-own-probe); neither is called again
-    (reinvocationPolicy Never). So a mesh injector's changes reach podmedic, never the reverse."""
+    podmedic sees what it added (another podmedic's init containers: the pod is skipped whole as
+    copy-of-injected, never injected twice); neither is called again (reinvocationPolicy Never).
+    So a mesh injector's changes reach podmedic, never the reverse."""
     ns = cluster.namespace({PREFIX + "inject": "enabled", FIRST_PREFIX + "inject": "enabled"})
     stored = _created(cluster.create_pod(ns, _pod("ordered")))
     first = json.loads(stored["metadata"]["annotations"][FIRST_PREFIX + "status"])
     assert "readinessProbe" in first["containers"]["app"]["probes"]
-    seen = {(d["feature"], d["reason"]) for d in _audit_of(webhook, ns, "ordered")["decisions"] if d.get("container") == "app"}
-    assert ("probes", "has-own-probe") in seen
+    seen = {(d["feature"], d["reason"]) for d in _audit_of(webhook, ns, "ordered")["decisions"]}
+    assert ("pod", "copy-of-injected") in seen, seen
+    assert not any(key.startswith(PREFIX) for key in stored["metadata"]["annotations"])
     assert len([line for line in webhook.audit_lines() if line.get("name") == "ordered"]) == 1
 
 

@@ -47,7 +47,8 @@ class Reason(str, Enum):
                  "not injecting", True)
     COPY_OF_INJECTED = ("copy-of-injected", "the pod carries podmedic's init containers, toolbox mount or log mount "
                         "but not its marker: a copy of an injected pod (kubectl debug --copy-to drops annotations, and probes "
-                        "unless --keep-liveness/--keep-readiness/--keep-startup); not injecting again", True)
+                        "unless --keep-liveness/--keep-readiness/--keep-startup), or a pod another podmedic "
+                        "installation (another annotation prefix) injected first; not injecting again", True)
     MIRROR_POD = ("mirror-pod", "mirror of a static pod: the kubelet runs the manifest on its disk, not this object; "
                   "not injecting", False)
     DEADLINE_EXCEEDED = ("deadline-exceeded", "review exceeded podmedic's deadline; pod let through unchanged", True)
