@@ -132,3 +132,20 @@ def test_a_run_once_container_is_not_held_so_its_liveness_asks_the_app(own, spec
     app = c0(mutated)
     assert run_options(app["command"]) == RUN_ONCE
     assert app["livenessProbe"]["tcpSocket"] == {"port": 8080} and app["startupProbe"]["tcpSocket"] == {"port": 8080}
+
+
+@pytest.mark.parametrize("policy, annotations, held", [
+    ("Never", {"autorestart": "true"}, True),  # restart-limit: FATAL, held
+    ("OnFailure", {"startsecs": "5"}, True),  # start retries: FATAL, held
+    ("Never", {"autorestart": "false"}, False),  # what run-once sets anyway
+    ("Always", {"autorestart": "false", "startsecs": "0"}, False),  # a service the author made run once
+])
+def test_a_wrapper_that_can_hold_gets_the_wrappers_liveness_and_one_that_cannot_the_apps(policy, annotations, held):
+    """Whether the wrapper can reach FATAL and hold follows the flags it gets, annotations
+    included. A Never pod's author who annotated autorestart: true got the app's tcpSocket
+    liveness, which killed the hold the annotation kept within about 30 s (review of 18e8aa9)."""
+    mutated, _ = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 8080}]), restartPolicy=policy,
+                              annotations={PREFIX + key: value for key, value in annotations.items()}))
+    liveness = c0(mutated)["livenessProbe"]
+    assert ("exec" in liveness) is held, liveness
+    assert ("startupProbe" not in c0(mutated)) is held
