@@ -265,6 +265,8 @@ class KubeSource:
         for it until GIVE_UP_SECONDS after that first review, so a broken watch cannot hold every
         review of a namespace."""
         with self._write:
+            if name in self._cache:  # arrived since get() looked: no miss to record
+                return _lookup(self._cache, name)
             now = time.monotonic()
             first = self._missed_at.setdefault(name, now)
             if now - first >= GIVE_UP_SECONDS:  # missing for long: one more window
