@@ -139,6 +139,8 @@ def test_a_run_once_container_is_not_held_so_its_liveness_asks_the_app(own, spec
     ("OnFailure", {"startsecs": "5"}, True),  # start retries: FATAL, held
     ("Never", {"autorestart": "false"}, False),  # what run-once sets anyway
     ("Always", {"autorestart": "false", "startsecs": "0"}, False),  # a service the author made run once
+    ("Never", {"autorestart": "true", "restart-limit": "0"}, False),  # restarts for ever: never FATAL
+    ("Always", {"restart-limit": "0", "startsecs": "0"}, False),  # likewise, a service
 ])
 def test_a_wrapper_that_can_hold_gets_the_wrappers_liveness_and_one_that_cannot_the_apps(policy, annotations, held):
     """Whether the wrapper can reach FATAL and hold follows the flags it gets, annotations

@@ -21,9 +21,9 @@ it, and the kubelet's restart policy and the Job controller's backoffLimit act o
 Otherwise a Job that succeeds within a second ran 4 times and its pod was held for an hour, and
 a failing one was restarted where neither the kubelet nor backoffLimit could see it. So does a
 container with restartPolicy Always and a restart rule whose action is not Restart
-(RestartAllContainers): the kubelet acts on its exit code. Such a wrapper never holds, unless
-the pod's author annotated autorestart or startsecs, so the container's liveness probe asks the
-app (holds).
+(RestartAllContainers): the kubelet acts on its exit code. Such a wrapper never holds (unless
+the pod's author annotated autorestart or startsecs so that it can reach FATAL), so the
+container's liveness probe asks the app (holds).
 
 Stopping is the kubelet's: unless stopwaitsecs is set, the wrapper's SIGKILL after the stop
 signal waits the pod's terminationGracePeriodSeconds, so the app stops as it would unwrapped. A
@@ -82,16 +82,19 @@ _WRAPPER = {(False, False): "supervisor-wrapper", (True, False): "supervisor-wra
 
 def holds(ctx: PodContext, target: Target) -> bool:
     """Will the wrapper keep this container alive after FATAL (so liveness must not kill it)?
-    It reaches FATAL only by restarts (autorestart not false: restart-limit) or start retries
-    (startsecs above 0), so a wrapper with neither -- one that runs the app once, unless the
-    pod's author annotated either -- quits after the app's exit, and a hung app must be restarted
-    by a liveness check that asks the app, not the wrapper's `pmctl alive`. An annotated one
-    holds, and the app's liveness would end the hold the author asked for within seconds."""
+    It reaches FATAL only by restarts (autorestart not false, and a restart-limit other than 0,
+    which turns the limit off) or start retries (startsecs above 0), so a wrapper with neither --
+    one that runs the app once, unless the pod's author annotated otherwise -- quits after the
+    app's exit or restarts it for ever, and a hung app must be restarted by a liveness check that
+    asks the app, not the wrapper's `pmctl alive`. One that can reach FATAL holds, and the app's
+    liveness would end the hold the author asked for within seconds."""
     name = target.name
     if not ctx.applied(FEATURE, name) or ctx.settings.value("on-fatal", name) != "hold":
         return False
     once = bool(run_once(ctx, target))
-    return _option(ctx, name, "autorestart", once) != "false" or _option(ctx, name, "startsecs", once) != "0"
+    restarts_to_fatal = (_option(ctx, name, "autorestart", once) != "false"
+                         and ctx.settings.value("restart-limit", name) != 0)
+    return restarts_to_fatal or _option(ctx, name, "startsecs", once) != "0"
 
 
 def _option(ctx: PodContext, name: str, key: str, once: bool) -> str:
