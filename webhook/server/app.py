@@ -7,8 +7,8 @@ and webhook.engine, which know nothing of HTTP.
 from __future__ import annotations
 
 import time
-from functools import partial
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Callable, Protocol
 
 import orjson
