@@ -40,6 +40,8 @@ MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 LINUX = frozenset(("linux",))
 
 
+# In this order: the supervisor reads what the logs feature applied (exit bundles), the probes
+# feature what the supervisor wrapped and whether its wrapper holds (supervisor.holds).
 FEATURES: tuple[Feature, ...] = (
     Feature(FeatureName.LOGS, logs.mutate, regular_containers),
     Feature(FeatureName.SUPERVISOR, supervisor.mutate, regular_containers),

@@ -81,6 +81,7 @@ class PodContext:
     limit_range: tuple[Constraint, ...] = ()  # the namespace's LimitRanges' Container constraints (likewise)
     review: dict[str, Any] = field(default_factory=dict)  # what once() worked out for this review
     mesh: str = ""  # the service mesh that injected the pod before podmedic (engine.mesh), or ""
+    holding: set[str] = field(default_factory=set)  # containers whose wrapper holds a FATAL app (supervisor.holds)
 
     def once(self, what: str, make: Callable[[], T]) -> T:
         """make() once per review, not per container: for what a mutator works out from the pod

@@ -82,27 +82,11 @@ _WRAPPER = {(False, False): "supervisor-wrapper", (True, False): "supervisor-wra
 
 def holds(ctx: PodContext, target: Target) -> bool:
     """Will the wrapper keep this container alive after FATAL (so liveness must not kill it)?
-    It reaches FATAL only by restarts (autorestart not false, and a restart-limit other than 0,
-    which turns the limit off) or start retries (startsecs above 0), so a wrapper with neither --
-    one that runs the app once, unless the pod's author annotated otherwise -- quits after the
-    app's exit or restarts it for ever, and a hung app must be restarted by a liveness check that
-    asks the app, not the wrapper's `pmctl alive`. One that can reach FATAL holds, and the app's
-    liveness would end the hold the author asked for within seconds."""
-    name = target.name
-    if not ctx.applied(FEATURE, name) or ctx.settings.value("on-fatal", name) != "hold":
-        return False
-    once = bool(run_once(ctx, target))
-    restarts_to_fatal = (_option(ctx, name, "autorestart", once) != "false"
-                         and ctx.settings.value("restart-limit", name) != 0)
-    return restarts_to_fatal or _option(ctx, name, "startsecs", once) != "0"
-
-
-def _option(ctx: PodContext, name: str, key: str, once: bool) -> str:
-    """A wrapper option as the wrapper gets it (see _wrapper): a run-once wrapper's own value
-    unless the pod's author annotated the key."""
-    if once and ctx.settings.get(key, name).level not in _AUTHOR:
-        return _RUN_ONCE[key]
-    return str(ctx.settings.value(key, name))
+    mutate() notes it where it renders the wrapper's flags (_can_hold), from the options the
+    wrapper gets: worked out again here, the answer could drift from the wrapper's own. Only a
+    container the supervisor wrapped is noted, so the probes feature, which runs after it,
+    reads the final answer."""
+    return target.name in ctx.holding
 
 
 def run_once(ctx: PodContext, target: Target) -> str:
@@ -151,8 +135,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     bundles = exit_bundles(ctx, name)
     once = run_once(ctx, target)
     # with or without bundles (its logs feature), as a service or run once (its restart policy)
-    flags, note = ctx.per_pod(_WRAPPER[bundles is not None, bool(once)], name,
-                              lambda: _wrapper(ctx, name, bundles, bool(once)))
+    flags, note, can_hold = ctx.per_pod(_WRAPPER[bundles is not None, bool(once)], name,
+                                        lambda: _wrapper(ctx, name, bundles, bool(once)))
     if ctx.settings.value("stopwaitsecs", name) is None:
         flags = (*flags, ctx.once("stopwaitsecs", lambda: f"--stopwaitsecs={_grace_wait(ctx)}"))
     if target.spec.get("terminationMessagePolicy") == LOGS_ON_ERROR:  # its message: the log's tail
@@ -164,6 +148,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         flags = (*(flag for flag in flags if not flag.startswith("--stopsignal=")), f"--stopsignal={stop}")
     patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=entrypoint),
               target.spec)
+    if can_hold:
+        ctx.holding.add(name)
     ctx.record(target, FEATURE, {"command": original})
     source = "command" if original else f"{ctx.config.prefix}entrypoint"
     if once:
@@ -221,17 +207,32 @@ def own_stop_signal(ctx: PodContext, target: Target) -> str | None:
 
 
 def _wrapper(ctx: PodContext, name: str, bundles: tuple[str, int] | None,
-             run_once: bool) -> tuple[tuple[str, ...], str]:
+             run_once: bool) -> tuple[tuple[str, ...], str, bool]:
     """(the wrapper's flags, the decision's note on memory kills and, run to completion, on the
-    app running once): from settings alone, so made once per pod (per_pod), not rendered again
-    for each of its containers. Immutable: per_pod() keeps it across reviews."""
+    app running once, whether it can hold: _can_hold): from settings alone, so made once per pod
+    (per_pod), not rendered again for each of its containers. Immutable: per_pod() keeps it
+    across reviews."""
     options = ctx.per_pod("supervisor-options", name, lambda: _options(ctx, name))
     note = watch_note(ctx, name, bundles)
     if run_once:
         kept = [key for key in _RUN_ONCE if ctx.settings.get(key, name).level in _AUTHOR]
         options = {**options, **{key: value for key, value in _RUN_ONCE.items() if key not in kept}}
         note = f"{' and '.join(kept) + ' as annotated' if kept else 'app runs once'}; {note}"
-    return toolbox.supervise_flags(options, bundles), note
+    return toolbox.supervise_flags(options, bundles), note, _can_hold(options)
+
+
+def _can_hold(options: Mapping[str, str]) -> bool:
+    """Whether a wrapper with these options holds a FATAL app (holds). It reaches FATAL only by
+    restarts (autorestart not false, and a restart-limit other than 0, which turns the limit off)
+    or start retries (startsecs above 0), so a wrapper with neither -- one that runs the app
+    once, unless the pod's author annotated otherwise -- quits after the app's exit or restarts it
+    for ever, and a hung app must be restarted by a liveness check that asks the app, not the
+    wrapper's `pmctl alive`. One that can reach FATAL holds, and the app's liveness would end the
+    hold the author asked for within seconds."""
+    if options.get("on-fatal") != "hold":
+        return False
+    restarts_to_fatal = options.get("autorestart") != "false" and options.get("restart-limit") != "0"
+    return restarts_to_fatal or options.get("startsecs") != "0"
 
 
 def watch_note(ctx: PodContext, name: str, bundles: tuple[str, int] | None) -> str:
