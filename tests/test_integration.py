@@ -369,6 +369,28 @@ def test_a_probe_port_naming_no_declared_port_is_reported_under_the_supervisor(c
     assert app["command"][0].startswith("/podmedic/")  # the other features are kept
 
 
+@pytest.mark.parametrize("handler", [("readinessProbe",), ("lifecycle", "postStart")], ids=["probe", "hook"])
+def test_the_apps_own_handler_naming_an_undeclared_port_does_not_cost_the_pod_its_injection(
+        cluster, webhook, handler):
+    """The API server checks a handler's named port for its form only (the kubelet resolves it
+    when it probes), so it stores such a pod. Verification held every handler to a declared port
+    and dropped podmedic's whole patch (verify-failed) for the app's own typo, which podmedic
+    keeps as it is; it now holds only the handlers podmedic writes to it."""
+    ns = cluster.namespace({PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled"})
+    container: dict[str, Any] = {"ports": [{"name": "http", "containerPort": 8080}]}
+    parent = container
+    for key in handler[:-1]:
+        parent = parent.setdefault(key, {})
+    parent[handler[-1]] = {"httpGet": {"path": "/", "port": "htpt"}}
+    done = cluster.create_pod(ns, _pod(None, container=container))
+    app = _created(done)["spec"]["containers"][0]
+    assert "failed verification" not in done.stderr
+    assert app["command"][0].startswith("/podmedic/") and "livenessProbe" in app
+    for key in handler:
+        app = app[key]
+    assert app["httpGet"]["port"] == "htpt"
+
+
 def test_the_unbounded_startup_probe_beside_the_apps_liveness_is_accepted(cluster, webhook):
     """Without the supervisor, liveness checks the app: podmedic adds a startupProbe with the API's
     largest failureThreshold (int32) so that a slow starter is not killed before it first answers."""

@@ -136,6 +136,16 @@ def test_apply_raises_with_every_problem_joined():
     assert str(raised.value) == "; ".join(expected)
 
 
+def test_only_the_handlers_the_patch_writes_must_name_a_declared_port():
+    """The API server stores an app's handler naming an undeclared port (it checks the form only);
+    podmedic's own must name a declared one, or its probe would fail on every try."""
+    apps = pod(c(readinessProbe={"httpGet": {"port": "typo"}}, lifecycle={"postStart": {"tcpSocket": {"port": "typo"}}}))
+    ours = b'[{"op": "add", "path": "/spec/containers/0/livenessProbe", "value": {"tcpSocket": {"port": %s}}}]'
+    verify.apply(copy.deepcopy(apps), ours % b"8080")
+    with pytest.raises(verify.PatchRejected, match="^container app: livenessProbe names port 'web' that"):
+        verify.apply(copy.deepcopy(apps), ours % b'"web"')
+
+
 DENY = dataclasses.replace(load(None), on_error="deny")
 DEMO = StaticSource([Namespace("demo", {"podmedic.io/inject": "enabled", "podmedic.io/supervisor": "enabled"}, {})])
 

@@ -10,6 +10,7 @@ Only the rules mutations can break are checked here; the full OpenAPI schema che
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ LINUX_ONLY = ("seLinuxOptions", "seccompProfile", "capabilities", "readOnlyRootF
               "allowPrivilegeEscalation", "procMount", "runAsUser", "runAsGroup", "appArmorProfile")
 HOOKS = ("postStart", "preStop")  # the lifecycle fields that hold a handler
 _VAR_REF = re.compile(r"\$\(([^)]*)\)")
+Ours = Callable[[Any], bool]  # is this handler one the patch wrote?
 
 
 class PatchRejected(ValueError):
@@ -41,18 +43,20 @@ def apply(pod: dict[str, Any], patch: bytes | str) -> dict[str, Any]:
     object and needs no pristine copy afterwards, so it skips a deep copy of a pod whose
     managedFields alone can be tens of kilobytes; offline callers pass a copy."""
     try:
-        patched = apply_in_place(pod, orjson.loads(patch))
+        ops = orjson.loads(patch)
+        patched = apply_in_place(pod, ops)
     except (TypeError, KeyError, IndexError, ValueError) as exc:
         raise PatchRejected(f"patch does not apply: {exc}") from None
-    problems = check(patched)
+    problems = check(patched, _written(ops))
     if problems:
         raise PatchRejected("; ".join(problems))
     return patched
 
 
-def check(pod: dict[str, Any]) -> list[str]:
+def check(pod: dict[str, Any], ours: Ours | None = None) -> list[str]:
     """One message per rule the pod breaks, in order. (It runs on every patched review: the
-    rules append to one list, and messages are formatted only for rules that fail.)"""
+    rules append to one list, and messages are formatted only for rules that fail.) `ours`: the
+    handlers held to a declared port (None: every handler)."""
     spec = pod.get("spec") or {}
     volumes = [v.get("name") for v in spec.get("volumes") or []]
     out = [f"duplicate volume name {volume!r}" for volume in _duplicates(volumes)]
@@ -61,7 +65,7 @@ def check(pod: dict[str, Any]) -> list[str]:
     out += [f"duplicate container name {name!r}" for name in _duplicates([c.get("name") for _, c in containers])]
     declared = set(volumes)
     for kind, c in containers:
-        _check_container(out, kind, c, declared)
+        _check_container(out, kind, c, declared, ours)
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     size = _annotations_size(annotations)
     if size > ANNOTATIONS_LIMIT:  # the marker copies commands and hooks: a large script can cross it
@@ -72,6 +76,31 @@ def check(pod: dict[str, Any]) -> list[str]:
         out += [f"container {c.get('name')}: securityContext.{field} cannot be set for a {os_name} pod"
                 for _, c in containers for field in LINUX_ONLY if field in (c.get("securityContext") or {})]
     return out
+
+
+def _written(ops: list[dict[str, Any]]) -> Ours:
+    """Whether a handler is one the patch wrote (apply_in_place inserts the operations' values
+    as they are). A named port is checked only in those: the API server checks its form alone
+    (the kubelet resolves it when it probes), so an app's own handler naming an undeclared port
+    is stored as sent, and podmedic keeps it. The values are walked only when a handler names
+    an undeclared port, which a patch of podmedic's alone never makes."""
+    ids: set[int] = set()
+
+    def ours(handler: Any) -> bool:
+        if not ids:
+            _collect_maps(ids, [op["value"] for op in ops])
+        return id(handler) in ids
+    return ours
+
+
+def _collect_maps(ids: set[int], value: Any) -> None:
+    """The ids of every map in `value`, itself included."""
+    if isinstance(value, dict):
+        ids.add(id(value))
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            _collect_maps(ids, item)
 
 
 def _annotations_size(annotations: dict[str, Any]) -> int:
@@ -93,7 +122,7 @@ def _duplicates(names: list[Any]) -> list[Any]:
     return repeated
 
 
-def _check_container(out: list[str], kind: str, c: dict[str, Any], volumes: set[Any]) -> None:
+def _check_container(out: list[str], kind: str, c: dict[str, Any], volumes: set[Any], ours: Ours | None) -> None:
     name = c.get("name")
     env_names = [e.get("name") for e in c.get("env") or []]
     mounts = c.get("volumeMounts") or []
@@ -132,7 +161,7 @@ def _check_container(out: list[str], kind: str, c: dict[str, Any], volumes: set[
             continue
         if not probes_allowed:
             out.append(f"container {name}: {probe_kind} is not allowed on {kind} without restartPolicy Always")
-        _check_handler(out, name, probe_kind, probe, HANDLERS, _HANDLER_SET, ports)
+        _check_handler(out, name, probe_kind, probe, HANDLERS, _HANDLER_SET, ports, ours)
         if probe_kind != "readinessProbe" and probe.get("successThreshold", 1) != 1:
             out.append(f"container {name}: {probe_kind}.successThreshold must be 1")
         for field in ("periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"):
@@ -140,7 +169,7 @@ def _check_container(out: list[str], kind: str, c: dict[str, Any], volumes: set[
                 out.append(f"container {name}: {probe_kind}.{field} must be a positive integer")
     for hook_name, hook in (c.get("lifecycle") or {}).items():
         if hook_name in HOOKS and hook is not None:  # lifecycle.stopSignal (1.33+) is a string, not a handler
-            _check_handler(out, name, f"lifecycle.{hook_name}", hook, HOOK_HANDLERS, _HOOK_HANDLER_SET, ports)
+            _check_handler(out, name, f"lifecycle.{hook_name}", hook, HOOK_HANDLERS, _HOOK_HANDLER_SET, ports, ours)
 
 
 def _plain_names(env_names: list[Any]) -> bool:
@@ -167,7 +196,7 @@ class _PortNames:
 
 
 def _check_handler(out: list[str], container: Any, field: str, obj: dict[str, Any], allowed: tuple[str, ...],
-                   allowed_set: frozenset[str], ports: _PortNames) -> None:
+                   allowed_set: frozenset[str], ports: _PortNames, ours: Ours | None) -> None:
     """`allowed` in the API's order (for the message), `allowed_set` the same handlers as a set:
     the usual probe or hook names exactly one, found by a set intersection in C; the list of
     handlers that are set (not null) is only worked out when that is not so."""
@@ -182,7 +211,7 @@ def _check_handler(out: list[str], container: Any, field: str, obj: dict[str, An
         handler = present[0]
         body = obj[handler]
     port = body.get("port") if isinstance(body, dict) else None
-    if isinstance(port, str) and port not in ports:
+    if isinstance(port, str) and port not in ports and (ours is None or ours(obj)):
         out.append(f"container {container}: {field} names port {port!r} that the container does not declare")
     if handler == "exec" and not (isinstance(body, dict) and body.get("command")):
         out.append(f"container {container}: {field}: exec needs a command")
