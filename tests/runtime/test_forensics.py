@@ -463,23 +463,57 @@ def test_zombies_exited_main_threads_and_child_cgroups_are_this_containers(pod_c
 def test_bundles_in_the_same_second_never_share_a_directory(tb):
     """Two preStops of one container (the kubelet's kill after a liveness failure and the pod's
     deletion), an exit bundle, and a container named like that exit bundle (`app-exit-1`), all in
-    one second: each writes a directory of its own, never into another's (mkdir -p shared them)."""
-    logs = tb.work / "logs"
-    logs.mkdir()
-    logs.chmod(0o1777)
-    prestop = [toolbox.forensics_argv(str(tb.root), name=n, out_dir=str(logs), budget_seconds=5)
-               for n in ("app", "app", "app-exit-1")]
-    exit_one = [tb.busybox, "sh", str(tb.root / "forensics"), "--name", "app", "--budget", "5", "--out", str(logs),
-                "--exit", "1"]
-    time.sleep(1 - time.time() % 1)  # at the start of a second: all four take the same time stamp
-    procs = [subprocess.Popen(argv, env=tb.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for argv in (*prestop, exit_one)]
-    assert [p.wait(timeout=30) for p in procs] == [0] * 4
-    found = [(json.loads((d / "summary.json").read_text()), d.name) for d in (logs / "forensics").iterdir()
-             if d.is_dir()]
-    if len({s["time"] for s, _ in found}) > 1:  # the only timing this test depends on: say so
-        pytest.skip(f"the collectors did not all start within one second: {[name for _, name in found]}")
+    one second: each writes a directory of its own, never into another's (mkdir -p shared them).
+    All four must take one time stamp, or nothing was checked: up to 3 attempts, then a failure."""
+    missed = []
+    for attempt in range(3):
+        logs = tb.work / f"logs-{attempt}"
+        found = _four_collectors_at_once(tb, logs)
+        if len({s["time"] for s, _ in found}) == 1:
+            break
+        missed.append([name for _, name in found])
+    else:
+        pytest.fail(f"the four collectors never started within one second, so nothing was checked: {missed}")
     kinds = sorted((s["container"], s.get("kind", "preStop")) for s, _ in found)
     assert kinds == [("app", "exit"), ("app", "preStop"), ("app", "preStop"), ("app-exit-1", "preStop")], found
-    for summary, name in found:  # each directory holds its own collectors' files, all of them
-        assert summary["failed"] == [] and len(summary["ran"]) >= 7, (name, summary)
+    for summary, name in found:  # each directory holds its own collectors' files, all of them (one
+        # may have run out of its 3 s slice on a loaded machine: it is in failed, its file is there)
+        expected = COLLECTORS[summary.get("kind", "preStop")]
+        assert {*summary["ran"], *(f["collector"] for f in summary["failed"])} == expected, (name, summary)
+        assert {f.stem for f in (logs / "forensics" / name).glob("*.txt")} >= expected, name
+
+
+COLLECTORS = {"preStop": {"supervisor", "processes", "threads", "sockets", "memory", "disk", "redacted_env",
+                           "recent_logs"},
+              "exit": {"supervisor", "memory", "cgroup", "left_behind", "processes", "recent_logs", "disk"}}
+# Says it is ready, then holds a collector until its stdin gets a line and runs it (its stdin,
+# stdout and stderr on /dev/null).
+GATE = 'echo ready && read -r _ && exec "$@" < /dev/null > /dev/null 2>&1'
+
+
+def _four_collectors_at_once(tb, logs: Path) -> list[tuple[dict, str]]:
+    """Two preStops of app, app's exit 1 and app-exit-1's preStop, released together just after a
+    whole second, into logs: each bundle's summary and directory name. Started first and held at
+    a gate: starting four processes one by one takes longer than a second on a loaded machine."""
+    logs.mkdir()
+    logs.chmod(0o1777)  # what podmedic logdir makes of the container's log directory
+    # a budget for all 8 collectors at 3 s each: four collectors at once on a loaded machine had
+    # the last ones "budget exhausted" within 5 s
+    prestop = [toolbox.forensics_argv(str(tb.root), name=n, out_dir=str(logs), budget_seconds=30)
+               for n in ("app", "app", "app-exit-1")]
+    exit_one = [tb.busybox, "sh", str(tb.root / "forensics"), "--name", "app", "--budget", "30", "--out", str(logs),
+                "--exit", "1"]
+    procs = [subprocess.Popen([tb.busybox, "sh", "-c", GATE, "gate", *argv], env=tb.env(), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+             for argv in (*prestop, exit_one)]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        proc.stdout.close()
+    time.sleep(1 - time.time() % 1 + 0.01)  # just after the next whole second: a second for all four
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+    assert [p.wait(timeout=60) for p in procs] == [0] * 4
+    return [(json.loads((d / "summary.json").read_text()), d.name) for d in (logs / "forensics").iterdir()
+            if d.is_dir()]
