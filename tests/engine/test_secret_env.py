@@ -19,6 +19,8 @@ from webhook.kube.namespaces import StaticSource
 CONFIG = configfile.load()
 SECRET = {"valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}}
 CONFIG_MAP = {"valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}}
+# Kubernetes 1.34+: a key of an env file in a volume, e.g. what an init container fetched from a vault
+FILE = {"valueFrom": {"fileKeyRef": {"volumeName": "config", "path": "app.env", "key": "DB_PASSWORD"}}}
 
 
 @pytest.mark.parametrize("spec, flags", [
@@ -35,6 +37,10 @@ CONFIG_MAP = {"valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"
      ("--redact-env=DSN", "--redact-env-prefix=", "--plain-env=GREETING")),
     ({"envFrom": [{"prefix": "STRIPE_", "secretRef": {"name": "stripe"}}, {"secretRef": {"name": "app"}}]},
      ("--redact-env-prefix=STRIPE_=",)),
+    # a file's key is unseen at admission: a Secret's, also where it overrides an envFrom secretRef
+    ({"env": [{"name": "DB", **FILE}, {"name": "GREETING", "value": "hello"}]}, ("--redact-env=DB",)),
+    ({"env": [{"name": "P_DB", **FILE}, {"name": "P_X", "value": "x"}], "envFrom": [{"prefix": "P_", "secretRef": {}}]},
+     ("--redact-env=P_DB", "--redact-env-prefix=P_", "--plain-env=P_X")),
     # a name both a Secret's and declared plainly counts as a Secret's
     ({"env": [{"name": "X", **SECRET}, {"name": "X", "value": "v"}], "envFrom": [{"prefix": "P_", "secretRef": {}}]},
      ("--redact-env=X", "--redact-env-prefix=P_")),

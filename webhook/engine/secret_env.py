@@ -5,7 +5,9 @@ misses a Secret delivered as DATABASE_URL or DSN, or through envFrom under any k
 
 Only the webhook knows where a value comes from: env[].valueFrom.secretKeyRef names one
 variable; envFrom[].secretRef brings every key of a Secret, unknown at admission, under its
-prefix (an empty prefix: every name). An explicit env entry overrides envFrom, so a name the
+prefix (an empty prefix: every name). env[].valueFrom.fileKeyRef (Kubernetes 1.34+) counts as a
+Secret's too: its value is read from a file in a volume when the container starts, unseen here,
+and such files are typically what an init container fetched from a vault. An explicit env entry overrides envFrom, so a name the
 container declares with a literal value, a fieldRef, a resourceFieldRef or a configMapKeyRef is
 not a Secret's even under such a prefix: those are the plain names. Over-redaction is the safe
 error: a name both a Secret's and declared plainly (twice in env) counts as a Secret's, and a
@@ -26,6 +28,8 @@ from webhook.toolbox import argv as toolbox
 # environment: 32 KiB a list (about 850 names of 38 characters) leaves room for all of that.
 # Longer: the safe side, every name (--redact-env-prefix=), and no --plain-env.
 FLAG_MAX = 32 * 1024
+# A valueFrom whose value the collector must not write: a Secret's key, or a file's (see above).
+_SECRET_SOURCES = frozenset(("secretKeyRef", "fileKeyRef"))
 
 def collector_flags(spec: Mapping[str, Any]) -> tuple[str, ...]:
     """The collector's flags for this container's Secret-sourced variables (toolbox.redact_flags);
@@ -40,7 +44,7 @@ def collector_flags(spec: Mapping[str, Any]) -> tuple[str, ...]:
         name = entry.get("name") if isinstance(entry, dict) else None
         if isinstance(name, str):
             source = entry.get("valueFrom")
-            (names if isinstance(source, dict) and "secretKeyRef" in source else plain).append(name)
+            (names if isinstance(source, dict) and _SECRET_SOURCES.intersection(source) else plain).append(name)
     prefixes = [_prefix(entry) for entry in env_from if isinstance(entry, dict) and "secretRef" in entry] \
         if isinstance(env_from, list) else []
     if not names and not prefixes:
