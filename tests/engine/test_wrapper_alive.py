@@ -10,6 +10,8 @@ from typing import Any
 from tests import pods
 from tests.engine.test_mutations import ALL_ON, PREFIX, c0, run
 from tests.pods import container
+from webhook.engine import context
+from webhook.engine.keys import FeatureName
 
 EXIT = {**ALL_ON, PREFIX + "on-fatal": "exit"}
 
@@ -56,3 +58,20 @@ def test_a_liveness_that_checks_the_app_keeps_the_configured_timings():
     checks_app = app(EXIT, [{"containerPort": 8080}])
     assert not alive(checks_app)
     assert probes(checks_app) == {"readiness": ("tcpSocket", 10, 1), "liveness": ("tcpSocket", 10, 1)}
+
+
+def test_a_wrapper_rolled_back_leaves_no_alive_liveness(monkeypatch):
+    """A supervisor mutate that raises is rolled back: the container is not wrapped, so its
+    liveness must ask the app. `pmctl alive` without a wrapper fails for ever, and the kubelet
+    would restart the container every few minutes."""
+    record = context.PodContext.record
+
+    def failing(self: context.PodContext, target: Any, feature: FeatureName, what: Any) -> None:
+        if feature == FeatureName.SUPERVISOR:
+            raise RuntimeError("bug")
+        record(self, target, feature, what)
+
+    monkeypatch.setattr(context.PodContext, "record", failing)
+    unwrapped = app(ALL_ON, [{"containerPort": 8080}])
+    assert unwrapped["command"] == ["/app"] and not alive(unwrapped)
+    assert probes(unwrapped) == {"readiness": ("tcpSocket", 10, 1), "liveness": ("tcpSocket", 10, 1)}

@@ -148,9 +148,9 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         flags = (*(flag for flag in flags if not flag.startswith("--stopsignal=")), f"--stopsignal={stop}")
     patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=entrypoint),
               target.spec)
-    if can_hold:
-        ctx.holding.add(name)
     ctx.record(target, FEATURE, {"command": original})
+    if can_hold:  # after record(), as a record: a mutator that raised leaves no holder behind
+        ctx.holding.add(name)
     source = "command" if original else f"{ctx.config.prefix}entrypoint"
     if once:
         return Decision(FEATURE, name, INJECTED, f"wrapping {source}; run-to-completion ({once}): {note}", level)
