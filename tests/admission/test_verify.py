@@ -144,6 +144,13 @@ def test_only_the_handlers_the_patch_writes_must_name_a_declared_port():
     verify.apply(copy.deepcopy(apps), ours % b"8080")
     with pytest.raises(verify.PatchRejected, match="^container app: livenessProbe names port 'web' that"):
         verify.apply(copy.deepcopy(apps), ours % b'"web"')
+    # a handler inside a larger value the patch writes is the patch's too: a container, a lifecycle
+    side = b'{"name": "side", "image": "i", "readinessProbe": {"tcpSocket": {"port": "web"}}}'
+    with pytest.raises(verify.PatchRejected, match="^container side: readinessProbe names port 'web' that"):
+        verify.apply(copy.deepcopy(apps), b'[{"op": "add", "path": "/spec/containers/-", "value": %s}]' % side)
+    hook = b'{"postStart": {"httpGet": {"port": "web"}}}'
+    with pytest.raises(verify.PatchRejected, match="^container app: lifecycle.postStart names port 'web' that"):
+        verify.apply(copy.deepcopy(apps), b'[{"op": "replace", "path": "/spec/containers/0/lifecycle", "value": %s}]' % hook)
 
 
 DENY = dataclasses.replace(load(None), on_error="deny")

@@ -83,7 +83,9 @@ def _written(ops: list[dict[str, Any]]) -> Ours:
     as they are). A named port is checked only in those: the API server checks its form alone
     (the kubelet resolves it when it probes), so an app's own handler naming an undeclared port
     is stored as sent, and podmedic keeps it. The values are walked only when a handler names
-    an undeclared port, which a patch of podmedic's alone never makes."""
+    an undeclared port, which a patch of podmedic's alone never makes. A handler is the patch's
+    when an operation's value holds it whole (podmedic writes probes and hooks whole, never a
+    field inside an app's handler: such an operation would not be recognised here)."""
     ids: set[int] = set()
 
     def ours(handler: Any) -> bool:
