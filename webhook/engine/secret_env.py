@@ -7,9 +7,10 @@ Only the webhook knows where a value comes from: env[].valueFrom.secretKeyRef na
 variable; envFrom[].secretRef brings every key of a Secret, unknown at admission, under its
 prefix (an empty prefix: every name). env[].valueFrom.fileKeyRef (Kubernetes 1.34+) counts as a
 Secret's too: its value is read from a file in a volume when the container starts, unseen here,
-and such files are typically what an init container fetched from a vault. An explicit env entry overrides envFrom, so a name the
-container declares with a literal value, a fieldRef, a resourceFieldRef or a configMapKeyRef is
-not a Secret's even under such a prefix: those are the plain names. Over-redaction is the safe
+and such files are typically what an init container fetched from a vault. An explicit env entry
+overrides envFrom, so a name the container declares with a literal value, a fieldRef, a
+resourceFieldRef or a configMapKeyRef is not a Secret's even under such a prefix: those are the
+plain names. Over-redaction is the safe
 error: a name both a Secret's and declared plainly (twice in env) counts as a Secret's, and a
 configMapRef after a secretRef may override keys nobody can see here, and a list too long for
 one argument gives way to every name (FLAG_MAX).
