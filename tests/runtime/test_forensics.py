@@ -506,14 +506,20 @@ def _four_collectors_at_once(tb, logs: Path) -> list[tuple[dict, str]]:
     procs = [subprocess.Popen([tb.busybox, "sh", "-c", GATE, "gate", *argv], env=tb.env(), stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE)
              for argv in (*prestop, exit_one)]
-    for proc in procs:
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-        proc.stdout.close()
-    time.sleep(1 - time.time() % 1 + 0.01)  # just after the next whole second: a second for all four
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write(b"go\n")
-        proc.stdin.close()
-    assert [p.wait(timeout=60) for p in procs] == [0] * 4
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+            proc.stdout.close()
+        time.sleep(1 - time.time() % 1 + 0.01)  # just after the next whole second: a second for all four
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.close()
+        assert [p.wait(timeout=60) for p in procs] == [0] * 4
+    finally:  # a gate that never said ready, or a collector that hangs: none outlives the test
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return [(json.loads((d / "summary.json").read_text()), d.name) for d in (logs / "forensics").iterdir()
             if d.is_dir()]
