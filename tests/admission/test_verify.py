@@ -148,6 +148,9 @@ def test_only_the_handlers_the_patch_writes_must_name_a_declared_port():
     side = b'{"name": "side", "image": "i", "readinessProbe": {"tcpSocket": {"port": "web"}}}'
     with pytest.raises(verify.PatchRejected, match="^container side: readinessProbe names port 'web' that"):
         verify.apply(copy.deepcopy(apps), b'[{"op": "add", "path": "/spec/containers/-", "value": %s}]' % side)
+    with pytest.raises(verify.PatchRejected, match="^container side: readinessProbe names port 'web' that"):
+        verify.apply(copy.deepcopy(apps), b'[{"op": "add", "path": "/spec/initContainers", "value": [%s]}]'
+                     % side.replace(b'"i",', b'"i", "restartPolicy": "Always",'))
     hook = b'{"postStart": {"httpGet": {"port": "web"}}}'
     with pytest.raises(verify.PatchRejected, match="^container app: lifecycle.postStart names port 'web' that"):
         verify.apply(copy.deepcopy(apps), b'[{"op": "replace", "path": "/spec/containers/0/lifecycle", "value": %s}]' % hook)

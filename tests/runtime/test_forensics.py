@@ -504,7 +504,7 @@ def _four_collectors_at_once(tb, logs: Path) -> list[tuple[dict, str]]:
     exit_one = [tb.busybox, "sh", str(tb.root / "forensics"), "--name", "app", "--budget", "30", "--out", str(logs),
                 "--exit", "1"]
     procs = [subprocess.Popen([tb.busybox, "sh", "-c", GATE, "gate", *argv], env=tb.env(), stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE)
+                              stdout=subprocess.PIPE, start_new_session=True)
              for argv in (*prestop, exit_one)]
     try:
         for proc in procs:
@@ -516,10 +516,10 @@ def _four_collectors_at_once(tb, logs: Path) -> list[tuple[dict, str]]:
             proc.stdin.write(b"go\n")
             proc.stdin.close()
         assert [p.wait(timeout=60) for p in procs] == [0] * 4
-    finally:  # a gate that never said ready, or a collector that hangs: none outlives the test
-        for proc in procs:
+    finally:  # a gate that never said ready, or a collector that hangs: none, nor its children,
+        for proc in procs:  # outlives the test (each gate leads a session of its own)
             if proc.poll() is None:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
     return [(json.loads((d / "summary.json").read_text()), d.name) for d in (logs / "forensics").iterdir()
             if d.is_dir()]
