@@ -79,6 +79,47 @@ def test_exit_code_bundle(tb):
     assert f"pid {proc.pid} " not in left and f"pid {tb.state()['wrapper_pid']} " not in left  # tini, the wrapper
 
 
+def test_processes_and_left_behind_record_each_process_exactly(tb):
+    """Pins the two collectors' output, which they build from /proc with the shell's own read, case
+    and globs (no grep or wc per pid to trust): the fd count, the status and limits lines, the
+    left-behind line, and no line for a process whose command line starts empty (argv[0] "" or
+    starting with a newline), as main_pid skips it too."""
+    logs = log_directory(tb)
+    marker = "pinned-" + os.urandom(4).hex()
+    holder = subprocess.Popen([sys.executable, "-c", "import os, time\n"
+                               "fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(7)]\n"
+                               "print(flush=True)\ntime.sleep(60)", marker],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    nameless = [subprocess.Popen([argv0, "60"], executable="/bin/sleep", start_new_session=True)
+                for argv0 in ("", "\nsleep")]  # exec'd when Popen returns
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"\n"  # its 7 fds are open
+        [name] = [ln for ln in Path(f"/proc/{holder.pid}/status").read_text().splitlines() if ln.startswith("Name:")]
+        limits = [ln for ln in Path(f"/proc/{holder.pid}/limits").read_text().splitlines()
+                  if ln.startswith(("Max open files", "Max processes", "Max address space"))]
+        done = exit_bundle(tb, logs, "--exit", "3")
+    finally:
+        for p in (holder, *nameless):
+            p.kill()
+            p.wait()
+    assert done.returncode == 0, done.stderr
+    [bundle] = bundles(logs)
+    blocks = (bundle / "processes.txt").read_text().split("=== pid ")
+    [block] = [b.splitlines() for b in blocks if b.startswith(f"{holder.pid}: ")]
+    assert block[0] == f"{holder.pid}: {sys.executable} -c import os, time " \
+                       "fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(7)] " \
+                       f"print(flush=True) time.sleep(60) {marker} ", block[0]  # cmdline_of: a space after each argument
+    assert [ln for ln in block if ln.startswith(("Name:", "State:", "PPid:"))] == \
+           [name, "State:\tS (sleeping)", f"PPid:\t{os.getpid()}"], block
+    assert "open fds: 10" in block, block  # stdin, stdout, stderr and its 7
+    assert len(limits) == 3 and [ln for ln in block if ln.startswith("Max ")] == limits, block
+    left = (bundle / "left_behind.txt").read_text().splitlines()
+    [line] = [ln for ln in left if ln.startswith(f"pid {holder.pid} ")]
+    assert line == f"pid {holder.pid} ppid {os.getpid()} State: S (sleeping): {block[0].split(': ', 1)[1]}", line
+    assert not [ln for ln in left if ln.startswith(tuple(f"pid {p.pid} " for p in nameless))], left
+
+
 def test_signal_bundles(tb):
     logs = log_directory(tb)
     segv = exit_bundle(tb, logs, "--signal", "SEGV", "--core", "--ran-seconds", "7")
