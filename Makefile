@@ -23,7 +23,7 @@ certs: | $(BIN)/podmedic
 	$(BIN)/podmedic certs init --out certs --host 127.0.0.1 --host localhost
 
 run: venv certs
-	@echo "podmedic: serving https://127.0.0.1:$(PORT)/mutate -- try:"
+	@echo "podmedic: starting https://127.0.0.1:$(PORT)/mutate (PORT=... for another port); once it listens, try:"
 	@echo "  curl --cacert certs/ca.crt -H 'Content-Type: application/json' --data @examples/review.json https://127.0.0.1:$(PORT)/mutate"
 	$(BIN)/podmedic serve --bind 127.0.0.1:$(PORT) \
 	  --tls-cert-file certs/tls.crt --tls-private-key-file certs/tls.key \
