@@ -145,7 +145,7 @@ ROWS: dict[str, Row] = {
         Row("embedded", {P + "log-path": "/" + "x" * 100 + "/.."}, {}, "log-path", "app",
             "/" + "x" * 100 + "/..", N, P + "log-path",
             invalid="podmedic.io/log-path='/" + "x" * 60 + "...' is invalid: expected an absolute, normalised "
-                    "path without '..' or '$' (e.g. /var/log/app)"),
+                    "path without '..', ':' or '$' (e.g. /var/log/app)"),
 }
 
 

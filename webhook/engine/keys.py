@@ -150,7 +150,7 @@ def parse_mount_path(raw: str) -> str:
         if owner:
             raise ValueError(f"the container runtime or the kubelet mounts {owner} in every container")
         return raw
-    raise ValueError("expected an absolute, normalised path without '..' or '$' (e.g. /var/log/app)")
+    raise ValueError("expected an absolute, normalised path without '..', ':' or '$' (e.g. /var/log/app)")
 
 
 def _runtime_mount(path: str) -> str | None:
