@@ -218,6 +218,7 @@ def test_audit_line_and_annotations(server):
      "application/json", "expected apiVersion admission.k8s.io/v1"),
     (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "Pod", "request": {"uid": "1"}}),
      "application/json", "kind AdmissionReview"),
+    (b"{}", "application/json", "kind AdmissionReview, got none none"),  # absent, not msgspec's 'UNSET'
     (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}), "application/json",
      "no request"),
     (json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"kind": {}}}),

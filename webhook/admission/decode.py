@@ -185,7 +185,7 @@ def decode(body: bytes, content_type: str | None, max_bytes: int) -> Decoded:
     review, shape_checked = _decode(body)
     if review.apiVersion != API_VERSION or review.kind != "AdmissionReview":
         raise BadReview(f"expected apiVersion {API_VERSION} kind AdmissionReview, got "
-                        f"{str(review.apiVersion)[:64]!r} {str(review.kind)[:64]!r}")
+                        f"{_given(review.apiVersion)} {_given(review.kind)}")
     if not isinstance(review.request, _Request):
         raise BadReview("AdmissionReview has no request object")
     request = _fields(review.request, _Request.__struct_fields__)
@@ -227,6 +227,12 @@ def _decode(body: bytes) -> tuple[_Review, bool]:
         raise BadReview(f"body is not valid JSON: {str(exc)[:200]}") from None
     except RecursionError:
         raise BadReview("body is not valid JSON: nested too deeply") from None
+
+
+def _given(value: object) -> str:
+    """A field of the review as its error message shows it: quoted and cut, or `none` when the
+    body left it out (msgspec's UNSET, which would otherwise print as 'UNSET')."""
+    return "none" if value is UNSET else repr(str(value)[:64])
 
 
 def _fields(struct: msgspec.Struct, names: tuple[str, ...]) -> dict[str, Any]:
