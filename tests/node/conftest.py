@@ -140,6 +140,16 @@ class Cluster:
         done = self._on_node(node, "ls", "-1", "/logs/" + path)
         return done.stdout.split() if done.returncode == 0 else []
 
+    def node_mtimes(self, node: str, path: str) -> dict[str, float]:
+        """When each file of a directory under the log root was last written (seconds since the
+        epoch, to the nanosecond: busybox stat's %y has the fraction that %Y lacks)."""
+        done = self._on_node(node, "sh", "-c", 'cd "$1" && stat -c "%Y %y %n" *', "sh", "/logs/" + path)
+        times: dict[str, float] = {}
+        for line in done.stdout.splitlines():
+            seconds, _, clock, _, name = line.split(" ", 4)
+            times[name] = int(seconds) + float("0." + clock.partition(".")[2])
+        return times
+
     def _on_node(self, node: str, *argv: str) -> subprocess.CompletedProcess[str]:
         if node not in self.readers:
             self.readers[node] = self._reader(node)
