@@ -91,9 +91,10 @@ def test_processes_and_left_behind_record_each_process_exactly(tb):
                                "print(flush=True)\ntime.sleep(60)", marker],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               start_new_session=True)
-    nameless = [subprocess.Popen([argv0, "60"], executable="/bin/sleep", start_new_session=True)
-                for argv0 in ("", "\nsleep")]  # exec'd when Popen returns
+    nameless: list[subprocess.Popen[bytes]] = []
     try:
+        nameless += [subprocess.Popen([argv0, "60"], executable="/bin/sleep", start_new_session=True)
+                     for argv0 in ("", "\nsleep")]  # exec'd when Popen returns
         assert holder.stdout is not None and holder.stdout.readline() == b"\n"  # its 7 fds are open
         [name] = [ln for ln in Path(f"/proc/{holder.pid}/status").read_text().splitlines() if ln.startswith("Name:")]
         limits = [ln for ln in Path(f"/proc/{holder.pid}/limits").read_text().splitlines()
@@ -103,6 +104,8 @@ def test_processes_and_left_behind_record_each_process_exactly(tb):
         for p in (holder, *nameless):
             p.kill()
             p.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
     assert done.returncode == 0, done.stderr
     [bundle] = bundles(logs)
     blocks = (bundle / "processes.txt").read_text().split("=== pid ")
