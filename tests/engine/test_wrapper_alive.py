@@ -1,7 +1,9 @@
 """The wrapper's `pmctl alive` liveness is probed at most once a minute, with a 10 s timeout: it
 tells the kubelet nothing a container exit does not (the wrapper is tini's child), yet each exec
 probe costs the node ~30 ms of CPU, and a 1 s timeout under CPU pressure can kill a healthy held
-container. `pmctl ready` and the app's checks keep `probe-period-seconds`: they carry the signal."""
+container. `pmctl ready` and the app's checks keep `probe-period-seconds`: they carry the signal.
+`pmctl ready` gets at least a 10 s timeout too (it reads a state file; under a 50m limit with a
+busy app it took 1.3-3.1 s), the app's checks keep `probe-timeout-seconds`."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def test_on_fatal_hold_liveness_is_probed_once_a_minute_readiness_as_configured(
 def test_on_fatal_exit_without_a_port_alive_liveness_and_ready_readiness():
     portless = app(EXIT)
     assert alive(portless) and "ready" in portless["readinessProbe"]["exec"]["command"]
-    assert probes(portless) == {"readiness": ("exec", 10, 1), "liveness": ("exec", 60, 10)}
+    assert probes(portless) == {"readiness": ("exec", 10, 10), "liveness": ("exec", 60, 10)}
 
 
 def test_a_larger_configured_period_and_timeout_win():
@@ -51,7 +53,7 @@ def test_a_larger_configured_period_and_timeout_win():
 
 def test_a_per_container_period_above_a_minute_wins():
     own = app(ALL_ON, annotations={PREFIX + "probe-period-seconds.app": "90"})
-    assert probes(own) == {"readiness": ("exec", 90, 1), "liveness": ("exec", 90, 10)}
+    assert probes(own) == {"readiness": ("exec", 90, 10), "liveness": ("exec", 90, 10)}
 
 
 def test_a_liveness_that_checks_the_app_keeps_the_configured_timings():
@@ -75,3 +77,9 @@ def test_a_wrapper_rolled_back_leaves_no_alive_liveness(monkeypatch):
     unwrapped = app(ALL_ON, [{"containerPort": 8080}])
     assert unwrapped["command"] == ["/app"] and not alive(unwrapped)
     assert probes(unwrapped) == {"readiness": ("tcpSocket", 10, 1), "liveness": ("tcpSocket", 10, 1)}
+
+
+def test_a_configured_readiness_command_keeps_the_configured_timeout():
+    """Only the wrapper's `pmctl ready` gets the 10 s floor: a readiness-command checks the app."""
+    own = app({**ALL_ON, PREFIX + "readiness-command": "/check"})
+    assert probes(own)["readiness"] == ("exec", 10, 1)

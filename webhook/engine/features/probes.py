@@ -16,7 +16,8 @@ When the supervisor wrapper holds crashed apps (on-fatal=hold), the liveness pro
 wrapper (`pmctl alive`), so a held container is not killed; without a port, a wrapped container's
 probes fall back to `pmctl ready` / `pmctl alive` (a probe-port naming no declared port is not
 "without a port": it is skipped and reported, as without the wrapper). The wrapper's `pmctl alive`
-is probed at most once a minute (_wrapper_timings: it costs the node CPU and tells it nothing).
+is probed at most once a minute (_wrapper_timings: it costs the node CPU and tells it nothing), and
+both wrapper checks get at least a 10 s timeout (they read a state file: slowness is the node's).
 """
 
 from __future__ import annotations
@@ -44,11 +45,14 @@ _COMMAND = {kind: f"{kind}-command" for kind in ("readiness", "liveness")}
 _PATH = {kind: f"{kind}-path" for kind in ("readiness", "liveness")}
 _TIMINGS = {kind: f"{kind}-probe-timings" for kind in ("readiness", "liveness")}
 _KINDS = ("readiness", "liveness")
-_WRAPPER_ALIVE = toolbox.pmctl_argv("alive", name="")[:-1]  # `pmctl alive` but the name, made once
-_WRAPPER_TIMINGS = "wrapper-liveness-probe-timings"
-# The wrapper's `pmctl alive` liveness: at least this period and this timeout (see _wrapper_timings).
+# The wrapper's checks, `pmctl <check>` but the name, made once
+_WRAPPER = {"liveness": toolbox.pmctl_argv("alive", name="")[:-1],
+            "readiness": toolbox.pmctl_argv("ready", name="")[:-1]}
+_WRAPPER_TIMINGS = {kind: f"wrapper-{kind}-probe-timings" for kind in _WRAPPER}
+# The wrapper's `pmctl alive` liveness: at least this period (see _wrapper_timings); both of its
+# checks: at least this timeout.
 _WRAPPER_ALIVE_PERIOD = 60
-_WRAPPER_ALIVE_TIMEOUT = 10
+_WRAPPER_TIMEOUT = 10
 UNBOUNDED = 2**31 - 1  # the API's largest failureThreshold (int32): no bound on start-up
 # The protocols a port name declares (Istio's protocol selection: `<protocol>` or
 # `<protocol>-<suffix>`; a container port has no appProtocol) on which a plain HTTP GET fails,
@@ -164,8 +168,8 @@ def build(ctx: PodContext, target: Target, kind: str, ports: list[int | str],
         return {**handler(ctx, target, "liveness", ports, notes), **timings}
     ctx.settings.value("probe-timeout-seconds", name)  # an invalid timeout is reported before a missing port
     probe = handler(ctx, target, kind, ports, notes)
-    if kind == "liveness" and _asks_wrapper(probe):
-        return {**probe, **ctx.per_pod(_WRAPPER_TIMINGS, name, lambda: _wrapper_timings(ctx, name))}
+    if _asks_wrapper(probe, kind):
+        return {**probe, **ctx.per_pod(_WRAPPER_TIMINGS[kind], name, lambda: _wrapper_timings(ctx, name, kind))}
     return {**probe, **ctx.per_pod(_TIMINGS[kind], name, lambda: _timings(ctx, name, kind))}
 
 
@@ -188,24 +192,30 @@ def _timings(ctx: PodContext, name: str, kind: str) -> Mapping[str, Any]:
     })
 
 
-def _wrapper_timings(ctx: PodContext, name: str) -> Mapping[str, Any]:
-    """Liveness's timings, probed at least every _WRAPPER_ALIVE_PERIOD s with at least a
-    _WRAPPER_ALIVE_TIMEOUT s timeout: `pmctl alive` (`kill -0` of the wrapper) tells the kubelet
-    nothing a container exit does not (the wrapper is tini's child, tini exits with it; a hung
-    wrapper passes too), yet each exec probe costs the node ~30 ms of CPU (runc exec ~18 ms; a
-    tcpSocket probe ~0.2 ms; measured on a real node): at 10 s, 0.3 of a core per 100 containers.
-    And a 1 s timeout on a node under CPU pressure can kill a healthy held container.
-    `pmctl ready` and the app's checks keep `probe-period-seconds`: they carry the signal."""
-    timings = ctx.per_pod(_TIMINGS["liveness"], name, lambda: _timings(ctx, name, "liveness"))
-    return MappingProxyType({**timings,
-                             "periodSeconds": max(timings["periodSeconds"], _WRAPPER_ALIVE_PERIOD),
-                             "timeoutSeconds": max(timings["timeoutSeconds"], _WRAPPER_ALIVE_TIMEOUT)})
+def _wrapper_timings(ctx: PodContext, name: str, kind: str) -> Mapping[str, Any]:
+    """The kind's timings with at least a _WRAPPER_TIMEOUT s timeout: `pmctl alive` and `pmctl
+    ready` only read the wrapper's state file (FATAL is in the state, not in slowness), but as exec
+    probes they run in the container's cgroup, under its CPU quota: at 50m with a busy app `pmctl
+    ready` took 1.3-3.1 s (measured on a real node, tests/node/test_exec_probe_cpu.py), so a 1 s
+    timeout made a healthy pod NotReady (and would kill a held container).
+    Liveness is also probed at least every _WRAPPER_ALIVE_PERIOD s: `pmctl alive` (`kill -0` of the
+    wrapper) tells the kubelet nothing a container exit does not (the wrapper is tini's child,
+    tini exits with it; a hung wrapper passes too), yet each exec probe costs the node ~30 ms of
+    CPU (runc exec ~18 ms; a tcpSocket probe ~0.2 ms; measured on a real node): at 10 s, 0.3 of a
+    core per 100 containers. `pmctl ready` and the app's checks keep `probe-period-seconds`: they
+    carry the signal."""
+    timings = ctx.per_pod(_TIMINGS[kind], name, lambda: _timings(ctx, name, kind))
+    slower = {"timeoutSeconds": max(timings["timeoutSeconds"], _WRAPPER_TIMEOUT)}
+    if kind == "liveness":
+        slower["periodSeconds"] = max(timings["periodSeconds"], _WRAPPER_ALIVE_PERIOD)
+    return MappingProxyType({**timings, **slower})
 
 
-def _asks_wrapper(probe: dict[str, Any]) -> bool:
-    """Whether the probe is the wrapper's `pmctl alive` (true while the wrapper runs)."""
+def _asks_wrapper(probe: dict[str, Any], kind: str) -> bool:
+    """Whether the probe is the wrapper's check for `kind`: `pmctl alive` (true while the wrapper
+    runs) for liveness, `pmctl ready` for readiness."""
     check = probe.get("exec")
-    return check is not None and check["command"][:-1] == _WRAPPER_ALIVE
+    return check is not None and check["command"][:-1] == _WRAPPER[kind]
 
 
 def _guards_slow_start(target: Target, liveness: dict[str, Any] | None) -> bool:
@@ -215,7 +225,7 @@ def _guards_slow_start(target: Target, liveness: dict[str, Any] | None) -> bool:
     kubelet starts the containers after it only once its startupProbe succeeds, so an unbounded
     one would hold the app back until the sidecar answers, forever where the sidecar's check
     waits for the app (without one they start as soon as the sidecar runs)."""
-    return liveness is not None and target.kind == "containers" and not _asks_wrapper(liveness)
+    return liveness is not None and target.kind == "containers" and not _asks_wrapper(liveness, "liveness")
 
 
 def _drop_unusable(ctx: PodContext, name: str, built: dict[str, dict[str, Any]], unusable: frozenset[str],
