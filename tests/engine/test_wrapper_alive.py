@@ -83,3 +83,15 @@ def test_a_configured_readiness_command_keeps_the_configured_timeout():
     """Only the wrapper's `pmctl ready` gets the 10 s floor: a readiness-command checks the app."""
     own = app({**ALL_ON, PREFIX + "readiness-command": "/check"})
     assert probes(own)["readiness"] == ("exec", 10, 1)
+
+
+def test_a_startup_probe_asking_the_wrapper_gets_its_timeout_too():
+    """startup-timeout puts a startupProbe, liveness's handler, in front of `pmctl alive`: as an
+    exec probe under the container's CPU quota it takes seconds too, and 60 timeouts in a row
+    (5m / 5 s) would have the kubelet kill a healthy container."""
+    bounded = app({**ALL_ON, PREFIX + "startup-timeout": "5m"})
+    startup = bounded["startupProbe"]
+    assert "alive" in startup["exec"]["command"]
+    assert (startup["periodSeconds"], startup["timeoutSeconds"], startup["failureThreshold"]) == (5, 10, 60)
+    asks_app = app({**ALL_ON, PREFIX + "on-fatal": "exit", PREFIX + "startup-timeout": "5m"}, [{"containerPort": 8080}])
+    assert (asks_app["startupProbe"]["tcpSocket"], asks_app["startupProbe"]["timeoutSeconds"]) == ({"port": 8080}, 1)

@@ -215,7 +215,7 @@ KEYS: dict[str, Key] = _keys(
     Key("liveness-command", _F.PROBES, parse_command, "exec command of the liveness (and startup) probe", optional=True),
     Key("startup-timeout", _F.PROBES, parse_duration, "bounds the startupProbe's start-up (none: no bound)", optional=True),
     Key("probe-period-seconds", _F.PROBES, _POSITIVE, "periodSeconds of readiness/liveness (`pmctl alive`: at least 60)"),
-    Key("probe-timeout-seconds", _F.PROBES, _POSITIVE, "timeoutSeconds of every probe (`pmctl alive`/`ready`: at least 10)"),
+    Key("probe-timeout-seconds", _F.PROBES, _POSITIVE, "timeoutSeconds of every probe (`pmctl alive`/`ready`, startup included: at least 10)"),
     Key("probe-failure-threshold", _F.PROBES, _POSITIVE, "failureThreshold of readiness/liveness"),
     Key("readiness-initial-delay-seconds", _F.PROBES, _SECONDS, "initialDelaySeconds of readiness"),
     Key("liveness-initial-delay-seconds", _F.PROBES, _SECONDS, "initialDelaySeconds of liveness"),

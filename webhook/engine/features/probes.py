@@ -43,14 +43,16 @@ FEATURE = FeatureName.PROBES
 _FIELD = {kind: f"{kind}Probe" for kind in ("readiness", "liveness", "startup")}
 _COMMAND = {kind: f"{kind}-command" for kind in ("readiness", "liveness")}
 _PATH = {kind: f"{kind}-path" for kind in ("readiness", "liveness")}
-_TIMINGS = {kind: f"{kind}-probe-timings" for kind in ("readiness", "liveness")}
+_TIMINGS = {kind: f"{kind}-probe-timings" for kind in ("readiness", "liveness", "startup")}
 _KINDS = ("readiness", "liveness")
-# The wrapper's checks, `pmctl <check>` but the name, made once
+# The wrapper's check per probe kind, `pmctl <check>` but the name, made once (a startup probe
+# has liveness's handler)
 _WRAPPER = {"liveness": toolbox.pmctl_argv("alive", name="")[:-1],
             "readiness": toolbox.pmctl_argv("ready", name="")[:-1]}
+_WRAPPER["startup"] = _WRAPPER["liveness"]
 _WRAPPER_TIMINGS = {kind: f"wrapper-{kind}-probe-timings" for kind in _WRAPPER}
-# The wrapper's `pmctl alive` liveness: at least this period (see _wrapper_timings); both of its
-# checks: at least this timeout.
+# The wrapper's `pmctl alive` liveness: at least this period (see _wrapper_timings); every probe
+# that asks the wrapper: at least this timeout.
 _WRAPPER_ALIVE_PERIOD = 60
 _WRAPPER_TIMEOUT = 10
 UNBOUNDED = 2**31 - 1  # the API's largest failureThreshold (int32): no bound on start-up
@@ -164,10 +166,10 @@ def build(ctx: PodContext, target: Target, kind: str, ports: list[int | str],
     the container's handler, then the timings (the same for every container: once per pod)."""
     name = target.name
     if kind == "startup":
-        timings = ctx.per_pod("startup-probe-timings", name, lambda: _timings(ctx, name, kind))
-        return {**handler(ctx, target, "liveness", ports, notes), **timings}
-    ctx.settings.value("probe-timeout-seconds", name)  # an invalid timeout is reported before a missing port
-    probe = handler(ctx, target, kind, ports, notes)
+        probe = handler(ctx, target, "liveness", ports, notes)
+    else:
+        ctx.settings.value("probe-timeout-seconds", name)  # an invalid timeout is reported before a missing port
+        probe = handler(ctx, target, kind, ports, notes)
     if _asks_wrapper(probe, kind):
         return {**probe, **ctx.per_pod(_WRAPPER_TIMINGS[kind], name, lambda: _wrapper_timings(ctx, name, kind))}
     return {**probe, **ctx.per_pod(_TIMINGS[kind], name, lambda: _timings(ctx, name, kind))}
@@ -213,7 +215,7 @@ def _wrapper_timings(ctx: PodContext, name: str, kind: str) -> Mapping[str, Any]
 
 def _asks_wrapper(probe: dict[str, Any], kind: str) -> bool:
     """Whether the probe is the wrapper's check for `kind`: `pmctl alive` (true while the wrapper
-    runs) for liveness, `pmctl ready` for readiness."""
+    runs) for liveness and startup, `pmctl ready` for readiness."""
     check = probe.get("exec")
     return check is not None and check["command"][:-1] == _WRAPPER[kind]
 
