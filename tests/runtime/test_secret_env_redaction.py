@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,26 @@ def test_a_secret_longer_than_the_kept_command_line_is_never_cut_through(tb):
     running(tb, ("--dsn", big), {"DATABASE_URL": big}, flags)
     processes = collector(tb, "processes", flags, {"DATABASE_URL": big}).stdout
     assert "SECRET" not in processes and "--dsn <redacted>" in processes, processes[:500]
+
+
+def test_a_secret_past_the_kept_command_line_never_shows_its_first_bytes(tb):
+    """Twenty copies of Secret A, each hidden as `<redacted>` (10 bytes for 28), pull what follows
+    into the kept 4096 bytes: a Secret B that started just before the end of what was searched
+    (4096 bytes and the longest value's length more), cut there and so never found, showed its
+    first 15 bytes. The whole command line is searched now."""
+    a, b = "AAAA-first-secret-value-AAAA", "B-second-secret-0123456789"
+    argv = ["python3", "-c", "import time; time.sleep(60)", *[a] * 20]
+    searched = 4096 + len(a)  # what the collector searched before
+    argv += ["f" * (searched - sum(len(arg) + 1 for arg in argv) - 1 - 15), b]  # b starts 15 bytes before its end
+    app = subprocess.Popen(argv, executable=sys.executable)
+    try:
+        wait_for(lambda: Path(f"/proc/{app.pid}/cmdline").read_bytes().count(b"\0") == len(argv))
+        processes = collector(tb, "processes", ("--redact-env=A=B",), {"A": a, "B": b}).stdout
+    finally:
+        app.kill()
+        app.wait()
+    [line] = [ln for ln in processes.splitlines() if ln.startswith(f"=== pid {app.pid}: ")]
+    assert "second-secret" not in line and line.endswith(" <redacted> "), line[-80:]
 
 
 def test_every_process_is_listed_with_hundreds_of_service_links_under_every_name(tb):
