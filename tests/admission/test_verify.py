@@ -156,6 +156,21 @@ def test_only_the_handlers_the_patch_writes_must_name_a_declared_port():
         verify.apply(copy.deepcopy(apps), b'[{"op": "replace", "path": "/spec/containers/0/lifecycle", "value": %s}]' % hook)
 
 
+
+def test_only_the_mounts_the_patch_writes_must_reference_defined_env():
+    """The API server stores an app's subPathExpr naming a variable its env does not define (it
+    checks the form only; envFrom may define it, else the kubelet reports it at container start),
+    so an app's mount never fails podmedic's patch; podmedic's own must name its env, or its app
+    would never start. Found by tests/test_kubeapi_generated.py: every such pod went through
+    uninjected (verify-failed)."""
+    apps = pod(c(envFrom=[{"configMapRef": {"name": "ids"}}], volumeMounts=[
+        {"name": "data", "mountPath": "/data", "subPathExpr": "$(POD_NAME)"}]), volumes=[{"name": "data", "emptyDir": {}}])
+    ours = b'[{"op": "add", "path": "/spec/containers/0/volumeMounts/-", "value": %s}]'
+    verify.apply(copy.deepcopy(apps), ours % b'{"name": "logs", "mountPath": "/logs"}')
+    with pytest.raises(verify.PatchRejected, match="^container app: subPathExpr references undefined env var 'UID'$"):
+        verify.apply(copy.deepcopy(apps), ours % b'{"name": "logs", "mountPath": "/logs", "subPathExpr": "$(UID)"}')
+
+
 DENY = dataclasses.replace(load(None), on_error="deny")
 DEMO = StaticSource([Namespace("demo", {"podmedic.io/inject": "enabled", "podmedic.io/supervisor": "enabled"}, {})])
 
@@ -166,6 +181,14 @@ def test_a_stop_signal_pod_is_injected_and_verifies():
     result, _ = plan(engine_pod(app, os={"name": "linux"}), DEMO.get("demo"), DENY)
     assert result.denied is None and result.patch is not None
     assert [d for d in result.report.decisions if d.reason is Reason.VERIFY_FAILED] == []
+
+
+def test_a_pod_whose_own_subpathexpr_names_an_undefined_variable_is_injected():
+    app = container("app", command=["/app"], envFrom=[{"configMapRef": {"name": "ids"}}],
+                    volumeMounts=[{"name": "data", "mountPath": "/data", "subPathExpr": "$(POD_NAME)"}])
+    result, _ = plan(engine_pod(app, volumes=[{"name": "data", "emptyDir": {}}]), DEMO.get("demo"), DENY)
+    assert [d for d in result.report.decisions if d.reason is Reason.VERIFY_FAILED] == []
+    assert result.patch is not None
 
 
 def test_an_error_inside_verification_is_a_verify_failure_never_a_deny():

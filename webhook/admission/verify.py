@@ -27,7 +27,7 @@ LINUX_ONLY = ("seLinuxOptions", "seccompProfile", "capabilities", "readOnlyRootF
               "allowPrivilegeEscalation", "procMount", "runAsUser", "runAsGroup", "appArmorProfile")
 HOOKS = ("postStart", "preStop")  # the lifecycle fields that hold a handler
 _VAR_REF = re.compile(r"\$\(([^)]*)\)")
-Ours = Callable[[Any], bool]  # is this handler one the patch wrote?
+Ours = Callable[[Any], bool]  # is this handler (or mount) one the patch wrote?
 
 
 class PatchRejected(ValueError):
@@ -56,7 +56,7 @@ def apply(pod: dict[str, Any], patch: bytes | str) -> dict[str, Any]:
 def check(pod: dict[str, Any], ours: Ours | None = None) -> list[str]:
     """One message per rule the pod breaks, in order. (It runs on every patched review: the
     rules append to one list, and messages are formatted only for rules that fail.) `ours`: the
-    handlers held to a declared port (None: every handler)."""
+    handlers held to a declared port and the mounts held to defined env vars (None: all of them)."""
     spec = pod.get("spec") or {}
     volumes = [v.get("name") for v in spec.get("volumes") or []]
     out = [f"duplicate volume name {volume!r}" for volume in _duplicates(volumes)]
@@ -79,13 +79,14 @@ def check(pod: dict[str, Any], ours: Ours | None = None) -> list[str]:
 
 
 def _written(ops: list[dict[str, Any]]) -> Ours:
-    """Whether a handler is one the patch wrote (apply_in_place inserts the operations' values
-    as they are). A named port is checked only in those: the API server checks its form alone
-    (the kubelet resolves it when it probes), so an app's own handler naming an undeclared port
-    is stored as sent, and podmedic keeps it. The values are walked only when a handler names
-    an undeclared port, which a patch of podmedic's alone never makes. A handler is the patch's
-    when an operation's value holds it whole (podmedic writes probes and hooks whole, never a
-    field inside an app's handler: such an operation would not be recognised here)."""
+    """Whether a handler or a mount is one the patch wrote (apply_in_place inserts the operations'
+    values as they are). A named port, and a subPathExpr's variables, are checked only in those:
+    the API server checks their form alone (the kubelet resolves them), so an app's own handler
+    naming an undeclared port, or its mount naming a variable its env does not define, is stored
+    as sent, and podmedic keeps it. The values are walked only when one of them fails, which a
+    patch of podmedic's alone never makes. A handler or mount is the patch's when an operation's
+    value holds it whole (podmedic writes probes, hooks and mounts whole, never a field inside an
+    app's: such an operation would not be recognised here)."""
     ids: set[int] = set()
 
     def ours(handler: Any) -> bool:
@@ -150,7 +151,9 @@ def _check_container(out: list[str], kind: str, c: dict[str, Any], volumes: set[
                 undefined = set(refs).difference(env_names)
             except TypeError:  # a name that is not hashable: the scan tells
                 undefined = set(refs)
-            if undefined:
+            # Only podmedic's mounts: the API server stores an app's reference to a variable its env
+            # does not define (envFrom may define it, else the kubelet says so at container start).
+            if undefined and (ours is None or ours(m)):
                 out += [f"container {name}: subPathExpr references undefined env var {var!r}"
                         for var in refs if var not in env_names]
     if not _plain_names(env_names):
