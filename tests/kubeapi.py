@@ -145,10 +145,10 @@ def _start_assets(assets: Path, state: Path, port: int | None) -> KubeAPI:
         _wait(lambda: _etcd_healthy(etcd_url), processes[0], state / "logs" / "etcd.log")
         processes.append(_spawn(state, "kube-apiserver", _apiserver_argv(assets, api, etcd_url)))
         api = replace(api, processes=tuple(processes))
-        with _session(api) as session:
+        with session(api) as http:
             log = state / "logs" / "kube-apiserver.log"
-            _wait(lambda: _status(session, "GET", f"{url}/readyz") == 200, processes[1], log)
-            _wait(lambda: _default_service_account(session, url), processes[1], log)
+            _wait(lambda: _status(http, "GET", f"{url}/readyz") == 200, processes[1], log)
+            _wait(lambda: _default_service_account(http, url), processes[1], log)
     except BaseException:
         _end(processes)  # never leak etcd or kube-apiserver, whatever went wrong
         raise
@@ -236,7 +236,8 @@ def _wait(ready: Callable[[], bool], process: subprocess.Popen[bytes], log: Path
         time.sleep(0.2)
 
 
-def _session(api: KubeAPI) -> requests.Session:
+def session(api: KubeAPI) -> requests.Session:
+    """The admin's HTTP session, for tests that send many requests (a kubectl each is too slow)."""
     session = requests.Session()
     session.trust_env = False  # no proxies for 127.0.0.1; REQUESTS_CA_BUNDLE would override `verify`
     session.verify = str(api.ca)
