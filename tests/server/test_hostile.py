@@ -85,3 +85,47 @@ def test_a_silent_connection_is_closed_after_the_handshake_timeout(server: Runni
         assert conn.recv(1) == b""
         # HANDSHAKE_TIMEOUT, plus up to 1 s until gthread's loop next looks at its pending connections
         assert time.monotonic() - started < HANDSHAKE_TIMEOUT + 1.5
+
+
+def tls_connection(server: RunningServer, **options: int) -> ssl.SSLSocket:
+    """A TLS connection to the server; `options`: SOL_SOCKET options set before connecting."""
+    host, port = server.url.removeprefix("https://").split(":")
+    plain = socket.socket()
+    for option, value in options.items():
+        plain.setsockopt(socket.SOL_SOCKET, getattr(socket, option), value)
+    plain.settimeout(10)
+    plain.connect((host, int(port)))
+    return ssl.create_default_context(cafile=str(server.ca)).wrap_socket(plain, server_hostname=host)
+
+
+def test_clients_that_stall_past_the_io_timeout_are_cut_off_without_a_traceback(server: RunningServer) -> None:
+    """One client stops halfway through its headers, another sends reviews and never reads the
+    answers: each is cut off after CLIENT_IO_TIMEOUT. Before, gunicorn logged each as
+    `[ERROR] Socket error processing request.` with a 30-line traceback (TimeoutError)."""
+    from webhook.server.tls import CLIENT_IO_TIMEOUT
+
+    review = f"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" \
+             f"Content-Length: {len(BODY)}\r\n\r\n{BODY}".encode()
+    half_headers = tls_connection(server)
+    deaf = tls_connection(server, SO_RCVBUF=4096)
+    try:
+        half_headers.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\n")
+        deaf.setblocking(False)
+        sent, started = 0, time.monotonic()
+        pending = review * 2000
+        while time.monotonic() - started < CLIENT_IO_TIMEOUT + 3 and sent < len(pending):
+            try:
+                sent += deaf.send(pending[sent:sent + 65536])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                time.sleep(0.05)  # the server stopped reading: its answers fill the buffers
+            except OSError:
+                break  # the server cut it off
+        assert timed_review(server) < 2.0
+        half_headers.settimeout(CLIENT_IO_TIMEOUT + 5)
+        assert half_headers.recv(1) == b""
+    finally:
+        half_headers.close()
+        deaf.close()
+    time.sleep(1)  # the worker logs as it closes
+    log = server.log.read_text(errors="replace")
+    assert "Traceback" not in log and "Socket error" not in log, log[-3000:]

@@ -99,16 +99,37 @@ class _TimedSSLSocket(ssl.SSLSocket):
             left = self._deadline - time.monotonic()
             if left < CLIENT_IO_TIMEOUT - _TIGHTEN_AFTER:
                 if left <= 0:
-                    raise TimeoutError(f"client took longer than {CLIENT_IO_TIMEOUT:g}s for one request")
+                    raise _stalled(f"client took longer than {CLIENT_IO_TIMEOUT:g}s for one request")
                 self.settimeout(left)
 
     def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
         self._hold_to_deadline()
-        return super().recv(buflen, flags)
+        try:
+            return super().recv(buflen, flags)
+        except TimeoutError as exc:
+            raise _stalled(f"client sent nothing for {self.gettimeout() or 0:.3g}s mid-request") from exc
 
     def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
         self._hold_to_deadline()
-        return super().recv_into(buffer, nbytes, flags)
+        try:
+            return super().recv_into(buffer, nbytes, flags)
+        except TimeoutError as exc:
+            raise _stalled(f"client sent nothing for {self.gettimeout() or 0:.3g}s mid-request") from exc
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        """sendall() writes through this: a client that stopped reading its answers."""
+        try:
+            return super().send(data, flags)
+        except TimeoutError as exc:
+            raise _stalled(f"client read nothing for {self.gettimeout() or 0:.3g}s") from exc
+
+
+def _stalled(message: str) -> ssl.SSLEOFError:
+    """A client that stalled past its deadline, as an end of stream: gunicorn then closes the
+    connection quietly, as it does for a stalled handshake. A TimeoutError (an OSError with no
+    errno) it would log as `[ERROR] Socket error processing request.` with a traceback, once per
+    stalled connection. The app, reading a body, still answers it with a 400 (an OSError)."""
+    return ssl.SSLEOFError(ssl.SSL_ERROR_EOF, message)
 
 
 def configure_handshake_timeout(seconds: float) -> None:
