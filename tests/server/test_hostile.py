@@ -129,3 +129,29 @@ def test_clients_that_stall_past_the_io_timeout_are_cut_off_without_a_traceback(
     time.sleep(1)  # the worker logs as it closes
     log = server.log.read_text(errors="replace")
     assert "Traceback" not in log and "Socket error" not in log, log[-3000:]
+
+
+def answer_on(conn: ssl.SSLSocket) -> tuple[bytes, bytes]:
+    """The head and body of one answer (by its Content-Length) on a connection left open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536) or b"<closed>"
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head, body
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/mutate"])
+def test_a_websocket_upgrade_is_a_400_status_not_a_500(server: RunningServer, path: str) -> None:
+    """werkzeug refuses an `Upgrade: websocket` request to an HTTP route with its own 400;
+    before, the catch-all error handler turned it into a 500 and logged a traceback."""
+    method = "POST" if path == "/mutate" else "GET"
+    with tls_connection(server) as conn:
+        conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                     "Content-Length: 0\r\n\r\n".encode())
+        head, body = answer_on(conn)
+    assert head.startswith(b"HTTP/1.1 400 "), head
+    assert json.loads(body)["kind"] == "Status"
+    assert "Traceback" not in server.log.read_text(errors="replace")

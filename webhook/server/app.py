@@ -104,10 +104,11 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
         certificate.refresh()  # so the expiry gauge follows a rotation promptly
         return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE_LATEST)
 
-    @app.errorhandler(404)
-    @app.errorhandler(405)
-    def not_found(exc: HTTPException) -> Response:
-        return _json(exc.code or 404, {"kind": "Status", "status": "Failure", "code": exc.code, "message": exc.description})
+    # Every refusal werkzeug raises (404, 405, a 400 for `Upgrade: websocket` on an HTTP route):
+    # without this, the catch-all below would answer the client's mistake with a 500.
+    @app.errorhandler(HTTPException)
+    def refused(exc: HTTPException) -> Response:
+        return _json(exc.code or 400, {"kind": "Status", "status": "Failure", "code": exc.code, "message": exc.description})
 
     @app.errorhandler(Exception)
     def internal(exc: Exception) -> Response:
