@@ -155,3 +155,11 @@ def test_a_websocket_upgrade_is_a_400_status_not_a_500(server: RunningServer, pa
     assert head.startswith(b"HTTP/1.1 400 "), head
     assert json.loads(body)["kind"] == "Status"
     assert "Traceback" not in server.log.read_text(errors="replace")
+
+
+def test_metrics_content_type_names_its_charset_once(server: RunningServer) -> None:
+    """Prometheus 3 fails a scrape whose Content-Type does not parse (Go's mime.ParseMediaType
+    refuses a parameter given twice); before, werkzeug appended a second `charset=utf-8`."""
+    content_type = server.get("/metrics").headers["Content-Type"]
+    params = [p.split("=")[0].strip() for p in content_type.split(";")[1:]]
+    assert content_type.startswith("text/plain") and len(params) == len(set(params)), content_type

@@ -102,7 +102,8 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
         certificate.refresh()  # so the expiry gauge follows a rotation promptly
-        return Response(metrics.exposition(), mimetype=metrics.CONTENT_TYPE_LATEST)
+        # content_type, not mimetype: werkzeug would append a second charset to this text/plain one
+        return Response(metrics.exposition(), content_type=metrics.CONTENT_TYPE_LATEST)
 
     # Every refusal werkzeug raises (404, 405, a 400 for `Upgrade: websocket` on an HTTP route):
     # without this, the catch-all below would answer the client's mistake with a 500.
