@@ -599,3 +599,15 @@ def test_a_changed_document_with_mixed_line_endings_keeps_its_most_common_one():
     mostly_crlf = "".join(line + ("\n" if i == 3 else "\r\n") for i, line in enumerate(lines)).encode()
     out = _run_bytes("inject", "-f", "-", stdin=mostly_crlf)
     assert out.count(b"\n") == out.count(b"\r\n") and b"\r\r" not in out, out
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_json_file_with_a_byte_order_mark_is_written_as_json(tmp_path, how):
+    """A JSON manifest saved with a UTF-8 byte order mark (Windows PowerShell's Out-File, Notepad)
+    was taken for YAML, since the mark is no whitespace before its `{`: inject wrote ruamel's flow
+    YAML, JSON braces around unquoted keys, that no JSON reader takes. It is JSON out again."""
+    path = tmp_path / "pod.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(pods.pod()).encode())
+    args = ["-f", str(path)] if how == "file" else ["-f", "-"]
+    out = _run_bytes("inject", *args, stdin=path.read_bytes()).decode()
+    assert json.loads(out)["metadata"]["annotations"]["podmedic.io/status"], out

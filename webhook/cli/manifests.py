@@ -416,7 +416,7 @@ def _dump(chunk: Chunk, as_json: bool) -> str:
 def process(run: Run, sources: list[tuple[str, str]], mode: str, out: TextIO) -> None:
     chunks_by_source = []
     for source, text in sources:
-        chunks = [Chunk(source, 0, text)] if text.lstrip().startswith(("{", "[")) else split(source, text)
+        chunks = [Chunk(source, 0, text)] if _is_json(text) else split(source, text)
         for chunk in chunks:
             parse(chunk)  # every document parsed before anything is written: no half output
         chunks_by_source.append((source, chunks))
@@ -425,7 +425,13 @@ def process(run: Run, sources: list[tuple[str, str]], mode: str, out: TextIO) ->
             if chunk.doc is not None:
                 _inject_chunk(run, chunk, mode)
             if mode != "explain":
-                out.write(_render(chunk, chunk.text.lstrip().startswith(("{", "["))))
+                out.write(_render(chunk, _is_json(chunk.text)))
+
+
+def _is_json(text: str) -> bool:
+    """A JSON stream, written back as JSON. A UTF-8 byte order mark (Windows editors) is no
+    whitespace to str.lstrip(): such a file was taken for YAML and written as flow YAML."""
+    return text.removeprefix("\ufeff").lstrip().startswith(("{", "["))
 
 
 # ------------------------------------------------------------------ explain output
