@@ -611,3 +611,14 @@ def test_a_json_file_with_a_byte_order_mark_is_written_as_json(tmp_path, how):
     args = ["-f", str(path)] if how == "file" else ["-f", "-"]
     out = _run_bytes("inject", *args, stdin=path.read_bytes()).decode()
     assert json.loads(out)["metadata"]["annotations"]["podmedic.io/status"], out
+
+
+@pytest.mark.parametrize("mode", ["inject", "explain", "uninject"])
+def test_an_empty_file_name_is_an_input_error(tmp_path, mode):
+    """`-f ''` (`-f "$MANIFEST"` with the variable unset) was Path(''), which is `.`: every manifest
+    under the working directory was read and written out, with exit 0."""
+    (tmp_path / "pod.yaml").write_text(json.dumps(pods.pod()))
+    exe = [str(BIN / "podmedic")] if (BIN / "podmedic").exists() else [sys.executable, "-m", "webhook.cli"]
+    done = subprocess.run([*exe, mode, "-f", ""], text=True, capture_output=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == "", done.stdout
+    assert done.stderr == f"podmedic {mode}: -f: an empty file name\n"

@@ -204,6 +204,8 @@ def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, 
                 raise InputError("<stdin>: cannot read: standard input is closed")
             yield "<stdin>", _cr_as_lf(stdin.read())
             continue
+        if not path:  # `-f "$MANIFEST"` unset: Path("") is ".", every manifest below the working directory
+            raise InputError("-f: an empty file name")
         for f in _files(Path(path)):
             try:
                 with f.open(newline="") as file:  # line endings as written: CRLF ones are kept (_render)
