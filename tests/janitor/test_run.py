@@ -261,6 +261,23 @@ def test_the_cli_without_a_reachable_api_deletes_nothing_and_fails(root, tmp_pat
     assert 'podmedic_janitor_errors{kind="list-failed"} 1.0' in (tmp_path / "m.prom").read_text()
 
 
+def test_the_clis_errors_go_to_stderr_leaving_stdout_json_lines(root, tmp_path):
+    """Standard output is the run's JSON lines (docs/logs.md): a metrics file that could not be
+    written, or a configuration that could not be read, was a plain-text line among them (a log
+    pipeline parsing JSON lines choked on it, stderr empty), and the metrics' .tmp stayed behind."""
+    _, path = config_for(root, tmp_path)
+    metrics = tmp_path / "m.prom"
+    metrics.mkdir()  # not a file: the rename over it fails
+    done = podmedic("logs", "janitor", "--config", str(path), "--metrics-file", str(metrics),
+                    env={**os.environ, "KUBECONFIG": str(tmp_path / "missing")})
+    assert [json.loads(line)["event"] for line in done.stdout.splitlines()] == ["janitor-list-failed", "janitor-summary"]
+    assert done.stderr.startswith(f"podmedic logs janitor: cannot write metrics to {metrics}: ")
+    assert done.stderr.count("\n") == 1 and not (tmp_path / "m.prom.tmp").exists()
+    done = podmedic("logs", "janitor", "--config", str(tmp_path / "missing.yaml"))
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("podmedic logs janitor: cannot read config ")
+
+
 def test_a_backdated_mtime_does_not_age_a_fresh_directory(root, tmp_path):
     """A tenant can `touch -d` every entry of its tree into the past (mtime); the ctime that
     setting bumps is what the janitor measures, so the directory stays within retention."""

@@ -6,7 +6,9 @@ pods' directories after their retention (webhook.janitor does the work; docs/log
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -54,15 +56,13 @@ def janitor(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
     except ConfigError as exc:
-        print(f"podmedic logs janitor: {exc}")
-        return 1
+        return _fail(str(exc))
     started = time.monotonic()
     dry_run = config.logs.janitor.dry_run if args.dry_run is None else args.dry_run
     try:
         tally = run(config, _sources(args), emit, dry_run=dry_run)
     except tree.Unsafe as exc:
-        print(f"podmedic logs janitor: {exc}")
-        return 1
+        return _fail(str(exc))
     _summary(tally, dry_run)
     if args.metrics_file:
         # Imported here: building the parser must not import prometheus_client (`serve` sets its
@@ -71,6 +71,12 @@ def janitor(args: argparse.Namespace) -> int:
 
         _write_metrics(Path(args.metrics_file), render(tally, time.monotonic() - started, time.time()))
     return 1 if FATAL_ERRORS & set(tally.errors) else 0
+
+
+def _fail(message: str) -> int:
+    """On stderr: stdout is the run's JSON lines (docs/logs.md), which a plain line would break."""
+    print(f"podmedic logs janitor: {message}", file=sys.stderr)
+    return 1
 
 
 def _sources(args: argparse.Namespace) -> Sources:
@@ -100,4 +106,6 @@ def _write_metrics(path: Path, text: bytes) -> None:
         tmp.write_bytes(text)
         tmp.replace(path)
     except OSError as exc:
-        print(f"podmedic logs janitor: cannot write metrics to {path}: {exc.strerror}")
+        with contextlib.suppress(OSError):  # half written (a full disk), or not renamed: no collector's to read
+            tmp.unlink()
+        _fail(f"cannot write metrics to {path}: {exc.strerror}")
