@@ -49,8 +49,8 @@ def register(sub: Any) -> None:
                    help="seconds between checks of the certificate files' content [PODMEDIC_CERT_RELOAD_INTERVAL]")
     p.add_argument("--handshake-timeout", type=seconds("PODMEDIC_HANDSHAKE_TIMEOUT"),
                    default=env("PODMEDIC_HANDSHAKE_TIMEOUT", str(HANDSHAKE_TIMEOUT)),
-                   help="seconds a new connection gets to complete its TLS handshake "
-                   f"(default {HANDSHAKE_TIMEOUT:g}) [PODMEDIC_HANDSHAKE_TIMEOUT]")
+                   help="seconds a new connection gets to complete its TLS handshake and start its "
+                   f"first request (default {HANDSHAKE_TIMEOUT:g}) [PODMEDIC_HANDSHAKE_TIMEOUT]")
     p.add_argument("--reuse-port", action="store_true",
                    help="SO_REUSEPORT: several servers on one address, for rolling restarts [PODMEDIC_REUSE_PORT: true/false/1/0]")
     p.set_defaults(func=serve)
