@@ -226,3 +226,11 @@ def test_metrics_content_type_names_its_charset_once(server: RunningServer) -> N
     params = [p.split("=")[0].strip() for p in content_type.split(";")[1:]]
     assert content_type.startswith("text/plain") and len(params) == len(set(params)), content_type
 
+
+def test_a_wrong_method_is_a_405_status_that_names_the_allowed_ones(server: RunningServer) -> None:
+    """RFC 9110: a 405 carries Allow. The Status handler kept werkzeug's code but dropped its
+    headers."""
+    answer = server.get("/mutate")
+    assert answer.status_code == 405 and answer.json()["kind"] == "Status"
+    assert "POST" in answer.headers.get("Allow", ""), dict(answer.headers)
+    assert answer.headers["Content-Type"] == "application/json"

@@ -109,7 +109,10 @@ def create_app(config: GlobalConfig, namespaces: NamespaceSource, certificate: C
     # without this, the catch-all below would answer the client's mistake with a 500.
     @app.errorhandler(HTTPException)
     def refused(exc: HTTPException) -> Response:
-        return _json(exc.code or 400, {"kind": "Status", "status": "Failure", "code": exc.code, "message": exc.description})
+        answer = _json(exc.code or 400, {"kind": "Status", "status": "Failure", "code": exc.code, "message": exc.description})
+        # werkzeug's own headers but its HTML content type: a 405's Allow (RFC 9110 requires it)
+        answer.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+        return answer
 
     @app.errorhandler(Exception)
     def internal(exc: Exception) -> Response:
