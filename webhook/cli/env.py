@@ -17,6 +17,13 @@ def env(name: str, default: Any = None) -> Any:
     return os.environ.get(name, default)
 
 
+def env_path(name: str, default: str | None = None) -> str | None:
+    """A file-name variable: empty is unset (the flag's default), as kubectl reads
+    KUBECONFIG='' (and kube_api_client does), and as env_flag() reads an empty flag. An empty
+    flag, typed on the command line, is `path`'s to refuse."""
+    return os.environ.get(name) or default
+
+
 def env_flag(name: str) -> bool:
     """A boolean variable: true/1 or false/0 (any case), unset or empty is false. Anything else
     is a ValueError naming it, so PODMEDIC_QUARANTINE_DRY_RUN=0 never turns dry-run on and a
@@ -50,6 +57,15 @@ def whole(minimum: int, maximum: int | None = None, var: str | None = None) -> C
             raise argparse.ArgumentTypeError(f"{raw!r}: expected a whole number {bound}{_also(var)}")
         return value
     return parse
+
+
+def path(raw: str) -> str:
+    """A file name, never empty: `--config "$CONFIG"` with the variable unset would otherwise mean
+    "none given", silently: the embedded defaults (`serve` without the admin's hostRoot),
+    `--namespaces-file` every namespace opted in, `--kubeconfig` in-cluster, no metrics file."""
+    if not raw:
+        raise argparse.ArgumentTypeError("an empty file name")
+    return raw
 
 
 def seconds(var: str | None = None) -> Callable[[str], float]:

@@ -34,6 +34,7 @@ from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from webhook.admission import podshape
 from webhook.admission.plan import plan
 from webhook.cli.config import load
+from webhook.cli.env import path
 from webhook.engine import uninject
 from webhook.engine.config import ConfigError, GlobalConfig, unreadable
 from webhook.engine.decisions import Decision, Reason
@@ -503,11 +504,11 @@ def register(sub: Any) -> None:
                            help="the namespace's annotations (default: podmedic.io/inject=enabled)")
             p.add_argument("--namespace-labels", nargs="+", default=[], metavar="KEY=VALUE",
                            help="the namespace's labels (pod-security.kubernetes.io/enforce=...)")
-            p.add_argument("--namespaces-file", help="Namespace objects as `kubectl get ns -o yaml` prints them")
-            p.add_argument("--kubeconfig", help="read namespaces from a live cluster")
+            p.add_argument("--namespaces-file", type=path, help="Namespace objects as `kubectl get ns -o yaml` prints them")
+            p.add_argument("--kubeconfig", type=path, help="read namespaces from a live cluster")
             p.add_argument("-n", "--namespace", default="default",
                            help="namespace of documents that name none (default: default)")
-        p.add_argument("--config", help="global configuration, as for `podmedic serve`")
+        p.add_argument("--config", type=path, help="global configuration, as for `podmedic serve`")
         p.set_defaults(func=main, mode=name)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from webhook.cli.config import load
+from webhook.cli.env import path
 from webhook.engine.config import ConfigError, is_namespace_name, is_subdomain_name
 from webhook.engine.quantity import quantity
 
@@ -106,7 +107,7 @@ def register(commands: Any) -> None:
     p.add_argument("--secret-namespace", default="ceph-csi-cephfs", help="its namespace (default: %(default)s)")
     p.add_argument("--size", default="100Gi", help="capacity to record (CephFS enforces quotas itself; default: %(default)s)")
     p.add_argument("--driver", default=DRIVER, help="the CSI driver's name (default: %(default)s)")
-    p.add_argument("--config", help="global configuration, for logs.claimName (default: the embedded one)")
+    p.add_argument("--config", type=path, help="global configuration, for logs.claimName (default: the embedded one)")
     p.set_defaults(func=provision)
 
 

@@ -1,0 +1,71 @@
+"""File-name options (webhook/cli/env.py `path`): an empty one, `--config "$CONFIG"` with the
+variable unset, is a usage error, never "none given"; an empty variable is unset, as kubectl reads
+KUBECONFIG=''. The real CLI, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+# Each command that takes the option, with what else it needs to get that far.
+SERVE = ["serve", "--tls-cert-file", "/nonexistent/tls.crt"]  # before the fix: "cannot load", not a run
+JANITOR = ["logs", "janitor"]
+PROVISION = ["logs", "provision", "ns", "--root", "/r", "--cluster-id", "c", "--fs-name", "f"]
+CERTS = ["certs", "install", "--webhook", "w", "--secret", "ns/s"]
+CASES = [
+    *[(SERVE, option, 2) for option in ("--config", "--namespaces-file", "--kubeconfig")],
+    *[([mode, "-f", "-"], option, 1) for mode in ("inject", "explain")
+      for option in ("--config", "--namespaces-file", "--kubeconfig")],
+    (["uninject", "-f", "-"], "--config", 1),
+    *[(JANITOR, option, 2) for option in ("--config", "--kubeconfig", "--metrics-file")],
+    (PROVISION, "--config", 2),
+    *[(words, option, 2) for words in (["quarantine"], ["quarantine", "list"])
+      for option in ("--config", "--kubeconfig")],
+    (CERTS, "--kubeconfig", 2),
+    # Every other file-name option: the same type, so the same refusal (`certs init --out ''` wrote
+    # into the working directory, `certs install --from-dir ''` generated a PKI instead of uploading).
+    *[(SERVE[:1], option, 2) for option in ("--tls-cert-file", "--tls-private-key-file")],
+    *[(["quarantine"], option, 2) for option in ("--tls-cert-file", "--tls-private-key-file")],
+    (["certs", "init"], "--out", 2),
+    *[(["certs", "check"], option, 2) for option in ("--dir", "--cert", "--key", "--ca")],
+    (CERTS, "--from-dir", 2),
+    (["toolbox", "install", "dest"], "--from", 2),
+    (["logdir", "--pod-dir", "ns_p_u", "c"], "--root", 2),
+]
+
+
+def _env() -> dict[str, str]:
+    kept = {k: v for k, v in os.environ.items() if k != "KUBECONFIG" and not k.startswith("PODMEDIC_")}
+    return {**kept, "PYTHONPATH": str(ROOT)}
+
+
+def podmedic(*args: str, cwd: Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """The real CLI, in a scratch directory: an empty name read as `.` writes nothing of ours."""
+    return subprocess.run([sys.executable, "-m", "webhook.cli", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=120, **kwargs)
+
+
+@pytest.mark.parametrize("words, option, code", CASES, ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
+def test_an_empty_file_name_is_a_usage_error(tmp_path, words, option, code):
+    """Before: `--config ''` ran on the embedded defaults (serve too: without the admin's hostRoot),
+    `--namespaces-file ''` offline with every namespace opted in, `--kubeconfig ''` in-cluster."""
+    done = podmedic(*words, option, "", cwd=tmp_path, input="", env=_env())
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    assert done.stderr.splitlines()[-1].endswith(f"argument {option}: an empty file name"), done.stderr
+    assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())
+
+
+def test_an_empty_variable_is_unset(tmp_path):
+    """PODMEDIC_CONFIG='' and KUBECONFIG='' are the flags' defaults (the embedded configuration,
+    in-cluster), as kubectl reads KUBECONFIG='': the run gets as far as the in-cluster client."""
+    done = podmedic(*JANITOR, cwd=tmp_path, env={**_env(), "PODMEDIC_CONFIG": "", "KUBECONFIG": "", "PODMEDIC_METRICS_FILE": ""})
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "in-cluster configuration (no --kubeconfig or KUBECONFIG given)" in done.stdout, done.stdout
+
