@@ -69,3 +69,11 @@ def test_an_empty_variable_is_unset(tmp_path):
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "in-cluster configuration (no --kubeconfig or KUBECONFIG given)" in done.stdout, done.stdout
 
+
+@pytest.mark.parametrize("size", ["0", "-1", "x"])
+def test_a_page_size_below_1_is_a_usage_error(tmp_path, size):
+    """Before: the API server reads limit=0 or -1 as "no limit" (one unpaged LIST of every pod),
+    and the run went on with exit 0."""
+    done = podmedic(*JANITOR, "--page-size", size, "--kubeconfig", "/nonexistent", cwd=tmp_path, env=_env())
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert f"argument --page-size: '{size}': expected a whole number of 1 or more" in done.stderr, done.stderr

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from webhook.cli import provision
 from webhook.cli.config import load
-from webhook.cli.env import env_path, path
+from webhook.cli.env import env_path, path, whole
 from webhook.engine.config import ConfigError
 from webhook.janitor import tree
 from webhook.janitor.run import Sources, Tally, run
@@ -48,7 +48,8 @@ def _register_janitor(commands: Any) -> None:
                       help="delete, whatever logs.janitor.dryRun says")
     j.add_argument("--metrics-file", type=path, default=env_path("PODMEDIC_METRICS_FILE"),
                    help="write the run's metrics there (Prometheus text format) [PODMEDIC_METRICS_FILE]")
-    j.add_argument("--page-size", type=int, default=500, help="objects per LIST page")
+    j.add_argument("--page-size", type=whole(1), default=500,
+                   help="objects per LIST page (the API server reads 0 or less as no limit: one unpaged LIST)")
     j.set_defaults(func=janitor)
 
 
