@@ -70,9 +70,9 @@ class _TimedSSLSocket(ssl.SSLSocket):
     """An SSLSocket whose "blocking" mode is blocking with a deadline: gunicorn switches
     kept-alive sockets between non-blocking (polling) and blocking (handling one request) with
     setblocking(), and runs the handshake on a socket it made blocking. Each switch to blocking
-    starts a CLIENT_IO_TIMEOUT budget for receiving that request (the handshake before a first
-    request has its own, shorter handshake_timeout); once a
-    request has taken longer than _TIGHTEN_AFTER (never, for the API server), every read may
+    starts a CLIENT_IO_TIMEOUT budget for receiving that request (the handshake and the first
+    request's first bytes share a shorter handshake_timeout before it); once a request has taken
+    longer than _TIGHTEN_AFTER (never, for the API server), every read may
     only wait for what is left of it. Until then no read pays for the bookkeeping. Writing the
     answer is not checked against the deadline (the app answers a request it could not read
     with a 400); it keeps the socket's timeout, which after a slow request is what the last
