@@ -5,7 +5,9 @@ hooks of every kind (named ports), env with $(VAR) references and valueFrom (and
 written inline, SECRET), mounts with subPath, subPathExpr, readOnly and mountPropagation,
 securityContext variants, requests only, limits only and pod-level resources (tight ones too),
 host namespaces, shared PID namespace, os.name, restartPolicy, a grace period of 0, podmedic.io/*
-annotations with valid and invalid values, container names up to 63 characters.
+annotations with valid and invalid values, container names up to 63 characters; from a second
+stream, the app's labels, annotations (a safe-to-evict list too), ownerReferences and generateName,
+and clashes with podmedic's mount paths, env var names and volume names.
 
 Plain `random` with a fixed seed: the same seed gives the same pods on every machine, so a
 failure names the pod that shows it. Some pods are invalid (a Windows pod with Linux-only
@@ -35,9 +37,54 @@ ANNOTATIONS = {
 Pod = dict[str, Any]
 
 
+# What the app may already use of podmedic's: its mount paths (as written, and spelled otherwise:
+# the runtime normalises them), its env var names, its volume names. podmedic must skip what would
+# clash (mount-conflict, env-conflict, name-conflict), never hide the app's own.
+CLASHING_MOUNTS = ("/podmedic", "/podmedic/", "//podmedic/bin", "/podmedic-state", "/podmedic-state/x",
+                   "/var/log/podmedic", "/var/log/podmedic/", "/var/log/app")
+CLASHING_ENV = ("PODMEDIC_POD_NAME", "PODMEDIC_POD_UID")
+CLASHING_VOLUMES = ("podmedic-toolbox", "podmedic-state", "podmedic-logs")
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes"
+
+
 def pods(seed: int, count: int) -> list[Pod]:
-    r = random.Random(seed)
-    return [_pod(r, i) for i in range(count)]
+    """Drawn from two streams: `extra` (clashes and metadata) leaves the pods of `r` as they were."""
+    r, extra = random.Random(seed), random.Random(-seed)
+    return [_clash(extra, _metadata(extra, _pod(r, i))) for i in range(count)]
+
+
+def _metadata(r: random.Random, pod: Pod) -> Pod:
+    """The app's own labels, annotations, owner and generateName: podmedic must keep them (it
+    adds only its marker and its volumes to a safe-to-evict list the app may have written)."""
+    meta = pod["metadata"]
+    if r.random() < 0.4:
+        meta["labels"] = {"app": "web", "podmedic.io/inject": "enabled"}
+    if r.random() < 0.3:
+        meta.setdefault("annotations", {})["example.com/note"] = r.choice(["a", "", '{"x": 1}'])
+    if r.random() < 0.25:
+        meta.setdefault("annotations", {})[SAFE_TO_EVICT] = r.choice(["data", "data,cache", "", "x, ", "podmedic-state"])
+    if r.random() < 0.3:
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4f",
+                                    "uid": f"6f1c2d3e-0000-4000-8000-00000000000{r.randint(0, 9)}",
+                                    "controller": True, "blockOwnerDeletion": True}]
+    if r.random() < 0.2:
+        meta["generateName"] = "web-5d4f-"
+    return pod
+
+
+def _clash(r: random.Random, pod: Pod) -> Pod:
+    """Now and then a container that mounts something where podmedic would, or defines its env
+    vars, or a volume with podmedic's name."""
+    spec = pod["spec"]
+    containers = spec["containers"] + spec.get("initContainers", [])
+    if r.random() < 0.15:
+        name = r.choice(CLASHING_VOLUMES) if r.random() < 0.3 else "vclash"
+        spec.setdefault("volumes", []).append({"name": name, "emptyDir": {}})
+        c = r.choice(containers)
+        c.setdefault("volumeMounts", []).append({"name": name, "mountPath": r.choice(CLASHING_MOUNTS)})
+    if r.random() < 0.1:
+        r.choice(containers).setdefault("env", []).append({"name": r.choice(CLASHING_ENV), "value": "app's"})
+    return pod
 
 
 def _name(r: random.Random, length: int) -> str:
