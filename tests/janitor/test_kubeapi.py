@@ -106,3 +106,24 @@ def test_a_list_the_janitor_may_not_make_deletes_nothing(janitor_rbac, tmp_path)
 def test_the_janitors_role_grants_what_it_uses_and_nothing_else(janitor_rbac, verb, resource, allowed):
     done = janitor_rbac.kubectl("auth", "can-i", verb, resource, "--all-namespaces", "--as", ACCOUNT, check=False)
     assert done.stdout.strip() == ("yes" if allowed else "no"), done.stderr
+
+
+def test_a_run_whose_metrics_cannot_be_written_fails_and_says_so_keeping_its_sweep(janitor_rbac, tmp_path):
+    """The metrics file is the CronJob's only observer: a run that swept but could not write it
+    exited 0 with `"errors": {}` (one stderr line), the Job succeeded and Prometheus kept stale
+    figures. It fails now, under its own error kind; what it deleted stays deleted."""
+    kube = janitor_rbac
+    ns = kube.namespace({PREFIX + "log-retention": "1s"})
+    root = tmp_path / "logs"
+    root.mkdir()
+    dead = pod_dir(root, f"{ns}_web-1_{uuid.uuid4()}")
+    metrics = tmp_path / "m.prom"
+    metrics.mkdir()  # not a file: the rename over it fails, as an unwritable or full filesystem would
+    time.sleep(1.2)
+    done = podmedic("logs", "janitor", "--config", str(config(root, tmp_path)), "--metrics-file", str(metrics),
+                    "--kubeconfig", str(kubeconfig_as(kube, "podmedic-janitor", tmp_path / "kc")))
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines[-1]["event"] == "janitor-summary" and lines[-1]["errors"] == {"metrics-failed": 1}
+    assert lines[-1]["directories"] == {"deleted": 1} and not dead.exists()
+    assert done.stderr.startswith(f"podmedic logs janitor: cannot write metrics to {metrics}: ")

@@ -21,7 +21,9 @@ from webhook.janitor.run import Sources, Tally, run
 from webhook.server.audit import emit
 
 # Errors that make the run fail (the Job shows Failed); a tree left for the next run does not.
-FATAL_ERRORS = frozenset({"list-failed", "root-unusable", "error", "record-failed"})
+# metrics-failed: the metrics file is the run's only observer, so figures it could not write must
+# fail the Job (its failure alerts) rather than leave Prometheus its stale ones, unnoticed.
+FATAL_ERRORS = frozenset({"list-failed", "root-unusable", "error", "record-failed", "metrics-failed"})
 
 
 def register(sub: Any) -> None:
@@ -64,13 +66,14 @@ def janitor(args: argparse.Namespace) -> int:
         tally = run(config, _sources(args), emit, dry_run=dry_run)
     except tree.Unsafe as exc:
         return _fail(str(exc))
-    _summary(tally, dry_run)
     if args.metrics_file:
         # Imported here: building the parser must not import prometheus_client (`serve` sets its
         # multiprocess directory first, and the library picks its value class at import).
         from webhook.janitor.metrics import render
 
-        _write_metrics(Path(args.metrics_file), render(tally, time.monotonic() - started, time.time()))
+        if not _write_metrics(Path(args.metrics_file), render(tally, time.monotonic() - started, time.time())):
+            tally.errors["metrics-failed"] += 1  # before the summary, which closes the run's lines
+    _summary(tally, dry_run)
     return 1 if FATAL_ERRORS & set(tally.errors) else 0
 
 
@@ -100,8 +103,8 @@ def _summary(tally: Tally, dry_run: bool) -> None:
           "errors": dict(tally.errors)})
 
 
-def _write_metrics(path: Path, text: bytes) -> None:
-    """Atomically, so a collector never reads half a file."""
+def _write_metrics(path: Path, text: bytes) -> bool:
+    """Atomically, so a collector never reads half a file. False, said on stderr, when not written."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_bytes(text)
@@ -110,3 +113,5 @@ def _write_metrics(path: Path, text: bytes) -> None:
         with contextlib.suppress(OSError):  # half written (a full disk), or not renamed: no collector's to read
             tmp.unlink()
         _fail(f"cannot write metrics to {path}: {exc.strerror}")
+        return False
+    return True
