@@ -166,8 +166,8 @@ def test_server_may_only_read_namespaces_claims_and_limitranges(rendered):
                 if {"kind": "ServiceAccount", "name": account, "namespace": "podmedic-system"} in b["subjects"]]
     assert [b["roleRef"]["kind"] for b in bindings] == ["ClusterRole"]
     role = one(objs, "ClusterRole", bindings[0]["roleRef"]["name"])
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
-                             {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "list", "watch"]},
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
+                             {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["list", "watch"]},
                              {"apiGroups": [""], "resources": ["limitranges"], "verbs": ["list", "watch"]}]
 
 
