@@ -398,9 +398,13 @@ def _render(chunk: Chunk, as_json: bool) -> str:
     line's \r in its comments: each line ending is made \n first, then the document's, once."""
     if not chunk.changed:
         return chunk.text
-    crlf = chunk.text.count("\r\n")
-    newline = "\r\n" if crlf > chunk.text.count("\n") - crlf else "\n"
-    return _dump(chunk, as_json).replace("\r\n", "\n").replace("\n", newline)
+    return _dump(chunk, as_json).replace("\r\n", "\n").replace("\n", _newline(chunk.text))
+
+
+def _newline(text: str) -> str:
+    """The line ending most of the text's lines have."""
+    crlf = text.count("\r\n")
+    return "\r\n" if crlf > text.count("\n") - crlf else "\n"
 
 
 def _dump(chunk: Chunk, as_json: bool) -> str:
@@ -417,18 +421,33 @@ def _dump(chunk: Chunk, as_json: bool) -> str:
 
 
 def process(run: Run, sources: list[tuple[str, str]], mode: str, out: TextIO) -> None:
-    chunks_by_source = []
+    chunks_by_source: list[list[Chunk]] = []
     for source, text in sources:
         chunks = [Chunk(source, 0, text)] if _is_json(text) else split(source, text)
         for chunk in chunks:
             parse(chunk)  # every document parsed before anything is written: no half output
-        chunks_by_source.append((source, chunks))
-    for _, chunks in chunks_by_source:
+        chunks_by_source.append(chunks)
+    for n, chunks in enumerate(chunks_by_source):
         for chunk in chunks:
             if chunk.doc is not None:
                 _inject_chunk(run, chunk, mode)
-            if mode != "explain":
-                out.write(_render(chunk, _is_json(chunk.text)))
+        if mode != "explain":
+            text = "".join(_render(chunk, _is_json(chunk.text)) for chunk in chunks)
+            out.write(_in_stream(text, chunks[0], n > 0) if len(chunks_by_source) > 1 else text)
+
+
+def _in_stream(text: str, first: Chunk, after: bool) -> str:
+    """One source's text as a part of the stream of several (one source is written as it is: JSON
+    in, JSON out). It ends in a line break: a file without its last one was glued to the next
+    file's first line. A document opening it is kept apart from the previous source's by a `---`
+    (a JSON and a YAML file were written back to back, neither JSON nor YAML), or a `...` when it
+    starts with its own `%YAML` directive, unless it opens with its own separator."""
+    newline = _newline(text)
+    if text and not text.endswith("\n"):
+        text += newline
+    if not after or first.doc is None or _SEPARATOR.match(text):
+        return text
+    return ("..." if first.version else "---") + newline + text
 
 
 def _is_json(text: str) -> bool:

@@ -1,0 +1,58 @@
+"""`podmedic inject | uninject` over several sources (`-f dir/`, `-f a -f b`), the real CLI in a
+subprocess: the output is one multi-document YAML stream, as kubectl reads it; a single JSON
+source is JSON out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests import pods
+from tests.conftest import ROOT
+
+BIN = Path(sys.executable).parent
+CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n"
+
+
+def run(mode: str, *paths: Path) -> str:
+    exe = [str(BIN / "podmedic")] if (BIN / "podmedic").exists() else [sys.executable, "-m", "webhook.cli"]
+    args = [a for p in paths for a in ("-f", str(p))]
+    done = subprocess.run([*exe, mode, *args], capture_output=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.decode()
+
+
+def documents(out: str) -> list[Any]:
+    return list(yaml.safe_load_all(out))
+
+
+def names(out: str) -> list[str]:
+    return [d["metadata"]["name"] for d in documents(out)]
+
+
+@pytest.mark.parametrize("mode", ["inject", "uninject"])
+def test_a_json_file_and_a_yaml_file_are_one_yaml_stream(tmp_path, mode):
+    """`-f dir/` with a JSON and a YAML file wrote the two back to back, no `---` between them:
+    neither JSON nor YAML ("expected '<document start>'")."""
+    pod = json.dumps(pods.pod())  # no final newline, as json.dumps writes it
+    (tmp_path / "a.json").write_text(pod)
+    (tmp_path / "b.yaml").write_text(CONFIG_MAP)
+    out = run(mode, tmp_path)
+    assert names(out) == ["web", "cm"], out
+    if mode == "uninject":  # nothing to change: each file byte for byte, apart from the newline and separator
+        assert out == pod + "\n---\n" + CONFIG_MAP
+
+
+def test_a_yaml_file_without_a_final_newline_is_not_glued_to_the_next(tmp_path):
+    """`name: a` and the next file's `apiVersion: v1` were one line, `name: aapiVersion: v1`."""
+    (tmp_path / "a.yaml").write_text(CONFIG_MAP.replace("cm\n", "a"))
+    (tmp_path / "b.yaml").write_text(CONFIG_MAP.replace("cm", "b"))
+    out = run("uninject", tmp_path)
+    assert names(out) == ["a", "b"] and out.endswith("\n"), out
+
