@@ -17,6 +17,7 @@ from tests import pods
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
+BOM = "\ufeff"
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n"
 
 
@@ -56,3 +57,24 @@ def test_a_yaml_file_without_a_final_newline_is_not_glued_to_the_next(tmp_path):
     out = run("uninject", tmp_path)
     assert names(out) == ["a", "b"] and out.endswith("\n"), out
 
+
+def test_no_byte_order_mark_is_written(tmp_path):
+    """A changed JSON document was written without its BOM, an unchanged one with it: a BOM in the
+    middle of the stream, which no YAML reader takes. As kubectl: stripped on input, never written."""
+    (tmp_path / "a.json").write_text(BOM + json.dumps(pods.pod()))
+    (tmp_path / "b.json").write_text(BOM + json.dumps(pods.pod(name="cm") | {"kind": "ConfigMap"}))
+    out = run("inject", tmp_path)
+    assert BOM not in out and names(out) == ["web", "cm"], out
+    assert json.loads(run("inject", tmp_path / "b.json"))["kind"] == "ConfigMap"  # one JSON source: JSON
+
+
+def test_a_yaml_file_with_a_byte_order_mark_keeps_its_document_separator(tmp_path):
+    """`<BOM>---` was not seen as a separator: the changed document lost its `---`, and the BOM
+    stayed before the next file's."""
+    pod = "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers: [{name: c, image: x}]\n"
+    (tmp_path / "a.yaml").write_text(BOM + pod)
+    (tmp_path / "b.yaml").write_text(BOM + "---\n" + CONFIG_MAP)
+    assert run("inject", tmp_path / "a.yaml").startswith("---\napiVersion: v1\n")
+    out = run("inject", tmp_path)
+    assert out.startswith("---\napiVersion: v1\n") and out.endswith("---\n" + CONFIG_MAP), out
+    assert BOM not in out and names(out) == ["web", "cm"], out

@@ -83,6 +83,7 @@ class Chunk:
     doc: Any = None
     changed: bool = False
     version: tuple[int, int] | None = None  # of its %YAML directive, written again when it changes
+    is_json: bool = False  # a JSON source, written back as JSON when it changes
 
 
 @dataclass
@@ -203,7 +204,7 @@ def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, 
         if path == "-":
             if stdin is None:  # started with fd 0 closed (`<&-`)
                 raise InputError("<stdin>: cannot read: standard input is closed")
-            yield "<stdin>", _cr_as_lf(stdin.read())
+            yield "<stdin>", _as_read(stdin.read())
             continue
         if not path:  # `-f "$MANIFEST"` unset: Path("") is ".", every manifest below the working directory
             raise InputError("-f: an empty file name")
@@ -213,7 +214,14 @@ def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, 
                     text = file.read()
             except (OSError, UnicodeDecodeError) as exc:
                 raise InputError(f"{f}: cannot read: {exc}") from None
-            yield str(f), _cr_as_lf(text)
+            yield str(f), _as_read(text)
+
+
+def _as_read(text: str) -> str:
+    """A source's text without its UTF-8 byte order mark (Windows editors), as kubectl reads it:
+    kept, it hid a JSON file's `{` and a YAML file's first `---`, and was written again in the
+    middle of a stream of several sources, where no YAML reader takes it."""
+    return _cr_as_lf(text.removeprefix("\ufeff"))
 
 
 def _cr_as_lf(text: str) -> str:
@@ -392,13 +400,13 @@ def _inject_chunk(run: Run, chunk: Chunk, mode: str) -> None:
             chunk.changed = True
 
 
-def _render(chunk: Chunk, as_json: bool) -> str:
+def _render(chunk: Chunk) -> str:
     """A changed document in the line ending most of its lines were read with (CRLF stays CRLF;
     one CRLF line pasted among LF ones does not turn the document to CRLF). ruamel keeps a CRLF
     line's \r in its comments: each line ending is made \n first, then the document's, once."""
     if not chunk.changed:
         return chunk.text
-    return _dump(chunk, as_json).replace("\r\n", "\n").replace("\n", _newline(chunk.text))
+    return _dump(chunk).replace("\r\n", "\n").replace("\n", _newline(chunk.text))
 
 
 def _newline(text: str) -> str:
@@ -407,8 +415,8 @@ def _newline(text: str) -> str:
     return "\r\n" if crlf > text.count("\n") - crlf else "\n"
 
 
-def _dump(chunk: Chunk, as_json: bool) -> str:
-    if as_json:
+def _dump(chunk: Chunk) -> str:
+    if chunk.is_json:
         return json.dumps(chunk.doc, indent=2) + "\n"
     out = StringIO()
     separator = _SEPARATOR.match(chunk.text)
@@ -423,7 +431,7 @@ def _dump(chunk: Chunk, as_json: bool) -> str:
 def process(run: Run, sources: list[tuple[str, str]], mode: str, out: TextIO) -> None:
     chunks_by_source: list[list[Chunk]] = []
     for source, text in sources:
-        chunks = [Chunk(source, 0, text)] if _is_json(text) else split(source, text)
+        chunks = [Chunk(source, 0, text, is_json=True)] if _is_json(text) else split(source, text)
         for chunk in chunks:
             parse(chunk)  # every document parsed before anything is written: no half output
         chunks_by_source.append(chunks)
@@ -432,7 +440,7 @@ def process(run: Run, sources: list[tuple[str, str]], mode: str, out: TextIO) ->
             if chunk.doc is not None:
                 _inject_chunk(run, chunk, mode)
         if mode != "explain":
-            text = "".join(_render(chunk, _is_json(chunk.text)) for chunk in chunks)
+            text = "".join(_render(chunk) for chunk in chunks)
             out.write(_in_stream(text, chunks[0], n > 0) if len(chunks_by_source) > 1 else text)
 
 
@@ -451,9 +459,8 @@ def _in_stream(text: str, first: Chunk, after: bool) -> str:
 
 
 def _is_json(text: str) -> bool:
-    """A JSON stream, written back as JSON. A UTF-8 byte order mark (Windows editors) is no
-    whitespace to str.lstrip(): such a file was taken for YAML and written as flow YAML."""
-    return text.removeprefix("\ufeff").lstrip().startswith(("{", "["))
+    """A JSON stream, written back as JSON (its byte order mark is gone: _as_read)."""
+    return text.lstrip().startswith(("{", "["))
 
 
 # ------------------------------------------------------------------ explain output
