@@ -614,11 +614,12 @@ def test_a_json_file_with_a_byte_order_mark_is_written_as_json(tmp_path, how):
 
 
 @pytest.mark.parametrize("mode", ["inject", "explain", "uninject"])
-def test_an_empty_file_name_is_an_input_error(tmp_path, mode):
+def test_an_empty_file_name_is_a_usage_error(tmp_path, mode):
     """`-f ''` (`-f "$MANIFEST"` with the variable unset) was Path(''), which is `.`: every manifest
-    under the working directory was read and written out, with exit 0."""
+    under the working directory was read and written out, with exit 0. It is refused as every
+    other empty file name is (env.path, tests/cli/test_paths.py), with the documented exit 1."""
     (tmp_path / "pod.yaml").write_text(json.dumps(pods.pod()))
     exe = [str(BIN / "podmedic")] if (BIN / "podmedic").exists() else [sys.executable, "-m", "webhook.cli"]
     done = subprocess.run([*exe, mode, "-f", ""], text=True, capture_output=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == "", done.stdout
-    assert done.stderr == f"podmedic {mode}: -f: an empty file name\n"
+    assert done.stderr.splitlines()[-1].endswith("argument -f/--filename: an empty file name"), done.stderr

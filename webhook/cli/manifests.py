@@ -206,8 +206,6 @@ def read_sources(paths: list[str], stdin: TextIO | None) -> Iterator[tuple[str, 
                 raise InputError("<stdin>: cannot read: standard input is closed")
             yield "<stdin>", _as_read(stdin.read())
             continue
-        if not path:  # `-f "$MANIFEST"` unset: Path("") is ".", every manifest below the working directory
-            raise InputError("-f: an empty file name")
         for f in _files(Path(path)):
             try:
                 with f.open(newline="") as file:  # line endings as written: CRLF ones are kept (_render)
@@ -521,7 +519,7 @@ def register(sub: Any) -> None:
         p = sub.add_parser(name, help=help_text, description=help_text + ". Exit codes: 0 ok, 1 usage, "
                            "input or output error, 2 a document could not be injected (or uninjected: a malformed marker); "
                            "such a document is written out unchanged.")
-        p.add_argument("-f", "--filename", action="append", required=True,
+        p.add_argument("-f", "--filename", action="append", required=True, type=path,  # '': Path('') is '.'
                        help="a YAML/JSON file, a directory of them, or - for stdin (repeatable)")
         if name == "explain":
             p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
