@@ -6,6 +6,8 @@ injects where the namespace did not opt in (fail closed, always with an audit re
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,4 +114,41 @@ def test_a_namespace_the_watch_has_not_delivered_is_waited_for_once(own_cluster,
             assert took[0] <= time.monotonic() - started < took[1], wait
     finally:
         stop_server(server)
+        source.stop()
+
+
+def apiserver_pid(api: kubeapi.KubeAPI) -> int:
+    """The kube-apiserver process: the last one tests/kubeapi.py spawned, or ../shared's pid file."""
+    return api.processes[-1].pid if api.processes else int((api.state / "kube-apiserver.pid").read_text())
+
+
+def test_a_hung_api_server_is_noticed_and_the_cache_converges_once_it_answers(own_cluster):
+    """kill -STOP: connections stay open and nothing answers (no FIN, no refusal), for longer than
+    the client's read timeout; the cache keeps serving, stays ready, and last_sync (the staleness
+    metric) stops moving; after -CONT a change made then is seen within the bound."""
+    cluster = own_cluster
+    name = cluster.namespace({PREFIX + "inject": "enabled"})
+    timing = {"watch_timeout": 2, "connect_timeout": 1.0, "backoff_max": 1.0}  # read timeout 7 s
+    source = KubeSource(kube_api_client(str(cluster.kubeconfig)), **timing)
+    source.start()
+    pid = apiserver_pid(cluster.api)
+    try:
+        wait_until(source.ready, 30)
+        os.kill(pid, signal.SIGSTOP)
+        hung = time.time()
+        try:
+            time.sleep(2 + 5 + 4)  # past the watch's end and its read timeout
+            found = source.get(name).namespace
+            assert found is not None and found.annotations[PREFIX + "inject"] == "enabled" and source.ready()
+            last_sync = source.last_sync
+            assert last_sync is not None and last_sync < hung + 1, "the view cannot have been current while hung"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        cluster.kubectl("annotate", "--overwrite", "namespace", name, f"{PREFIX}inject=disabled")
+        wait_until(lambda: source.get(name).namespace.annotations[PREFIX + "inject"] == "disabled",
+                   source.convergence_bound + 15)  # + the backlog of a resumed API server on a slow box
+        # last_sync is the stalest watch's: it moves once every watch has relisted
+        wait_until(lambda: (source.last_sync or 0) > hung + 1, source.convergence_bound + 15)
+        assert source.relists >= 1
+    finally:
         source.stop()
