@@ -530,6 +530,37 @@ def test_a_log_path_at_or_under_the_termination_message_file_is_a_mount_conflict
         assert {d.detail for d in outcome.report.decisions if d.feature == "logs"} == {f"terminationMessagePath {term}"}
 
 
+@pytest.mark.parametrize(("mount", "volume", "path", "detail"), [
+    ({"mountPath": "/app", "readOnly": True}, {"emptyDir": {}}, "/app/logs",
+     "read-only mount /app (readOnly volume v)"),
+    ({"mountPath": "//var/"}, {"image": {"reference": "app:1"}}, None, "read-only mount //var/ (image volume v)"),
+    ({"mountPath": "/var/log"}, {"persistentVolumeClaim": {"claimName": "c", "readOnly": True}}, None,
+     "read-only mount /var/log (persistentVolumeClaim volume v)"),
+    ({"mountPath": "/var/log"}, {"emptyDir": {}}, None, None),
+    ({"mountPath": "/var/log", "readOnly": True}, {"configMap": {"name": "c"}}, None, None),
+    ({"mountPath": "/var", "readOnly": True}, {"secret": {"secretName": "s"}}, None, None),
+    ({"mountPath": "/var"}, {"downwardAPI": {"items": []}}, None, None),
+    ({"mountPath": "/app", "readOnly": True}, {"emptyDir": {}}, "/application/logs", None),
+    ({"mountPath": "/app/logs/x", "readOnly": True}, {"emptyDir": {}}, "/app/logs", None)])
+def test_a_read_only_mount_above_the_log_path_is_a_mount_conflict(mount, volume, path, detail):
+    """The runtime creates the log directory's mount point inside the app's volume above it: in a
+    read-only one it cannot, and the container fails at creation (EROFS, measured on the real
+    node: tests/node/test_mount_above_log_path.py). The kubelet makes that mount point itself in
+    its configMap, secret, downwardAPI and projected volumes; a writable one gains an empty
+    directory; a mount beside or below the log path holds none. The other features stay."""
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}],
+                                  volumeMounts=[{"name": "v", **mount}]),
+                        volumes=[{"name": "v", **volume}],
+                        annotations={PREFIX + "log-path": path} if path else {})
+    mutated, outcome = run(original)
+    r = reasons(outcome, "app")
+    assert r["logs"] == ("mount-conflict" if detail else "injected")
+    assert r["supervisor"] == r["probes"] == "injected"
+    if detail:
+        assert {d.detail for d in outcome.report.decisions if d.feature == "logs"} == {detail}
+        assert "podmedic-logs" not in mounts(c0(mutated))
+
+
 def test_a_log_path_beside_podmedics_mounts_is_fine():
     _, outcome = run(pods.pod(container(command=["/app"], ports=[{"containerPort": 80}]),
                               annotations={PREFIX + "log-path": "/podmedic-logs/app"}))

@@ -197,12 +197,16 @@ def toolbox_overlap(path: str) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def mounted_at(path: str, paths: frozenset[str]) -> bool:
-    """Does one of a container's mount `paths` name the normalised `path`, as the runtime sees it?
-    The API server compares mountPaths as written, so /var/log/app/ (or //var/log/app) and
-    /var/log/app both get through, and the later mount hides the earlier on the node. Memoised by
-    the set of mount paths, as _toolbox_taken."""
-    return path in paths or any(posixpath.normpath("/" + p.lstrip("/")) == path for p in paths)
+def mounts_over(path: str, paths: frozenset[str]) -> tuple[bool, tuple[str, ...]]:
+    """Does one of a container's mount `paths` name the normalised `path`, as the runtime sees it,
+    and which of them (as written, sorted) are strictly above it? The API server compares
+    mountPaths as written, so /var/log/app/ (or //var/log/app) and /var/log/app both get through,
+    and the later mount hides the earlier on the node; the runtime creates `path`'s mount point
+    inside each mount above. One memoised call per container, by the set of mount paths (as
+    _toolbox_taken); the usual container has none above."""
+    at = path in paths or any(posixpath.normpath("/" + p.lstrip("/")) == path for p in paths)
+    mine = _components(path)
+    return at, tuple(sorted(p for p in paths if len(theirs := _components(p)) < len(mine) and _within(mine, theirs)))
 
 
 def inside(path: str, mount: str) -> bool:

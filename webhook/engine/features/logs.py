@@ -31,6 +31,10 @@ _POD_ENV = tuple(pod_level.pod_env())
 # Unset, or the API server's default /dev/termination-log, which no log path can be at or under
 # (parse_mount_path refuses /dev): the usual container needs no path comparison.
 _NO_TERMINATION_CONFLICT = (None, "", "/dev/termination-log")
+# The kubelet makes the mount points of the pod's other volumes inside these (read-only) volumes
+# itself (nested mount points); in an OCI image's read-only volume nobody can.
+_NESTED_MOUNT_POINTS = frozenset(("configMap", "secret", "downwardAPI", "projected"))
+_ALWAYS_READ_ONLY = "image"
 
 
 def _unavailable(ctx: PodContext) -> tuple[Reason, str] | None:
@@ -66,6 +70,28 @@ def _volume_unusable(ctx: PodContext) -> tuple[Reason, str] | None:
     return (Reason.LOGS_PVC_UNBOUND, f"{claim}: {ctx.log_claim}") if ctx.log_claim != BOUND else None
 
 
+def _read_only(ctx: PodContext, target: Target, above: tuple[str, ...]) -> str | None:
+    """The container's read-only mount among those `above` the log path, named, or None. The
+    runtime creates the log directory's mount point inside it and cannot: the container fails at
+    creation (RunContainerError, mkdir: read-only file system; measured on a real node with
+    `readOnly: true` and with an image volume). Read-only: `readOnly: true` on the mount or on
+    the volume's source (a claim, a CSI volume), or an image volume. Not the kubelet's configMap,
+    secret, downwardAPI and projected volumes, whatever readOnly says: the kubelet makes the
+    mount point there itself (measured too); a writable volume only gains an empty directory."""
+    volumes = {v.get("name"): v for v in ctx.pod["spec"].get("volumes") or () if isinstance(v, dict)}
+    for mount in target.spec.get("volumeMounts") or ():
+        if not isinstance(mount, dict) or mount.get("mountPath") not in above:
+            continue
+        volume = volumes.get(mount.get("name")) or {}
+        if _NESTED_MOUNT_POINTS.intersection(volume):
+            continue
+        kind = next((key for key, source in volume.items() if key == _ALWAYS_READ_ONLY
+                     or isinstance(source, dict) and source.get("readOnly") is True), None)
+        if kind or mount.get("readOnly") is True:
+            return f"read-only mount {mount['mountPath']} ({kind or 'readOnly'} volume {mount.get('name')})"
+    return None
+
+
 def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     name = target.name
     level = ctx.settings.get(FEATURE, name).level
@@ -80,8 +106,12 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         setting = ctx.settings.get("log-path", name)
         raise InvalidSetting(setting.annotation, setting.raw, f"podmedic mounts its own volume at {inside}",
                              setting.level)
-    if pod_level.mounted_at(path, target.mount_paths()):
+    at, above = pod_level.mounts_over(path, target.mount_paths())
+    if at:
         return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, path, level)
+    read_only = above and _read_only(ctx, target, above)  # the usual container has none above
+    if read_only:
+        return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, read_only, level)
     term = target.spec.get("terminationMessagePath")  # the kubelet mounts a file there: "not a directory"
     if term not in _NO_TERMINATION_CONFLICT and isinstance(term, str) and pod_level.inside(path, term):
         return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, f"terminationMessagePath {term}", level)
