@@ -78,6 +78,36 @@ def test_a_stream_that_starts_with_a_json_file_is_read_as_yaml_by_kubectl(tmp_pa
     assert run(mode, tmp_path / "a.json").startswith("{")  # one JSON source: JSON, as before
 
 
+def test_a_later_file_with_a_yaml_directive_follows_a_document_end(tmp_path):
+    """A directive may only follow a document end (`...`): after a `---` it is no directive, and
+    `%` cannot start a scalar."""
+    (tmp_path / "a.yaml").write_text(CONFIG_MAP.replace("cm", "a"))
+    (tmp_path / "b.yaml").write_text("%YAML 1.2\n---\n" + CONFIG_MAP.replace("cm", "b"))
+    (tmp_path / "c.yaml").write_text("# made by hand\n%TAG !k! tag:k8s.io,2024:\n---\n" + CONFIG_MAP.replace("cm", "c"))
+    out = run("uninject", tmp_path)
+    assert out == (CONFIG_MAP.replace("cm", "a") + "...\n" + (tmp_path / "b.yaml").read_text()
+                   + "...\n" + (tmp_path / "c.yaml").read_text()), out
+    assert names(out) == ["a", "b", "c"] == kubectl_names(out), out
+
+
+def test_a_later_file_that_opens_with_comments_gets_no_empty_document(tmp_path):
+    """A file whose first document is only comments (a header before its `---`) is written as it is:
+    a `---` before the header would make an empty document of it."""
+    (tmp_path / "a.yaml").write_text(CONFIG_MAP.replace("cm", "a"))
+    (tmp_path / "b.yaml").write_text("# header\n---\n" + CONFIG_MAP.replace("cm", "b"))
+    out = run("uninject", tmp_path)
+    assert out == CONFIG_MAP.replace("cm", "a") + "# header\n---\n" + CONFIG_MAP.replace("cm", "b"), out
+    assert None not in documents(out) and kubectl_names(out) == ["a", "b"], out
+
+
+def test_a_yaml_file_without_a_final_newline_is_not_glued_to_the_next(tmp_path):
+    """`name: a` and the next file's `apiVersion: v1` were one line, `name: aapiVersion: v1`."""
+    (tmp_path / "a.yaml").write_text(CONFIG_MAP.replace("cm\n", "a"))
+    (tmp_path / "b.yaml").write_text(CONFIG_MAP.replace("cm", "b"))
+    out = run("uninject", tmp_path)
+    assert names(out) == ["a", "b"] and out.endswith("\n"), out
+
+
 def test_no_byte_order_mark_is_written(tmp_path):
     """A changed JSON document was written without its BOM, an unchanged one with it: a BOM in the
     middle of the stream, which no YAML reader takes. As kubectl: stripped on input, never written."""

@@ -447,15 +447,21 @@ def _in_stream(text: str, first: Chunk, after: bool) -> str:
     in, JSON out). It ends in a line break: a file without its last one was glued to the next
     file's first line. A document opening it is kept apart from the previous source's by a `---`
     (a JSON and a YAML file were written back to back, neither JSON nor YAML), or a `...` when it
-    starts with its own `%YAML` directive, unless it opens with its own separator. The first source
-    gets a `---` too when it is JSON: kubectl reads a stream starting with `{` as one JSON text and
-    failed at the next `---`."""
+    starts with its own directives (`%YAML`, `%TAG`: only a document end may come before them),
+    unless it opens with its own separator. The first source gets a `---` too when it is JSON:
+    kubectl reads a stream starting with `{` as one JSON text and failed at the next `---`."""
     newline = _newline(text)
     if text and not text.endswith("\n"):
         text += newline
     if not (after or first.is_json) or first.doc is None or _SEPARATOR.match(text):
         return text
-    return ("..." if first.version else "---") + newline + text
+    return ("..." if _opens_with_directive(text) else "---") + newline + text
+
+
+def _opens_with_directive(text: str) -> bool:
+    """Is the first line that is no comment or blank a directive (`%YAML 1.2`, `%TAG ! tag:...`)?"""
+    line = next((line for line in text.splitlines() if line.strip() and not line.startswith("#")), "")
+    return line.startswith("%")
 
 
 def _is_json(text: str) -> bool:
