@@ -48,8 +48,9 @@ SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes"
 
 
 def pods(seed: int, count: int) -> list[Pod]:
-    """Drawn from two streams: `extra` (clashes and metadata) leaves the pods of `r` as they were."""
-    r, extra = random.Random(seed), random.Random(-seed)
+    """Drawn from two streams: `extra` (clashes and metadata) leaves the pods of `r` as they were.
+    Its seed is a string: Random(-seed) is Random(seed) (an int seeds from its absolute value)."""
+    r, extra = random.Random(seed), random.Random(f"{seed}-meta")
     return [_clash(extra, _metadata(extra, _pod(r, i))) for i in range(count)]
 
 

@@ -151,10 +151,18 @@ def metadata_changed(plain: dict[str, Any], injected: dict[str, Any]) -> list[st
     theirs.pop(CONFIG.status_key, None)
     listed = theirs.pop(podgen.SAFE_TO_EVICT, None)
     app_listed = mine.get(podgen.SAFE_TO_EVICT)
-    if app_listed is not None and not (listed or "").startswith(app_listed.rstrip(", ")):
-        out.append(f"metadata.annotations[{podgen.SAFE_TO_EVICT}]")
+    if app_listed is not None:
+        app, now = _entries(app_listed), _entries(listed)
+        if now[:len(app)] != app or not set(now[len(app):]) <= set(podgen.CLASHING_VOLUMES):
+            out.append(f"metadata.annotations[{podgen.SAFE_TO_EVICT}]")
     return out + [f"metadata.annotations[{k}]" for k in {*mine, *theirs} - {podgen.SAFE_TO_EVICT}
                   if mine.get(k) != theirs.get(k)]
+
+
+def _entries(listed: str | None) -> list[str]:
+    """A safe-to-evict list's volume names, as the autoscaler reads it: a text prefix passed for
+    an empty list and for `data` against `database,...`."""
+    return [name.strip() for name in (listed or "").split(",") if name.strip()]
 
 
 def app_command(app: dict[str, Any], plain: dict[str, Any], injected: dict[str, Any]) -> Any:
@@ -229,8 +237,7 @@ EXPLAINED: dict[str, Callable[[dict[str, Any], dict[str, Any]], bool]] = {
     Reason.ENV_CONFLICT.code: lambda pod, d: any(e["name"] in podgen.CLASHING_ENV for e in _container(pod, d).get("env", [])),
     Reason.NAME_CONFLICT.code: _clashing_volume,
     Reason.COPY_OF_INJECTED.code: _clashes,
-    Reason.PSA_FORBIDS_HOSTPATH.code: lambda pod, d: False,  # only under a Pod Security level: below
-}
+}  # psa-forbids-hostpath depends on the namespace's Pod Security level, not the pod: unexplained()
 
 
 def unexplained(pod: dict[str, Any], audit: dict[str, Any], enforced: str | None) -> list[dict[str, Any]]:
@@ -246,6 +253,15 @@ def plain_app(pod: dict[str, Any]) -> bool:
 
 def test_podgen_is_seeded():
     assert podgen.pods(7, 20) == podgen.pods(7, 20)
+
+
+def test_a_safe_to_evict_list_is_compared_by_entries():
+    """A text prefix passed an app list `data` rewritten to `database,...` and an empty one to `cache,...`."""
+    def changed(app: str, written: str) -> list[str]:
+        return metadata_changed({"annotations": {podgen.SAFE_TO_EVICT: app}},
+                                {"annotations": {podgen.SAFE_TO_EVICT: written}})
+    assert changed("data", "database,podmedic-state") and changed("", "cache,podmedic-state")
+    assert not changed("data, ", "data,podmedic-state,podmedic-logs") and not changed("", "podmedic-state")
 
 
 @pytest.mark.parametrize("seed", SEEDS)
