@@ -90,7 +90,7 @@ def _add_init(commands: Any) -> None:
                             description="Write ca.crt, ca.key, tls.crt and tls.key. Idempotent: a usable "
                             "CA is kept, a serving pair valid for the requested names is kept until two "
                             "thirds of its lifetime have passed, then renewed from the same CA.")
-    p.add_argument("--out", type=path, default="certs", help="directory (default certs)")
+    p.add_argument("--out", type=path(), default="certs", help="directory (default certs)")
     add_name_flags(p, DEFAULT_SERVICE)
     p.add_argument("--days", type=whole(1, MAX_DAYS), default=SERVING_DAYS,
                    help=f"serving certificate validity (default {SERVING_DAYS})")
@@ -104,10 +104,10 @@ def _add_check(commands: Any) -> None:
     p = commands.add_parser("check", help="show a serving certificate and fail if clients would reject it",
                             description="Print subject, SANs and expiry; exit 1 when the certificate is "
                             "expired, does not match its key, is not signed by the CA, or lacks a name.")
-    p.add_argument("--dir", type=path, default="certs", help="directory holding tls.crt, tls.key, ca.crt (default certs)")
-    p.add_argument("--cert", type=path, help="serving certificate (default DIR/tls.crt)")
-    p.add_argument("--key", type=path, help="its private key (default DIR/tls.key)")
-    p.add_argument("--ca", type=path, help="CA certificate (default DIR/ca.crt)")
+    p.add_argument("--dir", type=path(), default="certs", help="directory holding tls.crt, tls.key, ca.crt (default certs)")
+    p.add_argument("--cert", type=path(), help="serving certificate (default DIR/tls.crt)")
+    p.add_argument("--key", type=path(), help="its private key (default DIR/tls.key)")
+    p.add_argument("--ca", type=path(), help="CA certificate (default DIR/ca.crt)")
     add_name_flags(p, None)
     p.set_defaults(func=cmd_check)
 
@@ -158,7 +158,7 @@ def _add_install(commands: Any) -> None:
     p.add_argument("--ca-secret", default=CA_SECRET, metavar="NAME",
                    help=f"the Secret holding the CA and its key, in the namespace of --secret (default {CA_SECRET})")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--from-dir", type=path, metavar="DIR", help="upload this local PKI (podmedic certs init --out DIR) "
+    source.add_argument("--from-dir", type=path(), metavar="DIR", help="upload this local PKI (podmedic certs init --out DIR) "
                         "instead of keeping or generating one in the cluster")
     source.add_argument("--rotate-ca", action="store_true",
                         help="replace the CA now (the old one stays in the bundle for the overlap)")
@@ -167,5 +167,5 @@ def _add_install(commands: Any) -> None:
     p.add_argument("--days", type=whole(1, MAX_DAYS), default=SERVING_DAYS,
                    help=f"serving certificate validity (default {SERVING_DAYS})")
     p.add_argument("--ca-days", type=whole(1, MAX_DAYS), default=CA_DAYS, help=f"validity of a new CA (default {CA_DAYS})")
-    p.add_argument("--kubeconfig", type=path, help="kubeconfig file (default $KUBECONFIG, else the in-cluster service account)")
+    p.add_argument("--kubeconfig", type=path(), help="kubeconfig file (default $KUBECONFIG, else the in-cluster service account)")
     p.set_defaults(func=cmd_install)

@@ -17,11 +17,11 @@ def env(name: str, default: Any = None) -> Any:
     return os.environ.get(name, default)
 
 
-def env_path(name: str, default: str | None = None) -> str | None:
-    """A file-name variable: empty is unset (the flag's default), as kubectl reads
-    KUBECONFIG='' (and kube_api_client does), and as env_flag() reads an empty flag. An empty
-    flag, typed on the command line, is `path`'s to refuse."""
-    return os.environ.get(name) or default
+def env_kubeconfig() -> str | None:
+    """$KUBECONFIG, unset or empty: None (in-cluster). The variable is kubectl's, so kubectl's
+    convention holds (empty is unset, as kube_api_client reads it too); an empty PODMEDIC_* file
+    name is `path`'s to refuse instead."""
+    return os.environ.get("KUBECONFIG") or None
 
 
 def env_flag(name: str) -> bool:
@@ -59,13 +59,17 @@ def whole(minimum: int, maximum: int | None = None, var: str | None = None) -> C
     return parse
 
 
-def path(raw: str) -> str:
-    """A file name, never empty: `--config "$CONFIG"` with the variable unset would otherwise mean
-    "none given", silently: the embedded defaults (`serve` without the admin's hostRoot),
-    `--namespaces-file` every namespace opted in, `--kubeconfig` in-cluster, no metrics file."""
-    if not raw:
-        raise argparse.ArgumentTypeError("an empty file name")
-    return raw
+def path(var: str | None = None) -> Callable[[str], str]:
+    """A file name, never empty, from the flag or its variable: `--config "$CONFIG"` with the
+    variable unset, or PODMEDIC_CONFIG='' from an overlay (the shipped manifests pass the config
+    only so), would otherwise mean "none given", silently: the embedded defaults (`serve`
+    injecting under the default hostRoot, the janitor sweeping it), `--namespaces-file` every
+    namespace opted in, `--kubeconfig` in-cluster, no metrics file, certs/tls.crt."""
+    def parse(raw: str) -> str:
+        if not raw:
+            raise argparse.ArgumentTypeError(f"an empty file name{_also(var)}")
+        return raw
+    return parse
 
 
 def seconds(var: str | None = None) -> Callable[[str], float]:

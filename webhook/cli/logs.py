@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from webhook.cli import provision
 from webhook.cli.config import load
-from webhook.cli.env import env_path, path, whole
+from webhook.cli.env import env, env_kubeconfig, path, whole
 from webhook.engine.config import ConfigError
 from webhook.janitor import tree
 from webhook.janitor.run import Sources, Tally, run
@@ -39,16 +39,16 @@ def _register_janitor(commands: Any) -> None:
         description="One sweep of the configured log roots: directories of pods that no longer exist "
         "(one complete LIST of pods) are deleted after their namespace's podmedic.io/log-retention, "
         "unless pinned. One JSON audit line per directory. Every flag has an environment equivalent.")
-    j.add_argument("--config", type=path, default=env_path("PODMEDIC_CONFIG"),
+    j.add_argument("--config", type=path("PODMEDIC_CONFIG"), default=env("PODMEDIC_CONFIG"),
                    help="global configuration YAML (log roots, logs.janitor) [PODMEDIC_CONFIG]")
-    j.add_argument("--kubeconfig", type=path, default=env_path("KUBECONFIG"),
+    j.add_argument("--kubeconfig", type=path(), default=env_kubeconfig(),
                    help="kubeconfig; default in-cluster [KUBECONFIG]")
     mode = j.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", dest="dry_run", action="store_true", default=None,
                       help="only report what would be deleted (default: logs.janitor.dryRun)")
     mode.add_argument("--delete", dest="dry_run", action="store_false",
                       help="delete, whatever logs.janitor.dryRun says")
-    j.add_argument("--metrics-file", type=path, default=env_path("PODMEDIC_METRICS_FILE"),
+    j.add_argument("--metrics-file", type=path("PODMEDIC_METRICS_FILE"), default=env("PODMEDIC_METRICS_FILE"),
                    help="write the run's metrics there (Prometheus text format) [PODMEDIC_METRICS_FILE]")
     j.add_argument("--page-size", type=whole(1), default=500,
                    help="objects per LIST page (the API server reads 0 or less as no limit: one unpaged LIST)")

@@ -527,7 +527,7 @@ def register(sub: Any) -> None:
         p = sub.add_parser(name, help=help_text, description=help_text + ". Exit codes: 0 ok, 1 usage, "
                            "input or output error, 2 a document could not be injected (or uninjected: a malformed marker); "
                            "such a document is written out unchanged.")
-        p.add_argument("-f", "--filename", action="append", required=True, type=path,  # '': Path('') is '.'
+        p.add_argument("-f", "--filename", action="append", required=True, type=path(),  # '': Path('') is '.'
                        help="a YAML/JSON file, a directory of them, or - for stdin (repeatable)")
         if name == "explain":
             p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
@@ -536,11 +536,11 @@ def register(sub: Any) -> None:
                            help="the namespace's annotations (default: podmedic.io/inject=enabled)")
             p.add_argument("--namespace-labels", nargs="+", default=[], metavar="KEY=VALUE",
                            help="the namespace's labels (pod-security.kubernetes.io/enforce=...)")
-            p.add_argument("--namespaces-file", type=path, help="Namespace objects as `kubectl get ns -o yaml` prints them")
-            p.add_argument("--kubeconfig", type=path, help="read namespaces from a live cluster")
+            p.add_argument("--namespaces-file", type=path(), help="Namespace objects as `kubectl get ns -o yaml` prints them")
+            p.add_argument("--kubeconfig", type=path(), help="read namespaces from a live cluster")
             p.add_argument("-n", "--namespace", default="default",
                            help="namespace of documents that name none (default: default)")
-        p.add_argument("--config", type=path, help="global configuration, as for `podmedic serve`")
+        p.add_argument("--config", type=path(), help="global configuration, as for `podmedic serve`")
         p.set_defaults(func=main, mode=name)
 
 

@@ -107,7 +107,7 @@ def register(commands: Any) -> None:
     p.add_argument("--secret-namespace", default="ceph-csi-cephfs", help="its namespace (default: %(default)s)")
     p.add_argument("--size", default="100Gi", help="capacity to record (CephFS enforces quotas itself; default: %(default)s)")
     p.add_argument("--driver", default=DRIVER, help="the CSI driver's name (default: %(default)s)")
-    p.add_argument("--config", type=path, help="global configuration, for logs.claimName (default: the embedded one)")
+    p.add_argument("--config", type=path(), help="global configuration, for logs.claimName (default: the embedded one)")
     p.set_defaults(func=provision)
 
 

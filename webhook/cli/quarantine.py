@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from webhook.cli.config import load
-from webhook.cli.env import env, env_flag, env_path, host_port, path, seconds, whole
+from webhook.cli.env import env, env_flag, env_kubeconfig, host_port, path, seconds, whole
 from webhook.engine.config import ConfigError, GlobalConfig
 from webhook.kube.client import kube_api_client
 from webhook.quarantine.cluster import Cluster
@@ -30,9 +30,9 @@ def _common() -> argparse.ArgumentParser:
     """--config and --kubeconfig, accepted before or after the sub-command (SUPPRESS: a
     sub-command's default must not overwrite what was given before it)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=path, default=argparse.SUPPRESS,
+    common.add_argument("--config", type=path("PODMEDIC_CONFIG"), default=argparse.SUPPRESS,
                         help="global configuration YAML (the annotation prefix, the defaults) [PODMEDIC_CONFIG]")
-    common.add_argument("--kubeconfig", type=path, default=argparse.SUPPRESS, help="kubeconfig; default in-cluster [KUBECONFIG]")
+    common.add_argument("--kubeconfig", type=path(), default=argparse.SUPPRESS, help="kubeconfig; default in-cluster [KUBECONFIG]")
     return common
 
 
@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
                        description="Without a sub-command: run the quarantine controller (leader-elected; every "
                        "flag has an environment equivalent in brackets). With one: list, release or delete "
                        "quarantined pods.")
-    p.set_defaults(config=env_path("PODMEDIC_CONFIG"), kubeconfig=env_path("KUBECONFIG"), func=run)
+    p.set_defaults(config=env("PODMEDIC_CONFIG"), kubeconfig=env_kubeconfig(), func=run)
     p.add_argument("--interval", type=seconds("PODMEDIC_QUARANTINE_INTERVAL"),
                    default=env("PODMEDIC_QUARANTINE_INTERVAL", "10"),
                    help="seconds between passes while leading [PODMEDIC_QUARANTINE_INTERVAL]")
@@ -59,9 +59,9 @@ def register(sub: Any) -> None:
     p.add_argument("--metrics-bind", type=host_port("PODMEDIC_METRICS_BIND", empty=True),
                    default=env("PODMEDIC_METRICS_BIND", ""),
                    help="HOST:PORT of /metrics over TLS; empty: no metrics server [PODMEDIC_METRICS_BIND]")
-    p.add_argument("--tls-cert-file", type=path, default=env_path("PODMEDIC_TLS_CERT_FILE"),
+    p.add_argument("--tls-cert-file", type=path("PODMEDIC_TLS_CERT_FILE"), default=env("PODMEDIC_TLS_CERT_FILE"),
                    help="certificate of the metrics server [PODMEDIC_TLS_CERT_FILE]")
-    p.add_argument("--tls-private-key-file", type=path, default=env_path("PODMEDIC_TLS_PRIVATE_KEY_FILE"),
+    p.add_argument("--tls-private-key-file", type=path("PODMEDIC_TLS_PRIVATE_KEY_FILE"), default=env("PODMEDIC_TLS_PRIVATE_KEY_FILE"),
                    help="its private key [PODMEDIC_TLS_PRIVATE_KEY_FILE]")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     ls = actions.add_parser("list", parents=[common], help="the quarantined pods")

@@ -12,7 +12,7 @@ import tempfile
 from typing import Any
 
 from webhook.cli.config import load
-from webhook.cli.env import env, env_flag, env_path, host_port, path, seconds, whole
+from webhook.cli.env import env, env_flag, env_kubeconfig, host_port, path, seconds, whole
 from webhook.engine.config import ConfigError
 from webhook.kube.namespaces import source_from_args
 from webhook.server.gunicorn import Server
@@ -26,16 +26,16 @@ def register(sub: Any) -> None:
                        description="Serve POST /mutate, /healthz, /readyz and /metrics over TLS. "
                        "Every flag has an environment equivalent (shown in brackets).")
     p.add_argument("--bind", type=host_port("PODMEDIC_BIND"), default=env("PODMEDIC_BIND", "0.0.0.0:8443"), help="HOST:PORT [PODMEDIC_BIND]")
-    p.add_argument("--tls-cert-file", type=path, default=env_path("PODMEDIC_TLS_CERT_FILE", "certs/tls.crt"),
+    p.add_argument("--tls-cert-file", type=path("PODMEDIC_TLS_CERT_FILE"), default=env("PODMEDIC_TLS_CERT_FILE", "certs/tls.crt"),
                    help="serving certificate (PEM), re-read when its content changes [PODMEDIC_TLS_CERT_FILE]")
-    p.add_argument("--tls-private-key-file", type=path, default=env_path("PODMEDIC_TLS_PRIVATE_KEY_FILE", "certs/tls.key"),
+    p.add_argument("--tls-private-key-file", type=path("PODMEDIC_TLS_PRIVATE_KEY_FILE"), default=env("PODMEDIC_TLS_PRIVATE_KEY_FILE", "certs/tls.key"),
                    help="its private key (PEM) [PODMEDIC_TLS_PRIVATE_KEY_FILE]")
-    p.add_argument("--config", type=path, default=env_path("PODMEDIC_CONFIG"),
+    p.add_argument("--config", type=path("PODMEDIC_CONFIG"), default=env("PODMEDIC_CONFIG"),
                    help="global configuration YAML merged over the embedded defaults [PODMEDIC_CONFIG]")
-    p.add_argument("--namespaces-file", type=path, default=env_path("PODMEDIC_NAMESPACES_FILE"),
+    p.add_argument("--namespaces-file", type=path("PODMEDIC_NAMESPACES_FILE"), default=env("PODMEDIC_NAMESPACES_FILE"),
                    help="standalone mode: Namespace objects as `kubectl get ns -o yaml` prints them, "
                    "instead of watching the API [PODMEDIC_NAMESPACES_FILE]")
-    p.add_argument("--kubeconfig", type=path, default=env_path("KUBECONFIG"),
+    p.add_argument("--kubeconfig", type=path(), default=env_kubeconfig(),
                    help="kubeconfig for the namespace watch; default in-cluster [KUBECONFIG]")
     p.add_argument("--workers", type=whole(1, var="PODMEDIC_WORKERS"), default=env("PODMEDIC_WORKERS", "2"),
                    help="gunicorn worker processes [PODMEDIC_WORKERS]")

@@ -21,11 +21,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("toolbox", help="build or install the in-pod toolbox")
     commands = p.add_subparsers(dest="toolbox_command", required=True)
     b = commands.add_parser("build", help="assemble a toolbox from the package and busybox-static/tini")
-    b.add_argument("dest", type=path)
+    b.add_argument("dest", type=path())
     b.set_defaults(func=lambda a: _run(build, a.dest))
     i = commands.add_parser("install", help="copy a built toolbox into DEST (the init container's job)")
-    i.add_argument("dest", type=path)
-    i.add_argument("--from", dest="source", type=path, help=f"built toolbox (default $PODMEDIC_TOOLBOX_DIR or {DEFAULT_SOURCE})")
+    i.add_argument("dest", type=path())
+    i.add_argument("--from", dest="source", type=path(), help=f"built toolbox (default $PODMEDIC_TOOLBOX_DIR or {DEFAULT_SOURCE})")
     i.set_defaults(func=lambda a: _run(install, a.dest, a.source))
 
 
@@ -42,7 +42,7 @@ def _run(action: Any, *args: Any) -> int:
 def _register_logdir(sub: Any) -> None:
     p = sub.add_parser("logdir", help="(init container) prepare a pod's log directories",
                        description="Create <root>/<pod-dir>/<container> for each container, writable by any UID.")
-    p.add_argument("--root", type=path, required=True, help="where the log volume's root is mounted")
+    p.add_argument("--root", type=path(), required=True, help="where the log volume's root is mounted")
     p.add_argument("--pod-dir", required=True, help="<namespace>_<pod name>_<pod uid>")
     p.add_argument("containers", nargs="+", help="container names")
     p.set_defaults(func=_logdir)
