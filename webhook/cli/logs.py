@@ -38,7 +38,8 @@ def _register_janitor(commands: Any) -> None:
         "janitor", help="delete dead pods' log directories after their retention (a CronJob's job)",
         description="One sweep of the configured log roots: directories of pods that no longer exist "
         "(one complete LIST of pods) are deleted after their namespace's podmedic.io/log-retention, "
-        "unless pinned. One JSON audit line per directory. Every flag has an environment equivalent.")
+        "unless pinned. One JSON audit line per directory. --config, --kubeconfig and --metrics-file "
+        "have an environment equivalent in brackets; --dry-run, --delete and --page-size have none.")
     j.add_argument("--config", type=path("PODMEDIC_CONFIG"), default=env("PODMEDIC_CONFIG"),
                    help="global configuration YAML (log roots, logs.janitor) [PODMEDIC_CONFIG]")
     j.add_argument("--kubeconfig", type=path(), default=env_kubeconfig(),
@@ -51,7 +52,7 @@ def _register_janitor(commands: Any) -> None:
     j.add_argument("--metrics-file", type=path("PODMEDIC_METRICS_FILE"), default=env("PODMEDIC_METRICS_FILE"),
                    help="write the run's metrics there (Prometheus text format) [PODMEDIC_METRICS_FILE]")
     j.add_argument("--page-size", type=whole(1), default=500,
-                   help="objects per LIST page (the API server reads 0 or less as no limit: one unpaged LIST)")
+                   help="objects per LIST page, at least 1, default %(default)s")
     j.set_defaults(func=janitor)
 
 
@@ -112,6 +113,6 @@ def _write_metrics(path: Path, text: bytes) -> bool:
     except OSError as exc:
         with contextlib.suppress(OSError):  # half written (a full disk), or not renamed: no collector's to read
             tmp.unlink()
-        _fail(f"cannot write metrics to {path}: {exc.strerror}")
+        _fail(f"cannot write metrics to {path}: {exc.strerror or exc}")
         return False
     return True
