@@ -62,7 +62,7 @@ def test_an_empty_file_name_is_a_usage_error(tmp_path, words, option, code):
     assert "Traceback" not in done.stderr and not list(tmp_path.iterdir())
 
 
-# Each command that reads a file-name variable (env_path), with what else it needs to get that far.
+# Each command that reads a PODMEDIC_* file-name variable (type path(var)), with what else it needs to get that far.
 # The janitor always runs on a scratch config here, but for PODMEDIC_CONFIG itself: never on the
 # default root, which the machine may hold.
 VARIABLE_CASES = [
