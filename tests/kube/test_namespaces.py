@@ -13,9 +13,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -360,6 +362,100 @@ def test_a_forbidden_watch_backs_off_instead_of_relisting_in_a_loop(caplog: pyte
     assert 3 <= api.lists <= 11, api.lists
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "HTTP 403" in warnings[0].getMessage()
+
+
+class WatchClosingProxy:
+    """Real HTTP on 127.0.0.1 standing in for a proxy or load balancer in front of the API
+    server: lists are answered (an empty NamespaceList), every `watch=true` request gets a 200
+    whose stream ends with no event, at once, or with `hold` after the timeoutSeconds the
+    watch asked for (as the API server ends a quiet watch)."""
+
+    def __init__(self, hold: bool = False) -> None:
+        self.counts = {"lists": 0, "watches": 0}
+        counts = self.counts
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                query = dict(parse_qsl(urlsplit(self.path).query))
+                if query.get("watch") == "true":
+                    counts["watches"] += 1
+                    if hold:
+                        time.sleep(float(query["timeoutSeconds"]))
+                    # headers and the stream's end (no event before it) in one write, as a proxy
+                    # sends them (two writes would wait for the client's delayed ACK)
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+                    return
+                counts["lists"] += 1
+                body = json.dumps({"kind": "NamespaceList", "apiVersion": "v1",
+                                   "metadata": {"resourceVersion": "7"}, "items": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def list_namespace(self) -> Callable[..., Any]:
+        from kubernetes import client
+
+        host = f"http://127.0.0.1:{self.server.server_address[1]}"
+        return client.CoreV1Api(client.ApiClient(client.Configuration(host=host))).list_namespace
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def run_reflector(proxy: WatchClosingProxy, seconds: float, **timing: Any) -> int:
+    """Run a reflector against the proxy for `seconds`; returns how often last_sync moved."""
+    syncs = []
+    reflector = Reflector("namespaces", proxy.list_namespace(), Ignore(), on_sync=lambda: syncs.append(1), **timing)
+    reflector.start()
+    time.sleep(seconds)
+    reflector.stop()
+    return len(syncs)
+
+
+def test_a_watch_a_proxy_ends_at_once_backs_off_instead_of_rewatching_in_a_loop(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A watch ended with no event long before its timeout was not ended by the API server: it
+    is a failure (backoff, relist), and last_sync moves only with the lists. Counted as a
+    normal end, it was re-opened at once, for ever: 700-odd watches in 3 s, the failure count
+    reset and last_sync moved by each (the staleness metric fresh while nothing was watched)."""
+    proxy = WatchClosingProxy()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="podmedic.namespaces"):
+            syncs = run_reflector(proxy, 3.0, backoff_initial=0.05, backoff_max=0.4)
+    finally:
+        proxy.stop()
+    lists, watches = proxy.counts["lists"], proxy.counts["watches"]
+    # 0.05 + 0.1 + 0.2 + 0.4 + ... (x 0.5-1 jitter) is at most 18 rounds in 3 s
+    assert 3 <= watches <= 18, (lists, watches)
+    assert lists - watches in (0, 1) and syncs == lists, (lists, watches, syncs)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "no event" in warnings[0], warnings
+
+
+def test_a_quiet_watch_ended_at_its_timeout_is_rewatched_without_a_relist(caplog: pytest.LogCaptureFixture) -> None:
+    """The other side of the threshold: a watch with no event that lasted the timeout it asked
+    for ended normally (the API server's end of a quiet watch): re-opened from its position."""
+    proxy = WatchClosingProxy(hold=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="podmedic.namespaces"):
+            syncs = run_reflector(proxy, 3.5, watch_timeout=1)
+    finally:
+        proxy.stop()
+    assert proxy.counts["lists"] == 1 and proxy.counts["watches"] >= 3 and syncs >= 3, (proxy.counts, syncs)
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 def test_stop_ends_the_watch_thread(kube: FakeKube) -> None:

@@ -5,8 +5,9 @@ Watch timing. Each watch asks the API server to end it after WATCH_TIMEOUT_SECON
 re-opened from the last resourceVersion (cheap: served from the API server's watch cache), so a
 connection that died without a FIN (network partition) is noticed within READ_TIMEOUT_SECONDS.
 After a failure the view is kept (stale while unreachable) and a relist is retried with capped
-exponential backoff and jitter. While connected, a change is applied as soon as its event
-arrives (milliseconds). Every failure, 410 Gone included, ends in a relist: the API server's
+exponential backoff and jitter; so is a watch that ends with no event before half its timeout
+(not the API server's end: a proxy closing it). While connected, a change is applied as soon as
+its event arrives (milliseconds). Every failure, 410 Gone included, ends in a relist: the API server's
 watch cache may not hold our resourceVersion any more after a reconnect, and a list is the one
 way to learn about deletions missed meanwhile.
 """
@@ -31,6 +32,13 @@ READ_TIMEOUT_SECONDS = WATCH_TIMEOUT_SECONDS + READ_MARGIN_SECONDS
 CONNECT_TIMEOUT_SECONDS = 2.0
 BACKOFF_INITIAL_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 5.0
+# The API server ends a watch at the timeoutSeconds it was given; one that ends with no event
+# before half of it was ended by something else (a proxy or load balancer closing the streaming
+# response with a 200) and is a failure: re-opened at once, it was a tight loop of watches. A
+# fraction scales with any watch_timeout (a fixed margin would swallow a short one); half leaves
+# ample room for a slow answer, and an intermediary ending watches just past it costs one watch
+# per half timeout, not a loop.
+EARLY_END_FRACTION = 0.5
 
 
 # Once the API server answers again, the view has converged (relisted: changed objects updated,
@@ -139,13 +147,15 @@ class Reflector:
 
     def _watch_from(self, rv: str) -> str:
         """One watch, until the API server ends it after watch_timeout; returns the new position.
-        An ERROR event (410 Gone) or a broken connection raises."""
+        An ERROR event (410 Gone), a broken connection or an early end with no event raises."""
         from kubernetes import watch
 
         self._watch = watch.Watch()
+        opened, delivered = time.monotonic(), False
         for event in self._watch.stream(self._list, resource_version=rv, allow_watch_bookmarks=True,
                                         timeout_seconds=self._watch_timeout, _request_timeout=self._request_timeout,
                                         **self._selector):
+            delivered = True
             obj = event["raw_object"]
             rv = str(obj["metadata"]["resourceVersion"])
             if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
@@ -154,6 +164,9 @@ class Reflector:
             self._watch_works()
             if self._stopping.is_set():
                 break
+        lasted = time.monotonic() - opened
+        if not delivered and lasted < self._watch_timeout * EARLY_END_FRACTION:
+            raise WatchEndedEarly(f"ended after {lasted:.1f} s with no event, asked for {self._watch_timeout} s")
         self._synced_now()
         self._watch_works()
         return rv
@@ -166,6 +179,10 @@ class Reflector:
             self._on_sync()
 
 
+class WatchEndedEarly(Exception):
+    """A watch ended normally long before its timeout, having delivered nothing."""
+
+
 def backoff_delay(failures: int, initial: float, cap: float) -> float:
     """Capped exponential backoff with jitter (0.5-1x, so replicas do not relist in step); never
     above the cap, which CONVERGENCE_BOUND_SECONDS relies on."""
@@ -176,4 +193,6 @@ def _describe(exc: Exception) -> str:
     status = getattr(exc, "status", None)
     if status == 410:
         return "410 Gone: resourceVersion expired"
+    if isinstance(exc, WatchEndedEarly):
+        return str(exc)
     return f"HTTP {status}" if status else type(exc).__name__
