@@ -86,6 +86,8 @@ class Cluster:
         return {uid: message for uid, (_, message) in latest.items()}
 
     def get_pod(self, namespace: str, name: str) -> Obj:
+        """For the `quarantine release|delete` CLI only, with the user's credentials: the
+        controller decides from its pod cache, and its role grants no `get` on pods."""
         pod: Obj = _raw(self.core.read_namespaced_pod(name, namespace, _preload_content=False,
                                                       _request_timeout=REQUEST_TIMEOUT))
         return pod
