@@ -530,35 +530,96 @@ def test_a_log_path_at_or_under_the_termination_message_file_is_a_mount_conflict
         assert {d.detail for d in outcome.report.decisions if d.feature == "logs"} == {f"terminationMessagePath {term}"}
 
 
+RO = "read-only-mount"
+
+
 @pytest.mark.parametrize(("mount", "volume", "path", "detail"), [
-    ({"mountPath": "/app", "readOnly": True}, {"emptyDir": {}}, "/app/logs",
-     "read-only mount /app (readOnly volume v)"),
-    ({"mountPath": "//var/"}, {"image": {"reference": "app:1"}}, None, "read-only mount //var/ (image volume v)"),
+    ({"mountPath": "/app", "readOnly": True}, {"emptyDir": {}}, "/app/logs", "/app: readOnly on the mount (volume v)"),
+    ({"mountPath": "//var/"}, {"image": {"reference": "app:1"}}, None, "//var/: image volume v (always read-only)"),
     ({"mountPath": "/var/log"}, {"persistentVolumeClaim": {"claimName": "c", "readOnly": True}}, None,
-     "read-only mount /var/log (persistentVolumeClaim volume v)"),
+     "/var/log: readOnly on volume v's persistentVolumeClaim"),
+    ({"mountPath": "/var/log", "readOnly": True}, {"persistentVolumeClaim": {"claimName": "c"}}, None,
+     "/var/log: readOnly on the mount (volume v)"),
     ({"mountPath": "/var/log"}, {"emptyDir": {}}, None, None),
     ({"mountPath": "/var/log", "readOnly": True}, {"configMap": {"name": "c"}}, None, None),
     ({"mountPath": "/var", "readOnly": True}, {"secret": {"secretName": "s"}}, None, None),
     ({"mountPath": "/var"}, {"downwardAPI": {"items": []}}, None, None),
+    ({"mountPath": "/var"}, {"projected": {"sources": []}}, None, None),
+    ({"mountPath": "/var/log", "subPath": "d"}, {"configMap": {"name": "c"}}, None,
+     "/var/log: configMap volume v by subPath (the kubelet makes the mount point at the volume's root)"),
+    ({"mountPath": "/var", "subPathExpr": "d"}, {"projected": {"sources": []}}, None,
+     "/var: projected volume v by subPath (the kubelet makes the mount point at the volume's root)"),
+    ({"mountPath": "/var/x/..", "readOnly": True}, {"emptyDir": {}}, None, "/var/x/..: readOnly on the mount (volume v)"),
+    ({"mountPath": "/var/log/../log", "readOnly": True}, {"emptyDir": {}}, None,
+     "/var/log/../log: readOnly on the mount (volume v)"),
+    ({"mountPath": "/var/log/podmedic/..", "readOnly": True}, {"emptyDir": {}}, None,
+     "/var/log/podmedic/..: readOnly on the mount (volume v)"),
+    ({"mountPath": "var/../var/log", "readOnly": True}, {"emptyDir": {}}, None,
+     "var/../var/log: readOnly on the mount (volume v)"),
+    ({"mountPath": "var", "readOnly": True}, {"emptyDir": {}}, None, "var: readOnly on the mount (volume v)"),
+    ({"mountPath": "/var/../app", "readOnly": True}, {"emptyDir": {}}, None, None),
     ({"mountPath": "/app", "readOnly": True}, {"emptyDir": {}}, "/application/logs", None),
     ({"mountPath": "/app/logs/x", "readOnly": True}, {"emptyDir": {}}, "/app/logs", None)])
-def test_a_read_only_mount_above_the_log_path_is_a_mount_conflict(mount, volume, path, detail):
+def test_a_read_only_mount_above_the_log_path_skips_logs(mount, volume, path, detail):
     """The runtime creates the log directory's mount point inside the app's volume above it: in a
     read-only one it cannot, and the container fails at creation (EROFS, measured on the real
     node: tests/node/test_mount_above_log_path.py). The kubelet makes that mount point itself in
-    its configMap, secret, downwardAPI and projected volumes; a writable one gains an empty
-    directory; a mount beside or below the log path holds none. The other features stay."""
+    its configMap, secret, downwardAPI and projected volumes -- at the volume's root, so not in
+    a subPath of one; a writable one gains an empty directory; a mount beside or below the log
+    path holds none. Paths as the runtime cleans them (rooted, `..` resolved). The other
+    features stay."""
     original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}],
                                   volumeMounts=[{"name": "v", **mount}]),
                         volumes=[{"name": "v", **volume}],
                         annotations={PREFIX + "log-path": path} if path else {})
     mutated, outcome = run(original)
     r = reasons(outcome, "app")
-    assert r["logs"] == ("mount-conflict" if detail else "injected")
+    assert r["logs"] == (RO if detail else "injected")
     assert r["supervisor"] == r["probes"] == "injected"
     if detail:
         assert {d.detail for d in outcome.report.decisions if d.feature == "logs"} == {detail}
         assert "podmedic-logs" not in mounts(c0(mutated))
+
+
+_PVC_RO = {"persistentVolumeClaim": {"claimName": "c", "readOnly": True}}
+
+
+@pytest.mark.parametrize(("mounts_", "path", "detail"), [
+    # only the deepest mount above counts: the runtime mounts by depth and creates the log
+    # directory's mount point in the deepest one
+    ([("ro", "/data"), ("w", "/data/logs")], "/data/logs/app", None),
+    ([("w", "/data"), ("ro", "/data/logs")], "/data/logs/app", "/data/logs: readOnly on volume ro's persistentVolumeClaim"),
+    ([("ro2", "/data/logs"), ("ro", "/data")], "/data/logs/app", "/data/logs: readOnly on the mount (volume ro2)"),
+    ([("ro", "/data/x/.."), ("w", "/data/./logs")], "/data/logs/app", None),
+    ([("w", "/data/logs/.."), ("ro", "/data")], "/data/logs/app", "/data: readOnly on volume ro's persistentVolumeClaim"),
+    # the same cleaned path twice: conservatively, any read-only one among them blocks
+    ([("ro", "/data/"), ("w", "/data")], "/data/logs", "/data/: readOnly on volume ro's persistentVolumeClaim"),
+    ([("w", "/data"), ("ro", "data")], "/data/logs", "data: readOnly on volume ro's persistentVolumeClaim")])
+def test_only_the_deepest_mount_above_the_log_path_decides(mounts_, path, detail):
+    """ro: a read-only claim; ro2: an emptyDir mounted readOnly; w: a writable emptyDir."""
+    volumes = {"ro": _PVC_RO, "w": {"emptyDir": {}}, "ro2": {"emptyDir": {}}}
+    spec_mounts = [{"name": n, "mountPath": p, **({"readOnly": True} if n == "ro2" else {})} for n, p in mounts_]
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}], volumeMounts=spec_mounts),
+                        volumes=[{"name": n, **volumes[n]} for n, _ in mounts_],
+                        annotations={PREFIX + "log-path": path})
+    _, outcome = run(original)
+    assert reasons(outcome, "app")["logs"] == (RO if detail else "injected")
+    if detail:
+        assert {d.detail for d in outcome.report.decisions if d.feature == "logs"} == {detail}
+
+
+@pytest.mark.parametrize("where", ["namespace", "container"])
+def test_a_read_only_mount_above_a_namespace_or_container_log_path_skips_logs(where):
+    """Whichever level sets the log path, the check is on the container's resolved path."""
+    original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}],
+                                  volumeMounts=[{"name": "v", "mountPath": "/srv/../data/", "readOnly": True}]),
+                        volumes=[{"name": "v", "emptyDir": {}}],
+                        annotations={PREFIX + "log-path.app": "/data/logs"} if where == "container" else {})
+    ns = {**ALL_ON, PREFIX + "log-path": "/data/logs"} if where == "namespace" else None
+    _, outcome = run(original, ns)
+    assert reasons(outcome, "app")["logs"] == RO
+    assert {d.detail for d in outcome.report.decisions if d.feature == "logs"} == {
+        "/srv/../data/: readOnly on the mount (volume v)"}
 
 
 def test_a_log_path_beside_podmedics_mounts_is_fine():
@@ -567,7 +628,8 @@ def test_a_log_path_beside_podmedics_mounts_is_fine():
     assert reasons(outcome, "app")["logs"] == "injected"
 
 
-@pytest.mark.parametrize("path", ["/podmedic/conf", "/podmedic/", "//podmedic", "/podmedic-state/x", "/"])
+@pytest.mark.parametrize("path", ["/podmedic/conf", "/podmedic/", "//podmedic", "/podmedic-state/x", "/",
+                                  "/x/../podmedic", "podmedic/x", "/podmedic-state/x/../..", "/a/../podmedic-state/."])
 def test_a_mount_inside_or_above_the_toolbox_is_a_mount_conflict(path):
     """By path components: inside the read-only toolbox (EROFS at container creation), the same
     path spelled otherwise, or above it."""
@@ -580,9 +642,11 @@ def test_a_mount_inside_or_above_the_toolbox_is_a_mount_conflict(path):
     assert {d.detail for d in outcome.report.decisions if d.feature == "supervisor"} == {path}
 
 
-def test_a_mount_beside_the_toolbox_is_no_conflict():
+@pytest.mark.parametrize("path", ["/podmedic-conf", "/podmedic/../app", "/podmedic-state/../podmedic-x"])
+def test_a_mount_beside_the_toolbox_is_no_conflict(path):
+    """Beside it, also when spelled through it: the runtime cleans `..` away."""
     original = pods.pod(container(command=["/app"], ports=[{"containerPort": 80}],
-                                  volumeMounts=[{"name": "conf", "mountPath": "/podmedic-conf"}]),
+                                  volumeMounts=[{"name": "conf", "mountPath": path}]),
                         volumes=[{"name": "conf", "emptyDir": {}}])
     _, outcome = run(original)
     assert reasons(outcome, "app")["supervisor"] == reasons(outcome, "app")["forensics"] == "injected"

@@ -3,8 +3,10 @@ directory's mount point inside that volume. In a read-only one (`readOnly: true`
 volume) it cannot, and the container fails at creation (RunContainerError, mkdir: read-only file
 system): podmedic must skip the logs feature there and let the app run. The kubelet itself makes
 the nested mount points of configMap, secret, downwardAPI and projected volumes, read-only as
-they are: there, as in a writable volume, the log directory is injected, and the app's files
-stay as they were beside its empty mount point."""
+they are -- at the volume's root, so not in a subPath of one, which skips too. There, as in a
+writable volume, the log directory is injected, and the app's files stay as they were beside its
+empty mount point. Only the deepest mount above counts: a read-only volume with a writable one
+mounted below it, above the log path, gets its log directory."""
 
 from __future__ import annotations
 
@@ -48,17 +50,25 @@ def test_log_dir_skipped_below_a_read_only_mount_and_injected_below_others(deplo
     seed = {"name": "seed", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
             "command": ["sh", "-c", "echo mine > /var/log/app.txt"],
             "volumeMounts": [{"name": "mine", "mountPath": "/var/log"}]}
+    by_sub_path = _pod(ns, "configmap-subpath", {"configMap": {"name": "cfg", "items": [
+        {"key": "app.conf", "path": "d/app.conf"}]}})
+    by_sub_path["spec"]["containers"][0]["volumeMounts"][0]["subPath"] = "d"
     skipped = [_pod(ns, "read-only", {"emptyDir": {}}, "/app", True, {PREFIX + "log-path": "/app/logs"}),
-               _pod(ns, "image", {"image": {"reference": BUSYBOX, "pullPolicy": "IfNotPresent"}})]
+               _pod(ns, "image", {"image": {"reference": BUSYBOX, "pullPolicy": "IfNotPresent"}}), by_sub_path]
+    deepest = _pod(ns, "deepest-writable", {"emptyDir": {}}, "/data", True, {PREFIX + "log-path": "/data/logs/app"},
+                   initContainers=[{**seed, "command": ["mkdir", "/data/logs"],
+                                    "volumeMounts": [{"name": "mine", "mountPath": "/data"}]}])
+    deepest["spec"]["containers"][0]["volumeMounts"].append({"name": "logs", "mountPath": "/data/logs"})
+    deepest["spec"]["volumes"].append({"name": "logs", "emptyDir": {}})
     injected = [_pod(ns, "configmap", {"configMap": {"name": "cfg"}}, read_only=True),
-                _pod(ns, "writable", {"emptyDir": {}}, initContainers=[seed])]
+                _pod(ns, "writable", {"emptyDir": {}}, initContainers=[seed]), deepest]
     applied = deployed.kubectl("apply", "-f", "-", input="\n---\n".join(map(json.dumps, skipped + injected)))
 
     for pod in skipped:
         name = pod["metadata"]["name"]
         got = wait_for(f"{name} to run", lambda: _running(deployed, ns, name), timeout=90)
         assert LOGS not in _mounts(got), name  # skipped: the app runs without its log directory
-    assert applied.stderr.count("read-only mount") == 2, applied.stderr
+    assert applied.stderr.count("read-only mount") == 3, applied.stderr
     for pod in injected:
         name = pod["metadata"]["name"]
         got = wait_for(f"{name} to run", lambda: _running(deployed, ns, name), timeout=90)

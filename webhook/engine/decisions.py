@@ -79,6 +79,8 @@ class Reason(str, Enum):
                             "pull secrets in the template", True)
     NAME_CONFLICT = ("name-conflict", "the pod already has a volume or container with podmedic's name", True)
     MOUNT_CONFLICT = ("mount-conflict", "the container already mounts something at that path", True)
+    READ_ONLY_MOUNT = ("read-only-mount", "a read-only mount above the log path: the runtime cannot create the log "
+                       "directory there", True)
     ENV_CONFLICT = ("env-conflict", "the container already defines an env var podmedic needs", True)
     PSA_FORBIDS_HOSTPATH = ("psa-forbids-hostpath", "the namespace's enforced Pod Security level forbids hostPath volumes", True)
     LOGS_PVC_MISSING = ("logs-pvc-missing", "the namespace has no log PersistentVolumeClaim (logs.claimName)", True)

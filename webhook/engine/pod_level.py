@@ -10,7 +10,6 @@ and limit is init_resources' concern.
 
 from __future__ import annotations
 
-import posixpath
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
@@ -185,42 +184,59 @@ def _toolbox_taken(paths: frozenset[str]) -> str:
 
 @lru_cache(maxsize=4096)
 def toolbox_overlap(path: str) -> str | None:
-    """The toolbox mount that `path` is equal to, inside or above, by path components, or None
-    (/podmedic-x is not inside /podmedic; /podmedic/ and //podmedic are /podmedic). Memoised:
-    two features ask it for every mount of every container, and the same few paths recur."""
-    mine = _components(path)
+    """The toolbox mount that `path` is equal to, inside or above, as the runtime cleans it
+    (clean), or None (/podmedic-x is not inside /podmedic; /podmedic/, //podmedic and
+    /x/../podmedic are /podmedic). Memoised: two features ask it for every mount of every
+    container, and the same few paths recur."""
+    mine = clean(path)
     for ours in sorted(TOOLBOX_MOUNTS):
-        theirs = _components(ours)
-        if _within(mine, theirs) or _within(theirs, mine):
+        if _under(mine, ours) or _under(ours, mine):
             return ours
     return None
 
 
 @lru_cache(maxsize=4096)
 def mounts_over(path: str, paths: frozenset[str]) -> tuple[bool, tuple[str, ...]]:
-    """Does one of a container's mount `paths` name the normalised `path`, as the runtime sees it,
-    and which of them (as written, sorted) are strictly above it? The API server compares
-    mountPaths as written, so /var/log/app/ (or //var/log/app) and /var/log/app both get through,
-    and the later mount hides the earlier on the node; the runtime creates `path`'s mount point
-    inside each mount above. One memoised call per container, by the set of mount paths (as
-    _toolbox_taken); the usual container has none above."""
-    at = path in paths or any(posixpath.normpath("/" + p.lstrip("/")) == path for p in paths)
-    mine = _components(path)
-    return at, tuple(sorted(p for p in paths if len(theirs := _components(p)) < len(mine) and _within(mine, theirs)))
+    """Does one of a container's mount `paths` name the clean `path` once cleaned as the runtime
+    cleans it, and which of them (as written, sorted) are the deepest strictly above it? The API
+    server compares mountPaths as written, so /var/log/app/, //var/log/app and /var/log/../log/app
+    all get through as other paths than /var/log/app, and the later mount hides the earlier on
+    the node. The runtime mounts in order of the cleaned destination's depth (containerd sorts
+    them so, runc follows), so `path`'s mount point is created inside the deepest mount above it
+    alone; several spellings of that one path are returned together. One memoised call per
+    container, by the set of mount paths (as _toolbox_taken); the usual container has none above."""
+    cleaned = {written: clean(written) for written in paths}
+    over = [mount for mount in cleaned.values() if mount != path and _under(path, mount)]
+    deepest = max(over, key=len, default=None)  # the ancestors of one path: the longest is the deepest
+    return path in cleaned.values(), tuple(sorted(written for written, mount in cleaned.items() if mount == deepest))
 
 
 def inside(path: str, mount: str) -> bool:
-    """Is `path` at or under `mount`, by path components (the API server keeps a container's
-    paths as written: /tmp/term/ and //tmp/term are /tmp/term; /tmp/terminal is beside it)?"""
-    return _within(_components(path), _components(mount))
+    """Is `path` at or under `mount`, both as the runtime cleans them (the API server keeps a
+    container's paths as written: /tmp/term/ and //tmp/term are /tmp/term; /tmp/terminal is
+    beside it)?"""
+    return _under(clean(path), clean(mount))
 
 
-def _within(mine: list[str], theirs: list[str]) -> bool:
-    return mine[:len(theirs)] == theirs
+def _under(path: str, mount: str) -> bool:
+    """Is the clean `path` at or under the clean `mount`, by path components?"""
+    return path == mount or path.startswith(mount) and (mount == "/" or path[len(mount)] == "/")
 
 
-def _components(path: str) -> list[str]:
-    return [part for part in path.split("/") if part and part != "."]
+def clean(path: str) -> str:
+    """`path` as the container runtime resolves a mount destination: rooted in the container
+    (a relative path, which the API server admits, is under /), repeated slashes collapsed (a
+    leading // too, which posixpath.normpath keeps), `.` and `..` resolved lexically and never
+    above / -- Go's filepath.Clean of a rooted path, which containerd and runc apply. The one
+    place that says how two mount paths compare."""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part and part != ".":
+            parts.append(part)
+    return "/" + "/".join(parts)
 
 
 def pod_env() -> list[dict[str, Any]]:

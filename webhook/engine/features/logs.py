@@ -11,6 +11,7 @@ follows the kubelet's /var/log/pods naming per pod incarnation and is resolved b
 from __future__ import annotations
 
 from itertools import repeat
+from typing import Any
 
 from webhook.engine import init_resources, pod_level
 from webhook.engine.context import PodContext, Target
@@ -32,7 +33,7 @@ _POD_ENV = tuple(pod_level.pod_env())
 # (parse_mount_path refuses /dev): the usual container needs no path comparison.
 _NO_TERMINATION_CONFLICT = (None, "", "/dev/termination-log")
 # The kubelet makes the mount points of the pod's other volumes inside these (read-only) volumes
-# itself (nested mount points); in an OCI image's read-only volume nobody can.
+# itself (nested mount points), at their root; in an OCI image's read-only volume nobody can.
 _NESTED_MOUNT_POINTS = frozenset(("configMap", "secret", "downwardAPI", "projected"))
 _ALWAYS_READ_ONLY = "image"
 
@@ -70,26 +71,46 @@ def _volume_unusable(ctx: PodContext) -> tuple[Reason, str] | None:
     return (Reason.LOGS_PVC_UNBOUND, f"{claim}: {ctx.log_claim}") if ctx.log_claim != BOUND else None
 
 
-def _read_only(ctx: PodContext, target: Target, above: tuple[str, ...]) -> str | None:
-    """The container's read-only mount among those `above` the log path, named, or None. The
-    runtime creates the log directory's mount point inside it and cannot: the container fails at
-    creation (RunContainerError, mkdir: read-only file system; measured on a real node with
-    `readOnly: true` and with an image volume). Read-only: `readOnly: true` on the mount or on
-    the volume's source (a claim, a CSI volume), or an image volume. Not the kubelet's configMap,
-    secret, downwardAPI and projected volumes, whatever readOnly says: the kubelet makes the
-    mount point there itself (measured too); a writable volume only gains an empty directory."""
+def _read_only(ctx: PodContext, target: Target, deepest: tuple[str, ...]) -> str | None:
+    """The container's read-only mount among the `deepest` above the log path (its spellings of
+    one path), named with what makes it read-only, or None. The runtime creates the log
+    directory's mount point inside it and cannot: the container fails at creation
+    (RunContainerError, mkdir: read-only file system; measured on a real node with `readOnly:
+    true` and with an image volume). Read-only: `readOnly: true` on the mount or on the volume's
+    source (a claim, a CSI volume), an image volume, or a subPath (subPathExpr) of the kubelet's
+    configMap, secret, downwardAPI and projected volumes: the kubelet makes the other mounts'
+    mount points in those itself (measured), but at the volume's root, not in the subPath the
+    container sees (kubelet volume/util/nested_volumes.go). A writable volume only gains an
+    empty directory. The same path mounted twice (spelled twice, which the API server admits):
+    the later in the runtime's order hides the earlier, and that order among equal paths is
+    the runtime's sort, not a promise of the spec's order for every spelling (a relative one),
+    so conservatively any read-only one among them blocks: a needless skip costs the log
+    directory, a wrong injection the pod."""
     volumes = {v.get("name"): v for v in ctx.pod["spec"].get("volumes") or () if isinstance(v, dict)}
     for mount in target.spec.get("volumeMounts") or ():
-        if not isinstance(mount, dict) or mount.get("mountPath") not in above:
-            continue
-        volume = volumes.get(mount.get("name")) or {}
-        if _NESTED_MOUNT_POINTS.intersection(volume):
-            continue
-        kind = next((key for key, source in volume.items() if key == _ALWAYS_READ_ONLY
-                     or isinstance(source, dict) and source.get("readOnly") is True), None)
-        if kind or mount.get("readOnly") is True:
-            return f"read-only mount {mount['mountPath']} ({kind or 'readOnly'} volume {mount.get('name')})"
+        if isinstance(mount, dict) and mount.get("mountPath") in deepest:
+            why = _why_read_only(mount, volumes.get(mount.get("name")) or {})
+            if why:
+                return f"{mount['mountPath']}: {why}"
     return None
+
+
+def _why_read_only(mount: dict[str, Any], volume: dict[str, Any]) -> str | None:
+    """What makes `mount` of `volume` read-only where the runtime would create a mount point, or
+    None (_read_only)."""
+    name = mount.get("name")
+    nested = next((kind for kind in volume if kind in _NESTED_MOUNT_POINTS), None)
+    if nested:  # read-only whatever the mount says
+        by_sub_path = mount.get("subPath") or mount.get("subPathExpr")
+        return (f"{nested} volume {name} by subPath (the kubelet makes the mount point at the volume's root)"
+                if by_sub_path else None)
+    if mount.get("readOnly") is True:
+        return f"readOnly on the mount (volume {name})"
+    if _ALWAYS_READ_ONLY in volume:
+        return f"{_ALWAYS_READ_ONLY} volume {name} (always read-only)"
+    kind = next((kind for kind, source in volume.items() if isinstance(source, dict) and source.get("readOnly") is True),
+                None)
+    return f"readOnly on volume {name}'s {kind}" if kind else None
 
 
 def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
@@ -106,12 +127,12 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         setting = ctx.settings.get("log-path", name)
         raise InvalidSetting(setting.annotation, setting.raw, f"podmedic mounts its own volume at {inside}",
                              setting.level)
-    at, above = pod_level.mounts_over(path, target.mount_paths())
+    at, deepest = pod_level.mounts_over(path, target.mount_paths())
     if at:
         return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, path, level)
-    read_only = above and _read_only(ctx, target, above)  # the usual container has none above
+    read_only = deepest and _read_only(ctx, target, deepest)  # the usual container has none above
     if read_only:
-        return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, read_only, level)
+        return Decision(FEATURE, name, Reason.READ_ONLY_MOUNT, read_only, level)
     term = target.spec.get("terminationMessagePath")  # the kubelet mounts a file there: "not a directory"
     if term not in _NO_TERMINATION_CONFLICT and isinstance(term, str) and pod_level.inside(path, term):
         return Decision(FEATURE, name, Reason.MOUNT_CONFLICT, f"terminationMessagePath {term}", level)
