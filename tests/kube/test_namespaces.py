@@ -367,10 +367,10 @@ def test_a_forbidden_watch_backs_off_instead_of_relisting_in_a_loop(caplog: pyte
 class WatchClosingProxy:
     """Real HTTP on 127.0.0.1 standing in for a proxy or load balancer in front of the API
     server: lists are answered (an empty NamespaceList), every `watch=true` request gets a 200
-    whose stream ends with no event, at once, or with `hold` after the timeoutSeconds the
-    watch asked for (as the API server ends a quiet watch)."""
+    whose stream ends with no event after `hold` seconds (at once by default), or with `hold`
+    None after the timeoutSeconds the watch asked for (as the API server ends a quiet watch)."""
 
-    def __init__(self, hold: bool = False) -> None:
+    def __init__(self, hold: float | None = 0.0) -> None:
         self.counts = {"lists": 0, "watches": 0}
         counts = self.counts
 
@@ -381,8 +381,7 @@ class WatchClosingProxy:
                 query = dict(parse_qsl(urlsplit(self.path).query))
                 if query.get("watch") == "true":
                     counts["watches"] += 1
-                    if hold:
-                        time.sleep(float(query["timeoutSeconds"]))
+                    time.sleep(float(query["timeoutSeconds"]) if hold is None else hold)
                     # headers and the stream's end (no event before it) in one write, as a proxy
                     # sends them (two writes would wait for the client's delayed ACK)
                     self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -448,13 +447,28 @@ def test_a_watch_a_proxy_ends_at_once_backs_off_instead_of_rewatching_in_a_loop(
 def test_a_quiet_watch_ended_at_its_timeout_is_rewatched_without_a_relist(caplog: pytest.LogCaptureFixture) -> None:
     """The other side of the threshold: a watch with no event that lasted the timeout it asked
     for ended normally (the API server's end of a quiet watch): re-opened from its position."""
-    proxy = WatchClosingProxy(hold=True)
+    proxy = WatchClosingProxy(hold=None)
     try:
         with caplog.at_level(logging.WARNING, logger="podmedic.namespaces"):
             syncs = run_reflector(proxy, 3.5, watch_timeout=1)
     finally:
         proxy.stop()
     assert proxy.counts["lists"] == 1 and proxy.counts["watches"] >= 3 and syncs >= 3, (proxy.counts, syncs)
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+def test_a_proxy_ending_quiet_watches_after_seconds_is_rewatched_without_a_relist(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A proxy's idle timeout shorter than the watch's (here 1.5 s of 10): each watch is re-opened
+    from its position, as at the API server's own end. Counted as an early end (under half the
+    timeout, as first written), it relisted every round, with the backoff's gaps unwatched."""
+    proxy = WatchClosingProxy(hold=1.5)
+    try:
+        with caplog.at_level(logging.WARNING, logger="podmedic.namespaces"):
+            run_reflector(proxy, 5.0)
+    finally:
+        proxy.stop()
+    assert proxy.counts["lists"] == 1 and proxy.counts["watches"] >= 2, proxy.counts
     assert [r.getMessage() for r in caplog.records] == []
 
 
