@@ -98,3 +98,15 @@ def test_an_empty_kubeconfig_variable_is_unset(tmp_path):
     done = podmedic(*JANITOR, "--config", str(config), cwd=tmp_path, env={**_env(), "KUBECONFIG": ""})
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "in-cluster configuration (no --kubeconfig or KUBECONFIG given)" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "x"])
+def test_a_page_size_below_1_is_a_usage_error(tmp_path, size):
+    """The API server reads limit=0 or -1 as "no limit" (one unpaged LIST of every pod): before
+    01cdf03 the run went on with exit 0. (Restored: df911cf's rewrite of this file dropped it.)"""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"logs: {{hostRoot: {tmp_path / 'root'}}}\n")
+    done = podmedic(*JANITOR, "--config", str(config), "--page-size", size, "--kubeconfig", "/nonexistent",
+                    cwd=tmp_path, env=_env())
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert f"argument --page-size: '{size}': expected a whole number of 1 or more" in done.stderr, done.stderr
