@@ -547,6 +547,8 @@ RO = "read-only-mount"
     ({"mountPath": "/var"}, {"projected": {"sources": []}}, None, None),
     ({"mountPath": "/var/log", "subPath": "d"}, {"configMap": {"name": "c"}}, None,
      "/var/log: configMap volume v by subPath (the kubelet makes the mount point at the volume's root)"),
+    ({"mountPath": "var/log"}, {"configMap": {"name": "c"}}, None,
+     "var/log: configMap volume v by a relative path (the kubelet makes no mount point in it)"),
     ({"mountPath": "/var", "subPathExpr": "d"}, {"projected": {"sources": []}}, None,
      "/var: projected volume v by subPath (the kubelet makes the mount point at the volume's root)"),
     ({"mountPath": "/var/x/..", "readOnly": True}, {"emptyDir": {}}, None, "/var/x/..: readOnly on the mount (volume v)"),

@@ -101,9 +101,12 @@ def _why_read_only(mount: dict[str, Any], volume: dict[str, Any]) -> str | None:
     name = mount.get("name")
     nested = next((kind for kind in volume if kind in _NESTED_MOUNT_POINTS), None)
     if nested:  # read-only whatever the mount says
-        by_sub_path = mount.get("subPath") or mount.get("subPathExpr")
-        return (f"{nested} volume {name} by subPath (the kubelet makes the mount point at the volume's root)"
-                if by_sub_path else None)
+        if mount.get("subPath") or mount.get("subPathExpr"):
+            return f"{nested} volume {name} by subPath (the kubelet makes the mount point at the volume's root)"
+        # The kubelet compares the mountPath cleaned but not rooted (nested_volumes.go): written
+        # relative, it never matches the log path, and no mount point is made
+        relative = not str(mount.get("mountPath", "")).startswith("/")
+        return f"{nested} volume {name} by a relative path (the kubelet makes no mount point in it)" if relative else None
     if mount.get("readOnly") is True:
         return f"readOnly on the mount (volume {name})"
     if _ALWAYS_READ_ONLY in volume:
