@@ -38,7 +38,8 @@ BACKOFF_MAX_SECONDS = 5.0
 # ended it: the API server at the timeoutSeconds it was given, or an intermediary's idle timeout
 # (at half the watch's timeout, as first written, a proxy ending quiet watches after 4 s of 10 made
 # every round a relist with unwatched gaps). The API server itself may end watches early too (a
-# watch-cache re-initialisation, a graceful shutdown): one relist. Half the timeout when that is
+# watch-cache re-initialisation, a graceful shutdown): one relist if within that second, none
+# later. Half the timeout when that is
 # shorter, for short test timeouts.
 EARLY_END_SECONDS = 1.0
 
