@@ -6,8 +6,8 @@ re-opened from the last resourceVersion (cheap: served from the API server's wat
 connection that died without a FIN (network partition) is noticed within READ_TIMEOUT_SECONDS.
 After a failure the view is kept (stale while unreachable) and a relist is retried with capped
 exponential backoff and jitter; so is a watch that ends with no event within a second (a proxy
-closing every watch at once). While connected, a change is applied as soon as
-its event arrives (milliseconds). Every failure, 410 Gone included, ends in a relist: the API server's
+closing every watch at once). While connected, a change is applied as soon as its event arrives
+(milliseconds). Every failure, 410 Gone included, ends in a relist: the API server's
 watch cache may not hold our resourceVersion any more after a reconnect, and a list is the one
 way to learn about deletions missed meanwhile.
 """
@@ -35,12 +35,10 @@ BACKOFF_MAX_SECONDS = 5.0
 # A watch that ends with no event within a second of being opened is a failure (backoff and
 # relist): a proxy or load balancer closing every streaming response at once (re-opened at once,
 # it was a tight loop of watches). One that lasts longer is re-opened from its position, whoever
-# ended it: the API server at the timeoutSeconds it was given, or an intermediary's idle timeout
-# (at half the watch's timeout, as first written, a proxy ending quiet watches after 4 s of 10 made
-# every round a relist with unwatched gaps). The API server itself may end watches early too (a
-# watch-cache re-initialisation, a graceful shutdown): one relist if within that second, none
-# later. Half the timeout when that is
-# shorter, for short test timeouts.
+# ended it: the API server at the timeoutSeconds it was given, or an intermediary's idle timeout.
+# The API server itself may end watches early too (a watch-cache re-initialisation, a graceful
+# shutdown): one relist if within that second, none later. Half the timeout when that is shorter
+# (the tests' short timeouts).
 EARLY_END_SECONDS = 1.0
 
 
@@ -183,7 +181,7 @@ class Reflector:
 
 
 class WatchEndedEarly(Exception):
-    """A watch ended normally long before its timeout, having delivered nothing."""
+    """A watch ended normally within EARLY_END_SECONDS of being opened, having delivered nothing."""
 
 
 def backoff_delay(failures: int, initial: float, cap: float) -> float:
