@@ -115,19 +115,23 @@ class _TimedSSLSocket(ssl.SSLSocket):
                     raise _stalled(f"client took longer than {CLIENT_IO_TIMEOUT:g}s for one request")
                 self.settimeout(left)
 
+    def _silent(self) -> ssl.SSLEOFError:
+        """A read that timed out, as recv() and recv_into() report it: an end of stream (_stalled)."""
+        return _stalled(f"client sent nothing for {self.gettimeout() or 0:.3g}s mid-request")
+
     def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
         self._hold_to_deadline()
         try:
             return super().recv(buflen, flags)
         except TimeoutError as exc:
-            raise _stalled(f"client sent nothing for {self.gettimeout() or 0:.3g}s mid-request") from exc
+            raise self._silent() from exc
 
     def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
         self._hold_to_deadline()
         try:
             return super().recv_into(buffer, nbytes, flags)
         except TimeoutError as exc:
-            raise _stalled(f"client sent nothing for {self.gettimeout() or 0:.3g}s mid-request") from exc
+            raise self._silent() from exc
 
     def send(self, data: Any, flags: int = 0) -> int:
         """sendall() writes through this: a client that stopped reading its answers."""
