@@ -86,7 +86,8 @@ def _read_only(ctx: PodContext, target: Target, deepest: tuple[str, ...]) -> str
     the runtime's sort, not a promise of the spec's order for every spelling (a relative one),
     so conservatively any read-only one among them blocks: a needless skip costs the log
     directory, a wrong injection the pod."""
-    volumes = {v.get("name"): v for v in ctx.pod["spec"].get("volumes") or () if isinstance(v, dict)}
+    volumes = ctx.once("logs-volumes", lambda: {v.get("name"): v for v in ctx.pod["spec"].get("volumes") or ()
+                                                if isinstance(v, dict)})  # once per pod, not per container
     for mount in target.spec.get("volumeMounts") or ():
         if isinstance(mount, dict) and mount.get("mountPath") in deepest:
             why = _why_read_only(mount, volumes.get(mount.get("name")) or {})
