@@ -105,9 +105,24 @@ def controllers(account: Path, tmp_path: Path) -> Iterator[Callable[..., Control
         controller.stop()
 
 
+@pytest.fixture(autouse=True)
+def quarantine_disabled_after(cluster: Cluster) -> Iterator[None]:  # noqa: F811
+    """The shared API server's namespaces leave quarantine when a test ends. Their NotReady pods
+    stay (there is no garbage collector here), and the next test's controller, which watches the
+    whole cluster, would act on them too and count them in the counters that test asserts: a
+    test's outcome would depend on the tests that ran before it."""
+    yield
+    items = json.loads(cluster.kubectl("get", "namespaces", "-o", "json").stdout)["items"]
+    enabled = [ns["metadata"]["name"] for ns in items
+               if (ns["metadata"].get("annotations") or {}).get(PREFIX + "quarantine") == "enabled"]
+    if enabled:
+        cluster.kubectl("annotate", "--overwrite", "namespace", *enabled, PREFIX + "quarantine=disabled")
+
+
 class Namespace:
-    """A fresh namespace with quarantine enabled and (unless `workload` is False) a Deployment
-    `web` whose ReplicaSet the test plays (no controller-manager)."""
+    """A fresh namespace with quarantine enabled (until the test ends: quarantine_disabled_after)
+    and (unless `workload` is False) a Deployment `web` whose ReplicaSet the test plays (no
+    controller-manager)."""
 
     def __init__(self, cluster: Cluster, *, workload: bool = True):  # noqa: F811
         self.cluster = cluster
