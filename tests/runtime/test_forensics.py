@@ -242,6 +242,23 @@ def test_a_jvm_that_does_not_handle_sigquit_is_not_killed(tb):
         assert proc.poll() is None
 
 
+def test_thread_states_of_a_process_whose_name_has_spaces(tb):
+    """threads.txt gives each thread's state, the field after the name in /proc/PID/task/TID/stat:
+    a name may hold spaces and parentheses (a script `my app (v2)`, a thread named by the app).
+    Cut at the third space-separated field, the state of the app below read `app`; and a process
+    gone while the collector ran (its own helpers) gave a line `pid N tid *:`."""
+    logs = tb.work / "logs"
+    logs.mkdir()
+    tb.supervise(tb.program("my app) (v2", "while :; do sleep 0.1; done"), {"startsecs": "1"})
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    app = tb.state()["pid"]
+    done, _ = collect(tb, str(logs))
+    assert done.returncode == 0
+    threads = next((logs / "forensics").iterdir()).joinpath("threads.txt").read_text()
+    assert re.search(rf"^pid {app} tid {app}: my app\) \(v2 [RS]$", threads, re.M), threads
+    assert all(re.fullmatch(r"pid \d+ tid \d+: .* [RSDZTtXIPWK]", line) for line in threads.splitlines()), threads
+
+
 def test_environment_without_supervisor_is_the_containers_main_process(tb, jvms):
     """No state file: the app is the container's main process, the oldest one that is not the
     toolbox's. A PID namespace of its own stands for the container."""
