@@ -325,10 +325,10 @@ def test_the_first_second_of_uptime_is_not_bad_octal(tb):
     assert states(tb)[-2:] == ["RUNNING", "EXITED"]
 
 
-def test_sigterm_during_the_start_sequence_means_no_start(tb):
-    # A SIGTERM after the loop's stop check, while the wrapper writes STARTING, found nothing to
-    # signal; the app then started anyway and got SIGKILL after stopwaitsecs. A busybox whose
-    # `date` takes 0.4 s holds the wrapper there long enough to send it deterministically.
+def slow_date(tb, *argv: str) -> subprocess.Popen[str]:
+    """The wrapper started with `argv` under a busybox whose `date` takes 0.4 s: every state
+    write (its history entry, its summary) then holds the wrapper long enough for a test to send
+    a signal deterministically in the middle of a start."""
     slow = tb.work / "slow"
     (slow / "bin").mkdir(parents=True)
     shutil.copy(tb.root / "supervise", slow / "supervise")
@@ -336,11 +336,18 @@ def test_sigterm_during_the_start_sequence_means_no_start(tb):
     shim = slow / "bin" / "busybox"
     shim.write_text(f'#!{tb.busybox} sh\n[ "$1" = date ] && {tb.busybox} sleep 0.4\nexec {tb.busybox} "$@"\n')
     shim.chmod(0o755)
+    proc = subprocess.Popen([tb.busybox, "sh", str(slow / "supervise"), "--name", "app", *argv], env=tb.env(),
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    tb.sessions.append(proc)
+    return proc
+
+
+def test_sigterm_during_the_start_sequence_means_no_start(tb):
+    # A SIGTERM after the loop's stop check, while the wrapper writes STARTING, found nothing to
+    # signal; the app then started anyway and got SIGKILL after stopwaitsecs.
     marker = tb.work / "started"
     app = tb.program("app.sh", f"echo > {marker}\nwhile :; do sleep 0.1; done")
-    proc = subprocess.Popen([tb.busybox, "sh", str(slow / "supervise"), "--name", "app", "--stopwaitsecs=5", "--",
-                             app], env=tb.env(), stderr=subprocess.PIPE, text=True, start_new_session=True)
-    tb.sessions.append(proc)
+    proc = slow_date(tb, "--stopwaitsecs=5", "--", app)
     assert proc.stderr is not None
     for line in proc.stderr:
         if "STARTING" in line:  # logged before the slow date of the history entry
@@ -351,6 +358,20 @@ def test_sigterm_during_the_start_sequence_means_no_start(tb):
     assert code == 0 and time.monotonic() - started < 3, err
     assert not marker.exists() and "SIGKILL" not in err
     assert states(tb)[-2:] == ["STARTING", "STOPPED"] and tb.state()["start_count"] == 0
+
+
+def test_sigterm_just_after_a_start_with_startsecs_0_is_never_followed_by_running(tb):
+    # startsecs 0 (every run-to-completion container) went RUNNING whatever came first: a stop
+    # while the wrapper recorded the start logged STOPPING, then RUNNING, and `pmctl ready`
+    # passed during the stop
+    marker = tb.work / "started"
+    app = tb.program("app.sh", f"trap 'exit 5' TERM\necho > {marker}\nwhile :; do sleep 0.1; done")
+    proc = slow_date(tb, "--startsecs=0", "--stopwaitsecs=5", "--", app)
+    wait_for(marker.exists)  # the wrapper is still writing the state of its start (slow date)
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc, 15)
+    assert code == 5 and "SIGKILL" not in err, err
+    assert states(tb)[-3:] == ["STARTING", "STOPPING", "STOPPED"], err
 
 
 def test_a_state_dir_it_cannot_write_costs_no_error_lines(tb):
