@@ -96,3 +96,15 @@ def test_an_injected_pod_is_resized_in_place_without_a_review(cluster, webhook):
     app = resized["spec"]["containers"][0]
     assert app["resources"]["limits"] == {"cpu": "150m", "memory": "128Mi"}
     assert app["command"] == pod["spec"]["containers"][0]["command"] and len(webhook.audit_lines()) == reviews
+
+
+def test_a_stop_signal_this_api_server_drops_leaves_sigterm_the_apps_stop(cluster, webhook):
+    """Mutating webhooks see lifecycle.stopSignal before the API server drops it (its gate,
+    ContainerStopSignals, is off by default in 1.36): the kubelet then sends SIGTERM, and the
+    wrapper must hand the app SIGTERM, as without podmedic, not the signal the pod no longer has."""
+    pod = _pod("stopsignal", os={"name": "linux"}, container={"lifecycle": {"stopSignal": "SIGUSR1"}})
+    app = _created(cluster.create_pod(cluster.namespace(ENABLED), pod, dry_run=True))["spec"]["containers"][0]
+    if "stopSignal" in app.get("lifecycle", {}):
+        pytest.skip("this API server keeps lifecycle.stopSignal: its ContainerStopSignals gate is on")
+    stops = [flag for flag in app["command"][:app["command"].index("--", 3)] if flag.startswith("--stopsignal=")]
+    assert stops == ["--stopsignal=TERM"], app["command"]

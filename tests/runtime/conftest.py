@@ -53,17 +53,18 @@ class Toolbox:
     def supervise(self, program: str, options: dict[str, str] | None = None, user: int | None = None,
                   ignored: tuple[signal.Signals, ...] = (), exit_bundles: tuple[str, int] | None = None,
                   cgroup: Path | None = None, stdin: int | None = None, args: tuple[str, ...] = (),
-                  redact: tuple[str, ...] = (), termination_log: bool = True, **env: str) -> subprocess.Popen[str]:
+                  redact: tuple[str, ...] = (), termination_log: bool = True, flags: tuple[str, ...] = (),
+                  **env: str) -> subprocess.Popen[str]:
         """Start the wrapper exactly as the webhook's command prefix does (tini as PID 1's stand-in),
         in a session of its own, with the `ignored` signals ignored as a parent shell may leave them
         (nohup, a background job), in the cgroup directory `cgroup` (its cgroup.procs) when given,
         as a container's processes are, reading `stdin` (default: the test's own), with the app's
         `args` after its program and the `redact` flags (secret_env) after the others; without
-        `termination_log`, the flag of a FallbackToLogsOnError container. The fixture's teardown
-        kills whatever the session started."""
+        `termination_log`, the flag of a FallbackToLogsOnError container; `flags`, last, as the engine
+        rendered them for one container. The fixture's teardown kills whatever the session started."""
         off = () if termination_log else (toolbox_argv.NO_TERMINATION_LOG,)
-        flags = (*toolbox_argv.supervise_flags(options or {}, exit_bundles), *off, *redact)
-        argv = toolbox_argv.supervise_command(str(self.root), name="app", app=[program, *args], flags=flags)
+        rendered = (*toolbox_argv.supervise_flags(options or {}, exit_bundles), *off, *redact, *flags)
+        argv = toolbox_argv.supervise_command(str(self.root), name="app", app=[program, *args], flags=rendered)
         ids = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
 
         def prepare() -> None:

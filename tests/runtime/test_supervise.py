@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from tests import pods
+from tests.engine.test_mutations import c0, run
 from tests.runtime.conftest import NOBODY, wait_for
 from webhook.engine import keys
 from webhook.toolbox import argv as toolbox_argv
@@ -212,6 +214,33 @@ def test_stopsignal_winch_and_term_both_stop_the_container(tb, sent):
         os.kill(proc.pid, sent)
         code, _ = finish(proc, 5)
         assert code == 3 and got.read_text() == "WINCH\n"
+        assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1  # never restarted
+
+
+def _stop_flags(stop_signal: str) -> tuple[str, ...]:
+    """The stop flags the engine gives the wrapper of a container with this lifecycle.stopSignal."""
+    mutated, _ = run(pods.pod(pods.container(command=["/app"], lifecycle={"stopSignal": stop_signal}),
+                              os={"name": "linux"}))
+    command = c0(mutated)["command"]
+    return tuple(f for f in command[:command.index("--", 3)] if f.startswith("--stop"))
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGUSR1], ids=["TERM", "USR1"])
+def test_a_containers_own_stop_signal_or_sigterm_reaches_the_app_as_the_kubelet_sent_it(tb, sent):
+    """lifecycle.stopSignal is what the kubelet sends only where the API server keeps it: a 1.36
+    one drops it (ContainerStopSignals is alpha) after the webhook saw it, and the kubelet sends
+    SIGTERM. Either way the app gets what the kubelet sent, as without podmedic, once: the
+    wrapper turned SIGTERM into the dropped USR1 (an app that reopens its logs on USR1 never
+    stopped, and was killed at the end of the grace period)."""
+    got = tb.work / "got"
+    app = tb.program("app.sh", f"trap 'echo TERM >> {got}; exit 3' TERM\n"
+                               f"trap 'echo USR1 >> {got}; exit 3' USR1\nwhile :; do sleep 0.1; done")
+    proc = tb.supervise(app, {**FAST, "autorestart": "true"}, flags=_stop_flags("SIGUSR1"))
+    with cleanup(proc):
+        wait_for(lambda: tb.pmctl("ready").returncode == 0)
+        os.kill(proc.pid, sent)
+        code, err = finish(proc, 5)
+        assert (code, got.read_text()) == (3, sent.name.removeprefix("SIG") + "\n"), err
         assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1  # never restarted
 
 
