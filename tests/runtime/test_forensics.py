@@ -90,6 +90,27 @@ def test_bundle_in_the_log_directory(tb):
         assert SECRET not in f.read_text(errors="replace"), f.name
 
 
+def test_recent_logs_are_the_most_recently_written(tb):
+    """recent_logs.txt holds the tails of up to 20 files written in the last hour: the 20 written
+    last. An app that rotates its log by size writes more than 20 files an hour; taken in the
+    directory's order (ext4 hashes names), the 20 were any of them, and the file the app was
+    writing when it stopped was missing from its bundle."""
+    logs = tb.work / "logs"
+    logs.mkdir()
+    an_hour_ago = time.time() - 1800
+    for i in range(400):
+        rotated = logs / f"app.log.{i}"
+        rotated.write_text(f"rotated {i}\n")
+        os.utime(rotated, (an_hour_ago + i, an_hour_ago + i))
+    (logs / "app.log").write_text("the line before the stop\n")
+    done, _ = collect(tb, str(logs))
+    assert done.returncode == 0
+    tails = next((logs / "forensics").iterdir()).joinpath("recent_logs.txt").read_text()
+    heads = re.findall(r"^=== .*/(app\.log(?:\.\d+)?)$", tails, re.M)
+    assert heads == ["app.log", *(f"app.log.{i}" for i in range(399, 380, -1))], heads
+    assert "the line before the stop" in tails
+
+
 def test_without_log_directory_writes_the_termination_message(tb):
     term = tb.work / "termination-log"
     done, _ = collect(tb, None, PODMEDIC_TERMINATION_LOG=str(term), DB_PASSWORD=SECRET)
