@@ -111,6 +111,20 @@ def test_recent_logs_are_the_most_recently_written(tb):
     assert "the line before the stop" in tails
 
 
+def test_recent_logs_leave_out_the_bundles_whatever_the_log_path(tb):
+    """A log path is any printable absolute path (keys.parse_mount_path): `[` and `]` included.
+    find's -path reads its argument as a pattern, so `.../logs[1]/forensics` matched no path and
+    the bundles (earlier ones, and this bundle's own first files) were tailed as recent logs,
+    taking the slots of the app's."""
+    logs = tb.work / "logs[1]"
+    logs.mkdir()
+    (logs / "app.log").write_text("the app's line\n")
+    for _ in range(2):
+        assert collect(tb, str(logs))[0].returncode == 0
+    bundles = sorted((logs / "forensics").iterdir())
+    tails = bundles[-1].joinpath("recent_logs.txt").read_text()
+    assert re.findall(r"^=== (.*)$", tails, re.M) == [str(logs / "app.log")], tails
+
 def test_without_log_directory_writes_the_termination_message(tb):
     term = tb.work / "termination-log"
     done, _ = collect(tb, None, PODMEDIC_TERMINATION_LOG=str(term), DB_PASSWORD=SECRET)
