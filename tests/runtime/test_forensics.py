@@ -134,6 +134,19 @@ def test_without_log_directory_writes_the_termination_message(tb):
     assert SECRET not in text
 
 
+@pytest.mark.parametrize("before, kept", [("FATAL: config missing\n", True),
+                                           ('{"podmedic":"summary","name":"app","state":"FATAL"}\n', False)])
+def test_without_log_directory_the_apps_own_termination_message_stays(tb, before, kept):
+    """A message the app wrote (it exited, and the wrapper holds it; a probe kill then runs the
+    preStop) is the app's reason, which the wrapper never overwrites either; the wrapper's own
+    summary gives way to the collector's, as it would to the app's."""
+    term = tb.work / "termination-log"
+    term.write_text(before)
+    done, _ = collect(tb, None, PODMEDIC_TERMINATION_LOG=str(term))
+    assert done.returncode == 0
+    assert (term.read_text() == before) is kept and ("podmedic forensics" in term.read_text()) is not kept
+
+
 def test_without_log_directory_and_with_termination_log_off_leaves_the_message_empty(tb):
     """terminationMessagePolicy FallbackToLogsOnError: the kubelet makes the log's tail the
     message only while the termination log is empty."""
