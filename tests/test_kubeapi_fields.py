@@ -106,5 +106,5 @@ def test_a_stop_signal_this_api_server_drops_leaves_sigterm_the_apps_stop(cluste
     app = _created(cluster.create_pod(cluster.namespace(ENABLED), pod, dry_run=True))["spec"]["containers"][0]
     if "stopSignal" in app.get("lifecycle", {}):
         pytest.skip("this API server keeps lifecycle.stopSignal: its ContainerStopSignals gate is on")
-    stops = [flag for flag in app["command"][:app["command"].index("--", 3)] if flag.startswith("--stopsignal=")]
-    assert stops == ["--stopsignal=TERM"], app["command"]
+    stops = [flag for flag in app["command"][:app["command"].index("--", 3)] if "stopsignal=" in flag]
+    assert stops == ["--stopsignal=USR1", "--term-stopsignal=TERM"], app["command"]  # SIGTERM sends TERM

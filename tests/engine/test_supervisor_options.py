@@ -161,20 +161,20 @@ def _stopping(name: str, port: int, signal: str | None = None) -> dict:
     return container(name, command=["/" + name], ports=[{"containerPort": port}], **lifecycle)
 
 
-def test_a_containers_own_stop_signal_is_a_stop_for_the_wrapper_and_sigterm_keeps_stopsignal():
+def test_a_containers_own_stop_signal_is_the_wrappers_stopsignal_and_sigterm_keeps_the_settings_one():
     """The kubelet sends lifecycle.stopSignal to PID 1 instead of SIGTERM: forwarded as a plain
     signal, an app that exits on it was started again in the middle of its pod's shutdown. Where
     the API server dropped the field after the webhook saw it (its gate off: 1.36's default), the
-    kubelet sends SIGTERM, and the app must get SIGTERM: stopsignal stays the settings'. Each
-    container its own: the flags the namespace shares (per_pod) have no --stop-on for the others."""
+    kubelet sends SIGTERM, and the app must get SIGTERM: --term-stopsignal keeps the settings'.
+    Each container its own: the flags the namespace shares (per_pod) keep TERM for the others."""
     original = pods.pod(_stopping("a", 1, "SIGQUIT"), _stopping("b", 2), _stopping("c", 3, "SIGUSR1"),
-                        os={"name": "linux"})
+                        _stopping("d", 4, "SIGTERM"), os={"name": "linux"})
     mutated, outcome = run(original)
-    commands = [c["command"] for c in mutated["spec"]["containers"]]
-    assert [flags(command).get("stop-on") for command in commands] == ["QUIT", None, "USR1"]
-    assert [flags(command)["stopsignal"] for command in commands] == ["TERM", "TERM", "TERM"]
-    assert [sum(f.startswith("--stop") for f in command) for command in commands] == [3, 2, 3]  # and stopwaitsecs
-    assert {reasons(outcome, name)["supervisor"] for name in "abc"} == {"injected"}
+    got = [flags(c["command"]) for c in mutated["spec"]["containers"]]
+    assert [(f["stopsignal"], f.get("term-stopsignal")) for f in got] == [
+        ("QUIT", "TERM"), ("TERM", None), ("USR1", "TERM"), ("TERM", None)]
+    assert [sum(f.startswith("--stopsignal=") for f in c["command"]) for c in mutated["spec"]["containers"]] == [1] * 4
+    assert {reasons(outcome, name)["supervisor"] for name in "abcd"} == {"injected"}
 
 
 def test_a_stopsignal_annotation_of_the_pod_author_is_kept_and_a_namespace_one_gives_way():
@@ -183,7 +183,7 @@ def test_a_stopsignal_annotation_of_the_pod_author_is_kept_and_a_namespace_one_g
     mutated, _ = run(original, {PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled",
                                 PREFIX + "stopsignal": "WINCH"})
     got = [flags(c["command"]) for c in mutated["spec"]["containers"]]
-    assert [(f["stopsignal"], f.get("stop-on")) for f in got] == [("WINCH", "QUIT"), ("INT", None)]
+    assert [(f["stopsignal"], f.get("term-stopsignal")) for f in got] == [("QUIT", "WINCH"), ("INT", None)]
 
 
 @pytest.mark.parametrize("signal", ["SIGPWR", "SIGRTMIN+3", "SIGABRT"])

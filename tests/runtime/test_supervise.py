@@ -222,11 +222,12 @@ def _stop_flags(stop_signal: str) -> tuple[str, ...]:
     mutated, _ = run(pods.pod(pods.container(command=["/app"], lifecycle={"stopSignal": stop_signal}),
                               os={"name": "linux"}))
     command = c0(mutated)["command"]
-    return tuple(f for f in command[:command.index("--", 3)] if f.startswith("--stop"))
+    return tuple(f for f in command[:command.index("--", 3)] if f.startswith(("--stop", "--term-stopsignal=")))
 
 
-@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGUSR1], ids=["TERM", "USR1"])
-def test_a_containers_own_stop_signal_or_sigterm_reaches_the_app_as_the_kubelet_sent_it(tb, sent):
+@pytest.mark.parametrize("own, sent", [("SIGUSR1", signal.SIGTERM), ("SIGUSR1", signal.SIGUSR1),
+                                       ("SIGKILL", signal.SIGTERM)], ids=["USR1-TERM", "USR1-USR1", "KILL-TERM"])
+def test_a_containers_own_stop_signal_or_sigterm_reaches_the_app_as_the_kubelet_sent_it(tb, own, sent):
     """lifecycle.stopSignal is what the kubelet sends only where the API server keeps it: a 1.36
     one drops it (ContainerStopSignals is alpha) after the webhook saw it, and the kubelet sends
     SIGTERM. Either way the app gets what the kubelet sent, as without podmedic, once: the
@@ -235,7 +236,7 @@ def test_a_containers_own_stop_signal_or_sigterm_reaches_the_app_as_the_kubelet_
     got = tb.work / "got"
     app = tb.program("app.sh", f"trap 'echo TERM >> {got}; exit 3' TERM\n"
                                f"trap 'echo USR1 >> {got}; exit 3' USR1\nwhile :; do sleep 0.1; done")
-    proc = tb.supervise(app, {**FAST, "autorestart": "true"}, flags=_stop_flags("SIGUSR1"))
+    proc = tb.supervise(app, {**FAST, "autorestart": "true"}, flags=_stop_flags(own))
     with cleanup(proc):
         wait_for(lambda: tb.pmctl("ready").returncode == 0)
         os.kill(proc.pid, sent)

@@ -110,7 +110,8 @@ def _int_parser(low: int, high: int) -> Callable[[str], int]:
 
 
 # The signals the wrapper can stop on (its stopsignal): a container's lifecycle.stopSignal among
-# them becomes the wrapper's, any other one skips the supervisor (features/supervisor.py).
+# them becomes the wrapper's (a SIGTERM keeps the settings' one), any other one skips the
+# supervisor (features/supervisor.py).
 STOP_SIGNALS = ("TERM", "HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "WINCH")
 
 

@@ -27,13 +27,11 @@ container's liveness probe asks the app (holds).
 
 Stopping is the kubelet's: unless stopwaitsecs is set, the wrapper's SIGKILL after the stop
 signal waits the pod's terminationGracePeriodSeconds, so the app stops as it would unwrapped. A
-container's own stop signal (lifecycle.stopSignal, which the kubelet sends instead of SIGTERM) is a
-stop for the wrapper too (--stop-on) unless a pod or container annotation sets stopsignal:
-forwarded as a plain signal, QUIT or USR1 ended the app and the wrapper started it again in the
-middle of the shutdown. The app gets it as sent, and a SIGTERM still gets stopsignal: the webhook
-sees the field before the API server drops it (its ContainerStopSignals gate is off by default in
-1.36), and the kubelet then sends SIGTERM, which the app must get, not the dropped signal. A stop
-signal the wrapper cannot stop on skips the supervisor.
+container's own stop signal (lifecycle.stopSignal, which the kubelet sends instead of SIGTERM) is
+the wrapper's stopsignal unless a pod or container annotation sets one: forwarded as a plain
+signal, QUIT or USR1 ended the app and the wrapper started it again in the middle of the shutdown.
+A SIGTERM keeps the settings' stopsignal (--term-stopsignal, _stop_flags). A stop signal the
+wrapper cannot stop on skips the supervisor.
 
 A container with terminationMessagePolicy FallbackToLogsOnError gets a wrapper that writes its
 summary to the state dir alone: the kubelet shows the log's tail (a failed app's `FATAL: config
@@ -147,8 +145,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     redact = target.redact_flags()  # for its exit bundles and pre-mortem snapshots
     if redact:
         flags = (*flags, *redact)
-    if stop:  # beside the settings' stopsignal, which a SIGTERM still gets (per_pod's flags are shared)
-        flags = (*flags, f"--stop-on={stop}")
+    if stop:  # in place of the settings' one (per_pod's flags are shared: a new tuple)
+        flags = (*(flag for flag in flags if not flag.startswith("--stopsignal=")), *_stop_flags(ctx, name, stop))
     patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=entrypoint),
               target.spec)
     ctx.record(target, FEATURE, {"command": original})
@@ -197,11 +195,22 @@ def _grace_wait(ctx: PodContext) -> int:
     return min(max(ctx.grace_seconds(), KUBELET_MIN_GRACE), LONGEST_WAIT)
 
 
+def _stop_flags(ctx: PodContext, name: str, stop: str) -> tuple[str, ...]:
+    """The container's own stop signal as the wrapper's stopsignal, which the kubelet sends where
+    the API server kept it, and the settings' one for a SIGTERM: the API server drops the field
+    after the webhook saw it where its ContainerStopSignals gate is off (the default in 1.36), and
+    the kubelet then sends SIGTERM, which must reach the app as it would unwrapped, not as the
+    dropped signal. Two flags rather than a new one beside --stopsignal: a toolbox older than
+    --term-stopsignal ignores it and stops on the container's signal, as it did before."""
+    term = ctx.settings.value("stopsignal", name)
+    return (f"--stopsignal={stop}",) if term == stop else (f"--stopsignal={stop}", f"--term-stopsignal={term}")
+
+
 def own_stop_signal(ctx: PodContext, target: Target) -> str | None:
-    """The container's lifecycle.stopSignal without its SIG prefix, where the wrapper must also
-    take it as the stop (--stop-on): the kubelet sends it to PID 1 instead of SIGTERM, where the
-    API server kept it. None without one, or where a pod or container annotation sets
-    stopsignal (the pod author's own choice, honoured)."""
+    """The container's lifecycle.stopSignal without its SIG prefix, where it decides the
+    wrapper's stopsignal: the kubelet sends it to PID 1 instead of SIGTERM (where the API server
+    kept it), so the wrapper must take it as the stop. None without one, or where a pod or
+    container annotation sets stopsignal (the pod author's own choice, honoured)."""
     lifecycle = target.spec.get("lifecycle")
     signal = lifecycle.get("stopSignal") if isinstance(lifecycle, dict) else None
     if not isinstance(signal, str) or ctx.settings.get("stopsignal", target.name).level in _AUTHOR:
