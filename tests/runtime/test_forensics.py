@@ -134,7 +134,7 @@ def test_without_log_directory_writes_the_termination_message(tb):
     assert SECRET not in text
 
 
-@pytest.mark.parametrize("before, kept", [("FATAL: config missing\n", True),
+@pytest.mark.parametrize("before, kept", [("FATAL: config missing\n", True), ("\nFATAL: config missing\n", True),
                                            ('{"podmedic":"summary","name":"app","state":"FATAL"}\n', False)])
 def test_without_log_directory_the_apps_own_termination_message_stays(tb, before, kept):
     """A message the app wrote (it exited, and the wrapper holds it; a probe kill then runs the

@@ -134,12 +134,13 @@ def test_the_termination_log_holds_the_summary(tb):
     final = json.loads(termlog.read_text())
     assert final["clean"] is True and final["state"] == "STOPPED"
 
-    # a termination message someone else wrote (the preStop collector, the app) stays
-    termlog.write_text("app: cannot reach the database\n")
+    # a termination message someone else wrote (the preStop collector, the app) stays, even one
+    # that starts with an empty line
+    termlog.write_text("\napp: cannot reach the database\n")
     proc = tb.supervise(app, FAST, PODMEDIC_TERMINATION_LOG=str(termlog), PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
     wait_for(lambda: running(tb))
     stop(proc)
-    assert termlog.read_text() == "app: cannot reach the database\n"
+    assert termlog.read_text() == "\napp: cannot reach the database\n"
 
 
 def test_with_termination_log_off_a_failed_app_leaves_it_empty_and_the_summary_in_the_state_dir(tb):
