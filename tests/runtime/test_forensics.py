@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -97,12 +98,14 @@ def test_recent_logs_are_the_most_recently_written(tb):
     writing when it stopped was missing from its bundle."""
     logs = tb.work / "logs"
     logs.mkdir()
+    # created in an order unrelated to the times written (tmpfs lists the newest entry first,
+    # ext4 by a hash of the name): app.log first, the rotated ones shuffled, times set after
+    (logs / "app.log").write_text("the line before the stop\n")
     an_hour_ago = time.time() - 1800
-    for i in range(400):
+    for i in random.Random(18).sample(range(400), 400):
         rotated = logs / f"app.log.{i}"
         rotated.write_text(f"rotated {i}\n")
         os.utime(rotated, (an_hour_ago + i, an_hour_ago + i))
-    (logs / "app.log").write_text("the line before the stop\n")
     done, _ = collect(tb, str(logs))
     assert done.returncode == 0
     tails = next((logs / "forensics").iterdir()).joinpath("recent_logs.txt").read_text()
