@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.node.conftest import BUSYBOX, PREFIX, Cluster, wait_for
+from tests.node.conftest import BUSYBOX, PREFIX, STATIC, Cluster, wait_for
 
 pytestmark = pytest.mark.node
 
@@ -55,6 +55,28 @@ def test_an_ephemeral_container_sees_the_held_app_and_leaves_the_wrapper_alone(d
     assert "/podmedic/supervise --name app" in seen, seen  # the app's PID namespace
     (app,) = deployed.get("pod", "crash", ns)["status"]["containerStatuses"]
     assert "running" in app["state"] and app["restartCount"] == 0, app  # still held, not restarted
+
+
+def test_a_held_app_without_a_shell_is_inspected_with_the_command_its_log_names(deployed: Cluster) -> None:
+    """docs/operations.md's runbook in an image with nothing but the app (no shell, no libc): the
+    wrapper's hold line names the command to exec, and the toolbox's busybox shell runs there,
+    with its own applets (ls, ps), beside the held scene."""
+    ns = deployed.namespace(inject="enabled", supervisor="enabled")
+    pod = _pod("bare", "", {PREFIX + "startretries": "1"}, image=STATIC)
+    pod["spec"]["containers"][0]["command"] = ["/app", "exit", "3"]
+    deployed.kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(pod))
+    hold = "; exec in: /podmedic/bin/busybox sh /podmedic/pmctl status"
+
+    def held() -> str | None:
+        out = deployed.kubectl("-n", ns, "logs", "bare", "-c", "app", check=False).stdout
+        return out if hold in out else None
+
+    log = wait_for("the hold's log line", held, timeout=90)
+    status = deployed.exec(ns, "bare", "app", *hold.removeprefix("; exec in: ").split())
+    assert status.returncode == 0 and "FATAL" in status.stdout and "last exit 3" in status.stdout, (status, log)
+    shell = deployed.exec(ns, "bare", "app", "/podmedic/bin/busybox", "sh", "-c", "ls /app && ps -o args")
+    assert shell.returncode == 0 and "/podmedic/supervise --name app" in shell.stdout, shell
+    assert deployed.exec(ns, "bare", "app", "sh", "-c", "true").returncode != 0  # the image itself has no shell
 
 
 def test_a_copy_with_a_debug_shell_gets_no_second_injection_and_becomes_ready(deployed: Cluster) -> None:

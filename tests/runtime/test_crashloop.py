@@ -64,6 +64,7 @@ def test_crash_loop_after_startsecs_backs_off_and_is_held_after_the_limit(tb):
     assert code == 3
     assert "restart in 1s" in err and "restart in 2s" in err and "restart in 4s" in err
     assert "FATAL: 4 unexpected exits within 60s (restart-limit 3)" in err and "holding the container" in err
+    assert f"; exec in: {tb.root}/bin/busybox sh {tb.root}/pmctl status\n" in err  # the toolbox's paths: no shell needed
 
 
 def test_on_fatal_exit_after_the_limit_exits_with_the_apps_code(tb):
