@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests import pods
-from tests.engine.test_mutations import c0, run
+from tests.engine.test_mutations import ALL_ON, c0, run
 from tests.runtime.conftest import NOBODY, wait_for
 from webhook.engine import keys
 from webhook.toolbox import argv as toolbox_argv
@@ -217,31 +217,36 @@ def test_stopsignal_winch_and_term_both_stop_the_container(tb, sent):
         assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1  # never restarted
 
 
-def _stop_flags(stop_signal: str) -> tuple[str, ...]:
-    """The stop flags the engine gives the wrapper of a container with this lifecycle.stopSignal."""
+def _stop_flags(stop_signal: str, configured: str = "TERM") -> tuple[str, ...]:
+    """The stop flags the engine gives the wrapper of a container with this lifecycle.stopSignal,
+    in a namespace whose stopsignal is `configured`."""
     mutated, _ = run(pods.pod(pods.container(command=["/app"], lifecycle={"stopSignal": stop_signal}),
-                              os={"name": "linux"}))
+                              os={"name": "linux"}), {**ALL_ON, "podmedic.io/stopsignal": configured})
     command = c0(mutated)["command"]
     return tuple(f for f in command[:command.index("--", 3)] if f.startswith(("--stop", "--term-stopsignal=")))
 
 
-@pytest.mark.parametrize("own, sent", [("SIGUSR1", signal.SIGTERM), ("SIGUSR1", signal.SIGUSR1),
-                                       ("SIGKILL", signal.SIGTERM)], ids=["USR1-TERM", "USR1-USR1", "KILL-TERM"])
-def test_a_containers_own_stop_signal_or_sigterm_reaches_the_app_as_the_kubelet_sent_it(tb, own, sent):
+@pytest.mark.parametrize("own, configured, sent, got", [
+    ("SIGUSR1", "TERM", signal.SIGTERM, "TERM"), ("SIGUSR1", "TERM", signal.SIGUSR1, "USR1"),
+    ("SIGKILL", "TERM", signal.SIGTERM, "TERM"),
+    # the runtime sends the image's STOPSIGNAL, which the namespace's stopsignal matches (httpd: WINCH)
+    ("SIGUSR1", "WINCH", signal.SIGWINCH, "WINCH"), ("SIGUSR1", "WINCH", signal.SIGTERM, "WINCH"),
+], ids=["USR1-TERM", "USR1-USR1", "KILL-TERM", "USR1-WINCH-WINCH", "USR1-WINCH-TERM"])
+def test_a_containers_own_stop_signal_or_sigterm_reaches_the_app_as_the_kubelet_sent_it(tb, own, configured, sent, got):
     """lifecycle.stopSignal is what the kubelet sends only where the API server keeps it: a 1.36
     one drops it (ContainerStopSignals is alpha) after the webhook saw it, and the kubelet sends
     SIGTERM. Either way the app gets what the kubelet sent, as without podmedic, once: the
     wrapper turned SIGTERM into the dropped USR1 (an app that reopens its logs on USR1 never
     stopped, and was killed at the end of the grace period)."""
-    got = tb.work / "got"
-    app = tb.program("app.sh", f"trap 'echo TERM >> {got}; exit 3' TERM\n"
-                               f"trap 'echo USR1 >> {got}; exit 3' USR1\nwhile :; do sleep 0.1; done")
-    proc = tb.supervise(app, {**FAST, "autorestart": "true"}, flags=_stop_flags(own))
+    received = tb.work / "got"
+    app = tb.program("app.sh", "".join(f"trap 'echo {sig} >> {received}; exit 3' {sig}\n" for sig in ("TERM", "USR1", "WINCH"))
+                     + "while :; do sleep 0.1; done")
+    proc = tb.supervise(app, {**FAST, "autorestart": "true"}, flags=_stop_flags(own, configured))
     with cleanup(proc):
         wait_for(lambda: tb.pmctl("ready").returncode == 0)
         os.kill(proc.pid, sent)
         code, err = finish(proc, 5)
-        assert (code, got.read_text()) == (3, sent.name.removeprefix("SIG") + "\n"), err
+        assert (code, received.read_text()) == (3, got + "\n"), err
         assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1  # never restarted
 
 

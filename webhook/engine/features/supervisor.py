@@ -197,11 +197,13 @@ def _grace_wait(ctx: PodContext) -> int:
 
 def _stop_flags(ctx: PodContext, name: str, stop: str) -> tuple[str, ...]:
     """The container's own stop signal as the wrapper's stopsignal, which the kubelet sends where
-    the API server kept it, and the settings' one for a SIGTERM: the API server drops the field
-    after the webhook saw it where its ContainerStopSignals gate is off (the default in 1.36), and
-    the kubelet then sends SIGTERM, which must reach the app as it would unwrapped, not as the
-    dropped signal. Two flags rather than a new one beside --stopsignal: a toolbox older than
-    --term-stopsignal ignores it and stops on the container's signal, as it did before."""
+    the API server kept it, and the settings' one for a SIGTERM, a SIGINT and itself: the API
+    server drops the field after the webhook saw it where its ContainerStopSignals gate is off
+    (the default in 1.36), and the runtime then sends the image's STOPSIGNAL (SIGTERM unless the
+    image sets one, which the settings' stopsignal matches), which must reach the app as it would
+    unwrapped, not as the dropped signal. Two flags rather than a new one beside --stopsignal: a
+    toolbox older than --term-stopsignal ignores it and stops on the container's signal, as it
+    did before."""
     term = ctx.settings.value("stopsignal", name)
     return (f"--stopsignal={stop}",) if term == stop else (f"--stopsignal={stop}", f"--term-stopsignal={term}")
 
