@@ -95,9 +95,10 @@ def test_an_empty_kubeconfig_variable_is_unset(tmp_path):
     """KUBECONFIG is kubectl's, not podmedic's: empty is unset (kubectl's convention), in-cluster."""
     config = tmp_path / "config.yaml"
     config.write_text(f"logs: {{hostRoot: {tmp_path / 'root'}}}\n")
-    done = podmedic(*JANITOR, "--config", str(config), cwd=tmp_path, env={**_env(), "KUBECONFIG": ""})
+    done = podmedic(*JANITOR, "--config", str(config), cwd=tmp_path,
+                    env={**_env(), "KUBECONFIG": "", "HOME": str(tmp_path)})  # no ~/.kube/config either
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert "in-cluster configuration (no --kubeconfig or KUBECONFIG given)" in done.stdout, done.stdout
+    assert "in-cluster configuration (no --kubeconfig, KUBECONFIG or ~/.kube/config)" in done.stdout, done.stdout
 
 
 @pytest.mark.parametrize("size", ["0", "-1", "x"])

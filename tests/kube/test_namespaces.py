@@ -216,8 +216,9 @@ def test_kubeconfig_from_the_environment(kube: FakeKube, tmp_path: Path, monkeyp
         source.stop()
 
 
-def test_no_kubeconfig_outside_a_cluster_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_kubeconfig_outside_a_cluster_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(ValueError, match="in-cluster configuration"):
         source_from_args(None, None)

@@ -427,8 +427,9 @@ def test_an_unreachable_api_server_is_a_clear_error(kube: FakeKube) -> None:
     assert "Connection refused" in err
 
 
-def test_no_cluster_configuration_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_cluster_configuration_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     code, err = run_cli()
     assert code == 1 and err.startswith("podmedic certs install: cannot use the in-cluster configuration")

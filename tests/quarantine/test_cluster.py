@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -298,6 +299,20 @@ def test_the_preflight_reads_pdbs_and_network_policies_and_the_shipped_policy_un
     cluster.kubectl("-n", ns.name, "apply", "-f", str(ROOT / "deploy" / "quarantine" / "networkpolicy.yaml"))
     pod = wait_for("web-a quarantined once isolated", lambda: ns.quarantined("web-a"))
     assert pod["metadata"]["labels"] == {"tier": "frontend", PREFIX + "quarantined": "true"}
+
+
+def test_without_kubeconfig_or_its_variable_the_cli_reads_kubectls_default_file(cluster, tmp_path):  # noqa: F811
+    """kubectl's order: with neither --kubeconfig nor KUBECONFIG, ~/.kube/config. The runbook's
+    `podmedic quarantine list` (and `make deploy`'s `certs install`) failed for a user who relies on
+    that file, wanting the in-cluster configuration of a pod."""
+    ns = Namespace(cluster)
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    (home / ".kube" / "config").write_text(Path(cluster.kubeconfig).read_text())
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+    done = subprocess.run([sys.executable, "-m", "webhook.cli", "quarantine", "list", "-n", ns.name, "-o", "json"],
+                          cwd=ROOT, env={**env, "HOME": str(home)}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and json.loads(done.stdout) == [], (done.stdout, done.stderr)
 
 
 def test_the_controller_account_cannot_exec_or_read_secrets(cluster, account):  # noqa: F811

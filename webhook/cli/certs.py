@@ -167,5 +167,5 @@ def _add_install(commands: Any) -> None:
     p.add_argument("--days", type=whole(1, MAX_DAYS), default=SERVING_DAYS,
                    help=f"serving certificate validity (default {SERVING_DAYS})")
     p.add_argument("--ca-days", type=whole(1, MAX_DAYS), default=CA_DAYS, help=f"validity of a new CA (default {CA_DAYS})")
-    p.add_argument("--kubeconfig", type=path(), help="kubeconfig file (default $KUBECONFIG, else the in-cluster service account)")
+    p.add_argument("--kubeconfig", type=path(), help="kubeconfig file (default $KUBECONFIG, else ~/.kube/config, else the in-cluster service account)")
     p.set_defaults(func=cmd_install)

@@ -43,7 +43,7 @@ def _register_janitor(commands: Any) -> None:
     j.add_argument("--config", type=path("PODMEDIC_CONFIG"), default=env("PODMEDIC_CONFIG"),
                    help="global configuration YAML (log roots, logs.janitor) [PODMEDIC_CONFIG]")
     j.add_argument("--kubeconfig", type=path(), default=env_kubeconfig(),
-                   help="kubeconfig; default in-cluster [KUBECONFIG]")
+                   help="kubeconfig; default $KUBECONFIG, else ~/.kube/config, else in-cluster")
     mode = j.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", dest="dry_run", action="store_true", default=None,
                       help="only report what would be deleted (default: logs.janitor.dryRun)")

@@ -32,7 +32,7 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=path("PODMEDIC_CONFIG"), default=argparse.SUPPRESS,
                         help="global configuration YAML (the annotation prefix, the defaults) [PODMEDIC_CONFIG]")
-    common.add_argument("--kubeconfig", type=path(), default=argparse.SUPPRESS, help="kubeconfig; default in-cluster [KUBECONFIG]")
+    common.add_argument("--kubeconfig", type=path(), default=argparse.SUPPRESS, help="kubeconfig; default $KUBECONFIG, else ~/.kube/config, else in-cluster")
     return common
 
 

@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
                    help="standalone mode: Namespace objects as `kubectl get ns -o yaml` prints them, "
                    "instead of watching the API [PODMEDIC_NAMESPACES_FILE]")
     p.add_argument("--kubeconfig", type=path(), default=env_kubeconfig(),
-                   help="kubeconfig for the namespace watch; default in-cluster [KUBECONFIG]")
+                   help="kubeconfig for the namespace watch; default $KUBECONFIG, else ~/.kube/config, else in-cluster")
     p.add_argument("--workers", type=whole(1, var="PODMEDIC_WORKERS"), default=env("PODMEDIC_WORKERS", "2"),
                    help="gunicorn worker processes [PODMEDIC_WORKERS]")
     p.add_argument("--threads", type=whole(1, var="PODMEDIC_THREADS"), default=env("PODMEDIC_THREADS", "2"),
