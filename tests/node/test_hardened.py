@@ -37,12 +37,17 @@ def test_a_hardened_app_gets_ready_then_is_held_after_crashes_with_its_exit_bund
     node, log = deployed.wrapped_app_started(ns, "hardened")
     deployed.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/hardened", "--timeout=60s")
     assert deployed.node_file(node, log) == f"started as {UID}\n"  # the UID writes the log dir
+    # Ready is the port's answer, which can come within the wrapper's startsecs (1 s): an app
+    # killed before it is a failed start (BACKOFF, one retry left), not an exit after RUNNING
+    pmctl = ("/podmedic/bin/busybox", "sh", "/podmedic/pmctl")
+    wait_for("the wrapper's RUNNING", lambda: deployed.exec(ns, "hardened", "app", *pmctl, "ready", "app").returncode == 0,
+             timeout=30)
 
     # kubectl exec as that UID: the marker, then the app's end (SIGTERM: an unexpected exit)
     done = deployed.exec(ns, "hardened", "app", "sh", "-c", f"touch {LOGS}/crash && kill $(pidof httpd)")
     assert done.returncode == 0, done.stderr
     status = wait_for("pmctl status to show FATAL", lambda: (
-        out := deployed.exec(ns, "hardened", "app", "/podmedic/bin/busybox", "sh", "/podmedic/pmctl", "status")
+        out := deployed.exec(ns, "hardened", "app", *pmctl, "status")
     ).returncode == 0 and "FATAL" in out.stdout and out.stdout, timeout=60)
     assert "last exit 3" in status
     state = wait_for("the held container to be NotReady", lambda: next(
