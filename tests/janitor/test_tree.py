@@ -165,6 +165,29 @@ def test_a_directory_swapped_for_a_symlink_between_stat_and_open_is_left(root, d
     assert (root / DEAD).is_dir() and not (root / (DELETING + DEAD)).exists()  # its name back, for the next run
 
 
+def test_a_file_swapped_for_a_directory_before_its_unlink_is_a_change(root, monkeypatch):
+    """The other side of the race: the walk found a file (or a link) and the tenant puts a
+    directory under its name before the unlink, which then fails with EISDIR. That is the tree
+    changing, as any other change during deletion (its name back, for the next run), not an error
+    of the run (the racing test below hit it)."""
+    pod_dir(root)
+    real_unlink = os.unlink
+
+    def swap_then_unlink(name, *, dir_fd=None):
+        if name == "app.0.log":  # the tenant's move, between the walk and the unlink
+            real_unlink(name, dir_fd=dir_fd)
+            os.mkdir(name, dir_fd=dir_fd)
+        return real_unlink(name, dir_fd=dir_fd)
+
+    r = opened(root)
+    measured = tree.measure(r, DEAD, time.monotonic() + FAR)
+    r.close()
+    monkeypatch.setattr(tree.os, "unlink", swap_then_unlink)
+    with pytest.raises(tree.Changed, match="became a directory"):
+        delete(root, since_ns=measured.last_change_ns)
+    assert (root / DEAD).is_dir() and not (root / (DELETING + DEAD)).exists()  # its name back, for the next run
+
+
 RACER = """
 import os, sys
 app, decoy = int(sys.argv[1]), sys.argv[2]  # its directory as an inherited descriptor

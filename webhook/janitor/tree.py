@@ -282,6 +282,8 @@ def _unlink(parent: int, name: str) -> None:
         os.unlink(name, dir_fd=parent)
     except FileNotFoundError:
         pass
+    except IsADirectoryError:  # a file or link when walked, a directory now: the tenant's doing
+        raise Changed("a file became a directory during deletion") from None
 
 
 def _rmdir(parent: int, name: str) -> None:
