@@ -165,7 +165,8 @@ def test_a_containers_own_stop_signal_is_the_wrappers_stopsignal_and_sigterm_kee
     """The kubelet sends lifecycle.stopSignal to PID 1 instead of SIGTERM: forwarded as a plain
     signal, an app that exits on it was started again in the middle of its pod's shutdown. Where
     the API server dropped the field after the webhook saw it (its gate off: 1.36's default), the
-    kubelet sends SIGTERM, and the app must get SIGTERM: --term-stopsignal keeps the settings'.
+    runtime sends SIGTERM (or the image's STOPSIGNAL), and the app must get the configured signal
+    for it: --term-stopsignal keeps the settings'.
     Each container its own: the flags the namespace shares (per_pod) keep TERM for the others."""
     original = pods.pod(_stopping("a", 1, "SIGQUIT"), _stopping("b", 2), _stopping("c", 3, "SIGUSR1"),
                         _stopping("d", 4, "SIGTERM"), os={"name": "linux"})

@@ -234,10 +234,11 @@ def _stop_flags(stop_signal: str, configured: str = "TERM") -> tuple[str, ...]:
 ], ids=["USR1-TERM", "USR1-USR1", "KILL-TERM", "USR1-WINCH-WINCH", "USR1-WINCH-TERM"])
 def test_a_containers_own_stop_signal_or_sigterm_reaches_the_app_as_the_kubelet_sent_it(tb, own, configured, sent, got):
     """lifecycle.stopSignal is what the kubelet sends only where the API server keeps it: a 1.36
-    one drops it (ContainerStopSignals is alpha) after the webhook saw it, and the kubelet sends
-    SIGTERM. Either way the app gets what the kubelet sent, as without podmedic, once: the
-    wrapper turned SIGTERM into the dropped USR1 (an app that reopens its logs on USR1 never
-    stopped, and was killed at the end of the grace period)."""
+    one drops it (ContainerStopSignals is alpha) after the webhook saw it, and the runtime sends
+    the image's STOPSIGNAL (SIGTERM, or the one the configured stopsignal matches). Either way the
+    app gets that signal, as without podmedic, once: the wrapper turned SIGTERM into the dropped
+    USR1 (an app that reopens its logs on USR1 never stopped, and was killed at the end of the
+    grace period), and a WINCH it only forwarded restarted the app during its shutdown."""
     received = tb.work / "got"
     app = tb.program("app.sh", "".join(f"trap 'echo {sig} >> {received}; exit 3' {sig}\n" for sig in ("TERM", "USR1", "WINCH"))
                      + "while :; do sleep 0.1; done")
