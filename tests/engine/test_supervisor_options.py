@@ -184,12 +184,31 @@ def test_a_stopsignal_annotation_of_the_pod_author_is_kept_and_a_namespace_one_g
     mutated, _ = run(original, {PREFIX + "inject": "enabled", PREFIX + "supervisor": "enabled",
                                 PREFIX + "stopsignal": "WINCH"})
     got = [flags(c["command"]) for c in mutated["spec"]["containers"]]
-    assert [(f["stopsignal"], f.get("term-stopsignal")) for f in got] == [("QUIT", "WINCH"), ("INT", None)]
+    assert [(f["stopsignal"], f.get("term-stopsignal"), f.get("kubelet-stopsignal")) for f in got] == [
+        ("QUIT", "WINCH", None), ("INT", None, "QUIT")]
 
 
+@pytest.mark.parametrize("own, authored, kubelet", [
+    ("SIGUSR1", "QUIT", "USR1"), ("SIGQUIT", "QUIT", None), ("SIGTERM", "QUIT", None), ("SIGINT", "QUIT", None),
+    ("SIGKILL", "QUIT", None), ("SIGWINCH", "KILL", "WINCH")])
+def test_the_containers_own_stop_signal_beside_the_authors_stopsignal_is_a_stop(own, authored, kubelet):
+    """The author's stopsignal is what the app gets; the container's own signal, which the kubelet
+    sends instead of SIGTERM, must stop the container too (--kubelet-stopsignal) unless the
+    wrapper stops on it already (the same signal, TERM, INT) or never sees it (KILL)."""
+    mutated, outcome = run(pods.pod(_stopping("app", 80, own), os={"name": "linux"},
+                                    annotations={PREFIX + "stopsignal": authored}))
+    got = flags(c0(mutated)["command"])
+    assert (got["stopsignal"], got.get("term-stopsignal"), got.get("kubelet-stopsignal")) == (authored, None, kubelet)
+    assert reasons(outcome, "app")["supervisor"] == "injected"
+
+
+@pytest.mark.parametrize("authored", [None, "QUIT"])
 @pytest.mark.parametrize("signal", ["SIGPWR", "SIGRTMIN+3", "SIGABRT"])
-def test_a_stop_signal_the_wrapper_cannot_stop_on_skips_the_supervisor_with_a_warning(signal):
-    mutated, outcome = run(pods.pod(_stopping("app", 80, signal), os={"name": "linux"}))
+def test_a_stop_signal_the_wrapper_cannot_stop_on_skips_the_supervisor_with_a_warning(signal, authored):
+    """Also beside the author's stopsignal: the wrapper forwarded it, and an app that exits on it
+    was started again in the middle of its pod's shutdown."""
+    annotations = {PREFIX + "stopsignal": authored} if authored else {}
+    mutated, outcome = run(pods.pod(_stopping("app", 80, signal), os={"name": "linux"}, annotations=annotations))
     assert reasons(outcome, "app")["supervisor"] == "stop-signal-unsupported"
     assert c0(mutated)["command"] == ["/app"]
     assert any(signal in w and w.startswith("podmedic: container app: supervisor:")

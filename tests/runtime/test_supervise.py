@@ -217,13 +217,16 @@ def test_stopsignal_winch_and_term_both_stop_the_container(tb, sent):
         assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1  # never restarted
 
 
-def _stop_flags(stop_signal: str, configured: str = "TERM") -> tuple[str, ...]:
+def _stop_flags(stop_signal: str, configured: str = "TERM", authored: str | None = None) -> tuple[str, ...]:
     """The stop flags the engine gives the wrapper of a container with this lifecycle.stopSignal,
-    in a namespace whose stopsignal is `configured`."""
+    in a namespace whose stopsignal is `configured`, in a pod whose author annotated `authored`."""
+    annotations = {"podmedic.io/stopsignal": authored} if authored else {}
     mutated, _ = run(pods.pod(pods.container(command=["/app"], lifecycle={"stopSignal": stop_signal}),
-                              os={"name": "linux"}), {**ALL_ON, "podmedic.io/stopsignal": configured})
+                              os={"name": "linux"}, annotations=annotations),
+                     {**ALL_ON, "podmedic.io/stopsignal": configured})
     command = c0(mutated)["command"]
-    return tuple(f for f in command[:command.index("--", 3)] if f.startswith(("--stop", "--term-stopsignal=")))
+    return tuple(f for f in command[:command.index("--", 3)]
+                 if f.startswith(("--stop", "--term-stopsignal=", "--kubelet-stopsignal=")))
 
 
 @pytest.mark.parametrize("own, configured, sent, got", [
@@ -248,6 +251,26 @@ def test_a_containers_own_stop_signal_or_sigterm_reaches_the_app_as_the_kubelet_
         os.kill(proc.pid, sent)
         code, err = finish(proc, 5)
         assert (code, received.read_text()) == (3, got + "\n"), err
+        assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1  # never restarted
+
+
+@pytest.mark.parametrize("sent", [signal.SIGUSR1, signal.SIGTERM], ids=["USR1", "TERM"])
+def test_the_containers_own_stop_signal_stops_with_the_pod_authors_stopsignal(tb, sent):
+    """The pod's author annotated stopsignal QUIT and the container has lifecycle.stopSignal
+    SIGUSR1, which the kubelet sends where the API server kept it: the wrapper forwarded it, the
+    app exited on it and was started again in the middle of its pod's shutdown. Now it is a stop,
+    and the app gets the author's QUIT, as for a SIGTERM."""
+    flags = _stop_flags("SIGUSR1", authored="QUIT")
+    assert flags[0] == "--stopsignal=QUIT" and "--kubelet-stopsignal=USR1" in flags, flags
+    received = tb.work / "got"
+    app = tb.program("app.sh", "".join(f"trap 'echo {sig} >> {received}; exit 3' {sig}\n" for sig in ("TERM", "USR1", "QUIT"))
+                     + "while :; do sleep 0.1; done")
+    proc = tb.supervise(app, {**FAST, "autorestart": "true"}, flags=flags)
+    with cleanup(proc):
+        wait_for(lambda: tb.pmctl("ready").returncode == 0)
+        os.kill(proc.pid, sent)
+        code, err = finish(proc, 5)
+        assert (code, received.read_text()) == (3, "QUIT\n"), err
         assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1  # never restarted
 
 

@@ -30,8 +30,9 @@ signal waits the pod's terminationGracePeriodSeconds, so the app stops as it wou
 container's own stop signal (lifecycle.stopSignal, which the kubelet sends instead of SIGTERM) is
 the wrapper's stopsignal unless a pod or container annotation sets one: forwarded as a plain
 signal, QUIT or USR1 ended the app and the wrapper started it again in the middle of the shutdown.
-A SIGTERM keeps the settings' stopsignal (--term-stopsignal, _stop_flags). A stop signal the
-wrapper cannot stop on skips the supervisor.
+A SIGTERM keeps the settings' stopsignal (--term-stopsignal, _stop_flags). Beside the author's
+stopsignal the container's own signal is a stop that sends the author's (--kubelet-stopsignal,
+_authored_stop_flags). A stop signal the wrapper cannot stop on skips the supervisor.
 
 A container with terminationMessagePolicy FallbackToLogsOnError gets a wrapper that writes its
 summary to the state dir alone: the kubelet shows the log's tail (a failed app's `FATAL: config
@@ -59,6 +60,8 @@ _LOGS, _FORENSICS = FeatureName.LOGS, FeatureName.FORENSICS
 # a pod or container annotation setting one of them is the pod author's choice and is honoured.
 _RUN_ONCE = MappingProxyType({"autorestart": "false", "startsecs": "0"})
 _AUTHOR = (Level.POD, Level.CONTAINER)
+# Signals the wrapper takes as a stop whatever its stopsignal (TERM, INT), or never sees (KILL)
+_STOPS_ALREADY = frozenset({"TERM", "INT", "KILL"})
 # Where stopwaitsecs is unset, the wrapper waits as long as the kubelet does before its SIGKILL:
 # the pod's grace period, but at least the kubelet's own minimum (minimumGracePeriodInSeconds).
 # A shorter wait cut short the shutdown the pod gives its app (supervisord's 10 s killed an app
@@ -130,7 +133,7 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
         init = pid1_init(entrypoint, target.spec.get("args"))
         if init:
             return Decision(FEATURE, name, Reason.PID1_REQUIRED, init, level)
-    stop = own_stop_signal(ctx, target)
+    stop, authored = own_stop_signal(ctx, target)
     if stop and stop not in STOP_SIGNALS:
         return Decision(FEATURE, name, Reason.STOP_SIGNAL_UNSUPPORTED, f"SIG{stop}", level)
     bundles = exit_bundles(ctx, name)
@@ -146,7 +149,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if redact:
         flags = (*flags, *redact)
     if stop:  # in place of the settings' one (per_pod's flags are shared: a new tuple)
-        flags = (*(flag for flag in flags if not flag.startswith("--stopsignal=")), *_stop_flags(ctx, name, stop))
+        flags = _authored_stop_flags(ctx, name, stop, flags) if authored else (
+            *(flag for flag in flags if not flag.startswith("--stopsignal=")), *_stop_flags(ctx, name, stop))
     patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=entrypoint),
               target.spec)
     ctx.record(target, FEATURE, {"command": original})
@@ -208,16 +212,29 @@ def _stop_flags(ctx: PodContext, name: str, stop: str) -> tuple[str, ...]:
     return (f"--stopsignal={stop}",) if term == stop else (f"--stopsignal={stop}", f"--term-stopsignal={term}")
 
 
-def own_stop_signal(ctx: PodContext, target: Target) -> str | None:
-    """The container's lifecycle.stopSignal without its SIG prefix, where it decides the
-    wrapper's stopsignal: the kubelet sends it to PID 1 instead of SIGTERM (where the API server
-    kept it), so the wrapper must take it as the stop. None without one, or where a pod or
-    container annotation sets stopsignal (the pod author's own choice, honoured)."""
+def _authored_stop_flags(ctx: PodContext, name: str, stop: str, flags: tuple[str, ...]) -> tuple[str, ...]:
+    """The pod author's stopsignal stays the wrapper's, and the container's own stop signal, which
+    the kubelet sends where the API server kept it, becomes a stop that sends it
+    (--kubelet-stopsignal): forwarded as a plain signal, an app that exits on it was started again
+    in the middle of its pod's shutdown. None is needed for the same signal, a SIGTERM or a SIGINT
+    (already stops) or a SIGKILL (never reaches the wrapper). A toolbox older than the flag ignores
+    it and forwards that signal, as it did before."""
+    if stop in _STOPS_ALREADY or stop == ctx.settings.value("stopsignal", name):
+        return flags
+    return (*flags, f"--kubelet-stopsignal={stop}")
+
+
+def own_stop_signal(ctx: PodContext, target: Target) -> tuple[str | None, bool]:
+    """The container's lifecycle.stopSignal without its SIG prefix (None without one), and
+    whether a pod or container annotation sets stopsignal (the pod author's own choice, honoured
+    as the signal the app gets). Otherwise the container's signal is the wrapper's stopsignal: the
+    kubelet sends it to PID 1 instead of SIGTERM (where the API server kept it), so the wrapper
+    must take it as the stop either way."""
     lifecycle = target.spec.get("lifecycle")
     signal = lifecycle.get("stopSignal") if isinstance(lifecycle, dict) else None
-    if not isinstance(signal, str) or ctx.settings.get("stopsignal", target.name).level in _AUTHOR:
-        return None
-    return signal.removeprefix("SIG")
+    if not isinstance(signal, str):
+        return None, False
+    return signal.removeprefix("SIG"), ctx.settings.get("stopsignal", target.name).level in _AUTHOR
 
 
 def _wrapper(ctx: PodContext, name: str, bundles: tuple[str, int] | None,
