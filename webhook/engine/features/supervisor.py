@@ -151,8 +151,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if stop:  # in place of the settings' one (per_pod's flags are shared: a new tuple)
         flags = _authored_stop_flags(ctx, name, stop, flags) if authored else (
             *(flag for flag in flags if not flag.startswith("--stopsignal=")), *_stop_flags(ctx, name, stop))
-    patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=entrypoint),
-              target.spec)
+    app = original or unexpanded(entrypoint)
+    patch.set(target.path + ("command",), toolbox.supervise_command(name=name, flags=flags, app=app), target.spec)
     ctx.record(target, FEATURE, {"command": original})
     if can_hold:  # after record(), as a record: a mutator that raised leaves no holder behind
         ctx.holding.add(name)
@@ -160,6 +160,14 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if once:
         return Decision(FEATURE, name, INJECTED, f"wrapping {source}; run-to-completion ({once}): {note}", level)
     return Decision(FEATURE, name, INJECTED, f"wrapping {source}; {note}", level)
+
+
+def unexpanded(words: list[str]) -> list[str]:
+    """The entrypoint setting as the container's `command`, each `$` written `$$`: the kubelet
+    expands `$(VAR)` and turns `$$` into `$` in a container's command, never in the image's
+    ENTRYPOINT the setting names. Unescaped, `sh -c 'echo $$ > /run/app.pid'` wrote `$` there
+    and `$(PORT)` the value of the container's PORT variable, where the image ran them as written."""
+    return [word.replace("$", "$$") for word in words]
 
 
 def pid1_init(command: list[str], args: object) -> str | None:
