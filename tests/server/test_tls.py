@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import ROOT, free_port
 from webhook.cli.config import load
@@ -165,6 +166,26 @@ def test_an_expired_pair_is_not_rotated_in(tmp_path: Path, caplog: pytest.LogCap
         assert reloader.context() is first
     assert reloader.not_after == _not_after(good) and reloader.valid
     assert any("not now" in r.getMessage() and "keeping the previous" in r.getMessage() for r in caplog.records)
+
+
+def test_an_encrypted_key_is_refused_with_its_reason_and_never_prompts(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """OpenSSL asks for the passphrase of an encrypted key on the terminal (the reloader waited
+    there for good, holding its lock) or, without one, failed with a bare EINVAL."""
+    secret = SecretDir(tmp_path / "secret")
+    good, other = new_pair(), new_pair()
+    secret.publish(good.cert_pem, good.key_pem)
+    reloader = CertificateReloader(secret.cert, secret.key, check_interval=INTERVAL)
+    first = reloader.context()
+    key = serialization.load_pem_private_key(other.key_pem, password=None)
+    encrypted = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.BestAvailableEncryption(b"secret"))
+    secret.publish(other.cert_pem, encrypted)
+    time.sleep(INTERVAL * 2)
+    with caplog.at_level(logging.WARNING, logger="podmedic.tls"):
+        assert reloader.context() is first
+    assert any("the key is encrypted" in r.getMessage() and "keeping the previous" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
 def test_valid_turns_false_once_the_served_certificate_expires(tmp_path: Path) -> None:

@@ -209,8 +209,15 @@ def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     context.set_ciphers(TLS12_CIPHERS)
     context.verify_mode = ssl.CERT_NONE
     context.sslsocket_class = _TimedSSLSocket
-    context.load_cert_chain(cert_file, key_file)
+    context.load_cert_chain(cert_file, key_file, password=_no_passphrase)
     return context
+
+
+def _no_passphrase() -> bytes:
+    """Called by OpenSSL for an encrypted key only. Without it OpenSSL asks for a passphrase on
+    the terminal, where the reloader would wait for good while it holds its lock (`make run`), and
+    in a pod fails with a bare EINVAL."""
+    raise CertError("the key is encrypted; podmedic needs an unencrypted key")
 
 
 class CertificateReloader:
