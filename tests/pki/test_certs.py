@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import x25519
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, x25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from tests.conftest import podmedic
@@ -260,3 +260,63 @@ def test_a_serving_certificate_never_outlives_its_ca() -> None:
     ca, ca_key = certs.generate_ca(days=30)
     leaf, _ = certs.issue_serving_cert(ca, ca_key, ["podmedic"], days=365)
     assert leaf.not_valid_after_utc == ca.not_valid_after_utc
+
+
+def foreign_ca(directory: Path, key: certs.PrivateKey,
+               constraints: x509.ExtensionType = x509.BasicConstraints(ca=True, path_length=0)) -> None:
+    """A CA made elsewhere (an organisation's PKI) with this key, alone in `directory`."""
+    directory.mkdir(exist_ok=True)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "foreign CA")])
+    hashing = None if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
+    ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(days=1))
+          .not_valid_after(NOW + dt.timedelta(days=3650)).add_extension(constraints, critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .sign(key, hashing))
+    local.write_pair(ca, key, directory / "ca.crt", directory / "ca.key")
+
+
+UNREADABLE = {"dsa": lambda: dsa.generate_private_key(2048), "ed448": ed448.Ed448PrivateKey.generate,
+              "secp256k1": lambda: ec.generate_private_key(ec.SECP256K1())}
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_a_ca_whose_key_the_api_server_cannot_read_is_refused(tmp_path: Path, kind: str) -> None:
+    """OpenSSL and `cryptography` take a DSA, Ed448 or secp256k1 CA, and check said ok; the API
+    server (Go) cannot verify what it signs: every call failed its handshake (DSA), or the first
+    renewal crashed (Ed448)."""
+    key = UNREADABLE[kind]()
+    foreign_ca(tmp_path / "certs", key)
+    done = init(tmp_path / "certs")
+    assert done.returncode == 1 and "the API server" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "certs" / "tls.crt").exists()
+    if kind != "ed448":  # Ed448 signs with no separate hash; a pair made by hand, as an older podmedic did
+        cert, leaf_key = certs.issue_serving_cert(local.load_cert(tmp_path / "certs" / "ca.crt"), key, ["podmedic"])
+        local.write_pair(cert, leaf_key, tmp_path / "certs" / "tls.crt", tmp_path / "certs" / "tls.key")
+        done = check(tmp_path / "certs", "--service", "podmedic")
+        assert done.returncode == 1 and "the CA: " in done.stderr and "the API server" in done.stderr, done.stderr
+
+
+def test_an_ed25519_ca_issues_and_renews(tmp_path: Path) -> None:
+    """Go verifies Ed25519 signatures (the API server: tests/pki/test_certs_install.py); signing
+    with it takes no hash, and `init` crashed on it."""
+    foreign_ca(tmp_path / "certs", ed25519.Ed25519PrivateKey.generate())
+    done = init(tmp_path / "certs")
+    assert done.returncode == 0, done.stderr
+    assert check(tmp_path / "certs").returncode == 0  # (cryptography's web PKI verifier refuses Ed25519)
+
+
+def test_a_certificate_with_an_extension_that_cannot_be_read_gets_a_line_not_a_traceback(tmp_path: Path) -> None:
+    """`cryptography` raises ValueError reading a malformed extension: init, check and install
+    died with a traceback instead of saying what is wrong (install then replaces such a pair)."""
+    broken = x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x30\x03\x01\x01")
+    foreign_ca(tmp_path / "certs", certs.new_key(), broken)
+    done = init(tmp_path / "certs")
+    assert done.returncode == 1 and "has an extension that cannot be read" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    done = check(tmp_path / "certs", "--cert", str(tmp_path / "certs" / "ca.crt"), "--key",
+                 str(tmp_path / "certs" / "ca.key"), "--ca", str(tmp_path / "certs" / "ca.crt"))
+    assert done.returncode == 1 and "has an extension that cannot be read" in done.stderr, done.stderr
+    assert all(line.startswith("podmedic certs check: ") for line in done.stderr.splitlines()), done.stderr

@@ -25,13 +25,18 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import ExtensionOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from tests.conftest import ROOT, free_port, podmedic, start_server, stop_server
+from tests.pki.test_certs import foreign_ca, init
 from tests.fakekube import FakeKube
 from tests.test_integration import Cluster, running_cluster
 from tests.server.test_tls import SecretDir, wait_for
 from webhook import cli
+from webhook.kube.client import kube_api_client
 from webhook.pki import cluster as certinstall
 from webhook.pki import local as pki_local
 from webhook.pki import x509 as certs
@@ -206,6 +211,26 @@ def test_names_missing_from_the_stored_certificate_get_a_new_one(kube: FakeKube,
     out = install(capsys, "--host", "webhook.example.org")
     assert "replacing: DNS:webhook.example.org is not among the certificate's SANs" in out
     verify(secret(kube, TLS)["tls.crt"], bundles(kube)[0], x509.DNSName("webhook.example.org"))
+
+
+def test_a_stored_certificate_with_an_extension_that_cannot_be_read_is_replaced(
+        kube: FakeKube, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cryptography` raises ValueError reading it: every run died with a traceback, and only
+    deleting the Secret by hand got the cluster out."""
+    install(capsys)
+    ca, ca_key = ca_of(kube)
+    key = certs.new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "podmedic")])
+    broken = (x509.CertificateBuilder().subject_name(name).issuer_name(ca.subject).public_key(key.public_key())
+              .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(days=1))
+              .not_valid_after(NOW + dt.timedelta(days=30))
+              .add_extension(x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x03\x82\x05"),
+                             critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    put_secret_data(kube, TLS, tls_crt=certs.cert_pem(broken), tls_key=certs.key_pem(key))
+    out = install(capsys)
+    assert "replacing: the certificate has an extension that cannot be read" in out
+    verify(secret(kube, TLS)["tls.crt"], bundles(kube)[0])
 
 
 # -- CA rotation and the overlap -------------------------------------------------------------
@@ -453,7 +478,8 @@ def test_a_concurrent_change_fails_the_patch_instead_of_being_overwritten(kube: 
     changed["webhooks"].reverse()  # someone re-applied the configuration meanwhile
     kube.apply(changed)
     patch = certinstall.guarded(read, certinstall.webhook_ops(read, "YnVuZGxl", None))
-    with pytest.raises(certinstall.InstallError, match="patching MutatingWebhookConfiguration podmedic: "):
+    with pytest.raises(certinstall.InstallError, match="patching MutatingWebhookConfiguration podmedic: .*"
+                                                       "changed since this run read it"):
         cluster.patch_webhook_configuration(WEBHOOK, patch)
     stored = kube.get("MutatingWebhookConfiguration", WEBHOOK)
     assert stored is not None and stored["webhooks"] == changed["webhooks"]
@@ -581,3 +607,47 @@ def test_the_api_server_calls_the_webhook_through_install_and_a_ca_rotation(real
     version = webhook_version()
     assert "nothing to do" in install_as_cronjob()
     assert webhook_version() == version
+
+
+@pytest.mark.integration
+def test_the_api_server_calls_a_webhook_whose_ca_is_ed25519(real_cluster: Cluster, tmp_path: Path) -> None:
+    """`certs init` and renewals issue from an Ed25519 CA (tests/pki/test_certs.py) because Go's
+    crypto/x509 verifies what it signs: the real API server calls the webhook with it."""
+    cluster, port = real_cluster, free_port()
+    foreign_ca(tmp_path / "certs", ed25519.Ed25519PrivateKey.generate())
+    assert init(tmp_path / "certs").returncode == 0
+    bundle = base64.b64encode((tmp_path / "certs" / "ca.crt").read_bytes()).decode()
+    cluster.apply({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+                   "metadata": {"name": WEBHOOK}, "webhooks": [{
+                       "name": "inject.podmedic.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                       "failurePolicy": "Fail", "timeoutSeconds": 5,
+                       "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate", "caBundle": bundle},
+                       "namespaceSelector": {"matchLabels": {"podmedic-test": "ed25519"}},
+                       "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                                  "resources": ["pods"]}]}]})
+    app_ns = cluster.namespace({"podmedic.io/inject": "enabled"}, {"podmedic-test": "ed25519"})
+    server = start_server(tmp_path, tmp_path / "certs", "--kubeconfig", str(cluster.kubeconfig), port=port)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "w-"},
+           "spec": {"containers": [{"name": "app", "image": "registry.example/a:1", "ports": [{"containerPort": 8080}]}]}}
+    try:
+        wait_for(lambda: "readinessProbe" in cluster.create_pod(app_ns, pod, dry_run=True).stdout, 30,
+                 "the API server to call the webhook")
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.integration
+def test_a_write_that_lost_a_race_on_the_real_api_server_says_so(real_cluster: Cluster) -> None:
+    """The API server answers a failed resourceVersion test with its plain 422 text, "the server
+    rejected our request due to an error in our request": the losing run of two at the same time
+    must say that the object changed and to run it again."""
+    cluster = certinstall.Cluster(kube_api_client(str(real_cluster.kubeconfig)))
+    ref = certinstall.SecretRef(NS, "raced")
+    cluster.write_secret(ref, "Opaque", {"a": b"1"}, None)
+    read = cluster.secret(ref, "Opaque")
+    assert cluster.write_secret(ref, "Opaque", {"a": b"2"}, read) == "updated"  # the other run
+    with pytest.raises(certinstall.InstallError, match="changed since this run read it") as raised:
+        cluster.write_secret(ref, "Opaque", {"a": b"3"}, read)
+    assert str(raised.value).startswith("patching Secret podmedic-system/raced: ")
+    with pytest.raises(certinstall.InstallError, match="already exists; it changed since this run read it"):
+        cluster.write_secret(ref, "Opaque", {"a": b"4"}, None)  # both runs found no Secret

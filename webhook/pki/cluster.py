@@ -54,7 +54,7 @@ from webhook.engine.patch import pointer
 from webhook.pki.local import PkiPaths, read_file
 from webhook.pki.x509 import (CA_DAYS, IP, RENEW_AFTER, SERVING_DAYS, CertError, ca_problems, cert_pem, chain_problems, chains_to,
                               check_pair, describe_names, due_for_renewal, generate_ca, is_ca, iso,
-                              issue_serving_cert, key_matches, key_pem, parse_chain, parse_key, renewal_time,
+                              issue_serving_cert, key_matches, key_pem, parse_chain, parse_key, renewal_time, unreadable,
                               validity_problems)
 
 if TYPE_CHECKING:  # the client is slow to import; `podmedic --help` must not pay for it
@@ -139,6 +139,9 @@ def _stored_ca(data: dict[str, bytes], where: str) -> tuple[x509.Certificate, An
     fine here: it is due for rotation, which replaces it)."""
     cert = parse_chain(_required(data, "ca.crt", where), f"{where} ca.crt")[0]
     key = parse_key(_required(data, "ca.key", where), f"{where} ca.key")
+    broken = unreadable(cert, f"{where} ca.crt")
+    if broken:
+        raise CertError(broken[0])
     if not is_ca(cert):
         raise CertError(f"{where} ca.crt holds a certificate that is not a CA")
     if not key_matches(cert, key):
@@ -335,8 +338,11 @@ class Cluster:
         self._admission = AdmissionregistrationV1Api(api_client)
 
     @contextmanager
-    def _calling(self, what: str) -> Iterator[None]:
-        """Every failure of an API call as an InstallError naming the object (NotFound for a 404)."""
+    def _calling(self, what: str, write: bool = False) -> Iterator[None]:
+        """Every failure of an API call as an InstallError naming the object (NotFound for a 404).
+        A write refused with 409 or 422 says what most likely happened: the object changed since
+        it was read (a failed resourceVersion test reads only "the server rejected our request due
+        to an error in our request")."""
         import urllib3
         from kubernetes.client.exceptions import ApiException
 
@@ -348,6 +354,9 @@ class Cluster:
             if exc.status == 404:
                 raise NotFound(f"{what}: {_status_message(exc)}") from None
             hint = " (RBAC: see the podmedic-certs Role)" if exc.status in (401, 403) else ""
+            if write and exc.status in (409, 422):
+                hint = ("; it changed since this run read it (another `podmedic certs install` at the same "
+                        "time?): run it again")
             raise InstallError(f"{what}: {_status_message(exc)}{hint}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise InstallError(f"cannot reach the API server {self.host}: {getattr(exc, 'reason', exc)}") from None
@@ -375,7 +384,7 @@ class Cluster:
             body = {"apiVersion": "v1", "kind": "Secret", "type": kind,
                     "metadata": {"name": ref.name, "namespace": ref.namespace, "labels": MANAGED_BY},
                     "data": {name: base64.b64encode(value).decode() for name, value in data.items()}}
-            with self._calling(f"creating Secret {ref}"):
+            with self._calling(f"creating Secret {ref}", write=True):
                 # a plain dict body is serialised as is (the client's annotations name only V1Secret)
                 self._core.create_namespaced_secret(ref.namespace, body, _preload_content=False,  # type: ignore[arg-type]
                                                     _request_timeout=REQUEST_TIMEOUT)
@@ -383,7 +392,7 @@ class Cluster:
         patch = guarded(current, secret_ops(current, data))
         if not patch:
             return None
-        with self._calling(f"patching Secret {ref}"):
+        with self._calling(f"patching Secret {ref}", write=True):
             self._core.patch_namespaced_secret(ref.name, ref.namespace, patch, _preload_content=False,
                                                _content_type="application/json-patch+json",
                                                _request_timeout=REQUEST_TIMEOUT)
@@ -404,7 +413,7 @@ class Cluster:
         return configuration
 
     def patch_webhook_configuration(self, name: str, patch: list[dict[str, Any]]) -> None:
-        with self._calling(f"patching MutatingWebhookConfiguration {name}"):
+        with self._calling(f"patching MutatingWebhookConfiguration {name}", write=True):
             self._admission.patch_mutating_webhook_configuration(
                 name, patch, _preload_content=False, _content_type="application/json-patch+json",
                 _request_timeout=REQUEST_TIMEOUT)

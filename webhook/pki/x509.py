@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -47,9 +47,14 @@ RENEW_AFTER = 2 / 3  # fraction of the serving certificate's lifetime after whic
 CLOCK_SKEW = dt.timedelta(minutes=5)  # notBefore is backdated so a slightly late clock accepts it
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+_Extension = TypeVar("_Extension", bound=x509.ExtensionType)
 PrivateKey = CertificateIssuerPrivateKeyTypes
 _SIGNING_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey,
                  dsa.DSAPrivateKey)  # PrivateKey's members, for isinstance
+# The curves Go's crypto/x509 (the API server) reads an ECDSA key on; it refuses any other curve,
+# DSA and Ed448 keys, and RSA keys under 1024 bits.
+_GO_CURVES = (ec.SECP224R1, ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+_GO_MIN_RSA_BITS = 1024
 
 
 class CertError(Exception):
@@ -112,7 +117,8 @@ def _sign(subject: x509.Name, issuer: x509.Name, public_key: Any, signing_key: P
                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
     for extension, critical in extensions:
         builder = builder.add_extension(extension, critical=critical)
-    return builder.sign(signing_key, hashes.SHA256())
+    # Ed25519 signs the message itself: it takes no separate hash
+    return builder.sign(signing_key, None if isinstance(signing_key, ed25519.Ed25519PrivateKey) else hashes.SHA256())
 
 
 def _key_usage(**enabled: bool) -> x509.KeyUsage:
@@ -192,7 +198,28 @@ def parse_key(data: bytes, source: str) -> PrivateKey:
         raise CertError(f"{source}: not a PEM private key") from None
     if not isinstance(key, _SIGNING_KEYS):  # X25519, X448, DH, ML-KEM keys cannot sign a certificate
         raise CertError(f"{source}: the key ({type(key).__name__}) cannot sign a certificate")
+    unusable = unverifiable(key.public_key())
+    if unusable:
+        raise CertError(f"{source}: {unusable}")
     return key
+
+
+def unverifiable(public_key: PublicKeyTypes) -> str | None:
+    """Why the API server could not use a certificate of this key or one signed with it, or None.
+    OpenSSL and `cryptography` accept DSA, Ed448 and other curves, so a pair that passes every
+    local check would fail each call the API server makes (a handshake failure) or, as a CA, its
+    first renewal."""
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return None
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size >= _GO_MIN_RSA_BITS:
+            return None
+        return f"the RSA key has {public_key.key_size} bits; the API server needs at least {_GO_MIN_RSA_BITS}"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if isinstance(public_key.curve, _GO_CURVES):
+            return None
+        return f"the ECDSA key is on {public_key.curve.name}, which the API server does not read"
+    return f"the key ({type(public_key).__name__}) is of a type the API server does not read"
 
 
 # -- checking ----------------------------------------------------------------------------------
@@ -228,17 +255,34 @@ def key_matches(cert: x509.Certificate, key: PrivateKey) -> bool:
     return _public_der(cert.public_key()) == _public_der(key.public_key())
 
 
-def is_ca(cert: x509.Certificate) -> bool:
+def _extension(cert: x509.Certificate, kind: type[_Extension]) -> _Extension | None:
+    """The certificate's extension of this kind; None where it has none or it cannot be read
+    (`cryptography` raises ValueError for a malformed one: unreadable(), which the checks report,
+    says so)."""
     try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
+        return cert.extensions.get_extension_for_class(kind).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+
+
+def unreadable(cert: x509.Certificate, what: str) -> list[str]:
+    """A malformed extension: no client can use the certificate, and the rest of the checks
+    would only see the extension missing."""
+    try:
+        cert.extensions  # noqa: B018 (parses every extension)
+    except ValueError as exc:
+        return [f"{what} has an extension that cannot be read ({exc})"]
+    return []
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    constraints = _extension(cert, x509.BasicConstraints)
+    return constraints is not None and constraints.ca
 
 
 def sans(cert: x509.Certificate) -> tuple[list[str], list[IP]]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
+    san = _extension(cert, x509.SubjectAlternativeName)
+    if san is None:
         return [], []
     ips = [ip for ip in san.get_values_for_type(x509.IPAddress) if isinstance(ip, IP)]  # never a network in a SAN
     return [d.lower() for d in san.get_values_for_type(x509.DNSName)], ips
@@ -252,10 +296,9 @@ def _dns_matches(pattern: str, name: str) -> bool:
 
 
 def _server_auth(cert: x509.Certificate) -> bool:
-    try:
-        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        return True  # no EKU extension means any usage
+    usages = _extension(cert, x509.ExtendedKeyUsage)
+    if usages is None:
+        return True  # no EKU extension means any usage (an unreadable one: unreadable())
     return ExtendedKeyUsageOID.SERVER_AUTH in usages or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages
 
 
@@ -272,9 +315,13 @@ def chains_to(chain: Sequence[x509.Certificate], ca: x509.Certificate) -> bool:
 
 def ca_problems(ca: x509.Certificate, key: PrivateKey | None = None, now: dt.datetime | None = None) -> list[str]:
     """Why this CA cannot anchor (or, given its key, sign) a serving certificate."""
-    problems = validity_problems(ca, "the CA", now)
-    if not is_ca(ca):
+    broken = unreadable(ca, "the CA")
+    problems = validity_problems(ca, "the CA", now) + broken
+    if not broken and not is_ca(ca):
         problems.append("the CA file holds a certificate that is not a CA")
+    unusable = unverifiable(ca.public_key())
+    if unusable:
+        problems.append(f"the CA: {unusable}")
     if key is not None and not key_matches(ca, key):
         problems.append("the CA key does not match the CA certificate")
     return problems
@@ -285,7 +332,10 @@ def chain_problems(chain: Sequence[x509.Certificate], key: PrivateKey | None, ca
     """What makes a serving pair unusable for these names, whatever the date: wrong key,
     wrong issuer, missing SANs, no serverAuth usage."""
     leaf = chain[0]
-    problems = []
+    problems = unreadable(leaf, "the certificate")
+    unusable = unverifiable(leaf.public_key())
+    if unusable:
+        problems.append(f"the certificate: {unusable}")
     if key is not None and not key_matches(leaf, key):
         problems.append("the private key does not match the certificate")
     if ca is not None and not chains_to(chain, ca):
