@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -66,6 +67,26 @@ def test_sigterm_while_holding_exits_at_once(tb):
     os.killpg(proc.pid, signal.SIGTERM)
     code, _ = finish(proc, 5)
     assert code == 5
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGWINCH], ids=["TERM", "stopsignal-WINCH"])
+def test_a_stop_during_a_hold_is_stopped_with_the_apps_last_code(tb, sent):
+    """supervisord's last word after a stop is STOPPED: a hold that a stop ended stayed FATAL in
+    the state file, the summary and `pmctl status`, as if the hold had run out. The exit code is
+    still the app's last one."""
+    proc = tb.supervise(tb.program("crash.sh", "exit 5"), {"startretries": "0", "max-hold": "600", "stopsignal": "WINCH"})
+    with cleanup(proc):
+        wait_for(lambda: (tb.work / "state" / "app.json").exists() and tb.state()["held_since"])
+        os.kill(proc.pid, sent)
+        code, err = finish(proc, 5)
+        assert code == 5, err
+        state = tb.state()
+        assert states(tb)[-2:] == ["FATAL", "STOPPED"], err
+        assert (state["state"], state["last_exit_code"], state["held_since"], state["start_count"]) == ("STOPPED", 5, None, 1)
+        summary = json.loads((tb.work / "state" / "app.summary").read_text())
+        assert (summary["state"], summary["clean"], summary["last_exit_code"]) == ("STOPPED", True, 5)
+        status = tb.pmctl("status")
+        assert status.stdout.split()[:2] == ["app", "STOPPED"], status.stdout
 
 
 def test_running_app_is_ready_and_sigterm_is_forwarded_never_restarted(tb):
