@@ -477,3 +477,36 @@ def test_a_stray_argument_before_the_double_dash_is_refused(tb):
     marker = tb.work / "started"
     code, err = finish(tb.supervise(tb.program("app.sh", f"echo > {marker}"), redact=("stray",)), 10)
     assert code == 2 and "unknown argument stray" in err and not marker.exists()
+
+
+@pytest.mark.parametrize("stopsignal", ["INT", "QUIT"])
+def test_a_stop_before_sigreset_resets_the_signals_still_reaches_the_app(tb, stopsignal):
+    """Between the fork of the app's start and sigreset's reset of the signal actions the child
+    ignores INT and QUIT (a shell's background command) and catches the wrapper's traps with the
+    shell's handlers: a stop signal sent then was lost, and the app ran on until SIGKILL after
+    stopwaitsecs (nginx's QUIT, an INT stopsignal). Here the window is widened: the toolbox's
+    sigreset is reached through a script that waits until the wrapper has sent its stop."""
+    slow, ready, go = tb.work / "slow", tb.work / "ready", tb.work / "go"
+    (slow / "bin").mkdir(parents=True)
+    shutil.copy(tb.root / "supervise", slow / "supervise")
+    (slow / "bin" / "busybox").symlink_to(tb.root / "bin" / "busybox")
+    shim = slow / "bin" / "sigreset"
+    shim.write_text(f"#!{tb.busybox} sh\necho > {ready}\nwhile [ ! -e {go} ]; do {tb.busybox} sleep 0.05; done\n"
+                    f'exec {tb.root / "bin" / "sigreset"} "$@"\n')
+    shim.chmod(0o755)
+    got = tb.work / "got"
+    app = tb.program("app.sh", f"trap 'echo {stopsignal} > {got}; exit 3' {stopsignal}\nwhile :; do sleep 0.1; done")
+    proc = subprocess.Popen([tb.busybox, "sh", str(slow / "supervise"), "--name", "app", f"--stopsignal={stopsignal}",
+                             "--stopwaitsecs=20", "--", app], env=tb.env(), stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    tb.sessions.append(proc)
+    wait_for(ready.exists)   # the child of the start, before sigreset
+    proc.send_signal(signal.SIGTERM)
+    summary = tb.work / "state" / "app.summary"
+    # the summary says STOPPING just before the wrapper sends the signal, if it sends it now
+    wait_for(lambda: '"state":"STOPPING"' in summary.read_text())
+    go.write_text("")
+    code, err = finish(proc, 10)
+    # the app got the stop signal, or sigreset died of it before it started the app
+    assert code in (3, 128 + getattr(signal, f"SIG{stopsignal}")) and "SIGKILL" not in err, err
+    assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1

@@ -73,12 +73,16 @@ int main(int argc, char **argv) {
         argv++, argc--;
     }
     if (argc < 2) { fputs("usage: sigreset [--environ-of=PID] PROGRAM [ARGS...]\n", stderr); return 127; }
-    signal(SIGTTOU, SIG_IGN);  /* tcsetpgrp from a background group: allowed only so */
-    if (getpgrp() != getpid() && setpgid(0, 0) == 0 && tcgetpgrp(STDIN_FILENO) != -1)
-        tcsetpgrp(STDIN_FILENO, getpid());  /* not our controlling terminal: ENOTTY, left as it is */
     for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    /* The group only now, with every action reset: the wrapper takes a child still in its own group
+     * for one that may lose a signal (ignored, or caught by the shell's handlers in the forked
+     * child) and sends its stop signal once the child leads a group of its own. */
+    signal(SIGTTOU, SIG_IGN);  /* tcsetpgrp from a background group: allowed only so */
+    if (getpgrp() != getpid() && setpgid(0, 0) == 0 && tcgetpgrp(STDIN_FILENO) != -1)
+        tcsetpgrp(STDIN_FILENO, getpid());  /* not our controlling terminal: ENOTTY, left as it is */
+    signal(SIGTTOU, SIG_DFL);
     if (env) environ = env;  /* execvp looks PROGRAM up on this environment's PATH, as the runtime does */
     execvp(argv[1], argv + 1);
     perror(argv[1]);
