@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -510,3 +511,30 @@ def test_a_stop_before_sigreset_resets_the_signals_still_reaches_the_app(tb, sto
     # the app got the stop signal, or sigreset died of it before it started the app
     assert code in (3, 128 + getattr(signal, f"SIG{stopsignal}")) and "SIGKILL" not in err, err
     assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1
+
+
+def test_an_exit_127_as_a_forwarded_signal_interrupts_the_wait_is_the_apps_code(tb):
+    """A trapped signal that ends the wrapper's `wait` as the app exits makes it return 128+N; the
+    app's status is then still pending, and the second wait that collects it said 127 for an app
+    whose code was 127 ("command not found", sigreset's own): the wrapper took that for "already
+    collected" and recorded 129. Made deterministic: the wrapper is stopped (SIGSTOP) while it
+    blocks in that wait, and gets the HUP to forward and the app's SIGCHLD at once when it resumes."""
+    go = tb.work / "go"
+    proc = tb.supervise(tb.program("app.sh", f"while [ ! -e {go} ]; do sleep 0.05; done\nexit 127"),
+                        {"startsecs": "0", "autorestart": "false", "memwatch-threshold": "0"})
+    with cleanup(proc):
+        wait_for(lambda: (tb.work / "state" / "app.json").exists() and tb.state()["state"] == "RUNNING")
+        wrapper, app = tb.state()["wrapper_pid"], tb.state()["pid"]
+        # blocked in the wait of its RUNNING loop (ash's wait sleeps in sigsuspend)
+        wait_for(lambda: Path(f"/proc/{wrapper}/wchan").read_text().startswith("sigsuspend"))
+        os.kill(wrapper, signal.SIGSTOP)
+        try:
+            go.write_text("")
+            wait_for(lambda: Path(f"/proc/{app}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
+            os.kill(wrapper, signal.SIGHUP)   # forwarded to the app (a zombie by now)
+        finally:
+            os.kill(wrapper, signal.SIGCONT)
+        code, err = finish(proc, 10)
+        assert code == 127, err
+        assert tb.state()["last_exit_code"] == 127 and states(tb)[-1] == "EXITED", err
+        assert "app exited with code 127" in err, err
