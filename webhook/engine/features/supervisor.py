@@ -41,7 +41,7 @@ missing`) only while the termination-message file is empty, and a summary there 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from webhook.engine import pod_level
@@ -146,8 +146,8 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     if target.spec.get("terminationMessagePolicy") == LOGS_ON_ERROR:  # its message: the log's tail
         flags = (*flags, toolbox.NO_TERMINATION_LOG)
     redact = target.redact_flags()  # for its exit bundles and pre-mortem snapshots
-    if redact:
-        flags = (*flags, *redact)
+    if redact:  # in the command: a name such as `KEY$$2` reaches the wrapper as written
+        flags = (*flags, *unexpanded(redact))
     if stop:  # in place of the settings' one (per_pod's flags are shared: a new tuple)
         flags = _authored_stop_flags(ctx, name, stop, flags) if authored else (
             *(flag for flag in flags if not flag.startswith("--stopsignal=")), *_stop_flags(ctx, name, stop))
@@ -162,11 +162,14 @@ def mutate(ctx: PodContext, target: Target, patch: PatchBuilder) -> Decision:
     return Decision(FEATURE, name, INJECTED, f"wrapping {source}; {note}", level)
 
 
-def unexpanded(words: list[str]) -> list[str]:
-    """The entrypoint setting as the container's `command`, each `$` written `$$`: the kubelet
-    expands `$(VAR)` and turns `$$` into `$` in a container's command, never in the image's
-    ENTRYPOINT the setting names. Unescaped, `sh -c 'echo $$ > /run/app.pid'` wrote `$` there
-    and `$(PORT)` the value of the container's PORT variable, where the image ran them as written."""
+def unexpanded(words: Sequence[str]) -> list[str]:
+    """Words for the container's `command` that must reach the wrapper as written, each `$`
+    written `$$`: the kubelet expands `$(VAR)` and turns `$$` into `$` in a container's command.
+    The entrypoint setting names the image's ENTRYPOINT, which the kubelet never expands:
+    unescaped, `sh -c 'echo $$ > /run/app.pid'` wrote `$` there and `$(PORT)` the value of the
+    container's PORT variable. The redact flags name Secret-sourced variables, and a name may hold
+    any printable character but `=`: unescaped, `--redact-env=KEY$$2` named `KEY$2`, and the exit
+    bundle showed KEY$$2's Secret value."""
     return [word.replace("$", "$$") for word in words]
 
 
