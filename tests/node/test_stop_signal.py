@@ -18,12 +18,19 @@ LOGS = "/var/log/podmedic"  # log-path's default: where the pod's log directory 
 GRACE = 30
 
 
-@pytest.mark.parametrize("signal", ["QUIT", "USR1"])
-def test_an_app_stopped_by_its_own_stop_signal_is_not_started_again(deployed: Cluster, signal: str) -> None:
+@pytest.mark.parametrize("signal, authored", [("QUIT", None), ("USR1", None), ("USR1", "INT")],
+                         ids=["QUIT", "USR1", "USR1-authored-INT"])
+def test_an_app_stopped_by_its_own_stop_signal_is_not_started_again(deployed: Cluster, signal: str,
+                                                                    authored: str | None) -> None:
+    """With the pod author's stopsignal annotation (INT), the app gets INT when the kubelet sends
+    the container's own signal: the wrapper forwarded that signal, and an app that exits on it was
+    started again during the shutdown."""
     ns = deployed.namespace(inject="enabled", supervisor="enabled")
-    script = (f"trap 'echo {signal.lower()} >> {LOGS}/app.log; exit 3' {signal}; "
-              f"echo started | tee -a {LOGS}/app.log; while :; do sleep 1 & wait; done")
-    deployed.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stopper", "namespace": ns},
+    script = "".join(f"trap 'echo {sig.lower()} >> {LOGS}/app.log; exit 3' {sig}; " for sig in {signal, authored or signal})
+    script += f"echo started | tee -a {LOGS}/app.log; while :; do sleep 1 & wait; done"
+    annotations = {"podmedic.io/stopsignal": authored} if authored else {}
+    deployed.apply({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "stopper", "namespace": ns, "annotations": annotations},
                     "spec": {"os": {"name": "linux"}, "terminationGracePeriodSeconds": GRACE, "containers": [
                         {"name": "app", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
                          "command": ["sh", "-c", script], "lifecycle": {"stopSignal": "SIG" + signal}}]}})
@@ -35,5 +42,5 @@ def test_an_app_stopped_by_its_own_stop_signal_is_not_started_again(deployed: Cl
     began = time.monotonic()
     deployed.kubectl("-n", ns, "delete", "pod", "stopper", "--wait=true", timeout=90)
     took = time.monotonic() - began
-    assert (deployed.node_file(node, log) or "").splitlines() == ["started", signal.lower()]
+    assert (deployed.node_file(node, log) or "").splitlines() == ["started", (authored or signal).lower()]
     assert took < GRACE / 2, f"the pod took {took:.0f}s to stop: the kubelet's SIGKILL, not the app's exit"
