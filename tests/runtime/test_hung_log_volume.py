@@ -5,7 +5,8 @@ a reader forever, a hang that SIGKILL ends); a frozen filesystem (`fsfreeze` of 
 device: every write waits in D state, and SIGKILL does not end it until the thaw, as on a hard
 NFS mount); and a FUSE mount whose server never answers (every lookup, stat and open waits, as
 on NFS: the log directory itself cannot even be looked up). Before, the preStop held the
-container until the end of its grace period and the wrapper never restarted a crashed app."""
+container until the end of its grace period and the wrapper never restarted a crashed app, nor
+started the app at all after an unclean run (it moves that run's pre-mortem snapshot there)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ import pytest
 from tests.runtime.conftest import NOBODY, wait_for
 from tests.runtime.test_exit_bundles import bundles, exit_bundle
 from tests.runtime.test_forensics import collect
+from tests.runtime.test_unclean_exit import FAST, NO_CGROUP, SERVER, group_kill, premortem, running, stop, summary, unclean_lines
 
 MARGIN = 2  # docs/toolbox.md: the collector returns within its budget plus 2 s
 SLACK = 2   # this machine's own delays (process start, a loaded CI host); a hang is forever
 BUDGET = 2
+FAST_START = 1 + 5  # startsecs, and the wrapper's own start on a loaded machine
 
 
 @pytest.fixture
@@ -211,3 +214,51 @@ def test_a_log_directory_that_cannot_even_be_looked_up_bounds_the_exit_collector
         f"podmedic-forensics: app: exit SIGSEGV: log directory {logs} did not answer within {BUDGET + MARGIN}s "
         "(a hung volume?): no complete exit bundle"], done.stderr
     wait_for(lambda: not stuck(tb), timeout=5)
+
+
+def unclean_start_on(tb, logs: Path, hang: Callable[[], None]) -> tuple[subprocess.Popen[str], Path, int]:
+    """A wrapper RUNNING with exit bundles to `logs`, a pre-mortem snapshot in the state dir, then
+    an OOM group kill (the summary says "clean":false); hang() makes the log volume stop
+    answering, and a new wrapper starts on the same state dir, which finds the snapshot to move
+    into `logs`. (the new wrapper, the snapshot, the killed wrapper's pid)"""
+    app = tb.program("srv.sh", SERVER)
+    first = tb.supervise(app, FAST, exit_bundles=(str(logs), BUDGET), PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    wait_for(lambda: running(tb))
+    snap = premortem(tb)
+    wait_for(lambda: summary(tb)["state"] == "RUNNING")
+    before = tb.state()["wrapper_pid"]
+    group_kill(tb, first)
+    assert summary(tb)["clean"] is False
+    hang()
+    return tb.supervise(app, FAST, exit_bundles=(str(logs), BUDGET), PODMEDIC_MEMORY_CGROUP=NO_CGROUP), snap, before
+
+
+def started_though_the_snapshot_did_not_move(tb, logs: Path, second, snap: Path, before: int) -> None:
+    """The app runs within the bound, the snapshot is still in the state dir, and one line says why."""
+    wait_for(lambda: running(tb, before), timeout=BUDGET + MARGIN + SLACK + FAST_START)
+    assert tb.state()["previous_exit"] == "unclean" and tb.state()["previous_premortem"] is None
+    assert (snap / "processes.txt").read_text() == "pid 42 rss 900M\n"
+    assert summary(tb)["premortem"] == str(snap)
+    _, err = stop(second)
+    lines = unclean_lines(err)
+    assert len(lines) == 1 and lines[0].endswith(
+        f"; log directory {logs} did not answer within {BUDGET + MARGIN}s (a hung volume?): "
+        f"pre-mortem snapshot left in {snap}"), err
+    assert all(line.startswith("podmedic-supervise: app: ") for line in err.splitlines()), err
+
+
+def test_an_unclean_start_on_a_frozen_log_volume_starts_the_app(tb, frozen):
+    """check_previous moves the snapshot into LOGDIR/forensics: its mkdir waited in D state, and the
+    wrapper never started the app."""
+    logs, freeze = frozen
+    second, snap, before = unclean_start_on(tb, logs, freeze)
+    started_though_the_snapshot_did_not_move(tb, logs, second, snap, before)
+    assert stuck(tb), "the hang was not real: nothing waits on the frozen volume"
+
+
+def test_an_unclean_start_where_the_log_directory_cannot_even_be_looked_up_starts_the_app(tb, silent_fuse):
+    """The destination's stat ([ -e ]) is the wrapper's own builtin: it waited on the lookup."""
+    logs = silent_fuse / "logs"
+    second, snap, before = unclean_start_on(tb, logs, lambda: None)
+    started_though_the_snapshot_did_not_move(tb, logs, second, snap, before)
+    wait_for(lambda: not stuck(tb), timeout=5)  # SIGKILL ends a FUSE wait: nothing is left waiting

@@ -91,6 +91,8 @@ def test_a_group_kill_is_found_unclean_on_the_next_start_and_the_premortem_moves
     code, err = stop(second)
     lines = unclean_lines(err)
     assert len(lines) == 1 and "unclean (last state RUNNING" in lines[0] and str(moved[0]) in lines[0], err
+    # the wrapper's lines only: no "Terminated" of the shell's for the move's timer
+    assert all(line.startswith("podmedic-supervise: app: ") for line in err.splitlines()), err
 
 
 def test_a_clean_stop_or_exit_then_a_restart_records_nothing(tb):
