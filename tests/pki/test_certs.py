@@ -190,6 +190,18 @@ def x25519_key(directory: Path) -> None:
                                                           serialization.NoEncryption()))
 
 
+def p224_pair(directory: Path) -> None:
+    """A serving pair on P-224 from the directory's CA: the server could serve no handshake with it."""
+    ca, ca_key = local.load_cert(directory / "ca.crt"), local.load_key(directory / "ca.key")
+    key = ec.generate_private_key(ec.SECP224R1())
+    cert = (x509.CertificateBuilder().subject_name(ca.subject).issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("podmedic.podmedic-system.svc")]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    local.write_pair(cert, key, directory / "tls.crt", directory / "tls.key")
+
+
 def other_ca(directory: Path) -> None:
     ca, ca_key = certs.generate_ca()
     local.write_pair(ca, ca_key, directory / "ca.crt", directory / "ca.key")
@@ -207,9 +219,10 @@ def other_ca(directory: Path) -> None:
     (lambda d: garbage(d, "ca.crt"), (), "ca.crt: not a PEM certificate"),
     (lambda d: (d / "tls.key").write_text("junk"), (), "tls.key: not a PEM private key"),
     (x25519_key, (), "tls.key: the key (X25519PrivateKey) cannot sign a certificate"),
+    (p224_pair, (), "tls.key: the ECDSA key is on secp224r1; the API server needs P-256, P-384 or P-521"),
     (lambda d: (d / "tls.key").unlink(), (), "tls.key: cannot read: No such file or directory"),
 ], ids=["expired", "expired-short", "key-mismatch", "other-ca", "ca-not-a-ca", "missing-ip", "missing-service",
-        "garbage-cert", "garbage-ca", "garbage-key", "x25519-key", "missing-key"])
+        "garbage-cert", "garbage-ca", "garbage-key", "x25519-key", "p224-pair", "missing-key"])
 def test_check_fails_with_clear_lines_and_no_traceback(pki: Path, damage, extra: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
     damage(pki)
     done = check(pki, *extra)
@@ -279,7 +292,8 @@ def foreign_ca(directory: Path, key: certs.PrivateKey,
 
 
 UNREADABLE = {"dsa": lambda: dsa.generate_private_key(2048), "ed448": ed448.Ed448PrivateKey.generate,
-              "secp256k1": lambda: ec.generate_private_key(ec.SECP256K1())}
+              "secp256k1": lambda: ec.generate_private_key(ec.SECP256K1()),
+              "p224": lambda: ec.generate_private_key(ec.SECP224R1())}
 
 
 @pytest.mark.parametrize("kind", UNREADABLE)

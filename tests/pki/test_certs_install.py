@@ -651,3 +651,6 @@ def test_a_write_that_lost_a_race_on_the_real_api_server_says_so(real_cluster: C
     assert str(raised.value).startswith("patching Secret podmedic-system/raced: ")
     with pytest.raises(certinstall.InstallError, match="already exists; it changed since this run read it"):
         cluster.write_secret(ref, "Opaque", {"a": b"4"}, None)  # both runs found no Secret
+    with pytest.raises(certinstall.InstallError) as raised:  # invalid, not raced: running again cannot help
+        cluster.write_secret(certinstall.SecretRef(NS, "Bad_Name"), "Opaque", {"a": b"1"}, None)
+    assert "is invalid" in str(raised.value) and "run it again" not in str(raised.value)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, podmedic
 from webhook.cli.config import load
 from webhook.kube.namespaces import StaticSource
 from webhook.pki import local
@@ -186,6 +186,25 @@ def test_an_encrypted_key_is_refused_with_its_reason_and_never_prompts(tmp_path:
         assert reloader.context() is first
     assert any("the key is encrypted" in r.getMessage() and "keeping the previous" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_the_quarantine_controllers_metrics_refuse_an_encrypted_key_with_its_reason(tmp_path: Path) -> None:
+    """Its /metrics server (prometheus_client) loads the pair itself: OpenSSL asked for the
+    passphrase on the terminal and waited there, or, without one, failed with a bare EINVAL."""
+    pair = new_pair()
+    key = serialization.load_pem_private_key(pair.key_pem, password=None)
+    (tmp_path / "tls.crt").write_bytes(pair.cert_pem)
+    (tmp_path / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.BestAvailableEncryption(b"secret")))
+    (tmp_path / "kubeconfig").write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+        "current-context: x\n")
+    done = podmedic("quarantine", "--kubeconfig", str(tmp_path / "kubeconfig"), "--metrics-bind",
+                    f"127.0.0.1:{free_port()}", "--tls-cert-file", str(tmp_path / "tls.crt"),
+                    "--tls-private-key-file", str(tmp_path / "tls.key"), stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and "the key is encrypted" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_valid_turns_false_once_the_served_certificate_expires(tmp_path: Path) -> None:

@@ -12,12 +12,15 @@ import socket
 import ssl
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from webhook.cli.config import load
 from webhook.cli.env import env, env_flag, env_kubeconfig, host_port, path, seconds, whole
 from webhook.engine.config import ConfigError, GlobalConfig
 from webhook.kube.client import kube_api_client
+from webhook.pki.local import read_file
+from webhook.pki.x509 import CertError, parse_key
 from webhook.quarantine.cluster import Cluster
 from webhook.quarantine.decide import Marks, Owner, saved_state
 from webhook.quarantine.patches import release_ops
@@ -116,9 +119,12 @@ def run(args: argparse.Namespace) -> int:
 
         host, _, port = args.metrics_bind.rpartition(":")
         try:
+            # read first: OpenSSL would ask for an encrypted key's passphrase on the terminal (and
+            # wait there), or fail with a bare EINVAL without one
+            parse_key(read_file(Path(args.tls_private_key_file)), args.tls_private_key_file)
             start_http_server(int(port), host or "0.0.0.0", certfile=args.tls_cert_file,
                               keyfile=args.tls_private_key_file)
-        except (OSError, ssl.SSLError) as exc:  # a missing or broken pair, an address in use
+        except (OSError, ssl.SSLError, CertError) as exc:  # a missing or broken pair, an address in use
             return _fail(f"cannot serve /metrics on {args.metrics_bind}: {exc}")
     options = Options(interval=args.interval, dry_run=dry_run, identity=args.identity,
                       lease_namespace=args.lease_namespace, lease_name=args.lease_name,

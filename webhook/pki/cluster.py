@@ -327,6 +327,20 @@ def _status_message(exc: Any) -> str:
         return f"{exc.status} {exc.reason}"
 
 
+def _raced(exc: Any) -> bool:
+    """Whether a refused write found the object other than this run read it: created meanwhile
+    (409), or a guarded patch that no longer applies (422 with no causes: the object itself is
+    valid; an invalid one, such as a bad name, has its causes listed and is not a race)."""
+    if exc.status == 409:
+        return True
+    if exc.status != 422:
+        return False
+    try:
+        return not (json.loads(exc.body).get("details") or {}).get("causes")
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
 class Cluster:
     """The objects `install` reads and writes, as the JSON the API server sends (plain dicts)."""
 
@@ -340,9 +354,8 @@ class Cluster:
     @contextmanager
     def _calling(self, what: str, write: bool = False) -> Iterator[None]:
         """Every failure of an API call as an InstallError naming the object (NotFound for a 404).
-        A write refused with 409 or 422 says what most likely happened: the object changed since
-        it was read (a failed resourceVersion test reads only "the server rejected our request due
-        to an error in our request")."""
+        A write that lost a race (_raced) says so: a failed resourceVersion test reads only "the
+        server rejected our request due to an error in our request"."""
         import urllib3
         from kubernetes.client.exceptions import ApiException
 
@@ -354,7 +367,7 @@ class Cluster:
             if exc.status == 404:
                 raise NotFound(f"{what}: {_status_message(exc)}") from None
             hint = " (RBAC: see the podmedic-certs Role)" if exc.status in (401, 403) else ""
-            if write and exc.status in (409, 422):
+            if write and _raced(exc):
                 hint = ("; it changed since this run read it (another `podmedic certs install` at the same "
                         "time?): run it again")
             raise InstallError(f"{what}: {_status_message(exc)}{hint}") from None

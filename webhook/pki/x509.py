@@ -51,9 +51,10 @@ _Extension = TypeVar("_Extension", bound=x509.ExtensionType)
 PrivateKey = CertificateIssuerPrivateKeyTypes
 _SIGNING_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey,
                  dsa.DSAPrivateKey)  # PrivateKey's members, for isinstance
-# The curves Go's crypto/x509 (the API server) reads an ECDSA key on; it refuses any other curve,
-# DSA and Ed448 keys, and RSA keys under 1024 bits.
-_GO_CURVES = (ec.SECP224R1, ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+# The curves whose ECDSA keys both the API server's TLS (Go) and the server's (OpenSSL, TLS 1.3
+# signature schemes) use: P-224 passed every check and then served no handshake. Go refuses DSA
+# and Ed448 keys, other curves, and RSA keys under 1024 bits.
+_GO_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 _GO_MIN_RSA_BITS = 1024
 
 
@@ -218,7 +219,7 @@ def unverifiable(public_key: PublicKeyTypes) -> str | None:
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if isinstance(public_key.curve, _GO_CURVES):
             return None
-        return f"the ECDSA key is on {public_key.curve.name}, which the API server does not read"
+        return f"the ECDSA key is on {public_key.curve.name}; the API server needs P-256, P-384 or P-521"
     return f"the key ({type(public_key).__name__}) is of a type the API server does not read"
 
 
