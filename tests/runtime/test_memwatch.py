@@ -384,3 +384,19 @@ def test_a_snapshot_of_many_processes_leaves_room_in_the_1mi_state_dir(tb, small
     assert "[podmedic: cut at 131072 bytes;" in listed.splitlines()[-1], listed[-300:]
     used = sum(f.stat().st_size for f in snap.iterdir())
     assert used < 512 * 1024, used  # half the volume at most: the wrapper's own files need the rest
+
+
+def test_under_the_watch_a_stop_while_starting_ends_the_container(tb):
+    """The watch traps SIGCHLD (its `read -t` ends when the app exits). busybox ash runs a trap
+    that comes in while the shell is not in `wait` or `read` (an external command, a builtin)
+    such that, with SIGCHLD trapped, every test after a fork in it reads as true: the stop's
+    trap, recording STOPPING, looped for ever on its history check and the container never
+    stopped. STARTING polls with `sleep 0.05` (external) for startsecs, where a stop comes in
+    so; in RUNNING the wrapper waits in the watch's `read -t`, and only a stop in the moment it
+    looks at the memory (or on a heavily loaded machine) met it."""
+    cg = FakeCgroup(tb.work, "v2")
+    proc = tb.supervise(tb.program("srv.sh", SERVER), {**WATCH, "startsecs": "30"}, PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    wait_for(lambda: (tb.work / "state" / "app.json").exists() and tb.state()["pid"] > 0)
+    time.sleep(0.5)  # in the poll, between its sleeps
+    err = stop(proc)
+    assert err.rstrip().splitlines()[-1].startswith("podmedic-supervise: app: STOPPED"), err
