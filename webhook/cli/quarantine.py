@@ -9,22 +9,19 @@ import json
 import logging
 import signal
 import socket
-import ssl
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from webhook.cli.config import load
 from webhook.cli.env import env, env_flag, env_kubeconfig, host_port, path, seconds, whole
 from webhook.engine.config import ConfigError, GlobalConfig
 from webhook.kube.client import kube_api_client
-from webhook.pki.local import read_file
-from webhook.pki.x509 import CertError, parse_key
 from webhook.quarantine.cluster import Cluster
 from webhook.quarantine.decide import Marks, Owner, saved_state
 from webhook.quarantine.patches import release_ops
 from webhook.quarantine.reasons import RELEASED_EVENT
+from webhook.server.tls import HANDSHAKE_TIMEOUT, CertificateReloader, configure_handshake_timeout
 
 NAME = "podmedic quarantine"
 
@@ -66,6 +63,13 @@ def register(sub: Any) -> None:
                    help="certificate of the metrics server [PODMEDIC_TLS_CERT_FILE]")
     p.add_argument("--tls-private-key-file", type=path("PODMEDIC_TLS_PRIVATE_KEY_FILE"), default=env("PODMEDIC_TLS_PRIVATE_KEY_FILE"),
                    help="its private key [PODMEDIC_TLS_PRIVATE_KEY_FILE]")
+    p.add_argument("--cert-reload-interval", type=seconds("PODMEDIC_CERT_RELOAD_INTERVAL"),
+                   default=env("PODMEDIC_CERT_RELOAD_INTERVAL", "5"),
+                   help="seconds between checks of the certificate files' content [PODMEDIC_CERT_RELOAD_INTERVAL]")
+    p.add_argument("--handshake-timeout", type=seconds("PODMEDIC_HANDSHAKE_TIMEOUT"),
+                   default=env("PODMEDIC_HANDSHAKE_TIMEOUT", str(HANDSHAKE_TIMEOUT)),
+                   help="seconds a metrics connection gets to complete its TLS handshake and start its "
+                   f"request (default {HANDSHAKE_TIMEOUT:g}) [PODMEDIC_HANDSHAKE_TIMEOUT]")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     ls = actions.add_parser("list", parents=[common], help="the quarantined pods")
     ls.add_argument("-n", "--namespace", help="one namespace; default all")
@@ -115,16 +119,19 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--metrics-bind serves TLS only: give --tls-cert-file and --tls-private-key-file")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
     if args.metrics_bind:
-        from prometheus_client import start_http_server
+        # The webhook's reloader and TLS settings: a renewed Secret is served without a restart,
+        # and each connection handshakes in its own thread, within the handshake timeout.
+        from webhook.server.metrics_https import serve_metrics
 
         host, _, port = args.metrics_bind.rpartition(":")
+        configure_handshake_timeout(args.handshake_timeout)
+        reloader = CertificateReloader(args.tls_cert_file, args.tls_private_key_file,
+                                       check_interval=args.cert_reload_interval)
+        if not reloader.loaded:  # a missing, broken, encrypted or expired pair: as at start before
+            return _fail(f"cannot serve /metrics on {args.metrics_bind}: {reloader.problem}")
         try:
-            # read first: OpenSSL would ask for an encrypted key's passphrase on the terminal (and
-            # wait there), or fail with a bare EINVAL without one
-            parse_key(read_file(Path(args.tls_private_key_file)), args.tls_private_key_file)
-            start_http_server(int(port), host or "0.0.0.0", certfile=args.tls_cert_file,
-                              keyfile=args.tls_private_key_file)
-        except (OSError, ssl.SSLError, CertError) as exc:  # a missing or broken pair, an address in use
+            serve_metrics(host or "0.0.0.0", int(port), reloader)
+        except OSError as exc:  # an address in use
             return _fail(f"cannot serve /metrics on {args.metrics_bind}: {exc}")
     options = Options(interval=args.interval, dry_run=dry_run, identity=args.identity,
                       lease_namespace=args.lease_namespace, lease_name=args.lease_name,

@@ -253,6 +253,11 @@ class CertificateReloader:
         return self._context is not None
 
     @property
+    def problem(self) -> str:
+        """Why the newest pair on disk is not the one served ('' once it is): the message logged."""
+        return self._last_warning
+
+    @property
     def valid(self) -> bool:
         """A pair is loaded and its certificate has not expired since (for /readyz: clients
         refuse an expired certificate, so the pod cannot serve the API server)."""
