@@ -79,6 +79,7 @@ class PodContext:
     image_unusable: tuple[Reason, str] | None = None  # why podmedic's image cannot run in the pod (pod_level)
     log_claim: str | None = None  # the phase of the namespace's log claim (engine.namespace.Namespace)
     limit_range: tuple[Constraint, ...] = ()  # the namespace's LimitRanges' Container constraints (likewise)
+    ephemeral_short: str = ""  # why the pod's ephemeral-storage limit cannot hold the toolbox (pod_level)
     review: dict[str, Any] = field(default_factory=dict)  # what once() worked out for this review
     mesh: str = ""  # the service mesh that injected the pod before podmedic (engine.mesh), or ""
     holding: set[str] = field(default_factory=set)  # containers whose wrapper holds a FATAL app (supervisor.holds)

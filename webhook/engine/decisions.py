@@ -89,6 +89,9 @@ class Reason(str, Enum):
                              "255 bytes, which no filesystem creates", True)
     LIMITRANGE_CONFLICT = ("limitrange-conflict", "podmedic's init containers fit no requests and limits that the "
                            "namespace's LimitRange allows (the API server would refuse the pod)", True)
+    EPHEMERAL_STORAGE_LIMIT = ("ephemeral-storage-limit", "the pod's ephemeral-storage limit is below what podmedic's "
+                               "toolbox volume may hold (its sizeLimit): the kubelet counts that volume against the "
+                               "limit and would evict the pod", True)
     MESH_PROBES = ("mesh-probes", "a service mesh injected this pod before podmedic: through its proxy the kubelet's "
                    "network probe would fail under mutual TLS (Istio: httpGet, grpc) or always pass (tcpSocket, "
                    "Istio and Linkerd); not added. To get it, order podmedic's webhook before Istio's injector "

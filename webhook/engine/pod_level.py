@@ -10,6 +10,7 @@ and limit is init_resources' concern.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
@@ -20,6 +21,7 @@ from webhook.engine.decisions import Decision, Reason
 from webhook.engine.keyed import IdentityCache
 from webhook.engine.keys import FeatureName
 from webhook.engine.patch import PatchBuilder
+from webhook.engine.quantity import quantity
 from webhook.toolbox import argv as toolbox
 
 
@@ -32,6 +34,12 @@ STATE_MOUNT = "/podmedic-state"
 LOGS_ROOT_MOUNT = "/podmedic-logs"
 POD_NAME_ENV = "PODMEDIC_POD_NAME"
 POD_UID_ENV = "PODMEDIC_POD_UID"
+# What the toolbox volume may hold: the installed toolbox takes about 3.4 MB of it (busybox, tini,
+# sigreset, the scripts; measured on a real node). On the node's disk, so the kubelet counts it in
+# the pod's local ephemeral storage (ephemeral_storage_short).
+TOOLBOX_SIZE_LIMIT = "64Mi"
+_TOOLBOX_BYTES = quantity(TOOLBOX_SIZE_LIMIT)
+EPHEMERAL_STORAGE = "ephemeral-storage"
 # The cluster-autoscaler does not scale a node down while a pod on it has local storage (emptyDir,
 # hostPath) that this annotation does not list (comma-separated volume names). podmedic's own
 # local volumes hold nothing worth keeping on that node: the toolbox is copied in again, the state
@@ -168,10 +176,79 @@ def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -
         if conflict:
             return Decision(feature, target.name, Reason.LIMITRANGE_CONFLICT, conflict,
                             ctx.settings.get(feature, target.name).level)
+    if ctx.ephemeral_short:
+        return Decision(feature, target.name, Reason.EPHEMERAL_STORAGE_LIMIT, ctx.ephemeral_short,
+                        ctx.settings.get(feature, target.name).level)
     taken = _toolbox_taken(target.mount_paths())
     if taken:
         return Decision(feature, target.name, Reason.MOUNT_CONFLICT, taken, ctx.settings.get(feature, target.name).level)
     return None
+
+
+def ephemeral_storage_short(spec: dict[str, Any]) -> str:
+    """The pod's ephemeral-storage limit where it is below the toolbox volume's sizeLimit (the
+    decision's detail), else "". The kubelet's eviction manager evicts a pod whose local ephemeral
+    storage -- its containers' writable layers and logs and its disk-backed emptyDirs, podmedic's
+    toolbox volume among them -- exceeds the pod's limit, which it adds up as the scheduler does
+    (component-helpers' PodLimits): the containers' and native sidecars' limits, at least any init
+    container's (with the sidecars started before it), plus the pod's overhead. Measured on a real
+    node: an app limited to 3Mi, which used 32 KiB, ran without podmedic and was Evicted ("Pod
+    ephemeral local storage usage exceeds the total limit of containers 3Mi") about a minute after
+    its start with the toolbox. Below the sizeLimit, what the toolbox volume may hold could evict
+    the pod by itself, so the features that need it skip. (No container limits ephemeral storage:
+    no pod limit, nothing counted; a quantity that cannot be read: the API server refuses the pod.)
+    Above it, the toolbox takes its ~3.4 MB of the pod's limit (docs/configuration.md). Once per
+    review (the engine keeps it in the context); the usual pod, with no such limit, costs a look
+    at each container's limits."""
+    for kind in _LIMITED:
+        for container in spec.get(kind) or ():
+            resources = container.get("resources") if isinstance(container, dict) else None
+            if isinstance(resources, dict) and EPHEMERAL_STORAGE in (resources.get("limits") or ()):
+                return _short(spec)
+    return ""
+
+
+_LIMITED = ("containers", "initContainers")
+
+
+def _short(spec: dict[str, Any]) -> str:
+    """ephemeral_storage_short() for a pod where some container limits ephemeral storage."""
+    found = False
+    total = sidecars = largest_init = Fraction(0)
+    try:
+        for container in spec.get("containers") or ():
+            limit = _ephemeral_limit(container)
+            if limit is not None:
+                found, total = True, total + limit
+        for init in spec.get("initContainers") or ():
+            limit = _ephemeral_limit(init)
+            if limit is not None:
+                found = True
+            if isinstance(init, dict) and init.get("restartPolicy") == "Always":
+                sidecars += limit or 0
+                total += limit or 0
+                largest_init = max(largest_init, sidecars)
+            else:
+                largest_init = max(largest_init, (limit or 0) + sidecars)
+        if not found:
+            return ""
+        pod = max(total, largest_init)
+        overhead = (spec.get("overhead") or {}).get(EPHEMERAL_STORAGE)
+        pod += quantity(overhead) if overhead is not None else 0
+    except (ValueError, TypeError, AttributeError):
+        return ""
+    if pod >= _TOOLBOX_BYTES:
+        return ""
+    return f"{int(pod)} bytes for the pod, below {TOOLBOX_VOLUME}'s sizeLimit {TOOLBOX_SIZE_LIMIT}"
+
+
+def _ephemeral_limit(container: Any) -> Fraction | None:
+    """A container's ephemeral-storage limit as a number (None: none); ValueError where it is no
+    quantity."""
+    resources = container.get("resources") if isinstance(container, dict) else None
+    limits = resources.get("limits") if isinstance(resources, dict) else None
+    raw = limits.get(EPHEMERAL_STORAGE) if isinstance(limits, dict) else None
+    return None if raw is None else quantity(raw)
 
 
 @lru_cache(maxsize=4096)
@@ -304,7 +381,7 @@ class _Pieces(NamedTuple):
 _PIECES: IdentityCache[tuple[int, str, str], _Pieces] = IdentityCache(1024)
 _TOOLBOX_MOUNT = {"name": TOOLBOX_VOLUME, "mountPath": toolbox.TOOLBOX_MOUNT, "readOnly": True}
 _STATE_MOUNT = {"name": STATE_VOLUME, "mountPath": STATE_MOUNT}
-_TOOLBOX_VOLUME = {"name": TOOLBOX_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}
+_TOOLBOX_VOLUME = {"name": TOOLBOX_VOLUME, "emptyDir": {"sizeLimit": TOOLBOX_SIZE_LIMIT}}
 _STATE_VOLUME = {"name": STATE_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
 
 
