@@ -95,3 +95,15 @@ def host_port(var: str | None = None, empty: bool = False) -> Callable[[str], st
             raise argparse.ArgumentTypeError(f"{raw!r}: expected HOST:PORT with a port from 1 to 65535{_also(var)}")
         return raw
     return parse
+
+
+def add_certificate_options(parser: argparse.ArgumentParser, connection: str, handshake_default: float) -> None:
+    """--cert-reload-interval and --handshake-timeout, the same for every TLS server podmedic runs
+    (`serve`, and the quarantine controller's /metrics): `connection` names what the timeout
+    gives its time to, such as "a new connection gets ... its first request"."""
+    parser.add_argument("--cert-reload-interval", type=seconds("PODMEDIC_CERT_RELOAD_INTERVAL"),
+                        default=env("PODMEDIC_CERT_RELOAD_INTERVAL", "5"),
+                        help="seconds between checks of the certificate files' content [PODMEDIC_CERT_RELOAD_INTERVAL]")
+    parser.add_argument("--handshake-timeout", type=seconds("PODMEDIC_HANDSHAKE_TIMEOUT"),
+                        default=env("PODMEDIC_HANDSHAKE_TIMEOUT", str(handshake_default)),
+                        help=f"seconds {connection} (default {handshake_default:g}) [PODMEDIC_HANDSHAKE_TIMEOUT]")

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from webhook.cli.config import load
-from webhook.cli.env import env, env_flag, env_kubeconfig, host_port, path, seconds, whole
+from webhook.cli.env import add_certificate_options, env, env_flag, env_kubeconfig, host_port, path, seconds, whole
 from webhook.engine.config import ConfigError, GlobalConfig
 from webhook.kube.client import kube_api_client
 from webhook.quarantine.cluster import Cluster
@@ -63,13 +63,8 @@ def register(sub: Any) -> None:
                    help="certificate of the metrics server [PODMEDIC_TLS_CERT_FILE]")
     p.add_argument("--tls-private-key-file", type=path("PODMEDIC_TLS_PRIVATE_KEY_FILE"), default=env("PODMEDIC_TLS_PRIVATE_KEY_FILE"),
                    help="its private key [PODMEDIC_TLS_PRIVATE_KEY_FILE]")
-    p.add_argument("--cert-reload-interval", type=seconds("PODMEDIC_CERT_RELOAD_INTERVAL"),
-                   default=env("PODMEDIC_CERT_RELOAD_INTERVAL", "5"),
-                   help="seconds between checks of the certificate files' content [PODMEDIC_CERT_RELOAD_INTERVAL]")
-    p.add_argument("--handshake-timeout", type=seconds("PODMEDIC_HANDSHAKE_TIMEOUT"),
-                   default=env("PODMEDIC_HANDSHAKE_TIMEOUT", str(HANDSHAKE_TIMEOUT)),
-                   help="seconds a metrics connection gets to complete its TLS handshake and start its "
-                   f"request (default {HANDSHAKE_TIMEOUT:g}) [PODMEDIC_HANDSHAKE_TIMEOUT]")
+    add_certificate_options(p, "a metrics connection gets to complete its TLS handshake and start its request",
+                            HANDSHAKE_TIMEOUT)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     ls = actions.add_parser("list", parents=[common], help="the quarantined pods")
     ls.add_argument("-n", "--namespace", help="one namespace; default all")

@@ -12,7 +12,7 @@ import tempfile
 from typing import Any
 
 from webhook.cli.config import load
-from webhook.cli.env import env, env_flag, env_kubeconfig, host_port, path, seconds, whole
+from webhook.cli.env import add_certificate_options, env, env_flag, env_kubeconfig, host_port, path, whole
 from webhook.engine.config import ConfigError
 from webhook.kube.namespaces import source_from_args
 from webhook.server.gunicorn import Server
@@ -44,13 +44,8 @@ def register(sub: Any) -> None:
     p.add_argument("--graceful-timeout", type=whole(0, var="PODMEDIC_GRACEFUL_TIMEOUT"),
                    default=env("PODMEDIC_GRACEFUL_TIMEOUT", "20"),
                    help="seconds to finish in-flight reviews after SIGTERM [PODMEDIC_GRACEFUL_TIMEOUT]")
-    p.add_argument("--cert-reload-interval", type=seconds("PODMEDIC_CERT_RELOAD_INTERVAL"),
-                   default=env("PODMEDIC_CERT_RELOAD_INTERVAL", "5"),
-                   help="seconds between checks of the certificate files' content [PODMEDIC_CERT_RELOAD_INTERVAL]")
-    p.add_argument("--handshake-timeout", type=seconds("PODMEDIC_HANDSHAKE_TIMEOUT"),
-                   default=env("PODMEDIC_HANDSHAKE_TIMEOUT", str(HANDSHAKE_TIMEOUT)),
-                   help="seconds a new connection gets to complete its TLS handshake and start its "
-                   f"first request (default {HANDSHAKE_TIMEOUT:g}) [PODMEDIC_HANDSHAKE_TIMEOUT]")
+    add_certificate_options(p, "a new connection gets to complete its TLS handshake and start its first request",
+                            HANDSHAKE_TIMEOUT)
     p.add_argument("--reuse-port", action="store_true",
                    help="SO_REUSEPORT: several servers on one address, for rolling restarts [PODMEDIC_REUSE_PORT: true/false/1/0]")
     p.set_defaults(func=serve)
