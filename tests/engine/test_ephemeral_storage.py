@@ -7,13 +7,19 @@ stay. tests/node/test_ephemeral_storage.py shows the eviction on a real node."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any
 
 import pytest
 
 from tests import pods
-from tests.engine.test_mutations import reasons, run
+from tests.engine.test_mutations import ALL_ON, CONFIG, reasons, run
+from webhook import engine
 from webhook.engine import pod_level
+from webhook.engine.config import GlobalConfig
+from webhook.engine.namespace import Namespace
+from webhook.kube.namespaces import StaticSource
 
 TOOLBOX = {"supervisor", "forensics"}
 
@@ -62,7 +68,28 @@ def test_a_pod_limited_below_the_toolbox_volume_keeps_what_needs_no_toolbox():
 ], ids=["at-size-limit", "none", "large", "summed", "one-unlimited", "sidecar", "init", "init-after-sidecar",
         "init-before-sidecar", "overhead", "zero", "unreadable"])
 def test_the_pod_limit_is_added_up_as_the_kubelet_does(spec, short):
-    assert bool(pod_level.ephemeral_storage_short(spec)) is short
+    assert bool(pod_level.ephemeral_storage_short(spec, CONFIG)) is short
+
+
+def toolbox_limited(limit: str) -> GlobalConfig:
+    """The configuration with toolbox.resources limiting podmedic's init containers' ephemeral storage."""
+    resources = dict(CONFIG.toolbox.resources)
+    resources["limits"] = {**(resources.get("limits") or {}), "ephemeral-storage": limit}
+    return dataclasses.replace(CONFIG, toolbox=dataclasses.replace(CONFIG.toolbox, resources=resources))
+
+
+@pytest.mark.parametrize("own, app, short", [("16Mi", None, True), ("100Mi", "40Mi", False), ("16Mi", "80Mi", False)],
+                         ids=["makes-a-limit", "raises-the-limit", "below-the-apps"])
+def test_podmedics_own_init_containers_count_with_their_configured_limit(own, app, short):
+    """toolbox.resources is copied into podmedic's init containers, which the kubelet counts as
+    any init container: 16Mi there made a 16Mi limit of a pod that had none, with the 64Mi toolbox
+    volume inside it; 100Mi raised a 40Mi pod's limit above the sizeLimit, where it skipped."""
+    config = toolbox_limited(own)
+    pod = pods.pod(limited("app", app))
+    assert bool(pod_level.ephemeral_storage_short(pod["spec"], config)) is short
+    ns = Namespace("demo", dict(ALL_ON), {})
+    outcome = engine.inject(copy.deepcopy(pod), StaticSource([ns]).get("demo"), config)
+    assert skipped(outcome) == (TOOLBOX if short else set())
 
 
 def test_a_pod_without_an_ephemeral_storage_limit_is_injected_as_before():

@@ -207,7 +207,7 @@ def inject(pod: dict[str, Any], lookup: Lookup, config: GlobalConfig, offline: b
                      toolbox_blocked=taken, log_claim=lookup.namespace.log_claim,
                      limit_range=lookup.namespace.limit_range,
                      image_unusable=pod_level.image_unusable(pod.get("spec") or {}, config, offline),
-                     ephemeral_short=pod_level.ephemeral_storage_short(pod.get("spec") or {}))
+                     ephemeral_short=pod_level.ephemeral_storage_short(pod.get("spec") or {}, config))
     ctx.mesh, proxies = mesh.injected(pod_annotations(pod), pod.get("spec") or {})
     _note_ignored(ctx)
     for proxy, mesh_name in proxies.items():  # the mesh's own: no feature changes it

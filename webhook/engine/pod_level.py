@@ -10,6 +10,7 @@ and limit is init_resources' concern.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
@@ -185,7 +186,7 @@ def toolbox_unavailable(ctx: PodContext, target: Target, feature: FeatureName) -
     return None
 
 
-def ephemeral_storage_short(spec: dict[str, Any]) -> str:
+def ephemeral_storage_short(spec: dict[str, Any], config: GlobalConfig) -> str:
     """The pod's ephemeral-storage limit where it is below the toolbox volume's sizeLimit (the
     decision's detail), else "". The kubelet's eviction manager evicts a pod whose local ephemeral
     storage -- its containers' writable layers and logs and its disk-backed emptyDirs, podmedic's
@@ -197,24 +198,40 @@ def ephemeral_storage_short(spec: dict[str, Any]) -> str:
     its start with the toolbox. Below the sizeLimit, what the toolbox volume may hold could evict
     the pod by itself, so the features that need it skip. (No container limits ephemeral storage:
     no pod limit, nothing counted; a quantity that cannot be read: the API server refuses the pod.)
-    Above it, the toolbox takes its ~3.4 MB of the pod's limit (docs/configuration.md). Once per
+    Above it, the toolbox takes its ~3.4 MB of the pod's limit (docs/configuration.md). podmedic's
+    own init containers count too: they carry toolbox.resources, whose ephemeral-storage limit
+    (copied as configured) makes a limit of the pod's where its containers set none. Once per
     review (the engine keeps it in the context); the usual pod, with no such limit, costs a look
     at each container's limits."""
+    own = _own_limit(config.toolbox.resources)
+    if own is not None:
+        return _short(spec, own)
     for kind in _LIMITED:
         for container in spec.get(kind) or ():
             resources = container.get("resources") if isinstance(container, dict) else None
             if isinstance(resources, dict) and EPHEMERAL_STORAGE in (resources.get("limits") or ()):
-                return _short(spec)
+                return _short(spec, None)
     return ""
+
+
+def _own_limit(resources: Mapping[str, Any]) -> Fraction | None:
+    """toolbox.resources' ephemeral-storage limit, the one of podmedic's init containers (the
+    configuration checked it is a quantity)."""
+    limits = resources.get("limits")
+    raw = limits.get(EPHEMERAL_STORAGE) if isinstance(limits, Mapping) else None
+    return None if raw is None else quantity(raw)
 
 
 _LIMITED = ("containers", "initContainers")
 
 
-def _short(spec: dict[str, Any]) -> str:
-    """ephemeral_storage_short() for a pod where some container limits ephemeral storage."""
-    found = False
-    total = sidecars = largest_init = Fraction(0)
+def _short(spec: dict[str, Any], own: Fraction | None) -> str:
+    """ephemeral_storage_short() for a pod where some container, or podmedic's own init
+    containers (`own`: they run first, with no sidecar started before them), limit ephemeral
+    storage."""
+    found = own is not None
+    total = sidecars = Fraction(0)
+    largest_init = own or Fraction(0)
     try:
         for container in spec.get("containers") or ():
             limit = _ephemeral_limit(container)
