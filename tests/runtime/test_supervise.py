@@ -296,6 +296,21 @@ def test_the_containers_own_stop_signal_stops_with_the_pod_authors_stopsignal(tb
         assert states(tb)[-2:] == ["STOPPING", "STOPPED"] and tb.state()["start_count"] == 1  # never restarted
 
 
+def test_the_stops_waker_does_not_outlive_the_wrapper(tb):
+    """A stop starts a short-lived process that sends the wrapper a few SIGURGs (a stop whose
+    trap ran just before the loop's `wait` must still end it), by pid: the wrapper ends it when
+    it exits, so no SIGURG goes to a pid used again. Its `sleep` may run out on its own."""
+    app = tb.program("app.sh", "trap 'sleep 0.3; exit 3' TERM\nwhile :; do sleep 0.1; done")
+    proc = tb.supervise(app, FAST)
+    with cleanup(proc):
+        wait_for(lambda: tb.pmctl("ready").returncode == 0)
+        os.kill(proc.pid, signal.SIGTERM)  # the waker's SIGURGs at 0.1 and 0.5 s: the wrapper ends between
+        code, err = finish(proc, 5)
+        assert code == 3, err
+        left = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3] for pid in tb.processes()]
+        assert all(b"sleep" in words for words in left), left
+
+
 def test_sigterm_during_backoff_stops_at_once(tb):
     proc = tb.supervise(tb.program("crash.sh", "exit 6"), {"startsecs": "1", "startretries": "5"})
     with cleanup(proc):
