@@ -217,9 +217,7 @@ def ephemeral_storage_short(spec: dict[str, Any], config: GlobalConfig) -> str:
 def _own_limit(resources: Mapping[str, Any]) -> Fraction | None:
     """toolbox.resources' ephemeral-storage limit, the one of podmedic's init containers (the
     configuration checked it is a quantity)."""
-    limits = resources.get("limits")
-    raw = limits.get(EPHEMERAL_STORAGE) if isinstance(limits, Mapping) else None
-    return None if raw is None else quantity(raw)
+    return _storage_limit(resources)
 
 
 _LIMITED = ("containers", "initContainers")
@@ -262,9 +260,13 @@ def _short(spec: dict[str, Any], own: Fraction | None) -> str:
 def _ephemeral_limit(container: Any) -> Fraction | None:
     """A container's ephemeral-storage limit as a number (None: none); ValueError where it is no
     quantity."""
-    resources = container.get("resources") if isinstance(container, dict) else None
-    limits = resources.get("limits") if isinstance(resources, dict) else None
-    raw = limits.get(EPHEMERAL_STORAGE) if isinstance(limits, dict) else None
+    return _storage_limit(container.get("resources") if isinstance(container, dict) else None)
+
+
+def _storage_limit(resources: Any) -> Fraction | None:
+    """The ephemeral-storage limit of a container's `resources` (None: none)."""
+    limits = resources.get("limits") if isinstance(resources, Mapping) else None
+    raw = limits.get(EPHEMERAL_STORAGE) if isinstance(limits, Mapping) else None
     return None if raw is None else quantity(raw)
 
 
