@@ -214,13 +214,14 @@ def exit_collector_gives_up_in_time(tb, logs: Path, what: str, *exit_args: str, 
     wait_for(lambda: not stuck(tb), timeout=5)
 
 
-def unclean_start_on(tb, logs: Path, hang: Callable[[], None]) -> tuple[subprocess.Popen[str], Path, int]:
+def unclean_start_on(tb, logs: Path, hang: Callable[[], None],
+                     budget: int = BUDGET) -> tuple[subprocess.Popen[str], Path, int]:
     """A wrapper RUNNING with exit bundles to `logs`, a pre-mortem snapshot in the state dir, then
     an OOM group kill (the summary says "clean":false); hang() makes the log volume stop
     answering, and a new wrapper starts on the same state dir, which finds the snapshot to move
     into `logs`. (the new wrapper, the snapshot, the killed wrapper's pid)"""
     app = tb.program("srv.sh", SERVER)
-    first = tb.supervise(app, FAST, exit_bundles=(str(logs), BUDGET), PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    first = tb.supervise(app, FAST, exit_bundles=(str(logs), budget), PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
     wait_for(lambda: running(tb))
     snap = premortem(tb)
     wait_for(lambda: summary(tb)["state"] == "RUNNING")
@@ -228,7 +229,7 @@ def unclean_start_on(tb, logs: Path, hang: Callable[[], None]) -> tuple[subproce
     group_kill(tb, first)
     assert summary(tb)["clean"] is False
     hang()
-    return tb.supervise(app, FAST, exit_bundles=(str(logs), BUDGET), PODMEDIC_MEMORY_CGROUP=NO_CGROUP), snap, before
+    return tb.supervise(app, FAST, exit_bundles=(str(logs), budget), PODMEDIC_MEMORY_CGROUP=NO_CGROUP), snap, before
 
 
 def started_though_the_snapshot_did_not_move(tb, logs: Path, second, snap: Path, before: int) -> None:
@@ -260,3 +261,16 @@ def test_an_unclean_start_where_the_log_directory_cannot_even_be_looked_up_start
     second, snap, before = unclean_start_on(tb, logs, lambda: None)
     started_though_the_snapshot_did_not_move(tb, logs, second, snap, before)
     wait_for(lambda: not stuck(tb), timeout=5)  # SIGKILL ends a FUSE wait: nothing is left waiting
+
+
+def test_a_restarted_container_is_not_ready_while_the_wrapper_looks_at_the_run_before(tb, silent_fuse):
+    """The killed run's state file (RUNNING) outlives the container in the state dir, an emptyDir:
+    `pmctl ready` answered 0 from it, Ready before the app started, for as long as check_previous
+    took (here the move of the snapshot waits on the hung volume for its whole budget, 30 s)."""
+    second, snap, before = unclean_start_on(tb, silent_fuse / "logs", lambda: None, budget=30)
+    wait_for(lambda: tb.state()["wrapper_pid"] != before, timeout=FAST_START)
+    assert tb.state()["state"] == "STOPPED" and tb.state()["start_count"] == 0, tb.state()
+    ready = tb.pmctl("ready")
+    assert ready.returncode == 1 and ready.stdout == "", ready
+    assert tb.pmctl("alive").returncode == 0
+    assert (snap / "processes.txt").exists() and summary(tb)["clean"] is False  # check_previous still waits
