@@ -27,8 +27,13 @@ def summary(tb) -> dict:
 
 
 def running(tb, before: int = 0) -> bool:
-    """The app RUNNING under a wrapper that is not `before` (the state file of a killed run stays)."""
-    return tb.pmctl("ready").returncode == 0 and tb.state()["wrapper_pid"] != before
+    """The app RUNNING under a wrapper that is not `before` (the state file of a killed run stays).
+    The wrapper first, then its readiness: `pmctl ready` first could read the killed run's file
+    (RUNNING) and the state file then the new wrapper's first one (STOPPED, written before it
+    looks at the run before), and this said RUNNING before previous_exit was known. Once the
+    file names the new wrapper, every later reading is that wrapper's."""
+    path = tb.work / "state" / "app.json"
+    return path.exists() and tb.state()["wrapper_pid"] != before and tb.pmctl("ready").returncode == 0
 
 
 def group_kill(tb, proc: subprocess.Popen[str]) -> str:
