@@ -400,3 +400,47 @@ def test_under_the_watch_a_stop_while_starting_ends_the_container(tb):
     time.sleep(0.5)  # in the poll, between its sleeps
     err = stop(proc)
     assert err.rstrip().splitlines()[-1].startswith("podmedic-supervise: app: STOPPED"), err
+
+
+def test_an_exit_bundle_takes_no_snapshot_of_a_run_before(tb):
+    """The state dir outlives the container: a snapshot the run before left there (it was stopped,
+    a liveness kill of a bloated app: a clean end, nothing moved it) is not this run's. The next
+    run's app crashed without crossing the threshold, and its exit bundle took that snapshot as
+    its own (`"premortem": true`, the other run's processes as this crash's)."""
+    cg = FakeCgroup(tb.work, "v2")
+    logs = log_directory(tb)
+    first = tb.supervise(tb.program("srv.sh", SERVER), WATCH, exit_bundles=(str(logs), 5),
+                         PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    wait_for(lambda: tb.pmctl("ready").returncode == 0)
+    cg.set(95 * MiB)
+    wait_for(lambda: (premortem(tb) / "supervisor.txt").exists(), timeout=10)
+    stop(first)
+    assert summary(tb)["clean"] is True
+    old = (premortem(tb) / "summary.txt").read_text()
+    cg.set(10 * MiB)  # the restarted container's cgroup
+    second = tb.supervise(tb.program("crash.sh", "sleep 1.5; exit 3"), {**WATCH, "autorestart": "false"},
+                          exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == 3, err
+    [bundle] = [p for p in (logs / "forensics").iterdir() if "-app-exit-" in p.name]
+    assert json.loads((bundle / "summary.json").read_text())["premortem"] is False
+    assert not (bundle / "premortem").exists()
+    assert (premortem(tb) / "summary.txt").read_text() == old  # left where it was
+
+
+def test_an_exit_bundle_takes_no_snapshot_of_an_earlier_start(tb):
+    """The first start crosses the threshold and exits 0 (autorestart: true, no bundle); the second
+    crashes well below it: its bundle is not the first start's snapshot."""
+    cg = FakeCgroup(tb.work, "v2")
+    logs = log_directory(tb)
+    marker = tb.work / "started-once"
+    body = (f"if [ ! -e {marker} ]; then touch {marker}; echo {95 * MiB} > {cg.dir / cg.usage_name}; "
+            f"while [ ! -e {premortem(tb) / 'supervisor.txt'} ]; do sleep 0.05; done; "
+            f"echo {10 * MiB} > {cg.dir / cg.usage_name}; exit 0; fi; sleep 1.5; exit 3")
+    proc = tb.supervise(tb.program("twice.sh", body), {**WATCH, "autorestart": "true"},
+                        exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=str(cg.dir))
+    wait_for(lambda: [b for b in logs.glob("forensics/*-app-exit-3") if (b / "summary.json").exists()], timeout=30)
+    err = stop(proc)
+    [bundle] = logs.glob("forensics/*-app-exit-3")
+    assert json.loads((bundle / "summary.json").read_text())["premortem"] is False, err
+    assert (premortem(tb) / "supervisor.txt").exists()
