@@ -10,12 +10,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.runtime.conftest import wait_for
+from webhook.toolbox import argv as toolbox_argv
 
 FAST = {"startsecs": "1"}
 SERVER = "while :; do sleep 0.1; done"
@@ -223,3 +227,74 @@ def test_oom_kills_counted_now_make_it_oomkilled_v1(tb):
     wait_for(lambda: running(tb, before))
     assert tb.state()["previous_exit"] == "OOMKilled"
     stop(second)
+
+
+UNSHARE, NSENTER = shutil.which("unshare"), shutil.which("nsenter")
+
+
+class Container:
+    """The wrapper in a PID namespace of its own, as in a container: tini is PID 1 and the wrapper
+    PID 2 in every run, so a restarted container's wrapper has the killed one's pid. `stopped`:
+    PID 2 stops itself before it execs the wrapper (the same process, pid and start time: the new
+    wrapper before its first write, as a throttled CPU keeps it). Needs root (unshare)."""
+
+    def __init__(self, tb, app: str, stopped: bool = False):
+        self.tb = tb
+        argv = toolbox_argv.supervise_command(str(tb.root), name="app", app=[app],
+                                              flags=toolbox_argv.supervise_flags(FAST))
+        if stopped:
+            argv[3:3] = [tb.busybox, "sh", "-c", 'kill -s STOP $$; exec "$@"', "sh"]
+        assert UNSHARE
+        self.proc = subprocess.Popen([UNSHARE, "--pid", "--fork", "--mount-proc", *argv],
+                                     env=tb.env(PODMEDIC_MEMORY_CGROUP=NO_CGROUP), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        tb.sessions.append(self.proc)
+        self.init = int(wait_for(lambda: children(self.proc.pid), timeout=10)[0])  # tini, PID 1 inside
+        self.second = int(wait_for(lambda: children(self.init), timeout=10)[0])  # PID 2 inside
+
+    def kill(self) -> None:
+        """The OOM group kill: the wrapper first (it must not see its app die and write again),
+        then PID 1, whose end has the kernel kill the rest of the namespace."""
+        os.kill(self.second, signal.SIGKILL)
+        os.kill(self.init, signal.SIGKILL)
+        self.proc.communicate(timeout=10)
+
+    def pmctl(self, check: str) -> subprocess.CompletedProcess[str]:
+        """pmctl as the kubelet's exec probe runs it: in the container's PID namespace and /proc."""
+        assert NSENTER
+        return subprocess.run([NSENTER, "-t", str(self.init), "-p", "-m", "--",
+                               *toolbox_argv.pmctl_argv(check, str(self.tb.root), name="app")],  # type: ignore[arg-type]
+                              env=self.tb.env(), capture_output=True, text=True, timeout=10)
+
+
+def children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
+def test_a_restarted_containers_new_wrapper_with_the_killed_ones_pid_is_not_ready_from_its_file(tb):
+    """Before its first write the new wrapper finds the killed run's state file: RUNNING, and a
+    wrapper_pid that is its own pid. pmctl ready answered 0 from it, the container Ready before
+    its app had started (tests under load saw it too: the new wrapper's first file came just after)."""
+    if not UNSHARE or not NSENTER or subprocess.run([UNSHARE, "--pid", "--fork", "--mount-proc", "true"],
+                                                    capture_output=True).returncode:
+        pytest.skip("cannot unshare a PID namespace (needs util-linux and root)")
+    app = tb.program("srv.sh", SERVER)
+    first = Container(tb, app)
+    wait_for(lambda: first.pmctl("ready").returncode == 0 and summary(tb)["state"] == "RUNNING")
+    assert tb.state()["wrapper_pid"] == 2
+    first.kill()
+
+    second = Container(tb, app, stopped=True)
+    wait_for(lambda: Path(f"/proc/{second.second}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T")
+    assert tb.state()["state"] == "RUNNING" and tb.state()["wrapper_pid"] == 2  # the killed run's file
+    assert second.pmctl("alive").returncode == 0  # a process with that pid runs: the new wrapper
+    ready = second.pmctl("ready")
+    assert ready.returncode == 1 and ready.stdout == "", ready
+    os.kill(second.second, signal.SIGCONT)
+    wait_for(lambda: tb.state()["previous_exit"] == "unclean" and second.pmctl("ready").returncode == 0)
+    os.kill(second.init, signal.SIGTERM)  # tini forwards it: the kubelet stopping the container
+    _, err = second.proc.communicate(timeout=20)
+    assert summary(tb)["clean"] is True and len(unclean_lines(err)) == 1, err
