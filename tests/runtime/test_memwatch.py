@@ -63,6 +63,25 @@ def premortem(tb) -> Path:
     return tb.work / "state" / "app.premortem"
 
 
+# The wrapper runs the snapshot's collector under `timeout 20`; a few seconds more for the tick
+# that finds the crossing and the collector's start on a loaded machine
+SNAPSHOT_BOUND = 20 + 5
+
+
+def snapshot_written(tb) -> bool:
+    """The snapshot is complete: its last file is there and its collector no longer runs. The
+    collector creates supervisor.txt before it writes it, and then cuts three of the files through
+    copies renamed over them: seen at once, the directory still held such a .tmp, gone by the
+    time it was looked at (and on a loaded machine the collector needed more than 10 s)."""
+    if not (premortem(tb) / "supervisor.txt").exists():
+        return False
+    for pid in tb.processes():
+        with contextlib.suppress(OSError):
+            if b"\0--premortem\0" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return False
+    return True
+
+
 def summary(tb) -> dict:
     return json.loads((tb.work / "state" / "app.summary").read_text())
 
@@ -116,7 +135,7 @@ def test_crossing_the_threshold_writes_one_snapshot_that_the_summary_names(tb, l
     time.sleep(2.5)  # more than two ticks
     assert not premortem(tb).exists()
     cg.set(95 * MiB, inactive=1 * MiB)  # 94 %
-    wait_for(lambda: (premortem(tb) / "supervisor.txt").exists(), timeout=10)
+    wait_for(lambda: snapshot_written(tb), timeout=SNAPSHOT_BOUND)
     assert summary(tb)["premortem"] == str(premortem(tb))
     app = tb.state()["pid"]
     text = (premortem(tb) / "summary.txt").read_text()
@@ -339,7 +358,7 @@ def test_another_containers_exit_bundle_leaves_this_containers_snapshot_alone(tb
     proc = tb.supervise(tb.program("srv.sh", SERVER), WATCH, PODMEDIC_MEMORY_CGROUP=str(cg.dir))
     wait_for(lambda: tb.pmctl("ready").returncode == 0)
     cg.set(95 * MiB)
-    wait_for(lambda: (premortem(tb) / "supervisor.txt").exists(), timeout=10)
+    wait_for(lambda: snapshot_written(tb), timeout=SNAPSHOT_BOUND)
     # the sidecar: no memory limit, crashes after RUNNING, exit bundles on
     argv = toolbox_argv.supervise_command(
         str(tb.root), name="side", app=[tb.program("side.sh", "sleep 1.5; exit 3")],
@@ -413,7 +432,7 @@ def test_an_exit_bundle_takes_no_snapshot_of_a_run_before(tb):
                          PODMEDIC_MEMORY_CGROUP=str(cg.dir))
     wait_for(lambda: tb.pmctl("ready").returncode == 0)
     cg.set(95 * MiB)
-    wait_for(lambda: (premortem(tb) / "supervisor.txt").exists(), timeout=10)
+    wait_for(lambda: snapshot_written(tb), timeout=SNAPSHOT_BOUND)
     stop(first)
     assert summary(tb)["clean"] is True
     old = (premortem(tb) / "summary.txt").read_text()
