@@ -452,10 +452,12 @@ def test_an_exit_bundle_takes_no_snapshot_of_an_earlier_start(tb):
     crashes well below it: its bundle is not the first start's snapshot."""
     cg = FakeCgroup(tb.work, "v2")
     logs = log_directory(tb)
-    marker = tb.work / "started-once"
-    body = (f"if [ ! -e {marker} ]; then touch {marker}; echo {95 * MiB} > {cg.dir / cg.usage_name}; "
+    once, crashed = tb.work / "started-once", tb.work / "crashed-once"
+    # later starts run on: a second crash, a second bundle, before the stop comes on a loaded machine
+    body = (f"if [ ! -e {once} ]; then touch {once}; echo {95 * MiB} > {cg.dir / cg.usage_name}; "
             f"while [ ! -e {premortem(tb) / 'supervisor.txt'} ]; do sleep 0.05; done; "
-            f"echo {10 * MiB} > {cg.dir / cg.usage_name}; exit 0; fi; sleep 1.5; exit 3")
+            f"echo {10 * MiB} > {cg.dir / cg.usage_name}; exit 0; fi; "
+            f"[ -e {crashed} ] && {{ {SERVER}; }}; touch {crashed}; sleep 1.5; exit 3")
     proc = tb.supervise(tb.program("twice.sh", body), {**WATCH, "autorestart": "true"},
                         exit_bundles=(str(logs), 5), PODMEDIC_MEMORY_CGROUP=str(cg.dir))
     wait_for(lambda: [b for b in logs.glob("forensics/*-app-exit-3") if (b / "summary.json").exists()], timeout=30)
