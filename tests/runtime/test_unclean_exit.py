@@ -41,7 +41,12 @@ def running(tb, before: int = 0) -> bool:
 
 
 def group_kill(tb, proc: subprocess.Popen[str]) -> str:
-    """SIGKILL tini, the wrapper and the app at once (the kernel's OOM group kill); the wrapper's stderr."""
+    """SIGKILL tini, the wrapper and the app at once (the kernel's OOM group kill); the wrapper's stderr.
+    The wrapper (tini's child) first: one after the app, in the set's order, could still see it die
+    and write EXITED (the state a run killed while RUNNING then said, seen under load)."""
+    for pid in children(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
     while left := tb.processes():
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
