@@ -570,3 +570,25 @@ def test_an_exit_127_as_a_forwarded_signal_interrupts_the_wait_is_the_apps_code(
         assert code == 127, err
         assert tb.state()["last_exit_code"] == 127 and states(tb)[-1] == "EXITED", err
         assert "app exited with code 127" in err, err
+
+
+@pytest.mark.parametrize("case", ["crash", "sigkill-after-stopwaitsecs"])
+def test_an_app_killed_by_a_signal_leaves_only_the_wrappers_lines(tb, case):
+    """busybox sh reports a job that a signal killed ("Segmentation fault", "Killed", "Terminated")
+    when its `wait` builtin is what collects it, not when the wait of a command run meanwhile did:
+    a crash while the wrapper waited for the app and the SIGKILL after stopwaitsecs put such a
+    line, not the wrapper's, into the container's log; a stop's poll (a sleep) mostly collected
+    the app first, so whether a stop's log had it was a race."""
+    if case == "sigkill-after-stopwaitsecs":
+        proc = tb.supervise(tb.program("stubborn.sh", "trap '' TERM\nwhile :; do sleep 0.1; done"),
+                            {"startsecs": "0", "stopwaitsecs": "1"})
+        with cleanup(proc):
+            wait_for(lambda: tb.pmctl("ready").returncode == 0)
+            os.kill(proc.pid, signal.SIGTERM)
+            code, err = finish(proc)
+        assert code == 128 + signal.SIGKILL and "STOPPING: sending SIGTERM" in err, err
+    else:
+        code, err = finish(tb.supervise(tb.program("segv.sh", "sleep 1.2; kill -s SEGV $$"),
+                                        {"startsecs": "0", "autorestart": "false"}))
+        assert code == 128 + signal.SIGSEGV and "app exited with code 139 (unexpected)" in err, err
+    assert all(line.startswith("podmedic-supervise: app: ") for line in err.splitlines()), err
