@@ -303,3 +303,24 @@ def test_a_restarted_containers_new_wrapper_with_the_killed_ones_pid_is_not_read
     os.kill(second.init, signal.SIGTERM)  # tini forwards it: the kubelet stopping the container
     _, err = second.proc.communicate(timeout=20)
     assert summary(tb)["clean"] is True and len(unclean_lines(err)) == 1, err
+
+
+def test_a_restart_on_a_full_state_dir_keeps_the_state_file_current(tb, small_volume):
+    """The 1Mi state dir full (other containers' snapshots, one a run before left): busybox's printf
+    applet said nothing when its write failed, and the empty copy was renamed over the state file.
+    The app ran, but pmctl alive failed (the liveness probe would kill it) and ready too. A
+    restarted container, whose killed run's files hold a page each, rewrites them in place."""
+    state = small_volume("state", 64)
+    app = tb.program("srv.sh", SERVER)
+    first = tb.supervise(app, FAST, PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    wait_for(lambda: running(tb) and summary(tb)["state"] == "RUNNING")
+    before = tb.state()["wrapper_pid"]
+    group_kill(tb, first)
+    filler = subprocess.run(["dd", "if=/dev/zero", f"of={state / 'filler'}", "bs=4k", "count=64"],
+                            capture_output=True, text=True)
+    assert "No space left on device" in filler.stderr, filler.stderr  # full
+    second = tb.supervise(app, FAST, PODMEDIC_MEMORY_CGROUP=NO_CGROUP)
+    wait_for(lambda: running(tb, before) and summary(tb)["state"] == "RUNNING")
+    assert tb.pmctl("alive").returncode == 0 and tb.state()["previous_exit"] == "unclean"
+    code, err = stop(second)
+    assert code == 143 and summary(tb)["clean"] is True and tb.state()["state"] == "STOPPED", err
