@@ -24,10 +24,13 @@ ENV = [{"name": "A", "value": "x"}, {"name": "B", "value": "$(A)-y"}, {"name": "
        {"name": "D", "value": "$$(A)"}, {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
        {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}}]
 # Every process of the container older than this script, but podmedic's own: what the app is.
+# Not one without a command line: gone, or a zombie on its way out, such as the child busybox
+# httpd forks for each request (podmedic's httpGet probe makes some; a CI run listed one).
 INSPECT = r"""me=$$
 for d in /proc/[0-9]*; do [ "${d#/proc/}" -ge "$me" ] && continue
+ cmd=$(tr '\0' ' ' < $d/cmdline 2>/dev/null); [ -n "$cmd" ] || continue
  exe=$(readlink $d/exe); case "$exe" in /podmedic/*) continue;; esac
- echo "== $(tr '\0' ' ' < $d/cmdline)|exe $exe|cwd $(readlink $d/cwd)|oom $(cat $d/oom_score_adj)|$(md5sum < $d/limits)"
+ echo "== $cmd|exe $exe|cwd $(readlink $d/cwd)|oom $(cat $d/oom_score_adj)|$(md5sum < $d/limits)"
  grep -E '^(Uid|Gid|Groups|Umask|Cap...|NoNewPrivs|Seccomp|SigBlk|SigIgn|SigCgt):' $d/status
  tr '\0' '\n' < $d/environ | grep -v '^PODMEDIC_' | sort
 done"""
