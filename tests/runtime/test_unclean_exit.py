@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.procs import children
 from tests.runtime.conftest import wait_for
 from webhook.toolbox import argv as toolbox_argv
 
@@ -46,7 +47,7 @@ def group_kill(tb, proc: subprocess.Popen[str]) -> str:
     and write EXITED (the state a run killed while RUNNING then said, seen under load)."""
     for pid in children(proc.pid):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
     while left := tb.processes():
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
@@ -254,8 +255,8 @@ class Container:
                                      env=tb.env(PODMEDIC_MEMORY_CGROUP=NO_CGROUP), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         tb.sessions.append(self.proc)
-        self.init = int(wait_for(lambda: children(self.proc.pid), timeout=10)[0])  # tini, PID 1 inside
-        self.second = int(wait_for(lambda: children(self.init), timeout=10)[0])  # PID 2 inside
+        self.init = wait_for(lambda: children(self.proc.pid), timeout=10)[0]  # tini, PID 1 inside
+        self.second = wait_for(lambda: children(self.init), timeout=10)[0]  # PID 2 inside
 
     def kill(self) -> None:
         """The OOM group kill: the wrapper first (it must not see its app die and write again),
@@ -270,13 +271,6 @@ class Container:
         return subprocess.run([NSENTER, "-t", str(self.init), "-p", "-m", "--",
                                *toolbox_argv.pmctl_argv(check, str(self.tb.root), name="app")],  # type: ignore[arg-type]
                               env=self.tb.env(), capture_output=True, text=True, timeout=10)
-
-
-def children(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return []
 
 
 def test_a_restarted_containers_new_wrapper_with_the_killed_ones_pid_is_not_ready_from_its_file(tb):
